@@ -1,0 +1,349 @@
+//! The command line: raw flags (each with an `AYMARA_MOCK_*` twin), turned
+//! into a [`MockServerBuilder`](crate::MockServerBuilder) — the CLI is a thin
+//! layer over the library.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::ByteSize;
+use crate::server::{MockServer, StartError};
+
+/// A fast, faithful local emulator of the Aymara AI file-upload API.
+#[derive(Debug, Parser)]
+#[command(name = "aymara-mock", version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the emulated API (the default).
+    Serve(ServeArgs),
+    /// Validate fixture files or directories; exit 2 if any is invalid.
+    Check {
+        /// Fixture files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Print the JSON Schema of fixture files.
+    Schema,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Options of `serve`.
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "AYMARA_MOCK_HOST", default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "AYMARA_MOCK_PORT", default_value_t = 8000)]
+    port: u16,
+    /// Store uploads here (created if missing, kept on exit) instead of a fresh temp dir.
+    #[arg(long, env = "AYMARA_MOCK_STORAGE_DIR", value_name = "DIR")]
+    storage_dir: Option<PathBuf>,
+    /// Keep the temp dir on exit.
+    #[arg(long, env = "AYMARA_MOCK_KEEP_FILES")]
+    keep_files: bool,
+    /// Fixture file or directory of fault rules (repeatable; env: comma-separated).
+    #[arg(long = "fixtures", env = "AYMARA_MOCK_FIXTURES", value_name = "PATH", value_delimiter = ',')]
+    fixtures: Vec<PathBuf>,
+    /// Reload fixtures when they change.
+    #[arg(long, env = "AYMARA_MOCK_WATCH")]
+    watch: bool,
+    /// Accept only these x-api-key values (repeatable; env: comma-separated).
+    #[arg(long = "api-key", env = "AYMARA_MOCK_API_KEYS", value_name = "KEY", value_delimiter = ',')]
+    api_keys: Vec<String>,
+    /// Accept only these bearer tokens (repeatable; env: comma-separated).
+    #[arg(long = "bearer-token", env = "AYMARA_MOCK_BEARER_TOKENS", value_name = "TOKEN", value_delimiter = ',')]
+    bearer_tokens: Vec<String>,
+    /// Check no credentials.
+    #[arg(long, env = "AYMARA_MOCK_NO_AUTH", conflicts_with_all = ["api_keys", "bearer_tokens"])]
+    no_auth: bool,
+    /// Largest file accepted, e.g. 512MiB (413 beyond it).
+    #[arg(long, env = "AYMARA_MOCK_MAX_UPLOAD_SIZE", default_value = "5GiB", value_name = "SIZE")]
+    max_upload_size: ByteSize,
+    /// Quota over all stored files, e.g. 1GiB (500 beyond it).
+    #[arg(long, env = "AYMARA_MOCK_MAX_STORAGE", value_name = "SIZE")]
+    max_storage: Option<ByteSize>,
+    /// Seed of the RNG behind rule probabilities (default: random, logged at start).
+    #[arg(long, env = "AYMARA_MOCK_SEED")]
+    seed: Option<u64>,
+    /// Base URL used in file_url (default: the URL listened on).
+    #[arg(long, env = "AYMARA_MOCK_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<String>,
+    /// Bucket name used in remote_uri.
+    #[arg(long, env = "AYMARA_MOCK_BUCKET", default_value = "aymara-mock")]
+    bucket: String,
+    /// Requests kept in the journal (oldest dropped).
+    #[arg(long, env = "AYMARA_MOCK_JOURNAL_SIZE", default_value_t = 10_000, value_name = "N")]
+    journal_size: usize,
+    /// Require `Authorization: Bearer TOKEN` on the admin API.
+    #[arg(long, env = "AYMARA_MOCK_ADMIN_TOKEN", value_name = "TOKEN")]
+    admin_token: Option<String>,
+    /// Also write the listening URL to this file once ready.
+    #[arg(long, env = "AYMARA_MOCK_READY_FILE", value_name = "PATH")]
+    ready_file: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, env = "AYMARA_MOCK_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
+    #[arg(long, env = "AYMARA_MOCK_LOG_LEVEL", default_value = "info", value_name = "LEVEL")]
+    log_level: String,
+    /// How long shutdown waits for in-flight requests, e.g. 10s, 500ms.
+    #[arg(long, env = "AYMARA_MOCK_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    shutdown_timeout: Duration,
+    /// How long a client may take to send its request headers.
+    #[arg(long, env = "AYMARA_MOCK_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    header_read_timeout: Duration,
+    /// How long an upload body may stall before it is aborted.
+    #[arg(long, env = "AYMARA_MOCK_BODY_TIMEOUT", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    body_timeout: Duration,
+    /// At most this many connections at once.
+    #[arg(long, env = "AYMARA_MOCK_MAX_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: Option<u64>,
+}
+
+/// Parses `250ms`, `10s`, `2m` or a plain number of seconds.
+fn parse_duration(input: &str) -> Result<Duration, String> {
+    let s = input.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {input:?}: expected e.g. 500ms, 10s, 2m"))?;
+    let secs = match unit.trim() {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("invalid duration {input:?}: units are ms, s and m")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("invalid duration {input:?}"))
+}
+
+/// Runs the command line; the exit code is 2 for bad flags or fixtures.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Some(Command::Check { paths }) => check(&paths),
+        Some(Command::Schema) => {
+            println!("{}", crate::rules::schema::SCHEMA.trim_end());
+            ExitCode::SUCCESS
+        }
+        Some(Command::Serve(args)) => serve(args),
+        None => serve(cli.serve),
+    }
+}
+
+fn check(paths: &[PathBuf]) -> ExitCode {
+    let mut files = Vec::new();
+    let mut failed = false;
+    for path in paths {
+        match crate::rules::loading::expand(path) {
+            Ok(found) if found.is_empty() => {
+                eprintln!("{}: no fixture files (*.json) found", path.display());
+                failed = true;
+            }
+            Ok(found) => files.extend(found),
+            Err(err) => {
+                eprintln!("{err}");
+                failed = true;
+            }
+        }
+    }
+    let mut rules = 0;
+    for file in &files {
+        match crate::rules::loading::load_file(file) {
+            Ok(loaded) => {
+                rules += loaded.rules.len();
+                println!("{}: ok ({} rules)", file.display(), loaded.rules.len());
+            }
+            Err(err) => {
+                eprintln!("{err}");
+                failed = true;
+            }
+        }
+    }
+    if !failed {
+        // Ids must also be unique across the files served together.
+        if let Err(err) = crate::rules::loading::load_paths(&files) {
+            eprintln!("{err}");
+            failed = true;
+        }
+    }
+    if failed {
+        ExitCode::from(2)
+    } else {
+        println!("{} files, {rules} rules: all valid", files.len());
+        ExitCode::SUCCESS
+    }
+}
+
+fn init_logging(format: LogFormat, level: &str) -> Result<(), String> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(env) if !env.trim().is_empty() => EnvFilter::try_new(env).map_err(|e| format!("invalid RUST_LOG: {e}"))?,
+        _ => EnvFilter::try_new(level).map_err(|e| format!("invalid --log-level {level:?}: {e}"))?,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let result = match format {
+        LogFormat::Text => builder.with_target(false).try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    result.map_err(|e| e.to_string())
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    if let Err(err) = init_logging(args.log_format, &args.log_level) {
+        eprintln!("aymara-mock: {err}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("aymara-mock: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve_async(args))
+}
+
+async fn serve_async(args: ServeArgs) -> ExitCode {
+    let mut builder = MockServer::builder()
+        .host(args.host)
+        .port(args.port)
+        .keep_files(args.keep_files)
+        .watch(args.watch)
+        .no_auth(args.no_auth)
+        .max_upload_size(args.max_upload_size)
+        .bucket(args.bucket)
+        .journal_size(args.journal_size)
+        .shutdown_timeout(args.shutdown_timeout)
+        .header_read_timeout(args.header_read_timeout)
+        .body_timeout(args.body_timeout);
+    if let Some(dir) = args.storage_dir {
+        builder = builder.storage_dir(dir);
+    }
+    for path in &args.fixtures {
+        builder = match builder.fixtures(path) {
+            Ok(b) => b,
+            Err(err) => {
+                eprintln!("aymara-mock: {err}");
+                return ExitCode::from(2);
+            }
+        };
+    }
+    for key in args.api_keys.into_iter().filter(|k| !k.is_empty()) {
+        builder = builder.api_key(key);
+    }
+    for token in args.bearer_tokens.into_iter().filter(|t| !t.is_empty()) {
+        builder = builder.bearer_token(token);
+    }
+    if let Some(size) = args.max_storage {
+        builder = builder.max_storage(size);
+    }
+    if let Some(seed) = args.seed {
+        builder = builder.seed(seed);
+    }
+    if let Some(url) = args.public_url {
+        builder = builder.public_url(url);
+    }
+    if let Some(token) = args.admin_token {
+        builder = builder.admin_token(token);
+    }
+    if let Some(max) = args.max_connections {
+        builder = builder.max_connections(usize::try_from(max).unwrap_or(usize::MAX));
+    }
+    let server = match builder.start().await {
+        Ok(server) => server,
+        Err(err) => {
+            eprintln!("aymara-mock: {err}");
+            return match err {
+                StartError::Fixture(_) | StartError::Config(_) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            };
+        }
+    };
+    // The sidecar contract: exactly one line on stdout, once listening.
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "aymara-mock listening on {}", server.url());
+    let _ = stdout.flush();
+    drop(stdout);
+    if let Some(path) = &args.ready_file {
+        if let Err(err) = write_ready_file(path, server.url()) {
+            eprintln!("aymara-mock: cannot write --ready-file {}: {err}", path.display());
+            server.shutdown().await;
+            return ExitCode::FAILURE;
+        }
+    }
+    let signal = wait_for_signal().await;
+    tracing::info!(signal, "shutting down");
+    server.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+/// Writes the URL to a temp file beside `path`, then renames it into place,
+/// so a harness polling for the file never reads it half-written.
+fn write_ready_file(path: &Path, url: &str) -> std::io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    writeln!(tmp, "{url}")?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+async fn wait_for_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return "SIGINT";
+        };
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5h").is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,159 @@
+//! Validated configuration values: sizes and the authentication policy.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A size in bytes, parsed from human forms such as `512MiB`, `5GiB`, `10MB` or `1024`.
+///
+/// Binary suffixes (`KiB`, `MiB`, `GiB`, `TiB`, and the short `K`, `M`, `G`, `T`)
+/// are powers of 1024; decimal ones (`KB`, `MB`, `GB`, `TB`) are powers of 1000.
+/// Case does not matter; a fraction is allowed (`1.5GiB`).
+///
+/// ```
+/// use aymara_mock::ByteSize;
+/// assert_eq!("512MiB".parse::<ByteSize>().unwrap().bytes(), 512 * 1024 * 1024);
+/// assert_eq!("10MB".parse::<ByteSize>().unwrap().bytes(), 10_000_000);
+/// assert!("ten".parse::<ByteSize>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ByteSize(u64);
+
+impl ByteSize {
+    /// A size of `bytes` bytes.
+    pub const fn new(bytes: u64) -> Self {
+        Self(bytes)
+    }
+
+    /// The size in bytes.
+    pub const fn bytes(self) -> u64 {
+        self.0
+    }
+}
+
+impl From<u64> for ByteSize {
+    fn from(bytes: u64) -> Self {
+        Self(bytes)
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [(&str, u64); 4] = [
+            ("TiB", 1 << 40),
+            ("GiB", 1 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+        ];
+        for (unit, size) in UNITS {
+            if self.0 >= size && self.0 % size == 0 {
+                return write!(f, "{}{unit}", self.0 / size);
+            }
+        }
+        write!(f, "{}B", self.0)
+    }
+}
+
+/// Why a size could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid size {input:?}: expected a number with an optional unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB), e.g. 512MiB")]
+pub struct ByteSizeError {
+    input: String,
+}
+
+impl FromStr for ByteSize {
+    type Err = ByteSizeError;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let err = || ByteSizeError {
+            input: input.to_owned(),
+        };
+        let s = input.trim();
+        let split = s
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(s.len());
+        let (number, unit) = s.split_at(split);
+        let unit = unit.trim().to_ascii_lowercase();
+        let multiplier: u64 = match unit.as_str() {
+            "" | "b" => 1,
+            "kb" => 1_000,
+            "mb" => 1_000_000,
+            "gb" => 1_000_000_000,
+            "tb" => 1_000_000_000_000,
+            "k" | "kib" => 1 << 10,
+            "m" | "mib" => 1 << 20,
+            "g" | "gib" => 1 << 30,
+            "t" | "tib" => 1 << 40,
+            _ => return Err(err()),
+        };
+        if number.is_empty() {
+            return Err(err());
+        }
+        if let Ok(whole) = number.parse::<u64>() {
+            return whole.checked_mul(multiplier).map(Self).ok_or_else(err);
+        }
+        let value: f64 = number.parse().map_err(|_| err())?;
+        let bytes = (value * multiplier as f64).round();
+        if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
+            return Err(err());
+        }
+        Ok(Self(bytes as u64))
+    }
+}
+
+/// Which credentials the emulated API accepts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AuthPolicy {
+    /// Any non-empty `x-api-key` or bearer token (the default).
+    #[default]
+    AnyCredential,
+    /// Only these keys (`x-api-key`) and tokens (`Authorization: Bearer`).
+    Only {
+        /// Accepted `x-api-key` values.
+        api_keys: Vec<String>,
+        /// Accepted bearer tokens.
+        bearer_tokens: Vec<String>,
+    },
+    /// Nothing is checked.
+    Disabled,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_human_sizes() {
+        let cases = [
+            ("0", 0),
+            ("1024", 1024),
+            ("1B", 1),
+            ("1KiB", 1024),
+            ("1k", 1024),
+            ("1KB", 1000),
+            ("512MiB", 512 << 20),
+            ("5GiB", 5 << 30),
+            ("5gib", 5 << 30),
+            ("1.5GiB", 3 << 29),
+            ("2 MiB", 2 << 20),
+            ("1TB", 1_000_000_000_000),
+        ];
+        for (input, bytes) in cases {
+            assert_eq!(input.parse::<ByteSize>().map(ByteSize::bytes), Ok(bytes), "{input}");
+        }
+    }
+
+    #[test]
+    fn rejects_nonsense_sizes() {
+        for input in ["", "MiB", "ten", "5XB", "-1", "1.2.3", "99999999999999999999TiB"] {
+            assert!(input.parse::<ByteSize>().is_err(), "{input}");
+        }
+    }
+
+    #[test]
+    fn displays_in_the_largest_exact_unit() {
+        assert_eq!(ByteSize::new(5 << 30).to_string(), "5GiB");
+        assert_eq!(ByteSize::new(1536).to_string(), "1536B");
+        assert_eq!(ByteSize::new(3 << 10).to_string(), "3KiB");
+        assert_eq!(ByteSize::new(1000).to_string(), "1000B");
+    }
+}

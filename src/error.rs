@@ -1,0 +1,227 @@
+//! The API's error envelope, and the only place that turns an error into an HTTP answer.
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use serde_json::{json, Map, Value};
+
+use crate::http_util::{full, ResponseBody};
+
+/// The real API's default error `code` for an HTTP status.
+///
+/// ```
+/// assert_eq!(aymara_mock::default_error_code(429), "quota.limit_exceeded");
+/// assert_eq!(aymara_mock::default_error_code(418), "validation.invalid_request");
+/// assert_eq!(aymara_mock::default_error_code(502), "server.internal_error");
+/// ```
+pub fn default_error_code(status: u16) -> &'static str {
+    match status {
+        400 => "validation.invalid_request",
+        401 => "auth.invalid_key",
+        403 => "auth.insufficient_permissions",
+        404 => "resource.not_found",
+        409 => "resource.conflict",
+        422 => "validation.invalid_format",
+        429 => "quota.limit_exceeded",
+        500 => "server.internal_error",
+        503 => "server.unavailable",
+        s if s >= 500 => "server.internal_error",
+        _ => "validation.invalid_request",
+    }
+}
+
+/// A realistic default message for a documented status, used when a rule or a
+/// `Prefer: code=` header does not give one.
+pub(crate) fn default_error_message(status: u16) -> &'static str {
+    match status {
+        400 => "The request is invalid.",
+        401 => "Invalid API key.",
+        403 => "This API key does not have permission to perform this action.",
+        404 => "The requested resource was not found.",
+        409 => "The request conflicts with the current state of the resource.",
+        422 => "The request could not be processed.",
+        429 => "Rate limit exceeded. Please retry later.",
+        500 => "An internal server error occurred.",
+        503 => "The service is temporarily unavailable. Please retry later.",
+        s if s >= 500 => "An internal server error occurred.",
+        _ => "The request is invalid.",
+    }
+}
+
+/// Statuses the real API documents for the upload endpoint (besides 200).
+pub const DOCUMENTED_ERROR_STATUSES: [u16; 9] = [400, 401, 403, 404, 409, 422, 429, 500, 503];
+
+/// An error answer: status, envelope parts and extra headers.
+///
+/// Everything that ends a request with an error (validation, auth, routing,
+/// storage, an injected status) is an `ApiError`; [`ApiError::into_response`] is
+/// the one place that renders it.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// `error.code` in the envelope.
+    pub code: String,
+    /// `error.message` in the envelope: says what to fix.
+    pub message: String,
+    /// `error.details`.
+    pub details: Value,
+    /// Extra response headers (`Allow`, `Retry-After`, `Connection`, …).
+    pub headers: HeaderMap,
+    /// Replaces the envelope entirely (a rule's `body`).
+    pub body_override: Option<Value>,
+    /// Shallow-merged into the envelope (a rule's `merge`).
+    pub merge: Option<Map<String, Value>>,
+}
+
+impl ApiError {
+    /// An error with the default code for `status` and the given message.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code: default_error_code(status.as_u16()).to_owned(),
+            message: message.into(),
+            details: json!({}),
+            headers: HeaderMap::new(),
+            body_override: None,
+            merge: None,
+        }
+    }
+
+    /// Replaces `error.code`.
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = code.into();
+        self
+    }
+
+    /// Replaces `error.details`.
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    /// Adds a response header (invalid values are skipped).
+    pub fn with_header(mut self, name: http::header::HeaderName, value: &str) -> Self {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            self.headers.insert(name, v);
+        }
+        self
+    }
+
+    pub(crate) fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, message)
+    }
+
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub(crate) fn unprocessable(field: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, message).with_details(json!({ "field": field }))
+    }
+
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    pub(crate) fn method_not_allowed(allow: &str) -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("Method not allowed on this path; allowed: {allow}."),
+        )
+        .with_header(http::header::ALLOW, allow)
+    }
+
+    pub(crate) fn payload_too_large(limit: u64) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "The upload is larger than the maximum upload size of {} bytes (--max-upload-size).",
+                limit
+            ),
+        )
+        .with_details(json!({ "field": "file", "max_upload_size": limit }))
+    }
+
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+
+    /// The JSON body this error renders to, for `request_id`.
+    pub fn body(&self, request_id: &str) -> Value {
+        if let Some(body) = &self.body_override {
+            return body.clone();
+        }
+        let mut envelope = json!({
+            "error": {
+                "code": self.code,
+                "message": self.message,
+                "request_id": request_id,
+                "details": self.details,
+            },
+            "request_id": request_id,
+        });
+        if let (Some(merge), Some(obj)) = (&self.merge, envelope.as_object_mut()) {
+            for (k, v) in merge {
+                obj.insert(k.clone(), v.clone());
+            }
+        }
+        envelope
+    }
+
+    /// Renders the envelope as an HTTP response.
+    pub(crate) fn into_response(self, request_id: &str) -> Response<ResponseBody> {
+        let body = self.body(request_id);
+        let mut response = json_response(self.status, &body);
+        for (name, value) in &self.headers {
+            response.headers_mut().insert(name.clone(), value.clone());
+        }
+        response
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// A JSON response with the given status.
+pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response<ResponseBody> {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut response = Response::new(full(Bytes::from(bytes)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_carries_request_id_twice_and_default_code() {
+        let err = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "down");
+        let body = err.body("req_1");
+        assert_eq!(body["request_id"], "req_1");
+        assert_eq!(body["error"]["request_id"], "req_1");
+        assert_eq!(body["error"]["code"], "server.unavailable");
+        assert_eq!(body["error"]["message"], "down");
+        assert_eq!(body["error"]["details"], json!({}));
+    }
+
+    #[test]
+    fn merge_overrides_top_level_fields_only() {
+        let mut err = ApiError::new(StatusCode::BAD_REQUEST, "x");
+        let mut merge = Map::new();
+        merge.insert("extra".into(), json!(1));
+        err.merge = Some(merge);
+        let body = err.body("r");
+        assert_eq!(body["extra"], 1);
+        assert_eq!(body["error"]["code"], "validation.invalid_request");
+    }
+}

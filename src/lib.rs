@@ -1,0 +1,67 @@
+//! # aymara-mock
+//!
+//! A fast, faithful local emulator of the Aymara AI file-upload API
+//! (`POST /v2/files/-/uploads`), with fault injection.
+//!
+//! Uploads are streamed to a directory (a fresh temp dir by default), answered
+//! exactly like the real API, and any documented error or network fault can be
+//! injected through fault rules — from fixture files, the admin API
+//! (`/__admin`), a `Prefer: code=NNN` header, or from Rust.
+//!
+//! ## Getting started
+//!
+//! ```
+//! use aymara_mock::{MockServer, Rule};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Arrange: a server on a free port that accepts one key, and fails the
+//! // first upload with 503.
+//! let server = MockServer::builder().api_key("test-key").start().await?;
+//! server.add_rule(Rule::respond(503).times(1)).await?;
+//!
+//! // Act: point the client under test at `server.url()`…
+//! let upload_url = server.upload_url();
+//! assert!(upload_url.ends_with("/v2/files/-/uploads"));
+//!
+//! // Assert: on what the server received.
+//! assert!(server.requests().await.is_empty());
+//! # Ok(())
+//! # }
+//! // Dropping the server stops it and removes its temp dir.
+//! ```
+//!
+//! ## Test isolation
+//!
+//! Each `MockServer` listens on its own port with its own storage directory,
+//! rules, counters and journal, so tests can run in parallel.
+
+#![deny(missing_docs)]
+
+pub(crate) mod admin;
+pub(crate) mod auth;
+pub mod cli;
+pub(crate) mod config;
+pub(crate) mod error;
+pub(crate) mod http_util;
+pub(crate) mod journal;
+pub(crate) mod rules;
+pub(crate) mod server;
+pub(crate) mod storage;
+pub(crate) mod upload;
+
+pub use config::{AuthPolicy, ByteSize, ByteSizeError};
+pub use error::{default_error_code, ApiError, DOCUMENTED_ERROR_STATUSES};
+pub use journal::{RequestRecord, REDACTED};
+pub use rules::glob::{Glob, GlobError};
+pub use rules::model::{
+    Action, Fault, Fixture, Headers, Match, Pass, Phase, Probability, Respond, Rule, SizeRange, Status, When,
+};
+pub use rules::schema::SCHEMA as FIXTURE_SCHEMA;
+pub use rules::{AddRuleError, FixtureError, RuleStatus};
+pub use server::{MockServer, MockServerBuilder, StartError};
+pub use storage::StoredUpload;
+pub use upload::name::SafeFileName;
+
+/// The emulated endpoint's path.
+pub const UPLOAD_PATH: &str = "/v2/files/-/uploads";

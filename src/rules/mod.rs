@@ -1,0 +1,453 @@
+//! Fault rules: the model ([`Rule`]), loading fixture files, matching, and the
+//! [`RuleEngine`] that decides, phase by phase, which rule fires.
+//!
+//! Order: rules added at run time (newest first), then fixture rules in file
+//! order. The first rule of the current phase whose `match` and `when` hold
+//! decides. Counters and the seeded RNG live behind one mutex, so `after`,
+//! `times` and `probability` are exact under concurrency; the lock is held only
+//! while deciding, never while a fault is carried out.
+
+pub(crate) mod glob;
+pub(crate) mod loading;
+pub(crate) mod model;
+pub(crate) mod schema;
+pub(crate) mod watch;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+pub use loading::FixtureError;
+use model::{Action, Phase, Rule};
+
+use crate::journal::lock;
+use crate::UPLOAD_PATH;
+
+/// What a rule can see of a request; later phases fill in more.
+#[derive(Debug)]
+pub(crate) struct RequestFacts<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) headers: &'a http::HeaderMap,
+    pub(crate) query: &'a [(String, String)],
+    pub(crate) filename: Option<&'a str>,
+    pub(crate) content_type: Option<&'a str>,
+    pub(crate) size: Option<u64>,
+}
+
+impl model::Match {
+    /// Does every condition hold for these facts?
+    pub(crate) fn matches(&self, facts: &RequestFacts<'_>) -> bool {
+        let path_ok = match &self.path {
+            Some(glob) => glob.matches(facts.path),
+            None => facts.path == UPLOAD_PATH,
+        };
+        let method_ok = match (&self.method, &self.path) {
+            (Some(glob), _) => glob.matches_ignore_case(facts.method),
+            (None, None) => facts.method.eq_ignore_ascii_case("POST"),
+            (None, Some(_)) => true,
+        };
+        path_ok
+            && method_ok
+            && self.headers.iter().all(|(name, want)| {
+                let mut values = facts
+                    .headers
+                    .get_all(name.as_str())
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .peekable();
+                match want {
+                    None => values.peek().is_none(),
+                    Some(glob) => values.any(|v| glob.matches(v)),
+                }
+            })
+            && self.query.iter().all(|(name, want)| {
+                let mut values = facts.query.iter().filter(|(k, _)| k == name).map(|(_, v)| v);
+                match want {
+                    None => values.next().is_none(),
+                    Some(glob) => values.any(|v| glob.matches(v)),
+                }
+            })
+            && self.filename.as_ref().is_none_or(|glob| {
+                facts.filename.is_some_and(|f| glob.matches(f))
+            })
+            && self.content_type.as_ref().is_none_or(|glob| {
+                facts.content_type.is_some_and(|c| glob.matches_ignore_case(c))
+            })
+            && self
+                .size
+                .as_ref()
+                .is_none_or(|range| facts.size.is_some_and(|s| range.contains(s)))
+    }
+}
+
+/// A rule that fired.
+#[derive(Debug, Clone)]
+pub(crate) struct Decision {
+    pub(crate) id: String,
+    pub(crate) rule: Arc<Rule>,
+}
+
+impl Decision {
+    pub(crate) fn action(&self) -> &Action {
+        &self.rule.action
+    }
+}
+
+/// A rule with its counters, as listed by `GET /__admin/rules`.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct RuleStatus {
+    /// The rule's id.
+    pub id: String,
+    /// The fixture file it came from, or `admin`.
+    pub source: String,
+    /// Requests whose `match` held (including those `after` let through).
+    pub matched: u64,
+    /// Times it fired.
+    pub fired: u64,
+    /// The rule itself.
+    pub rule: Rule,
+}
+
+#[derive(Debug)]
+struct Entry {
+    id: String,
+    source: String,
+    rule: Arc<Rule>,
+    matched: u64,
+    fired: u64,
+}
+
+#[derive(Debug)]
+struct State {
+    /// Run-time rules, newest first.
+    admin: Vec<Entry>,
+    fixtures: Vec<Entry>,
+    rng: StdRng,
+    next_generated: u64,
+}
+
+impl State {
+    fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.admin.iter().chain(self.fixtures.iter())
+    }
+
+    fn id_in_use(&self, id: &str) -> bool {
+        self.entries().any(|e| e.id == id)
+    }
+
+    fn generate_id(&mut self) -> String {
+        loop {
+            self.next_generated += 1;
+            let id = format!("rule-{}", self.next_generated);
+            if !self.id_in_use(&id) {
+                return id;
+            }
+        }
+    }
+
+    fn fixture_entries(&mut self, files: Vec<loading::LoadedFile>) -> Vec<Entry> {
+        let mut out = Vec::new();
+        for file in files {
+            for rule in file.rules {
+                let id = match &rule.id {
+                    Some(id) => id.clone(),
+                    None => self.generate_id(),
+                };
+                out.push(Entry {
+                    id,
+                    source: file.source.clone(),
+                    rule: Arc::new(rule),
+                    matched: 0,
+                    fired: 0,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// Why a run-time rule was not added.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddRuleError {
+    /// The JSON is not a valid rule.
+    #[error("{0}")]
+    Invalid(FixtureError),
+    /// Another rule already has this id.
+    #[error("a rule with id \"{0}\" already exists")]
+    DuplicateId(String),
+}
+
+/// Decides which rule fires; holds the rules, their counters and the RNG.
+#[derive(Debug)]
+pub(crate) struct RuleEngine {
+    state: Mutex<State>,
+    fixture_paths: Vec<PathBuf>,
+    seed: u64,
+}
+
+impl RuleEngine {
+    /// Loads the fixtures (all or nothing).
+    pub(crate) fn new(fixture_paths: Vec<PathBuf>, seed: u64) -> Result<Self, FixtureError> {
+        let files = loading::load_paths(&fixture_paths)?;
+        let mut state = State {
+            admin: Vec::new(),
+            fixtures: Vec::new(),
+            rng: StdRng::seed_from_u64(seed),
+            next_generated: 0,
+        };
+        state.fixtures = state.fixture_entries(files);
+        Ok(Self {
+            state: Mutex::new(state),
+            fixture_paths,
+            seed,
+        })
+    }
+
+    pub(crate) fn fixture_paths(&self) -> &[PathBuf] {
+        &self.fixture_paths
+    }
+
+    /// The first rule of `phase` whose match and `when` hold, with counters updated.
+    pub(crate) fn decide(&self, phase: Phase, facts: &RequestFacts<'_>) -> Option<Decision> {
+        let mut state = lock(&self.state);
+        let State {
+            admin,
+            fixtures,
+            rng,
+            ..
+        } = &mut *state;
+        for entry in admin.iter_mut().chain(fixtures.iter_mut()) {
+            let rule = &entry.rule;
+            if rule.phase != phase || !rule.matcher.matches(facts) {
+                continue;
+            }
+            entry.matched += 1;
+            if entry.matched <= rule.when.after {
+                continue;
+            }
+            if rule.when.times.is_some_and(|t| entry.fired >= t) {
+                continue;
+            }
+            let p = rule.when.probability.value();
+            if p < 1.0 && !rng.gen_bool(p) {
+                continue;
+            }
+            entry.fired += 1;
+            return Some(Decision {
+                id: entry.id.clone(),
+                rule: Arc::clone(&entry.rule),
+            });
+        }
+        None
+    }
+
+    /// Adds run-time rules before all others: a batch keeps its own order and
+    /// goes before older rules. All or nothing.
+    pub(crate) fn add(&self, rules: Vec<Rule>) -> Result<Vec<String>, AddRuleError> {
+        let mut state = lock(&self.state);
+        let mut batch: Vec<&str> = Vec::new();
+        for rule in &rules {
+            if let Some(id) = rule.id.as_deref() {
+                if state.id_in_use(id) || batch.contains(&id) {
+                    return Err(AddRuleError::DuplicateId(id.to_owned()));
+                }
+                batch.push(id);
+            }
+        }
+        let mut ids = Vec::with_capacity(rules.len());
+        let mut entries = Vec::with_capacity(rules.len());
+        for rule in rules {
+            let id = match &rule.id {
+                Some(id) => id.clone(),
+                None => state.generate_id(),
+            };
+            ids.push(id.clone());
+            entries.push(Entry {
+                id,
+                source: "admin".to_owned(),
+                rule: Arc::new(rule),
+                matched: 0,
+                fired: 0,
+            });
+        }
+        state.admin.splice(0..0, entries);
+        Ok(ids)
+    }
+
+    /// Removes one rule (run-time or fixture) by id.
+    pub(crate) fn remove(&self, id: &str) -> bool {
+        let mut state = lock(&self.state);
+        let before = state.admin.len() + state.fixtures.len();
+        state.admin.retain(|e| e.id != id);
+        state.fixtures.retain(|e| e.id != id);
+        before != state.admin.len() + state.fixtures.len()
+    }
+
+    /// Removes every rule, fixture rules included (until reset or reload).
+    pub(crate) fn clear(&self) {
+        let mut state = lock(&self.state);
+        state.admin.clear();
+        state.fixtures.clear();
+    }
+
+    /// Rules in evaluation order, with counters.
+    pub(crate) fn list(&self) -> Vec<RuleStatus> {
+        let state = lock(&self.state);
+        state
+            .entries()
+            .map(|e| RuleStatus {
+                id: e.id.clone(),
+                source: e.source.clone(),
+                matched: e.matched,
+                fired: e.fired,
+                rule: (*e.rule).clone(),
+            })
+            .collect()
+    }
+
+    /// Replaces the fixture rules (fresh counters); run-time rules stay.
+    pub(crate) fn replace_fixtures(&self, files: Vec<loading::LoadedFile>) -> Result<(), FixtureError> {
+        let mut state = lock(&self.state);
+        // A reloaded fixture must not take an id a run-time rule holds.
+        for file in &files {
+            for rule in &file.rules {
+                if let Some(id) = rule.id.as_deref() {
+                    if state.admin.iter().any(|e| e.id == id) {
+                        return Err(FixtureError::whole(
+                            &file.source,
+                            format!("rule id \"{id}\" is already used by a rule added through the admin API"),
+                        ));
+                    }
+                }
+            }
+        }
+        let entries = state.fixture_entries(files);
+        state.fixtures = entries;
+        Ok(())
+    }
+
+    /// Back to the state at start: run-time rules removed, fixtures reloaded
+    /// from disk, counters zeroed, the RNG re-seeded.
+    pub(crate) fn reset(&self) -> Result<(), FixtureError> {
+        let files = loading::load_paths(&self.fixture_paths)?;
+        let mut state = lock(&self.state);
+        state.admin.clear();
+        state.next_generated = 0;
+        state.fixtures = state.fixture_entries(files);
+        state.rng = StdRng::seed_from_u64(self.seed);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderMap;
+
+    fn engine(rules: &[&str]) -> RuleEngine {
+        let e = RuleEngine::new(Vec::new(), 7).unwrap();
+        let parsed = rules
+            .iter()
+            .map(|r| serde_json::from_str::<Rule>(r).unwrap())
+            .collect();
+        e.add(parsed).unwrap();
+        e
+    }
+
+    fn upload_facts<'a>(headers: &'a HeaderMap, query: &'a [(String, String)]) -> RequestFacts<'a> {
+        RequestFacts {
+            method: "POST",
+            path: UPLOAD_PATH,
+            headers,
+            query,
+            filename: Some("clip.mp4"),
+            content_type: Some("video/mp4"),
+            size: Some(10),
+        }
+    }
+
+    #[test]
+    fn after_and_times_count_matching_requests() {
+        let e = engine(&[r#"{"id":"r","respond":{"status":503},"when":{"after":1,"times":2}}"#]);
+        let h = HeaderMap::new();
+        let fired: Vec<bool> = (0..5)
+            .map(|_| e.decide(Phase::Request, &upload_facts(&h, &[])).is_some())
+            .collect();
+        assert_eq!(fired, [false, true, true, false, false]);
+        let status = &e.list()[0];
+        assert_eq!((status.matched, status.fired), (5, 2));
+    }
+
+    #[test]
+    fn rules_are_decided_only_in_their_phase() {
+        let e = engine(&[r#"{"respond":{"status":422},"match":{"filename":"*.mp4"}}"#]);
+        let h = HeaderMap::new();
+        assert!(e.decide(Phase::Request, &upload_facts(&h, &[])).is_none());
+        assert!(e.decide(Phase::Upload, &upload_facts(&h, &[])).is_some());
+    }
+
+    #[test]
+    fn header_and_query_conditions() {
+        let e = engine(&[
+            r#"{"id":"absent","respond":{"status":401},"match":{"headers":{"X-Api-Key":null}}}"#,
+            r#"{"id":"limited","respond":{"status":429},"match":{"headers":{"x-api-key":"limited-*"},"query":{"workspace_uuid":"ws-*"}}}"#,
+        ]);
+        let mut h = HeaderMap::new();
+        let none: Vec<(String, String)> = vec![];
+        assert_eq!(e.decide(Phase::Request, &upload_facts(&h, &none)).map(|d| d.id).as_deref(), Some("absent"));
+        h.insert("x-api-key", http::HeaderValue::from_static("limited-1"));
+        assert!(e.decide(Phase::Request, &upload_facts(&h, &none)).is_none());
+        let q = vec![("workspace_uuid".to_owned(), "ws-9".to_owned())];
+        assert_eq!(e.decide(Phase::Request, &upload_facts(&h, &q)).map(|d| d.id).as_deref(), Some("limited"));
+    }
+
+    #[test]
+    fn omitted_path_means_the_upload_endpoint() {
+        let e = engine(&[r#"{"respond":{"status":503}}"#, r#"{"id":"h","respond":{"status":503},"match":{"path":"/health"}}"#]);
+        let h = HeaderMap::new();
+        let facts = RequestFacts {
+            method: "GET",
+            path: "/health",
+            headers: &h,
+            query: &[],
+            filename: None,
+            content_type: None,
+            size: None,
+        };
+        assert_eq!(e.decide(Phase::Request, &facts).map(|d| d.id).as_deref(), Some("h"));
+    }
+
+    #[test]
+    fn same_seed_same_sequence() {
+        let run = || {
+            let e = engine(&[r#"{"respond":{"status":500},"when":{"probability":0.3}}"#]);
+            let h = HeaderMap::new();
+            (0..200)
+                .map(|_| e.decide(Phase::Request, &upload_facts(&h, &[])).is_some())
+                .collect::<Vec<_>>()
+        };
+        let a = run();
+        assert_eq!(a, run());
+        let fired = a.iter().filter(|f| **f).count();
+        assert!((30..=90).contains(&fired), "{fired}");
+    }
+
+    #[test]
+    fn newest_admin_rule_comes_first_and_ids_are_unique() {
+        let e = RuleEngine::new(Vec::new(), 1).unwrap();
+        e.add(vec![Rule::respond(500).with_id("old")]).unwrap();
+        e.add(vec![Rule::respond(503).with_id("new")]).unwrap();
+        let ids: Vec<String> = e.list().into_iter().map(|s| s.id).collect();
+        assert_eq!(ids, ["new", "old"]);
+        assert_eq!(
+            e.add(vec![Rule::respond(500).with_id("old")]),
+            Err(AddRuleError::DuplicateId("old".into()))
+        );
+        assert!(e.remove("old"));
+        assert!(!e.remove("old"));
+    }
+}

@@ -1,0 +1,722 @@
+//! The fault-rule model: the JSON of fixture files and of `POST /__admin/rules`,
+//! as typed serde structs. Values are checked while they are parsed (newtypes
+//! with `try_from`), so every error carries the file position of the value.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::glob::Glob;
+use crate::config::ByteSize;
+
+/// A fixture file: `{"$schema": …, "rules": […]}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Fixture {
+    /// Where editors find the schema (ignored by the emulator).
+    #[serde(rename = "$schema", default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// Free text about the scenario.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The rules, in evaluation order.
+    pub rules: Vec<Rule>,
+}
+
+/// When a rule is decided, from the earliest to the latest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Headers only: no body byte has been read.
+    Request,
+    /// The file part's headers are known (`filename`, `content_type`).
+    Upload,
+    /// The whole file has been received (`size`).
+    Complete,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Request => "request",
+            Phase::Upload => "upload",
+            Phase::Complete => "complete",
+        })
+    }
+}
+
+/// What a request must look like for a rule to apply. Every condition given must hold.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Match {
+    /// HTTP method glob (case-insensitive). Omitted: `POST` when `path` is omitted too, else any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<Glob>,
+    /// Path glob. Omitted: the upload endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<Glob>,
+    /// Header name (case-insensitive) → value glob; `null` means "absent".
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, Option<Glob>>,
+    /// Query parameter → value glob; `null` means "absent".
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub query: BTreeMap<String, Option<Glob>>,
+    /// Glob on the file part's `filename` (as sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<Glob>,
+    /// Glob on the file part's content type (case-insensitive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<Glob>,
+    /// Bounds on the file's size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<SizeRange>,
+}
+
+impl Match {
+    /// The earliest phase at which every condition can be checked.
+    pub fn earliest_phase(&self) -> Phase {
+        if self.size.is_some() {
+            Phase::Complete
+        } else if self.filename.is_some() || self.content_type.is_some() {
+            Phase::Upload
+        } else {
+            Phase::Request
+        }
+    }
+
+    /// The field that forces `earliest_phase`, for error messages.
+    fn latest_condition(&self) -> &'static str {
+        if self.size.is_some() {
+            "match.size"
+        } else if self.filename.is_some() {
+            "match.filename"
+        } else {
+            "match.content_type"
+        }
+    }
+}
+
+/// Inclusive bounds on a size; numbers of bytes or human sizes (`"1MiB"`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, try_from = "SizeRangeDef")]
+pub struct SizeRange {
+    /// At least this many bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_size")]
+    pub min: Option<u64>,
+    /// At most this many bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_size")]
+    pub max: Option<u64>,
+}
+
+impl SizeRange {
+    /// Is `size` within the bounds?
+    pub fn contains(&self, size: u64) -> bool {
+        self.min.is_none_or(|min| size >= min) && self.max.is_none_or(|max| size <= max)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SizeRangeDef {
+    #[serde(default, with = "opt_size")]
+    min: Option<u64>,
+    #[serde(default, with = "opt_size")]
+    max: Option<u64>,
+}
+
+impl TryFrom<SizeRangeDef> for SizeRange {
+    type Error = String;
+    fn try_from(def: SizeRangeDef) -> Result<Self, Self::Error> {
+        if let (Some(min), Some(max)) = (def.min, def.max) {
+            if min > max {
+                return Err(format!("size.min ({min}) is greater than size.max ({max})"));
+            }
+        }
+        Ok(Self {
+            min: def.min,
+            max: def.max,
+        })
+    }
+}
+
+/// `Option<u64>` that also reads human sizes such as `"64KiB"`.
+mod opt_size {
+    use super::ByteSize;
+    use serde::{de, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(n) => s.serialize_u64(*n),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = Option<u64>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a size in bytes (a number, or a string such as \"64KiB\") or null")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Some(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                v.parse::<ByteSize>()
+                    .map(|b| Some(b.bytes()))
+                    .map_err(E::custom)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_some<D2: de::Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+                d.deserialize_any(V)
+            }
+        }
+        d.deserialize_option(V)
+    }
+}
+
+/// When a matching rule fires.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct When {
+    /// Let the first N matching requests through.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub after: u64,
+    /// Fire at most M times (default: unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub times: Option<u64>,
+    /// Fire with this probability, from the server's seeded RNG.
+    #[serde(default, skip_serializing_if = "Probability::is_one")]
+    pub probability: Probability,
+}
+
+impl Default for When {
+    fn default() -> Self {
+        Self {
+            after: 0,
+            times: None,
+            probability: Probability::ALWAYS,
+        }
+    }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// A probability in `0.0..=1.0`.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
+#[serde(try_from = "f64", into = "f64")]
+pub struct Probability(f64);
+
+impl Probability {
+    /// Certainty.
+    pub const ALWAYS: Probability = Probability(1.0);
+
+    /// The value.
+    pub fn value(self) -> f64 {
+        self.0
+    }
+
+    fn is_one(&self) -> bool {
+        self.0 >= 1.0
+    }
+}
+
+impl Default for Probability {
+    fn default() -> Self {
+        Self::ALWAYS
+    }
+}
+
+impl TryFrom<f64> for Probability {
+    type Error = String;
+    fn try_from(p: f64) -> Result<Self, Self::Error> {
+        if (0.0..=1.0).contains(&p) {
+            Ok(Self(p))
+        } else {
+            Err(format!("probability must be between 0 and 1, got {p}"))
+        }
+    }
+}
+
+impl From<Probability> for f64 {
+    fn from(p: Probability) -> f64 {
+        p.0
+    }
+}
+
+/// An HTTP status a rule may answer with: 200 to 599.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "u16", into = "u16")]
+pub struct Status(u16);
+
+impl Status {
+    /// The numeric status.
+    pub fn code(self) -> u16 {
+        self.0
+    }
+
+    /// Is it a success (2xx)?
+    pub fn is_success(self) -> bool {
+        (200..300).contains(&self.0)
+    }
+}
+
+impl TryFrom<u16> for Status {
+    type Error = String;
+    fn try_from(code: u16) -> Result<Self, Self::Error> {
+        if (200..=599).contains(&code) {
+            Ok(Self(code))
+        } else {
+            Err(format!("status must be between 200 and 599, got {code}"))
+        }
+    }
+}
+
+impl From<Status> for u16 {
+    fn from(s: Status) -> u16 {
+        s.0
+    }
+}
+
+/// Response headers a rule adds: names and values checked as HTTP allows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "BTreeMap<String, String>", into = "BTreeMap<String, String>")]
+pub struct Headers(BTreeMap<String, String>);
+
+impl Headers {
+    /// The headers, as name → value.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl TryFrom<BTreeMap<String, String>> for Headers {
+    type Error = String;
+    fn try_from(map: BTreeMap<String, String>) -> Result<Self, Self::Error> {
+        for (name, value) in &map {
+            http::HeaderName::try_from(name.as_str())
+                .map_err(|_| format!("{name:?} is not a valid header name"))?;
+            http::HeaderValue::try_from(value.as_str())
+                .map_err(|_| format!("the value of header {name:?} is not a valid header value"))?;
+        }
+        Ok(Self(map))
+    }
+}
+
+impl From<Headers> for BTreeMap<String, String> {
+    fn from(h: Headers) -> Self {
+        h.0
+    }
+}
+
+/// Answer with a status and a body.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Respond {
+    /// The status, 200–599.
+    pub status: Status,
+    /// Extra response headers.
+    #[serde(default, skip_serializing_if = "Headers::is_empty")]
+    pub headers: Headers,
+    /// `error.code` (default: the real API's code for the status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// `error.message`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// `error.details`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
+    /// Replaces the whole body with this JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+    /// Shallow-merged into the default body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<Map<String, Value>>,
+}
+
+/// A network fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Fault {
+    /// Close the connection with no answer, after reading `after_bytes` body bytes if given.
+    Reset {
+        /// Body bytes to read before closing.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after_bytes: Option<u64>,
+    },
+    /// Read nothing more and answer nothing for `for_ms` (default: until the client gives up), then close.
+    Hang {
+        /// How long to hang, in milliseconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        for_ms: Option<u64>,
+    },
+    /// Send the headers with the full `Content-Length`, then half the body, then close.
+    Truncate,
+}
+
+impl Fault {
+    /// The fault's name, as journaled.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Fault::Reset { .. } => "reset",
+            Fault::Hang { .. } => "hang",
+            Fault::Truncate => "truncate",
+        }
+    }
+}
+
+/// `"pass": {}`: handle normally.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Pass {}
+
+/// What a rule does when it fires.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Answer with a status.
+    Respond(Respond),
+    /// Misbehave on the network.
+    Fault(Fault),
+    /// Handle normally (with the rule's modifiers).
+    Pass,
+}
+
+/// One fault rule.
+///
+/// Build one from JSON (the fixture format) or with the helpers:
+///
+/// ```
+/// use aymara_mock::Rule;
+/// let from_json: Rule = serde_json::from_str(
+///     r#"{"id": "once", "respond": {"status": 503}, "when": {"times": 1}}"#,
+/// ).unwrap();
+/// let built = Rule::respond(503).with_id("once").times(1);
+/// assert_eq!(from_json, built);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RuleDef", into = "RuleDef")]
+pub struct Rule {
+    /// The rule's id (generated when omitted).
+    pub id: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Conditions.
+    pub matcher: Match,
+    /// Counting and probability.
+    pub when: When,
+    /// When the rule is decided.
+    pub phase: Phase,
+    /// What it does.
+    pub action: Action,
+    /// Milliseconds to wait before answering.
+    pub delay_ms: u64,
+    /// Read the upload at this rate.
+    pub throttle_bytes_per_sec: Option<u64>,
+    /// Keep the stored file even though the client sees an error.
+    pub keep_upload: bool,
+}
+
+impl Rule {
+    fn with_action(action: Action) -> Self {
+        Self {
+            id: None,
+            description: None,
+            matcher: Match::default(),
+            when: When::default(),
+            phase: Phase::Request,
+            action,
+            delay_ms: 0,
+            throttle_bytes_per_sec: None,
+            keep_upload: false,
+        }
+    }
+
+    /// A rule answering every upload with `status` and the default envelope.
+    ///
+    /// A status outside 200–599 is clamped into that range.
+    pub fn respond(status: u16) -> Self {
+        let status = Status(status.clamp(200, 599));
+        Self::with_action(Action::Respond(Respond {
+            status,
+            headers: Headers::default(),
+            code: None,
+            message: None,
+            details: None,
+            body: None,
+            merge: None,
+        }))
+    }
+
+    /// A rule carrying out a network fault on every upload.
+    pub fn fault(fault: Fault) -> Self {
+        Self::with_action(Action::Fault(fault))
+    }
+
+    /// A rule that lets every upload through (useful with modifiers).
+    pub fn pass() -> Self {
+        Self::with_action(Action::Pass)
+    }
+
+    /// Sets the id.
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Fires at most `n` times.
+    pub fn times(mut self, n: u64) -> Self {
+        self.when.times = Some(n);
+        self
+    }
+
+    /// Lets the first `n` matching requests through.
+    pub fn after(mut self, n: u64) -> Self {
+        self.when.after = n;
+        self
+    }
+
+    /// Parses one rule from JSON, with the same checks as fixture files.
+    pub fn from_json(json: &str) -> Result<Self, crate::rules::FixtureError> {
+        crate::rules::loading::parse_rules("<rule>", json).and_then(|mut rules| {
+            if rules.len() == 1 {
+                Ok(rules.remove(0))
+            } else {
+                Err(crate::rules::FixtureError::whole(
+                    "<rule>",
+                    "expected one rule, not a list",
+                ))
+            }
+        })
+    }
+}
+
+/// The JSON shape of a rule, checked into a [`Rule`].
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleDef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    #[serde(rename = "match", default)]
+    matcher: Match,
+    #[serde(default)]
+    when: When,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    phase: Option<Phase>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    respond: Option<Respond>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fault: Option<Fault>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pass: Option<Pass>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    delay_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    throttle_bytes_per_sec: Option<u64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    keep_upload: bool,
+}
+
+/// Ids name rules in URLs (`DELETE /__admin/rules/<id>`): keep them plain.
+fn check_id(id: &str) -> Result<(), String> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':');
+    if id.is_empty() || id.len() > 128 || !id.chars().all(ok_char) {
+        return Err(format!(
+            "id {id:?} must be 1 to 128 characters of letters, digits, '-', '_', '.' or ':'"
+        ));
+    }
+    Ok(())
+}
+
+impl TryFrom<RuleDef> for Rule {
+    type Error = String;
+
+    fn try_from(def: RuleDef) -> Result<Self, Self::Error> {
+        if let Some(id) = &def.id {
+            check_id(id)?;
+        }
+        let action = match (def.respond, def.fault, def.pass) {
+            (Some(r), None, None) => Action::Respond(r),
+            (None, Some(f), None) => Action::Fault(f),
+            (None, None, Some(_)) => Action::Pass,
+            (None, None, None) => {
+                return Err(
+                    "a rule needs one action: \"respond\", \"fault\" or \"pass\" (write \"pass\": {} to only delay or throttle)"
+                        .into(),
+                )
+            }
+            _ => {
+                return Err(
+                    "a rule takes exactly one action: \"respond\", \"fault\" or \"pass\", not several"
+                        .into(),
+                )
+            }
+        };
+        if let Action::Respond(r) = &action {
+            if r.body.is_some() && r.merge.is_some() {
+                return Err("respond takes \"body\" or \"merge\", not both".into());
+            }
+        }
+        let earliest = def.matcher.earliest_phase();
+        let phase = match def.phase {
+            Some(p) if p < earliest => {
+                return Err(format!(
+                    "phase \"{p}\" is too early: {} is known only at phase \"{earliest}\"",
+                    def.matcher.latest_condition()
+                ))
+            }
+            Some(p) => p,
+            None => earliest,
+        };
+        match def.throttle_bytes_per_sec {
+            Some(0) => return Err("throttle_bytes_per_sec must be at least 1".into()),
+            Some(_) if phase == Phase::Complete => {
+                return Err(
+                    "throttle_bytes_per_sec has no effect at phase \"complete\" (the upload has been read); decide the rule at phase \"request\" or \"upload\""
+                        .into(),
+                )
+            }
+            _ => {}
+        }
+        if let Action::Fault(Fault::Reset {
+            after_bytes: Some(_),
+        }) = action
+        {
+            if phase == Phase::Complete {
+                return Err(
+                    "fault.after_bytes has no effect at phase \"complete\" (the whole upload has been read)"
+                        .into(),
+                );
+            }
+        }
+        Ok(Self {
+            id: def.id,
+            description: def.description,
+            matcher: def.matcher,
+            when: def.when,
+            phase,
+            action,
+            delay_ms: def.delay_ms,
+            throttle_bytes_per_sec: def.throttle_bytes_per_sec,
+            keep_upload: def.keep_upload,
+        })
+    }
+}
+
+impl From<Rule> for RuleDef {
+    fn from(rule: Rule) -> Self {
+        let (respond, fault, pass) = match rule.action {
+            Action::Respond(r) => (Some(r), None, None),
+            Action::Fault(f) => (None, Some(f), None),
+            Action::Pass => (None, None, Some(Pass {})),
+        };
+        Self {
+            id: rule.id,
+            description: rule.description,
+            matcher: rule.matcher,
+            when: rule.when,
+            phase: Some(rule.phase),
+            respond,
+            fault,
+            pass,
+            delay_ms: rule.delay_ms,
+            throttle_bytes_per_sec: rule.throttle_bytes_per_sec,
+            keep_upload: rule.keep_upload,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<Rule, String> {
+        serde_json::from_str::<Rule>(json).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_spec_example_parses() {
+        let rule = parse(
+            r#"{
+              "id": "third-upload-rate-limited",
+              "description": "free text",
+              "match": {
+                "method": "POST", "path": "/v2/files/-/uploads",
+                "headers": {"x-api-key": "limited-*"},
+                "query": {"workspace_uuid": "ws-*"},
+                "filename": "*.mp4", "content_type": "video/*",
+                "size": {"min": 1048576, "max": null}
+              },
+              "when": {"after": 2, "times": 1, "probability": 1.0},
+              "phase": "complete",
+              "respond": {"status": 429, "headers": {"retry-after": "1"},
+                          "code": "quota.limit_exceeded", "message": "slow down", "details": {},
+                          "body": null, "merge": null},
+              "delay_ms": 0
+            }"#,
+        )
+        .unwrap();
+        assert_eq!(rule.phase, Phase::Complete);
+        assert_eq!(rule.when.after, 2);
+        assert_eq!(rule.matcher.size.as_ref().and_then(|s| s.min), Some(1_048_576));
+        let pass = parse(r#"{"id": "slow-but-fine", "pass": {}, "throttle_bytes_per_sec": 262144}"#).unwrap();
+        assert_eq!(pass.action, Action::Pass);
+    }
+
+    #[test]
+    fn default_phase_is_the_earliest_possible() {
+        assert_eq!(parse(r#"{"pass":{}}"#).unwrap().phase, Phase::Request);
+        assert_eq!(parse(r#"{"pass":{},"match":{"filename":"*"}}"#).unwrap().phase, Phase::Upload);
+        assert_eq!(parse(r#"{"pass":{},"match":{"size":{"min":"1KiB"}}}"#).unwrap().phase, Phase::Complete);
+    }
+
+    #[test]
+    fn semantic_errors_are_reported() {
+        let cases = [
+            (r#"{"respond":{"status":700}}"#, "status must be between 200 and 599"),
+            (r#"{"respond":{"status":100}}"#, "status must be between 200 and 599"),
+            (r#"{"pass":{},"when":{"probability":1.5}}"#, "probability must be between 0 and 1"),
+            (r#"{"when":{}}"#, "a rule needs one action"),
+            (r#"{"pass":{},"respond":{"status":500}}"#, "exactly one action"),
+            (r#"{"pass":{},"phase":"request","match":{"size":{"min":1}}}"#, "phase \"request\" is too early: match.size"),
+            (r#"{"pass":{},"phase":"upload","match":{"size":{"max":1}}}"#, "too early"),
+            (r#"{"pass":{},"match":{"size":{"min":5,"max":1}}}"#, "greater than"),
+            (r#"{"pass":{},"match":{"filename":"a\\"}}"#, "lone"),
+            (r#"{"respond":{"status":200,"body":{},"merge":{}}}"#, "not both"),
+            (r#"{"respond":{"status":500,"headers":{"bad name":"x"}}}"#, "not a valid header name"),
+            (r#"{"fault":{"kind":"reset","for_ms":1}}"#, "unknown field"),
+            (r#"{"fault":{"kind":"explode"}}"#, "unknown variant"),
+            (r#"{"pass":{},"throttle_bytes_per_sec":0}"#, "at least 1"),
+            (r#"{"pass":{},"match":{"size":{"min":1}},"throttle_bytes_per_sec":5}"#, "no effect"),
+            (r#"{"id":"has space","pass":{}}"#, "must be 1 to 128"),
+        ];
+        for (json, expected) in cases {
+            let err = parse(json).unwrap_err();
+            assert!(err.contains(expected), "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn rules_round_trip_through_json() {
+        let json = r#"{"id":"x","match":{"headers":{"x-api-key":null}},"fault":{"kind":"reset","after_bytes":65536},"delay_ms":5}"#;
+        let rule = parse(json).unwrap();
+        let back: Rule = serde_json::from_value(serde_json::to_value(&rule).unwrap()).unwrap();
+        assert_eq!(rule, back);
+        assert_eq!(rule.matcher.headers.get("x-api-key"), Some(&None));
+    }
+}

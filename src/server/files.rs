@@ -1,0 +1,150 @@
+//! `GET|HEAD /__files/<file_uuid>/<name>`: stored bytes streamed back, with
+//! single-range support. Only files this server stored are served, looked up
+//! by `file_uuid`; the path is never built from the request.
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use super::handler::Answer;
+use super::state::AppState;
+use crate::error::ApiError;
+use crate::http_util::{empty, BoxError};
+
+const CHUNK: usize = 256 * 1024;
+
+pub(crate) async fn serve(state: &AppState, file_uuid: &str, name: &str, range: Option<&str>, head: bool) -> Answer {
+    let decoded = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+    let Some(upload) = state.uploads.get(file_uuid).filter(|u| u.filename == decoded) else {
+        return Answer::error(ApiError::not_found(format!(
+            "No stored file {file_uuid}/{decoded}: it was never uploaded here, or has been deleted."
+        )));
+    };
+    let len = upload.size;
+    let (status, start, count) = match range.map(|r| parse_range(r, len)) {
+        None | Some(RangeSpec::Ignore) => (StatusCode::OK, 0, len),
+        Some(RangeSpec::Satisfiable(start, end)) => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+        Some(RangeSpec::Unsatisfiable) => {
+            return Answer::error(
+                ApiError::new(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    format!("The requested range is not satisfiable; the file has {len} bytes."),
+                )
+                .with_header(http::header::CONTENT_RANGE, &format!("bytes */{len}")),
+            );
+        }
+    };
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&upload.content_type) {
+        headers.insert(http::header::CONTENT_TYPE, v);
+    }
+    headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(count));
+    headers.insert(http::header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", upload.sha256)) {
+        headers.insert(http::header::ETAG, v);
+    }
+    if status == StatusCode::PARTIAL_CONTENT {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{len}", start + count - 1)) {
+            headers.insert(http::header::CONTENT_RANGE, v);
+        }
+    }
+    if head {
+        return Answer::body(status, headers, empty());
+    }
+    let mut file = match tokio::fs::File::open(&upload.local_file_path).await {
+        Ok(f) => f,
+        Err(err) => {
+            return Answer::error(ApiError::not_found(format!(
+                "The stored file {file_uuid} can no longer be read: {err}."
+            )))
+        }
+    };
+    if start > 0 {
+        if let Err(err) = file.seek(std::io::SeekFrom::Start(start)).await {
+            return Answer::error(ApiError::internal(format!("Could not read the stored file: {err}.")));
+        }
+    }
+    let stream = futures_util::stream::unfold((file, count), |(mut file, left)| async move {
+        if left == 0 {
+            return None;
+        }
+        let want = CHUNK.min(usize::try_from(left).unwrap_or(CHUNK));
+        let mut buf = BytesMut::with_capacity(want);
+        match (&mut file).take(want as u64).read_buf(&mut buf).await {
+            Ok(0) => Some((
+                Err::<http_body::Frame<Bytes>, BoxError>("stored file is shorter than recorded".into()),
+                (file, 0),
+            )),
+            Ok(n) => Some((Ok(http_body::Frame::data(buf.freeze())), (file, left - n as u64))),
+            Err(err) => Some((Err(Box::new(err) as BoxError), (file, 0))),
+        }
+    });
+    Answer::body(status, headers, http_body_util::StreamBody::new(stream).boxed())
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum RangeSpec {
+    /// Not a single byte range we understand: serve the whole file.
+    Ignore,
+    Satisfiable(u64, u64),
+    Unsatisfiable,
+}
+
+/// Parses a single `bytes=` range (`a-b`, `a-`, `-n`) against a length.
+fn parse_range(header: &str, len: u64) -> RangeSpec {
+    let Some(spec) = header.trim().strip_prefix("bytes=") else {
+        return RangeSpec::Ignore;
+    };
+    if spec.contains(',') {
+        return RangeSpec::Ignore;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangeSpec::Ignore;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let parsed = match (a.is_empty(), b.is_empty()) {
+        (true, true) => return RangeSpec::Ignore,
+        (true, false) => match b.parse::<u64>() {
+            Ok(0) => return RangeSpec::Unsatisfiable,
+            Ok(n) => Some((len.saturating_sub(n), len.saturating_sub(1))),
+            Err(_) => return RangeSpec::Ignore,
+        },
+        (false, _) => {
+            let Ok(start) = a.parse::<u64>() else {
+                return RangeSpec::Ignore;
+            };
+            let end = if b.is_empty() {
+                len.saturating_sub(1)
+            } else {
+                match b.parse::<u64>() {
+                    Ok(e) if e >= start => e.min(len.saturating_sub(1)),
+                    _ => return RangeSpec::Ignore,
+                }
+            };
+            Some((start, end))
+        }
+    };
+    match parsed {
+        Some((start, end)) if len > 0 && start < len && start <= end => RangeSpec::Satisfiable(start, end),
+        _ => RangeSpec::Unsatisfiable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), RangeSpec::Satisfiable(0, 9));
+        assert_eq!(parse_range("bytes=90-", 100), RangeSpec::Satisfiable(90, 99));
+        assert_eq!(parse_range("bytes=-10", 100), RangeSpec::Satisfiable(90, 99));
+        assert_eq!(parse_range("bytes=50-500", 100), RangeSpec::Satisfiable(50, 99));
+        assert_eq!(parse_range("bytes=100-", 100), RangeSpec::Unsatisfiable);
+        assert_eq!(parse_range("bytes=0-0", 0), RangeSpec::Unsatisfiable);
+        assert_eq!(parse_range("bytes=0-1,3-4", 100), RangeSpec::Ignore);
+        assert_eq!(parse_range("items=0-1", 100), RangeSpec::Ignore);
+        assert_eq!(parse_range("bytes=5-2", 100), RangeSpec::Ignore);
+    }
+}

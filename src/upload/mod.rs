@@ -1,0 +1,437 @@
+//! The upload endpoint, `POST /v2/files/-/uploads`: the multipart body is
+//! streamed part by part to storage, and fault rules are decided at each phase
+//! (request → upload → complete) as the facts they need become known.
+
+pub(crate) mod body;
+pub(crate) mod name;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, Request, StatusCode};
+use hyper::body::Incoming;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::rules::model::{Action, Fault, Phase};
+use crate::rules::{Decision, RequestFacts};
+use crate::server::handler::{Answer, Exchange, Finish};
+use crate::server::state::AppState;
+use crate::storage::{is_storage_full, FinishedFile, StorageError, StoredUpload};
+use body::{BodyControl, BodyFailure, UploadBody};
+use name::SafeFileName;
+
+/// Slack over `--max-upload-size` for the multipart framing and other parts.
+const FRAMING_ALLOWANCE: u64 = 1024 * 1024;
+/// Bounds on reading a body we will not use, so its client can read our answer.
+pub(crate) const DRAIN_MAX_BYTES: u64 = 64 * 1024 * 1024;
+pub(crate) const DRAIN_MAX_TIME: Duration = Duration::from_secs(5);
+
+/// The 200 answer.
+#[derive(Debug, Serialize)]
+struct UploadAnswer<'a> {
+    file_uuid: &'a str,
+    local_file_path: String,
+    remote_file_path: &'a str,
+    file_url: &'a str,
+    content_type: &'a str,
+    processing_status: &'static str,
+    remote_uri: String,
+}
+
+/// The file part being (or having been) received.
+struct Received {
+    filename: SafeFileName,
+    /// The name exactly as sent, for rule matching.
+    raw_filename: String,
+    content_type: String,
+    file: FinishedFile,
+}
+
+/// Handles one upload request; the exchange gathers what the journal records.
+pub(crate) async fn handle(state: &AppState, req: Request<Incoming>, ex: &mut Exchange) -> Finish {
+    let (parts, incoming) = req.into_parts();
+    let max = state.settings.max_upload_size;
+    let mut body = UploadBody::new(incoming, max.saturating_add(FRAMING_ALLOWANCE), state.settings.body_timeout);
+    let ctl = body.control();
+    let finish = receive(state, &parts.headers, &mut body, &ctl, ex).await;
+    ex.body_bytes = ctl.read();
+    match finish {
+        // An answer sent before the body was read to its end: read the rest
+        // (bounded) so that a client still sending can read the answer.
+        Finish::Answer(mut answer) if !body.is_finished() => {
+            let expects_continue = parts
+                .headers
+                .get(http::header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+            let complete = !expects_continue
+                && ctl.failure().is_none()
+                && body.drain(DRAIN_MAX_BYTES, DRAIN_MAX_TIME).await;
+            ex.body_bytes = ctl.read();
+            if !complete {
+                answer.close = true;
+            }
+            Finish::Answer(answer)
+        }
+        other => other,
+    }
+}
+
+/// What the rules decided so far for this request.
+#[derive(Debug, Default)]
+struct Plan {
+    /// A respond rule whose answer is given after the upload is processed.
+    deferred: Option<Decision>,
+    truncate: bool,
+    keep_upload: bool,
+}
+
+/// The next step after a rule fired.
+enum Step {
+    Continue,
+    Stop(Finish),
+}
+
+fn apply(decision: Option<Decision>, plan: &mut Plan, ctl: &BodyControl, ex: &mut Exchange, phase: Phase) -> Step {
+    let Some(decision) = decision else {
+        return Step::Continue;
+    };
+    let rule = Arc::clone(&decision.rule);
+    ex.rule = Some(decision.id.clone());
+    ex.delay_ms = ex.delay_ms.max(rule.delay_ms);
+    plan.keep_upload |= rule.keep_upload;
+    if let Some(rate) = rule.throttle_bytes_per_sec {
+        ctl.set_throttle(rate);
+    }
+    match decision.action() {
+        Action::Pass => Step::Continue,
+        Action::Respond(respond) => {
+            if respond.status.is_success() || rule.keep_upload || phase == Phase::Complete {
+                plan.deferred = Some(decision);
+                Step::Continue
+            } else {
+                Step::Stop(Finish::Answer(Answer::error(crate::server::handler::rule_error(respond))))
+            }
+        }
+        Action::Fault(fault) => {
+            ex.fault = Some(fault.name());
+            match *fault {
+                Fault::Reset { after_bytes: None } => Step::Stop(Finish::Reset),
+                Fault::Reset {
+                    after_bytes: Some(n),
+                } => {
+                    if ctl.read() >= n {
+                        Step::Stop(Finish::Reset)
+                    } else {
+                        ctl.set_reset_after(n);
+                        Step::Continue
+                    }
+                }
+                Fault::Hang { for_ms } => Step::Stop(Finish::Hang(for_ms)),
+                Fault::Truncate => {
+                    plan.truncate = true;
+                    Step::Continue
+                }
+            }
+        }
+    }
+}
+
+macro_rules! step {
+    ($e:expr) => {
+        match $e {
+            Step::Continue => {}
+            Step::Stop(finish) => return finish,
+        }
+    };
+}
+
+async fn receive(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &mut UploadBody,
+    ctl: &BodyControl,
+    ex: &mut Exchange,
+) -> Finish {
+    let query = ex.query.clone();
+    let mut plan = Plan::default();
+
+    // Phase `request`: headers only. `Prefer: code=` and rules come before
+    // authentication, so that a scenario can answer for any key.
+    match crate::server::handler::prefer_code(headers) {
+        Ok(Some(code)) if code != 200 => {
+            return Finish::Answer(Answer::error(crate::server::handler::prefer_error(code)))
+        }
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            let decision = state.rules.decide(
+                Phase::Request,
+                &RequestFacts {
+                    method: "POST",
+                    path: crate::UPLOAD_PATH,
+                    headers,
+                    query: &query,
+                    filename: None,
+                    content_type: None,
+                    size: None,
+                },
+            );
+            step!(apply(decision, &mut plan, ctl, ex, Phase::Request));
+        }
+        Err(err) => return Finish::Answer(Answer::error(err)),
+    }
+    let rules_apply = !matches!(crate::server::handler::prefer_code(headers), Ok(Some(_)));
+
+    if let Err(err) = crate::auth::check(&state.settings.auth, headers) {
+        return Finish::Answer(Answer::error(err));
+    }
+    let boundary = match boundary(headers) {
+        Ok(b) => b,
+        Err(err) => return Finish::Answer(Answer::error(err)),
+    };
+    let max = state.settings.max_upload_size;
+    if let Some(len) = content_length(headers) {
+        if len > max.saturating_add(FRAMING_ALLOWANCE) {
+            return Finish::Answer(Answer::error(ApiError::payload_too_large(max)).closing());
+        }
+    }
+
+    // Phases `upload` and `complete`: stream the parts.
+    let received = {
+        let mut multipart = multer::Multipart::new(&mut *body, boundary);
+        let mut received: Option<Received> = None;
+        loop {
+            let field = match multipart.next_field().await {
+                Ok(Some(field)) => field,
+                Ok(None) => break,
+                Err(err) => return body_error(ctl, max, &err),
+            };
+            if received.is_some() || field.name() != Some("file") {
+                continue; // other parts, and a second `file` part, are ignored
+            }
+            let raw_filename = field.file_name().unwrap_or_default().to_owned();
+            let filename = SafeFileName::parse(&raw_filename);
+            let content_type = part_content_type(field.headers(), filename.as_ref());
+            if rules_apply {
+                let decision = state.rules.decide(
+                    Phase::Upload,
+                    &RequestFacts {
+                        method: "POST",
+                        path: crate::UPLOAD_PATH,
+                        headers,
+                        query: &query,
+                        filename: Some(&raw_filename),
+                        content_type: Some(&content_type),
+                        size: None,
+                    },
+                );
+                step!(apply(decision, &mut plan, ctl, ex, Phase::Upload));
+            }
+            let mut partial = state.storage.begin();
+            let mut field = field;
+            loop {
+                match field.chunk().await {
+                    Ok(Some(chunk)) => {
+                        if partial.size() + chunk.len() as u64 > max {
+                            return Finish::Answer(Answer::error(ApiError::payload_too_large(max)).closing());
+                        }
+                        if let Err(err) = partial.write(chunk).await {
+                            return Finish::Answer(Answer::error(storage_error(&err)));
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(err) => return body_error(ctl, max, &err),
+                }
+            }
+            match partial.finish().await {
+                Ok(file) => {
+                    received = Some(Received {
+                        filename,
+                        raw_filename,
+                        content_type,
+                        file,
+                    })
+                }
+                Err(err) => return Finish::Answer(Answer::error(storage_error(&err))),
+            }
+        }
+        received
+    };
+    let Some(received) = received else {
+        return Finish::Answer(Answer::error(ApiError::unprocessable(
+            "file",
+            "The multipart body has no `file` part: send the file in a part named \"file\".",
+        )));
+    };
+
+    if rules_apply {
+        let decision = state.rules.decide(
+            Phase::Complete,
+            &RequestFacts {
+                method: "POST",
+                path: crate::UPLOAD_PATH,
+                headers,
+                query: &query,
+                filename: Some(&received.raw_filename),
+                content_type: Some(&received.content_type),
+                size: Some(received.file.size),
+            },
+        );
+        step!(apply(decision, &mut plan, ctl, ex, Phase::Complete));
+    }
+    // `reset` with `after_bytes` larger than the whole body: close once it is read.
+    if ctl.reset_pending() {
+        return Finish::Reset;
+    }
+    store_and_answer(state, received, plan, ex)
+}
+
+/// Builds the answer; stores the file when the client is told it succeeded
+/// (or the rule says `keep_upload`).
+fn store_and_answer(state: &AppState, received: Received, plan: Plan, ex: &mut Exchange) -> Finish {
+    let file_uuid = uuid::Uuid::new_v4().to_string();
+    let name = received.filename.as_ref();
+    let workspace = ex
+        .query
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "workspace_uuid")
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+        .unwrap_or("default");
+    let remote_file_path = format!("uploads/{workspace}/{file_uuid}/{name}");
+    let file_url = format!(
+        "{}/__files/{file_uuid}/{}",
+        state.settings.public_url,
+        crate::http_util::encode_segment(name)
+    );
+    let local_file_path = state.storage.root().join(&file_uuid).join(name);
+    let answer = UploadAnswer {
+        file_uuid: &file_uuid,
+        local_file_path: local_file_path.display().to_string(),
+        remote_file_path: &remote_file_path,
+        file_url: &file_url,
+        content_type: &received.content_type,
+        processing_status: "completed",
+        remote_uri: format!("s3://{}/{remote_file_path}", state.settings.bucket),
+    };
+    let normal = serde_json::to_value(&answer).unwrap_or(Value::Null);
+    let mut reply = match &plan.deferred {
+        Some(decision) => match decision.action() {
+            Action::Respond(respond) => crate::server::handler::shape(respond, normal),
+            _ => Answer::json(StatusCode::OK, normal),
+        },
+        None => Answer::json(StatusCode::OK, normal),
+    };
+    reply.truncate = plan.truncate;
+    let client_sees_success = reply.status.is_success() && !plan.truncate;
+    if client_sees_success || plan.keep_upload {
+        let size = received.file.size;
+        let sha256 = received.file.sha256.clone();
+        match state.storage.commit(received.file, &file_uuid, name) {
+            Ok(path) => {
+                let stored = StoredUpload {
+                    file_uuid: file_uuid.clone(),
+                    filename: name.to_owned(),
+                    content_type: received.content_type.clone(),
+                    size,
+                    sha256,
+                    local_file_path: path,
+                    file_url: file_url.clone(),
+                };
+                state.uploads.insert(stored.clone());
+                ex.upload = Some(stored);
+            }
+            Err(err) => return Finish::Answer(Answer::error(storage_error(&StorageError::Io(err)))),
+        }
+    }
+    Finish::Answer(reply)
+}
+
+/// Maps a failure while reading the body to what the client gets.
+fn body_error(ctl: &BodyControl, max: u64, err: &multer::Error) -> Finish {
+    match ctl.failure() {
+        Some(BodyFailure::TooLarge) => Finish::Answer(Answer::error(ApiError::payload_too_large(max)).closing()),
+        Some(BodyFailure::ResetFault) => Finish::Reset,
+        Some(BodyFailure::Client) => Finish::ClientGone,
+        Some(BodyFailure::Timeout) => Finish::Answer(
+            Answer::error(
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "The upload stalled: no data arrived within the body timeout (--body-timeout).",
+                )
+                .with_code("validation.invalid_request"),
+            )
+            .closing(),
+        ),
+        None => Finish::Answer(Answer::error(
+            ApiError::bad_request(format!("Malformed multipart body: {err}."))
+                .with_details(serde_json::json!({"field": "body"})),
+        )),
+    }
+}
+
+fn storage_error(err: &StorageError) -> ApiError {
+    let message = match err {
+        StorageError::QuotaFull => {
+            "The storage quota is full (--max-storage): delete uploads (DELETE /__admin/uploads) or raise the quota."
+                .to_owned()
+        }
+        StorageError::Io(io) if is_storage_full(io) => {
+            "The storage is full: the disk under the storage directory has no space left.".to_owned()
+        }
+        StorageError::Io(io) => format!("Could not store the upload: {io}."),
+    };
+    tracing::error!(error = %err, "storage failure");
+    ApiError::internal(message)
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The multipart boundary, or the error for a body that is not one.
+fn boundary(headers: &HeaderMap) -> Result<String, ApiError> {
+    let Some(content_type) = headers.get(http::header::CONTENT_TYPE) else {
+        return Err(ApiError::unprocessable(
+            "content-type",
+            "The request has no Content-Type: send the file as multipart/form-data with a part named \"file\".",
+        ));
+    };
+    let content_type = content_type.to_str().unwrap_or_default();
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    if !essence.eq_ignore_ascii_case("multipart/form-data") {
+        return Err(ApiError::unprocessable(
+            "content-type",
+            format!(
+                "Content-Type must be multipart/form-data, not {essence:?}: send the file in a part named \"file\"."
+            ),
+        ));
+    }
+    multer::parse_boundary(content_type).map_err(|_| {
+        ApiError::bad_request(
+            "The multipart/form-data Content-Type has no valid boundary parameter.",
+        )
+        .with_details(serde_json::json!({"field": "content-type"}))
+    })
+}
+
+/// The part's own Content-Type, else a guess from the extension, else octet-stream.
+fn part_content_type(headers: &HeaderMap, filename: &str) -> String {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            mime_guess::from_path(filename)
+                .first_raw()
+                .unwrap_or("application/octet-stream")
+                .to_owned()
+        })
+}

@@ -1,0 +1,112 @@
+//! `SafeFileName`: the client's file name reduced to a base name that is safe to
+//! store under the storage directory.
+
+use std::fmt;
+
+/// Longest stored name, in bytes (the common file-system limit).
+const MAX_NAME_BYTES: usize = 255;
+/// Name used when nothing usable is left of the client's.
+const FALLBACK: &str = "upload.bin";
+/// An extension longer than this is not worth keeping when a name is shortened.
+const MAX_KEPT_EXTENSION: usize = 16;
+
+/// A file name with no directory parts, no `..`, no control characters, and at
+/// most 255 bytes.
+///
+/// ```
+/// use aymara_mock::SafeFileName;
+/// assert_eq!(SafeFileName::parse("../../etc/passwd").as_ref(), "passwd");
+/// assert_eq!(SafeFileName::parse("C:\\Users\\me\\clip.mp4").as_ref(), "clip.mp4");
+/// assert_eq!(SafeFileName::parse("..").as_ref(), "upload.bin");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SafeFileName(String);
+
+impl SafeFileName {
+    /// Reduces a client-supplied name to a safe base name; never fails.
+    pub fn parse(raw: &str) -> Self {
+        // Both separators count: a Windows client sends `C:\dir\file`.
+        let base = raw.rsplit(['/', '\\']).next().unwrap_or_default();
+        let cleaned: String = base.chars().filter(|c| !c.is_control()).collect();
+        let cleaned = cleaned.trim();
+        if cleaned.is_empty() || cleaned.chars().all(|c| c == '.') {
+            return Self(FALLBACK.to_owned());
+        }
+        Self(shorten(cleaned))
+    }
+}
+
+/// Cuts a name to `MAX_NAME_BYTES` at a character boundary, keeping a short
+/// extension so that content types can still be guessed from it.
+fn shorten(name: &str) -> String {
+    if name.len() <= MAX_NAME_BYTES {
+        return name.to_owned();
+    }
+    let extension = match name.rfind('.') {
+        Some(dot) if dot > 0 && name.len() - dot <= MAX_KEPT_EXTENSION => &name[dot..],
+        _ => "",
+    };
+    let budget = MAX_NAME_BYTES - extension.len();
+    let mut end = budget;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{}", &name[..end], extension)
+}
+
+impl AsRef<str> for SafeFileName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SafeFileName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_unix_and_windows_directories() {
+        assert_eq!(SafeFileName::parse("../../etc/passwd").as_ref(), "passwd");
+        assert_eq!(SafeFileName::parse("..\\..\\win.ini").as_ref(), "win.ini");
+        assert_eq!(SafeFileName::parse("/abs/path/a.txt").as_ref(), "a.txt");
+        assert_eq!(SafeFileName::parse("dir/").as_ref(), "upload.bin");
+    }
+
+    #[test]
+    fn dots_alone_and_empty_names_fall_back() {
+        for raw in ["", ".", "..", "...", "a/..", "  ", "\u{0}\u{1}"] {
+            assert_eq!(SafeFileName::parse(raw).as_ref(), "upload.bin", "{raw:?}");
+        }
+        assert_eq!(SafeFileName::parse(".bashrc").as_ref(), ".bashrc");
+    }
+
+    #[test]
+    fn removes_c0_and_c1_control_characters() {
+        let name = SafeFileName::parse("a\u{0}b\nc\u{1b}d\u{7f}e\u{85}f\u{9f}.txt");
+        assert_eq!(name.as_ref(), "abcdef.txt");
+    }
+
+    #[test]
+    fn long_names_are_cut_to_255_bytes_keeping_the_extension() {
+        let raw = format!("{}.mp4", "a".repeat(1000));
+        let name = SafeFileName::parse(&raw);
+        assert_eq!(name.as_ref().len(), 255);
+        assert!(name.as_ref().ends_with(".mp4"));
+        // Multi-byte characters are never split.
+        let raw = "é".repeat(500);
+        let name = SafeFileName::parse(&raw);
+        assert!(name.as_ref().len() <= 255);
+        assert!(name.as_ref().chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn unicode_names_are_kept() {
+        assert_eq!(SafeFileName::parse("vidéo 日本.mp4").as_ref(), "vidéo 日本.mp4");
+    }
+}
