@@ -1,0 +1,280 @@
+//! Shared test plumbing. Every test starts its own server on port 0 with its
+//! own storage dir, so tests run in parallel.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use aymara_mock::{MockServer, MockServerBuilder};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub const BOUNDARY: &str = "----aymara-mock-test-boundary";
+
+/// A running server and a client for it.
+pub struct TestApp {
+    pub server: MockServer,
+    pub client: reqwest::Client,
+}
+
+/// Logs for a test run with `TEST_LOG=1`.
+pub fn init_test_log() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("debug").try_init();
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(|b| b).await
+}
+
+pub async fn spawn_with(configure: impl FnOnce(MockServerBuilder) -> MockServerBuilder) -> TestApp {
+    init_test_log();
+    let server = configure(MockServer::builder()).start().await.expect("server starts");
+    TestApp {
+        server,
+        client: reqwest::Client::new(),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server.url())
+    }
+
+    /// Uploads `bytes` as the `file` part with an `x-api-key`.
+    pub async fn upload(&self, bytes: Vec<u8>, filename: &str) -> reqwest::Response {
+        self.upload_with(bytes, filename, "k", &[]).await
+    }
+
+    pub async fn upload_with(
+        &self,
+        bytes: Vec<u8>,
+        filename: &str,
+        key: &str,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let part = reqwest::multipart::Part::bytes(bytes).file_name(filename.to_owned());
+        let form = reqwest::multipart::Form::new().part("file", part);
+        let mut req = self
+            .client
+            .post(self.server.upload_url())
+            .header("x-api-key", key)
+            .multipart(form);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    /// Files under the storage dir (recursively), `.partial/` included.
+    pub fn stored_files(&self) -> Vec<PathBuf> {
+        files_under(self.server.storage_dir())
+    }
+}
+
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(files_under(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn data(size: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ size as u64;
+    (0..size)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A multipart body with one `file` part.
+pub fn multipart_body(filename: &str, content_type: Option<&str>, content: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
+    body.extend_from_slice(format!("Content-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n").as_bytes());
+    if let Some(ct) = content_type {
+        body.extend_from_slice(format!("Content-Type: {ct}\r\n").as_bytes());
+    }
+    body.extend_from_slice(b"\r\n");
+    body.extend_from_slice(content);
+    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+/// The head of an upload request with a multipart body of `len` bytes.
+pub fn upload_head(addr: std::net::SocketAddr, len: usize, extra: &str) -> String {
+    format!(
+        "POST /v2/files/-/uploads HTTP/1.1\r\nHost: {addr}\r\nx-api-key: k\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {len}\r\n{extra}\r\n"
+    )
+}
+
+/// A raw HTTP/1.1 exchange: writes `request` whole, then reads until the
+/// server closes or the answer is complete. Returns (status, head, body).
+pub async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> std::io::Result<(u16, String, Vec<u8>)> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.write_all(request).await?;
+    read_response(&mut stream).await
+}
+
+/// Reads one HTTP response (Content-Length framed) from a stream.
+pub async fn read_response(stream: &mut TcpStream) -> std::io::Result<(u16, String, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        if let Some(end) = find(&buf, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            let status = head
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let len = header(&head, "content-length").and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+            while buf.len() < end + 4 + len {
+                let n = stream.read(&mut chunk).await?;
+                if n == 0 {
+                    return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "body cut short"));
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            return Ok((status, head, buf[end + 4..end + 4 + len].to_vec()));
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed before an answer"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+pub fn header(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|line| {
+        let (k, v) = line.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+    })
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Polls `check` every 20 ms until it holds or `limit` passes.
+pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The real binary, started with `--port 0`; the URL comes from its ready line.
+pub struct Binary {
+    pub child: Child,
+    pub url: String,
+    pub stderr: Option<std::process::ChildStderr>,
+}
+
+pub fn bin_path() -> &'static str {
+    env!("CARGO_BIN_EXE_aymara-mock")
+}
+
+/// Starts the binary and waits (bounded) for its one stdout line.
+pub fn start_binary(args: &[&str], envs: &[(&str, &str)]) -> Binary {
+    let mut cmd = Command::new(bin_path());
+    cmd.args(["--port", "0"]).args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("binary starts");
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let mut reader = BufReader::new(stdout);
+        let _ = reader.read_line(&mut line);
+        let _ = tx.send(line);
+        // Keep draining so the child never blocks on a full pipe.
+        let mut rest = Vec::new();
+        let _ = reader.read_to_end(&mut rest);
+    });
+    let line = match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(line) => line,
+        Err(_) => {
+            let _ = child.kill();
+            panic!("no ready line within 20 s");
+        }
+    };
+    let url = line
+        .trim()
+        .strip_prefix("aymara-mock listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    let stderr = child.stderr.take();
+    Binary { child, url, stderr }
+}
+
+impl Binary {
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// Waits (bounded) for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = self.child.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stderr_text(&mut self) -> String {
+        let mut text = String::new();
+        if let Some(mut err) = self.stderr.take() {
+            let _ = err.read_to_string(&mut text);
+        }
+        text
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,13 @@
+//! One integration-test binary (faster to build than one per file).
+//!
+//! - `helpers`: `spawn_app()`, the test client, raw-socket helpers, the binary runner.
+//! - `upload`: the emulated endpoint through the library: bytes, names, errors, limits.
+//! - `cli`: the real binary: ready line, flags, env vars, signals.
+//! - `faults`: fault rules, fixtures, phases, network faults, `Prefer`.
+//! - `admin`: the admin API and the library's test-control methods.
+
+mod admin;
+mod cli;
+mod faults;
+mod helpers;
+mod upload;
