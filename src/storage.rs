@@ -302,6 +302,17 @@ impl PartialFile {
         }
     }
 
+    /// Gives up on the file and waits until whatever was written is removed,
+    /// so that no partial file outlives the answer.
+    pub(crate) async fn abort(mut self) {
+        if let Mode::Thread { tx, done } = std::mem::replace(&mut self.mode, Mode::Done) {
+            drop(tx);
+            let _ = done.await;
+        }
+        let _ = std::fs::remove_file(&self.temp_path);
+        self.temp_path = PathBuf::new();
+    }
+
     /// Completes the file: everything is on disk under the temp name, hashed.
     pub(crate) async fn finish(mut self) -> Result<FinishedFile, StorageError> {
         let digest = match std::mem::replace(&mut self.mode, Mode::Done) {

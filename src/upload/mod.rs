@@ -210,7 +210,7 @@ async fn receive(
             if received.is_some() || field.name() != Some("file") {
                 continue; // other parts, and a second `file` part, are ignored
             }
-            let raw_filename = field.file_name().unwrap_or_default().to_owned();
+            let raw_filename = name::disposition_filename(field.headers()).unwrap_or_default();
             let filename = SafeFileName::parse(&raw_filename);
             let content_type = part_content_type(field.headers(), filename.as_ref());
             if rules_apply {
@@ -228,23 +228,7 @@ async fn receive(
                 );
                 step!(apply(decision, &mut plan, ctl, ex, Phase::Upload));
             }
-            let mut partial = state.storage.begin();
-            let mut field = field;
-            loop {
-                match field.chunk().await {
-                    Ok(Some(chunk)) => {
-                        if partial.size() + chunk.len() as u64 > max {
-                            return Finish::Answer(Answer::error(ApiError::payload_too_large(max)).closing());
-                        }
-                        if let Err(err) = partial.write(chunk).await {
-                            return Finish::Answer(Answer::error(storage_error(&err)));
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(err) => return body_error(ctl, max, &err),
-                }
-            }
-            match partial.finish().await {
+            match receive_file(state, field, max, ctl).await {
                 Ok(file) => {
                     received = Some(Received {
                         filename,
@@ -253,7 +237,7 @@ async fn receive(
                         file,
                     })
                 }
-                Err(err) => return Finish::Answer(Answer::error(storage_error(&err))),
+                Err(finish) => return finish,
             }
         }
         received
@@ -285,6 +269,38 @@ async fn receive(
         return Finish::Reset;
     }
     store_and_answer(state, received, plan, ex)
+}
+
+/// Streams the file part to storage. On any failure the partial file is
+/// removed before the answer goes out.
+async fn receive_file(
+    state: &AppState,
+    mut field: multer::Field<'_>,
+    max: u64,
+    ctl: &BodyControl,
+) -> Result<FinishedFile, Finish> {
+    let mut partial = state.storage.begin();
+    let failure = loop {
+        match field.chunk().await {
+            Ok(Some(chunk)) => {
+                if partial.size() + chunk.len() as u64 > max {
+                    break Finish::Answer(Answer::error(ApiError::payload_too_large(max)).closing());
+                }
+                if let Err(err) = partial.write(chunk).await {
+                    break Finish::Answer(Answer::error(storage_error(&err)));
+                }
+            }
+            Ok(None) => {
+                return partial
+                    .finish()
+                    .await
+                    .map_err(|err| Finish::Answer(Answer::error(storage_error(&err))))
+            }
+            Err(err) => break body_error(ctl, max, &err),
+        }
+    };
+    partial.abort().await;
+    Err(failure)
 }
 
 /// Builds the answer; stores the file when the client is told it succeeded

@@ -66,9 +66,104 @@ impl fmt::Display for SafeFileName {
     }
 }
 
+/// The `filename` of a part's `Content-Disposition`, as the client sent it.
+///
+/// `filename*` (RFC 5987, percent-encoded UTF-8) wins over `filename`. Bytes
+/// that are not UTF-8 are decoded lossily rather than dropped, so a name is
+/// never lost (multer's own parser returns nothing for them).
+pub(crate) fn disposition_filename(headers: &http::HeaderMap) -> Option<String> {
+    let value = headers.get(http::header::CONTENT_DISPOSITION)?.as_bytes();
+    let mut plain = None;
+    for (key, val) in disposition_params(value) {
+        if key.eq_ignore_ascii_case(b"filename*") {
+            // charset'language'percent-encoded
+            let mut pieces = val.splitn(3, |b| *b == b'\'');
+            let (_charset, _lang, encoded) = (pieces.next(), pieces.next(), pieces.next());
+            if let Some(encoded) = encoded {
+                let bytes: Vec<u8> = percent_encoding::percent_decode(encoded).collect();
+                return Some(String::from_utf8_lossy(&bytes).into_owned());
+            }
+        } else if key.eq_ignore_ascii_case(b"filename") && plain.is_none() {
+            plain = Some(String::from_utf8_lossy(&val).into_owned());
+        }
+    }
+    plain
+}
+
+/// Splits `form-data; name="a"; filename="b;c"` into (key, unquoted value) pairs.
+fn disposition_params(value: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut params = Vec::new();
+    let mut i = 0;
+    let n = value.len();
+    while i < n {
+        // key
+        while i < n && (value[i] == b';' || value[i].is_ascii_whitespace()) {
+            i += 1;
+        }
+        let key_start = i;
+        while i < n && value[i] != b'=' && value[i] != b';' {
+            i += 1;
+        }
+        let key = value[key_start..i].trim_ascii().to_vec();
+        if i >= n || value[i] == b';' {
+            continue; // a bare token such as `form-data`
+        }
+        i += 1; // '='
+        while i < n && value[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let mut val = Vec::new();
+        if i < n && value[i] == b'"' {
+            i += 1;
+            while i < n && value[i] != b'"' {
+                // Only `\"` is an escape: Windows clients send paths such as
+                // `C:\dir\file` with literal backslashes.
+                if value[i] == b'\\' && i + 1 < n && value[i + 1] == b'"' {
+                    i += 1;
+                }
+                val.push(value[i]);
+                i += 1;
+            }
+            i += 1; // closing quote
+        } else {
+            while i < n && value[i] != b';' {
+                val.push(value[i]);
+                i += 1;
+            }
+            let trimmed = val.trim_ascii().to_vec();
+            val = trimmed;
+        }
+        params.push((key, val));
+    }
+    params
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn filename_of(value: &[u8]) -> Option<String> {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            http::header::CONTENT_DISPOSITION,
+            http::HeaderValue::from_bytes(value).unwrap(),
+        );
+        disposition_filename(&h)
+    }
+
+    #[test]
+    fn disposition_filenames() {
+        assert_eq!(filename_of(b"form-data; name=\"file\"; filename=\"a b.txt\"").as_deref(), Some("a b.txt"));
+        assert_eq!(filename_of(b"form-data; name=file; filename=plain.txt").as_deref(), Some("plain.txt"));
+        assert_eq!(filename_of(b"form-data; filename=\"semi;colon.txt\"; name=\"file\"").as_deref(), Some("semi;colon.txt"));
+        assert_eq!(filename_of(b"form-data; filename=\"q\\\"uote.txt\"").as_deref(), Some("q\"uote.txt"));
+        assert_eq!(
+            filename_of(b"form-data; filename=\"fallback.txt\"; filename*=UTF-8''vid%C3%A9o.mp4").as_deref(),
+            Some("vid\u{e9}o.mp4")
+        );
+        assert_eq!(filename_of(b"form-data; filename=\"caf\xe9.txt\"").as_deref(), Some("caf\u{fffd}.txt"));
+        assert_eq!(filename_of(b"form-data; name=\"file\""), None);
+    }
 
     #[test]
     fn strips_unix_and_windows_directories() {
