@@ -279,11 +279,7 @@ async fn serve_async(args: ServeArgs) -> ExitCode {
             };
         }
     };
-    // The sidecar contract: exactly one line on stdout, once listening.
-    let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "aymara-mock listening on {}", server.url());
-    let _ = stdout.flush();
-    drop(stdout);
+    // The ready file first, so that it exists by the time the line is read.
     if let Some(path) = &args.ready_file {
         if let Err(err) = write_ready_file(path, server.url()) {
             eprintln!("aymara-mock: cannot write --ready-file {}: {err}", path.display());
@@ -291,6 +287,11 @@ async fn serve_async(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    // The sidecar contract: exactly one line on stdout, once listening.
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "aymara-mock listening on {}", server.url());
+    let _ = stdout.flush();
+    drop(stdout);
     let signal = wait_for_signal().await;
     tracing::info!(signal, "shutting down");
     server.shutdown().await;

@@ -325,7 +325,7 @@ fn log_line(
     tracing::info!(
         target: "aymara_mock::request",
         %method,
-        path,
+        %path,
         status = %status,
         bytes,
         ms = format_args!("{ms:.1}"),

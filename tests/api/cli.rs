@@ -1,1 +1,227 @@
-//! Tests: cli.
+//! The real binary: the sidecar contract (ready line, ready file, signals),
+//! flags and their environment twins, exit codes, request logs.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::helpers::*;
+
+fn upload_blocking(url: &str, key: &str, content: &[u8]) -> (u16, Value) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let form = reqwest::multipart::Form::new()
+            .part("file", reqwest::multipart::Part::bytes(content.to_vec()).file_name("a.bin"));
+        let resp = reqwest::Client::new()
+            .post(format!("{url}/v2/files/-/uploads"))
+            .header("x-api-key", key)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    })
+}
+
+fn storage_dir_of(answer: &Value) -> PathBuf {
+    let path = PathBuf::from(answer["local_file_path"].as_str().unwrap());
+    path.parent().unwrap().parent().unwrap().to_owned()
+}
+
+#[test]
+fn prints_one_ready_line_and_removes_its_temp_dir_on_sigterm() {
+    let mut bin = start_binary(&[], &[]);
+    assert!(bin.url.starts_with("http://127.0.0.1:"), "{}", bin.url);
+    let (status, answer) = upload_blocking(&bin.url, "k", b"hello");
+    assert_eq!(status, 200);
+    let dir = storage_dir_of(&answer);
+    assert!(dir.exists());
+    bin.signal("TERM");
+    assert_eq!(bin.wait_exit(Duration::from_secs(15)), Some(0));
+    assert!(!dir.exists(), "{dir:?} left behind");
+    assert!(bin.wait_for_log("shutting down", Duration::from_secs(5)));
+    let log = bin.stderr_text();
+    // One log line per request: method, path, status, bytes, ms.
+    let line = log
+        .lines()
+        .find(|l| l.contains("path=/v2/files/-/uploads"))
+        .unwrap_or_else(|| panic!("no request line in {log}"));
+    for field in ["method=POST", "status=200", "bytes=", "ms="] {
+        assert!(line.contains(field), "{field} missing in {line}");
+    }
+}
+
+#[test]
+fn sigint_also_stops_it_and_keep_files_keeps_the_dir() {
+    let mut bin = start_binary(&["--keep-files"], &[]);
+    let (_, answer) = upload_blocking(&bin.url, "k", b"kept");
+    let dir = storage_dir_of(&answer);
+    bin.signal("INT");
+    assert_eq!(bin.wait_exit(Duration::from_secs(15)), Some(0));
+    assert!(dir.exists());
+    assert_eq!(std::fs::read(answer["local_file_path"].as_str().unwrap()).unwrap(), b"kept");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn writes_the_url_to_the_ready_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready.txt");
+    let bin = start_binary(&["--ready-file", ready.to_str().unwrap()], &[]);
+    assert_eq!(std::fs::read_to_string(&ready).unwrap().trim(), bin.url);
+}
+
+#[test]
+fn in_flight_uploads_finish_after_sigterm() {
+    let mut bin = start_binary(&[], &[]);
+    let addr: std::net::SocketAddr = bin.url.trim_start_matches("http://").parse().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (status, body) = rt.block_on(async {
+        use tokio::io::AsyncWriteExt;
+        let content = data(2 << 20);
+        let body = multipart_body("slow.bin", None, &content);
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(upload_head(addr, body.len(), "").as_bytes()).await.unwrap();
+        stream.write_all(&body[..body.len() / 2]).await.unwrap();
+        stream.flush().await.unwrap();
+        // The upload is in flight; ask the server to stop, then finish sending.
+        bin.signal("TERM");
+        assert!(bin.wait_for_log("shutting down", Duration::from_secs(5)));
+        stream.write_all(&body[body.len() / 2..]).await.unwrap();
+        let (status, _, answer) = read_response(&mut stream).await.unwrap();
+        (status, answer)
+    });
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(bin.wait_exit(Duration::from_secs(15)), Some(0));
+}
+
+#[test]
+fn bad_flags_exit_2_with_a_message_before_binding() {
+    let cases: [&[&str]; 5] = [
+        &["--max-upload-size", "ten"],
+        &["--port", "http"],
+        &["--no-such-flag"],
+        &["--fixtures", "/no/such/fixture.json"],
+        &["--log-format", "xml"],
+    ];
+    for args in cases {
+        let out = Command::new(bin_path()).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?} printed a ready line");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.trim().is_empty(), "{args:?}: no message");
+        let subject = args[0].trim_start_matches("--");
+        assert!(
+            err.contains(subject) || err.contains(args.get(1).copied().unwrap_or_default()),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn help_lists_every_option_with_its_env_var() {
+    let out = Command::new(bin_path()).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for (flag, env) in [
+        ("--host", "AYMARA_MOCK_HOST"),
+        ("--port", "AYMARA_MOCK_PORT"),
+        ("--storage-dir", "AYMARA_MOCK_STORAGE_DIR"),
+        ("--keep-files", "AYMARA_MOCK_KEEP_FILES"),
+        ("--fixtures", "AYMARA_MOCK_FIXTURES"),
+        ("--watch", "AYMARA_MOCK_WATCH"),
+        ("--api-key", "AYMARA_MOCK_API_KEYS"),
+        ("--bearer-token", "AYMARA_MOCK_BEARER_TOKENS"),
+        ("--no-auth", "AYMARA_MOCK_NO_AUTH"),
+        ("--max-upload-size", "AYMARA_MOCK_MAX_UPLOAD_SIZE"),
+        ("--seed", "AYMARA_MOCK_SEED"),
+        ("--public-url", "AYMARA_MOCK_PUBLIC_URL"),
+        ("--bucket", "AYMARA_MOCK_BUCKET"),
+        ("--journal-size", "AYMARA_MOCK_JOURNAL_SIZE"),
+        ("--admin-token", "AYMARA_MOCK_ADMIN_TOKEN"),
+        ("--ready-file", "AYMARA_MOCK_READY_FILE"),
+        ("--log-format", "AYMARA_MOCK_LOG_FORMAT"),
+        ("--log-level", "AYMARA_MOCK_LOG_LEVEL"),
+        ("--shutdown-timeout", "AYMARA_MOCK_SHUTDOWN_TIMEOUT"),
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+        assert!(help.contains(env), "{env} missing from --help");
+    }
+}
+
+#[test]
+fn api_keys_come_from_flags_or_the_env_var() {
+    let bin = start_binary(&[], &[("AYMARA_MOCK_API_KEYS", "alpha,beta")]);
+    assert_eq!(upload_blocking(&bin.url, "alpha", b"x").0, 200);
+    assert_eq!(upload_blocking(&bin.url, "beta", b"x").0, 200);
+    let (status, body) = upload_blocking(&bin.url, "gamma", b"x");
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["code"], "auth.invalid_key");
+
+    let bin = start_binary(&["--api-key", "one", "--api-key", "two"], &[]);
+    assert_eq!(upload_blocking(&bin.url, "two", b"x").0, 200);
+    assert_eq!(upload_blocking(&bin.url, "three", b"x").0, 401);
+}
+
+#[test]
+fn no_auth_and_bearer_tokens_from_the_command_line() {
+    let bin = start_binary(&[], &[("AYMARA_MOCK_NO_AUTH", "true")]);
+    assert_eq!(upload_blocking(&bin.url, "", b"x").0, 200);
+    let bin = start_binary(&["--bearer-token", "tok"], &[]);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let status = rt.block_on(async {
+        let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(vec![1]).file_name("a"));
+        reqwest::Client::new()
+            .post(format!("{}/v2/files/-/uploads", bin.url))
+            .bearer_auth("tok")
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn size_bucket_public_url_and_storage_dir_flags_take_effect() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = start_binary(
+        &[
+            "--storage-dir",
+            dir.path().to_str().unwrap(),
+            "--bucket",
+            "b1",
+            "--public-url",
+            "http://files.test",
+        ],
+        &[("AYMARA_MOCK_MAX_UPLOAD_SIZE", "1KiB")],
+    );
+    let (status, body) = upload_blocking(&bin.url, "k", &[7u8; 1024]);
+    assert_eq!(status, 200);
+    assert!(body["remote_uri"].as_str().unwrap().starts_with("s3://b1/uploads/default/"));
+    assert!(body["file_url"].as_str().unwrap().starts_with("http://files.test/__files/"));
+    let stored = PathBuf::from(body["local_file_path"].as_str().unwrap());
+    assert!(stored.starts_with(std::fs::canonicalize(dir.path()).unwrap()));
+    assert_eq!(upload_blocking(&bin.url, "k", &[7u8; 1025]).0, 413);
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let mut bin = start_binary(&["--log-format", "json"], &[]);
+    upload_blocking(&bin.url, "k", b"x");
+    bin.signal("TERM");
+    assert_eq!(bin.wait_exit(Duration::from_secs(15)), Some(0));
+    assert!(bin.wait_for_log("shutting down", Duration::from_secs(5)));
+    let log = bin.stderr_text();
+    let request_line = log
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .find(|v| v["fields"]["path"] == "/v2/files/-/uploads")
+        .expect("a request line");
+    assert_eq!(request_line["fields"]["status"], "200");
+    assert_eq!(request_line["fields"]["method"], "POST");
+}

@@ -197,7 +197,8 @@ pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> boo
 pub struct Binary {
     pub child: Child,
     pub url: String,
-    pub stderr: Option<std::process::ChildStderr>,
+    /// Everything the process wrote to stderr so far (read by a thread).
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 pub fn bin_path() -> &'static str {
@@ -235,7 +236,17 @@ pub fn start_binary(args: &[&str], envs: &[(&str, &str)]) -> Binary {
         .strip_prefix("aymara-mock listening on ")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_owned();
-    let stderr = child.stderr.take();
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    if let Some(pipe) = child.stderr.take() {
+        let sink = std::sync::Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut text = sink.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+    }
     Binary { child, url, stderr }
 }
 
@@ -263,12 +274,20 @@ impl Binary {
         }
     }
 
-    pub fn stderr_text(&mut self) -> String {
-        let mut text = String::new();
-        if let Some(mut err) = self.stderr.take() {
-            let _ = err.read_to_string(&mut text);
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded, polling) until stderr contains `needle`.
+    pub fn wait_for_log(&self, needle: &str, limit: Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if self.stderr_text().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        text
+        false
     }
 }
 

@@ -357,7 +357,15 @@ async fn a_client_that_disconnects_mid_upload_leaves_nothing_on_disk() {
         "left behind: {:?}",
         app.stored_files()
     );
-    let journal = app.server.requests().await;
+    // The journal entry is written once the handler has cleaned up.
+    let mut journal = app.server.requests().await;
+    for _ in 0..250 {
+        if !journal.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        journal = app.server.requests().await;
+    }
     assert_eq!(journal.len(), 1);
     assert_eq!(journal[0].status, None, "no answer was sent");
     assert!(app.server.uploads().await.is_empty());
