@@ -27,7 +27,11 @@ pub(crate) fn rule_json(status: &RuleStatus) -> Value {
     value
 }
 
-pub(crate) async fn handle(state: &AppState, req: Request<Incoming>, request_id: &str) -> Response<ResponseBody> {
+pub(crate) async fn handle(
+    state: &AppState,
+    req: Request<Incoming>,
+    request_id: &str,
+) -> Response<ResponseBody> {
     match route(state, req).await {
         Ok((status, body)) => json_response(status, &body),
         Err(err) => err.into_response(request_id),
@@ -42,7 +46,10 @@ fn authorized(state: &AppState, req: &Request<Incoming>) -> Result<(), ApiError>
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
     if presented == Some(token.as_str()) {
         Ok(())

@@ -14,7 +14,12 @@ use crate::server::{MockServer, StartError};
 
 /// A fast, faithful local emulator of the Aymara AI file-upload API.
 #[derive(Debug, Parser)]
-#[command(name = "aymara-mock", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "aymara-mock",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -23,6 +28,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once at start")]
 enum Command {
     /// Serve the emulated API (the default).
     Serve(ServeArgs),
@@ -59,22 +65,42 @@ struct ServeArgs {
     #[arg(long, env = "AYMARA_MOCK_KEEP_FILES")]
     keep_files: bool,
     /// Fixture file or directory of fault rules (repeatable; env: comma-separated).
-    #[arg(long = "fixtures", env = "AYMARA_MOCK_FIXTURES", value_name = "PATH", value_delimiter = ',')]
+    #[arg(
+        long = "fixtures",
+        env = "AYMARA_MOCK_FIXTURES",
+        value_name = "PATH",
+        value_delimiter = ','
+    )]
     fixtures: Vec<PathBuf>,
     /// Reload fixtures when they change.
     #[arg(long, env = "AYMARA_MOCK_WATCH")]
     watch: bool,
     /// Accept only these x-api-key values (repeatable; env: comma-separated).
-    #[arg(long = "api-key", env = "AYMARA_MOCK_API_KEYS", value_name = "KEY", value_delimiter = ',')]
+    #[arg(
+        long = "api-key",
+        env = "AYMARA_MOCK_API_KEYS",
+        value_name = "KEY",
+        value_delimiter = ','
+    )]
     api_keys: Vec<String>,
     /// Accept only these bearer tokens (repeatable; env: comma-separated).
-    #[arg(long = "bearer-token", env = "AYMARA_MOCK_BEARER_TOKENS", value_name = "TOKEN", value_delimiter = ',')]
+    #[arg(
+        long = "bearer-token",
+        env = "AYMARA_MOCK_BEARER_TOKENS",
+        value_name = "TOKEN",
+        value_delimiter = ','
+    )]
     bearer_tokens: Vec<String>,
     /// Check no credentials.
     #[arg(long, env = "AYMARA_MOCK_NO_AUTH", conflicts_with_all = ["api_keys", "bearer_tokens"])]
     no_auth: bool,
     /// Largest file accepted, e.g. 512MiB (413 beyond it).
-    #[arg(long, env = "AYMARA_MOCK_MAX_UPLOAD_SIZE", default_value = "5GiB", value_name = "SIZE")]
+    #[arg(
+        long,
+        env = "AYMARA_MOCK_MAX_UPLOAD_SIZE",
+        default_value = "5GiB",
+        value_name = "SIZE"
+    )]
     max_upload_size: ByteSize,
     /// Quota over all stored files, e.g. 1GiB (500 beyond it).
     #[arg(long, env = "AYMARA_MOCK_MAX_STORAGE", value_name = "SIZE")]
@@ -89,7 +115,12 @@ struct ServeArgs {
     #[arg(long, env = "AYMARA_MOCK_BUCKET", default_value = "aymara-mock")]
     bucket: String,
     /// Requests kept in the journal (oldest dropped).
-    #[arg(long, env = "AYMARA_MOCK_JOURNAL_SIZE", default_value_t = 10_000, value_name = "N")]
+    #[arg(
+        long,
+        env = "AYMARA_MOCK_JOURNAL_SIZE",
+        default_value_t = 10_000,
+        value_name = "N"
+    )]
     journal_size: usize,
     /// Require `Authorization: Bearer TOKEN` on the admin API.
     #[arg(long, env = "AYMARA_MOCK_ADMIN_TOKEN", value_name = "TOKEN")]
@@ -98,10 +129,20 @@ struct ServeArgs {
     #[arg(long, env = "AYMARA_MOCK_READY_FILE", value_name = "PATH")]
     ready_file: Option<PathBuf>,
     /// Log format on stderr.
-    #[arg(long, env = "AYMARA_MOCK_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        env = "AYMARA_MOCK_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     log_format: LogFormat,
     /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
-    #[arg(long, env = "AYMARA_MOCK_LOG_LEVEL", default_value = "info", value_name = "LEVEL")]
+    #[arg(
+        long,
+        env = "AYMARA_MOCK_LOG_LEVEL",
+        default_value = "info",
+        value_name = "LEVEL"
+    )]
     log_level: String,
     /// How long shutdown waits for in-flight requests, e.g. 10s, 500ms.
     #[arg(long, env = "AYMARA_MOCK_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
@@ -120,7 +161,9 @@ struct ServeArgs {
 /// Parses `250ms`, `10s`, `2m` or a plain number of seconds.
 fn parse_duration(input: &str) -> Result<Duration, String> {
     let s = input.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
     let value: f64 = number
         .parse()
@@ -194,8 +237,12 @@ fn check(paths: &[PathBuf]) -> ExitCode {
 fn init_logging(format: LogFormat, level: &str) -> Result<(), String> {
     use tracing_subscriber::EnvFilter;
     let filter = match std::env::var("RUST_LOG") {
-        Ok(env) if !env.trim().is_empty() => EnvFilter::try_new(env).map_err(|e| format!("invalid RUST_LOG: {e}"))?,
-        _ => EnvFilter::try_new(level).map_err(|e| format!("invalid --log-level {level:?}: {e}"))?,
+        Ok(env) if !env.trim().is_empty() => {
+            EnvFilter::try_new(env).map_err(|e| format!("invalid RUST_LOG: {e}"))?
+        }
+        _ => {
+            EnvFilter::try_new(level).map_err(|e| format!("invalid --log-level {level:?}: {e}"))?
+        }
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -213,7 +260,10 @@ fn serve(args: ServeArgs) -> ExitCode {
         eprintln!("aymara-mock: {err}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("aymara-mock: cannot start the runtime: {err}");
@@ -282,7 +332,10 @@ async fn serve_async(args: ServeArgs) -> ExitCode {
     // The ready file first, so that it exists by the time the line is read.
     if let Some(path) = &args.ready_file {
         if let Err(err) = write_ready_file(path, server.url()) {
-            eprintln!("aymara-mock: cannot write --ready-file {}: {err}", path.display());
+            eprintln!(
+                "aymara-mock: cannot write --ready-file {}: {err}",
+                path.display()
+            );
             server.shutdown().await;
             return ExitCode::FAILURE;
         }
@@ -301,7 +354,10 @@ async fn serve_async(args: ServeArgs) -> ExitCode {
 /// Writes the URL to a temp file beside `path`, then renames it into place,
 /// so a harness polling for the file never reads it half-written.
 fn write_ready_file(path: &Path, url: &str) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     writeln!(tmp, "{url}")?;
     tmp.persist(path).map_err(|e| e.error)?;
@@ -312,7 +368,10 @@ async fn wait_for_signal() -> &'static str {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             let _ = tokio::signal::ctrl_c().await;
             return "SIGINT";
         };

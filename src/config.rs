@@ -138,13 +138,25 @@ mod tests {
             ("1TB", 1_000_000_000_000),
         ];
         for (input, bytes) in cases {
-            assert_eq!(input.parse::<ByteSize>().map(ByteSize::bytes), Ok(bytes), "{input}");
+            assert_eq!(
+                input.parse::<ByteSize>().map(ByteSize::bytes),
+                Ok(bytes),
+                "{input}"
+            );
         }
     }
 
     #[test]
     fn rejects_nonsense_sizes() {
-        for input in ["", "MiB", "ten", "5XB", "-1", "1.2.3", "99999999999999999999TiB"] {
+        for input in [
+            "",
+            "MiB",
+            "ten",
+            "5XB",
+            "-1",
+            "1.2.3",
+            "99999999999999999999TiB",
+        ] {
             assert!(input.parse::<ByteSize>().is_err(), "{input}");
         }
     }

@@ -1,7 +1,8 @@
 //! The API's error envelope, and the only place that turns an error into an HTTP answer.
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http::header::HeaderName;
+use http::{HeaderValue, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
 use crate::http_util::{full, ResponseBody};
@@ -64,13 +65,13 @@ pub struct ApiError {
     /// `error.message` in the envelope: says what to fix.
     pub message: String,
     /// `error.details`.
-    pub details: Value,
+    pub details: Box<Value>,
     /// Extra response headers (`Allow`, `Retry-After`, `Connection`, …).
-    pub headers: HeaderMap,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Replaces the envelope entirely (a rule's `body`).
-    pub body_override: Option<Value>,
+    pub body_override: Option<Box<Value>>,
     /// Shallow-merged into the envelope (a rule's `merge`).
-    pub merge: Option<Map<String, Value>>,
+    pub merge: Option<Box<Map<String, Value>>>,
 }
 
 impl ApiError {
@@ -80,8 +81,8 @@ impl ApiError {
             status,
             code: default_error_code(status.as_u16()).to_owned(),
             message: message.into(),
-            details: json!({}),
-            headers: HeaderMap::new(),
+            details: Box::new(json!({})),
+            headers: Vec::new(),
             body_override: None,
             merge: None,
         }
@@ -95,16 +96,24 @@ impl ApiError {
 
     /// Replaces `error.details`.
     pub fn with_details(mut self, details: Value) -> Self {
-        self.details = details;
+        self.details = Box::new(details);
         self
     }
 
     /// Adds a response header (invalid values are skipped).
-    pub fn with_header(mut self, name: http::header::HeaderName, value: &str) -> Self {
+    pub fn with_header(mut self, name: HeaderName, value: &str) -> Self {
         if let Ok(v) = HeaderValue::from_str(value) {
-            self.headers.insert(name, v);
+            self.headers.push((name, v));
         }
         self
+    }
+
+    /// The value of an extra header, if set.
+    pub fn header(&self, name: &str) -> Option<&HeaderValue> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
     }
 
     pub(crate) fn unauthorized(message: impl Into<String>) -> Self {
@@ -149,7 +158,7 @@ impl ApiError {
     /// The JSON body this error renders to, for `request_id`.
     pub fn body(&self, request_id: &str) -> Value {
         if let Some(body) = &self.body_override {
-            return body.clone();
+            return (**body).clone();
         }
         let mut envelope = json!({
             "error": {
@@ -161,7 +170,7 @@ impl ApiError {
             "request_id": request_id,
         });
         if let (Some(merge), Some(obj)) = (&self.merge, envelope.as_object_mut()) {
-            for (k, v) in merge {
+            for (k, v) in merge.iter() {
                 obj.insert(k.clone(), v.clone());
             }
         }
@@ -181,7 +190,13 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 
@@ -219,7 +234,7 @@ mod tests {
         let mut err = ApiError::new(StatusCode::BAD_REQUEST, "x");
         let mut merge = Map::new();
         merge.insert("extra".into(), json!(1));
-        err.merge = Some(merge);
+        err.merge = Some(Box::new(merge));
         let body = err.body("r");
         assert_eq!(body["extra"], 1);
         assert_eq!(body["error"]["code"], "validation.invalid_request");

@@ -13,7 +13,9 @@ pub(crate) type ResponseBody = BoxBody<Bytes, BoxError>;
 
 /// A complete in-memory body.
 pub(crate) fn full(bytes: impl Into<Bytes>) -> ResponseBody {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// An empty body.

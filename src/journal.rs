@@ -157,7 +157,10 @@ mod tests {
     fn credentials_are_redacted_but_listed() {
         let mut h = http::HeaderMap::new();
         h.insert("x-api-key", http::HeaderValue::from_static("secret"));
-        h.insert("authorization", http::HeaderValue::from_static("Bearer secret"));
+        h.insert(
+            "authorization",
+            http::HeaderValue::from_static("Bearer secret"),
+        );
         h.insert("x-other", http::HeaderValue::from_static("v"));
         let rec = record_headers(&h);
         assert_eq!(rec["x-api-key"], REDACTED);
@@ -170,7 +173,11 @@ mod tests {
         let q = parse_query(Some("workspace_uuid=ws%201&x=a+b&flag"));
         assert_eq!(
             q,
-            [("workspace_uuid".into(), "ws 1".into()), ("x".into(), "a b".into()), ("flag".into(), String::new())]
+            [
+                ("workspace_uuid".into(), "ws 1".into()),
+                ("x".into(), "a b".into()),
+                ("flag".into(), String::new())
+            ]
         );
     }
 }

@@ -55,7 +55,8 @@ pub use error::{default_error_code, ApiError, DOCUMENTED_ERROR_STATUSES};
 pub use journal::{RequestRecord, REDACTED};
 pub use rules::glob::{Glob, GlobError};
 pub use rules::model::{
-    Action, Fault, Fixture, Headers, Match, Pass, Phase, Probability, Respond, Rule, SizeRange, Status, When,
+    Action, Fault, Fixture, Headers, Match, Pass, Phase, Probability, Respond, Rule, SizeRange,
+    Status, When,
 };
 pub use rules::schema::SCHEMA as FIXTURE_SCHEMA;
 pub use rules::{AddRuleError, FixtureError, RuleStatus};

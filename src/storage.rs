@@ -119,7 +119,12 @@ impl Storage {
     }
 
     /// Moves a finished file to `<root>/<file_uuid>/<name>`; returns its path.
-    pub(crate) fn commit(&self, file: FinishedFile, file_uuid: &str, name: &str) -> io::Result<PathBuf> {
+    pub(crate) fn commit(
+        &self,
+        file: FinishedFile,
+        file_uuid: &str,
+        name: &str,
+    ) -> io::Result<PathBuf> {
         let dir = self.root.join(file_uuid);
         std::fs::create_dir(&dir)?;
         let path = dir.join(name);
@@ -272,7 +277,10 @@ impl PartialFile {
                         }
                     }
                 }
-                Err(io::Error::new(io::ErrorKind::Interrupted, "upload abandoned"))
+                Err(io::Error::new(
+                    io::ErrorKind::Interrupted,
+                    "upload abandoned",
+                ))
             })();
             if result.is_err() {
                 let _ = std::fs::remove_file(&path);
@@ -445,7 +453,13 @@ mod tests {
     async fn small_and_large_files_hash_and_commit() {
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::open(Some(dir.path()), false, None).unwrap();
-        for size in [0usize, 1, INLINE_LIMIT, INLINE_LIMIT + 1, 3 * INLINE_LIMIT + 7] {
+        for size in [
+            0usize,
+            1,
+            INLINE_LIMIT,
+            INLINE_LIMIT + 1,
+            3 * INLINE_LIMIT + 7,
+        ] {
             let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
             let mut file = storage.begin();
             for chunk in data.chunks(10_000) {
@@ -466,7 +480,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::open(Some(dir.path()), false, None).unwrap();
         let mut file = storage.begin();
-        file.write(Bytes::from(vec![1u8; 3 * INLINE_LIMIT])).await.unwrap();
+        file.write(Bytes::from(vec![1u8; 3 * INLINE_LIMIT]))
+            .await
+            .unwrap();
         drop(file);
         let finished = {
             let mut f = storage.begin();

@@ -71,8 +71,8 @@ fn collect_json(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), FixtureError> 
     let entries = std::fs::read_dir(dir)
         .map_err(|e| FixtureError::whole(&display, format!("cannot list directory: {e}")))?;
     for entry in entries {
-        let entry =
-            entry.map_err(|e| FixtureError::whole(&display, format!("cannot list directory: {e}")))?;
+        let entry = entry
+            .map_err(|e| FixtureError::whole(&display, format!("cannot list directory: {e}")))?;
         let path = entry.path();
         if path.is_dir() {
             collect_json(&path, out)?;
@@ -162,7 +162,11 @@ fn describe(source: &str, text: &str, field: &str, err: &serde_json::Error) -> F
     }
     if let Some((unknown, expected)) = parse_unknown(&message, "unknown variant `") {
         let hint = hint(&unknown, &expected);
-        return located(line, column, format!("{field}: unknown value \"{unknown}\"{hint}"));
+        return located(
+            line,
+            column,
+            format!("{field}: unknown value \"{unknown}\"{hint}"),
+        );
     }
     let message = if field.is_empty() || field == "." {
         message
@@ -267,7 +271,8 @@ mod tests {
 
     #[test]
     fn typo_is_reported_with_position_and_hint() {
-        let text = "{\n  \"rules\": [\n    {\"respond\": {\n      \"stauts\": 429\n    }}\n  ]\n}\n";
+        let text =
+            "{\n  \"rules\": [\n    {\"respond\": {\n      \"stauts\": 429\n    }}\n  ]\n}\n";
         let err = parse_fixture("fixtures/x.json", text).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -287,7 +292,10 @@ mod tests {
         let text = "{\"rules\": [\n {\"pass\": {}, \"when\": {\"probability\": 2}}\n]}";
         let err = parse_fixture("f.json", text).unwrap_err();
         assert_eq!(err.line, Some(2));
-        assert!(err.message.starts_with("rules[0].when.probability: "), "{err}");
+        assert!(
+            err.message.starts_with("rules[0].when.probability: "),
+            "{err}"
+        );
         assert!(err.message.contains("between 0 and 1"), "{err}");
     }
 
@@ -306,7 +314,8 @@ mod tests {
 
     #[test]
     fn duplicate_ids_are_refused() {
-        let text = "{\"rules\": [\n{\"id\": \"a\", \"pass\": {}},\n{\"id\": \"a\", \"pass\": {}}\n]}";
+        let text =
+            "{\"rules\": [\n{\"id\": \"a\", \"pass\": {}},\n{\"id\": \"a\", \"pass\": {}}\n]}";
         let err = parse_fixture("f.json", text).unwrap_err();
         assert!(err.message.contains("duplicate rule id \"a\""), "{err}");
         assert_eq!(err.line, Some(3));
@@ -316,7 +325,9 @@ mod tests {
     fn admin_body_may_be_one_rule_or_a_list() {
         assert_eq!(parse_rules("<admin>", r#"{"pass":{}}"#).unwrap().len(), 1);
         assert_eq!(
-            parse_rules("<admin>", r#"{"rules":[{"pass":{}},{"pass":{}}]}"#).unwrap().len(),
+            parse_rules("<admin>", r#"{"rules":[{"pass":{}},{"pass":{}}]}"#)
+                .unwrap()
+                .len(),
             2
         );
         assert!(parse_rules("<admin>", r#"[1]"#).is_err());

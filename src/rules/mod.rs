@@ -65,17 +65,24 @@ impl model::Match {
                 }
             })
             && self.query.iter().all(|(name, want)| {
-                let mut values = facts.query.iter().filter(|(k, _)| k == name).map(|(_, v)| v);
+                let mut values = facts
+                    .query
+                    .iter()
+                    .filter(|(k, _)| k == name)
+                    .map(|(_, v)| v);
                 match want {
                     None => values.next().is_none(),
                     Some(glob) => values.any(|v| glob.matches(v)),
                 }
             })
-            && self.filename.as_ref().is_none_or(|glob| {
-                facts.filename.is_some_and(|f| glob.matches(f))
-            })
+            && self
+                .filename
+                .as_ref()
+                .is_none_or(|glob| facts.filename.is_some_and(|f| glob.matches(f)))
             && self.content_type.as_ref().is_none_or(|glob| {
-                facts.content_type.is_some_and(|c| glob.matches_ignore_case(c))
+                facts
+                    .content_type
+                    .is_some_and(|c| glob.matches_ignore_case(c))
             })
             && self
                 .size
@@ -310,7 +317,10 @@ impl RuleEngine {
     }
 
     /// Replaces the fixture rules (fresh counters); run-time rules stay.
-    pub(crate) fn replace_fixtures(&self, files: Vec<loading::LoadedFile>) -> Result<(), FixtureError> {
+    pub(crate) fn replace_fixtures(
+        &self,
+        files: Vec<loading::LoadedFile>,
+    ) -> Result<(), FixtureError> {
         let mut state = lock(&self.state);
         // A reloaded fixture must not take an id a run-time rule holds.
         for file in &files {
@@ -398,16 +408,29 @@ mod tests {
         ]);
         let mut h = HeaderMap::new();
         let none: Vec<(String, String)> = vec![];
-        assert_eq!(e.decide(Phase::Request, &upload_facts(&h, &none)).map(|d| d.id).as_deref(), Some("absent"));
+        assert_eq!(
+            e.decide(Phase::Request, &upload_facts(&h, &none))
+                .map(|d| d.id)
+                .as_deref(),
+            Some("absent")
+        );
         h.insert("x-api-key", http::HeaderValue::from_static("limited-1"));
         assert!(e.decide(Phase::Request, &upload_facts(&h, &none)).is_none());
         let q = vec![("workspace_uuid".to_owned(), "ws-9".to_owned())];
-        assert_eq!(e.decide(Phase::Request, &upload_facts(&h, &q)).map(|d| d.id).as_deref(), Some("limited"));
+        assert_eq!(
+            e.decide(Phase::Request, &upload_facts(&h, &q))
+                .map(|d| d.id)
+                .as_deref(),
+            Some("limited")
+        );
     }
 
     #[test]
     fn omitted_path_means_the_upload_endpoint() {
-        let e = engine(&[r#"{"respond":{"status":503}}"#, r#"{"id":"h","respond":{"status":503},"match":{"path":"/health"}}"#]);
+        let e = engine(&[
+            r#"{"respond":{"status":503}}"#,
+            r#"{"id":"h","respond":{"status":503},"match":{"path":"/health"}}"#,
+        ]);
         let h = HeaderMap::new();
         let facts = RequestFacts {
             method: "GET",
@@ -418,7 +441,10 @@ mod tests {
             content_type: None,
             size: None,
         };
-        assert_eq!(e.decide(Phase::Request, &facts).map(|d| d.id).as_deref(), Some("h"));
+        assert_eq!(
+            e.decide(Phase::Request, &facts).map(|d| d.id).as_deref(),
+            Some("h")
+        );
     }
 
     #[test]

@@ -174,7 +174,10 @@ mod opt_size {
             fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
                 Ok(None)
             }
-            fn visit_some<D2: de::Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            fn visit_some<D2: de::Deserializer<'de>>(
+                self,
+                d: D2,
+            ) -> Result<Self::Value, D2::Error> {
                 d.deserialize_any(V)
             }
         }
@@ -289,7 +292,10 @@ impl From<Status> for u16 {
 
 /// Response headers a rule adds: names and values checked as HTTP allows.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "BTreeMap<String, String>", into = "BTreeMap<String, String>")]
+#[serde(
+    try_from = "BTreeMap<String, String>",
+    into = "BTreeMap<String, String>"
+)]
 pub struct Headers(BTreeMap<String, String>);
 
 impl Headers {
@@ -673,36 +679,81 @@ mod tests {
         .unwrap();
         assert_eq!(rule.phase, Phase::Complete);
         assert_eq!(rule.when.after, 2);
-        assert_eq!(rule.matcher.size.as_ref().and_then(|s| s.min), Some(1_048_576));
-        let pass = parse(r#"{"id": "slow-but-fine", "pass": {}, "throttle_bytes_per_sec": 262144}"#).unwrap();
+        assert_eq!(
+            rule.matcher.size.as_ref().and_then(|s| s.min),
+            Some(1_048_576)
+        );
+        let pass =
+            parse(r#"{"id": "slow-but-fine", "pass": {}, "throttle_bytes_per_sec": 262144}"#)
+                .unwrap();
         assert_eq!(pass.action, Action::Pass);
     }
 
     #[test]
     fn default_phase_is_the_earliest_possible() {
         assert_eq!(parse(r#"{"pass":{}}"#).unwrap().phase, Phase::Request);
-        assert_eq!(parse(r#"{"pass":{},"match":{"filename":"*"}}"#).unwrap().phase, Phase::Upload);
-        assert_eq!(parse(r#"{"pass":{},"match":{"size":{"min":"1KiB"}}}"#).unwrap().phase, Phase::Complete);
+        assert_eq!(
+            parse(r#"{"pass":{},"match":{"filename":"*"}}"#)
+                .unwrap()
+                .phase,
+            Phase::Upload
+        );
+        assert_eq!(
+            parse(r#"{"pass":{},"match":{"size":{"min":"1KiB"}}}"#)
+                .unwrap()
+                .phase,
+            Phase::Complete
+        );
     }
 
     #[test]
     fn semantic_errors_are_reported() {
         let cases = [
-            (r#"{"respond":{"status":700}}"#, "status must be between 200 and 599"),
-            (r#"{"respond":{"status":100}}"#, "status must be between 200 and 599"),
-            (r#"{"pass":{},"when":{"probability":1.5}}"#, "probability must be between 0 and 1"),
+            (
+                r#"{"respond":{"status":700}}"#,
+                "status must be between 200 and 599",
+            ),
+            (
+                r#"{"respond":{"status":100}}"#,
+                "status must be between 200 and 599",
+            ),
+            (
+                r#"{"pass":{},"when":{"probability":1.5}}"#,
+                "probability must be between 0 and 1",
+            ),
             (r#"{"when":{}}"#, "a rule needs one action"),
-            (r#"{"pass":{},"respond":{"status":500}}"#, "exactly one action"),
-            (r#"{"pass":{},"phase":"request","match":{"size":{"min":1}}}"#, "phase \"request\" is too early: match.size"),
-            (r#"{"pass":{},"phase":"upload","match":{"size":{"max":1}}}"#, "too early"),
-            (r#"{"pass":{},"match":{"size":{"min":5,"max":1}}}"#, "greater than"),
+            (
+                r#"{"pass":{},"respond":{"status":500}}"#,
+                "exactly one action",
+            ),
+            (
+                r#"{"pass":{},"phase":"request","match":{"size":{"min":1}}}"#,
+                "phase \"request\" is too early: match.size",
+            ),
+            (
+                r#"{"pass":{},"phase":"upload","match":{"size":{"max":1}}}"#,
+                "too early",
+            ),
+            (
+                r#"{"pass":{},"match":{"size":{"min":5,"max":1}}}"#,
+                "greater than",
+            ),
             (r#"{"pass":{},"match":{"filename":"a\\"}}"#, "lone"),
-            (r#"{"respond":{"status":200,"body":{},"merge":{}}}"#, "not both"),
-            (r#"{"respond":{"status":500,"headers":{"bad name":"x"}}}"#, "not a valid header name"),
+            (
+                r#"{"respond":{"status":200,"body":{},"merge":{}}}"#,
+                "not both",
+            ),
+            (
+                r#"{"respond":{"status":500,"headers":{"bad name":"x"}}}"#,
+                "not a valid header name",
+            ),
             (r#"{"fault":{"kind":"reset","for_ms":1}}"#, "unknown field"),
             (r#"{"fault":{"kind":"explode"}}"#, "unknown variant"),
             (r#"{"pass":{},"throttle_bytes_per_sec":0}"#, "at least 1"),
-            (r#"{"pass":{},"match":{"size":{"min":1}},"throttle_bytes_per_sec":5}"#, "no effect"),
+            (
+                r#"{"pass":{},"match":{"size":{"min":1}},"throttle_bytes_per_sec":5}"#,
+                "no effect",
+            ),
             (r#"{"id":"has space","pass":{}}"#, "must be 1 to 128"),
         ];
         for (json, expected) in cases {

@@ -52,7 +52,9 @@ pub(crate) async fn watch(state: Arc<AppState>, mut stop: watch::Receiver<bool>)
             state.rules.replace_fixtures(files).map(|()| count)
         }) {
             Ok(count) => tracing::info!(rules = count, "fixtures reloaded"),
-            Err(err) => tracing::error!("fixture reload failed, previous rules stay in force: {err}"),
+            Err(err) => {
+                tracing::error!("fixture reload failed, previous rules stay in force: {err}")
+            }
         }
     }
 }

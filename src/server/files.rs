@@ -14,9 +14,19 @@ use crate::http_util::{empty, BoxError};
 
 const CHUNK: usize = 256 * 1024;
 
-pub(crate) async fn serve(state: &AppState, file_uuid: &str, name: &str, range: Option<&str>, head: bool) -> Answer {
+pub(crate) async fn serve(
+    state: &AppState,
+    file_uuid: &str,
+    name: &str,
+    range: Option<&str>,
+    head: bool,
+) -> Answer {
     let decoded = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
-    let Some(upload) = state.uploads.get(file_uuid).filter(|u| u.filename == decoded) else {
+    let Some(upload) = state
+        .uploads
+        .get(file_uuid)
+        .filter(|u| u.filename == decoded)
+    else {
         return Answer::error(ApiError::not_found(format!(
             "No stored file {file_uuid}/{decoded}: it was never uploaded here, or has been deleted."
         )));
@@ -24,7 +34,9 @@ pub(crate) async fn serve(state: &AppState, file_uuid: &str, name: &str, range: 
     let len = upload.size;
     let (status, start, count) = match range.map(|r| parse_range(r, len)) {
         None | Some(RangeSpec::Ignore) => (StatusCode::OK, 0, len),
-        Some(RangeSpec::Satisfiable(start, end)) => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+        Some(RangeSpec::Satisfiable(start, end)) => {
+            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+        }
         Some(RangeSpec::Unsatisfiable) => {
             return Answer::error(
                 ApiError::new(
@@ -40,12 +52,16 @@ pub(crate) async fn serve(state: &AppState, file_uuid: &str, name: &str, range: 
         headers.insert(http::header::CONTENT_TYPE, v);
     }
     headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(count));
-    headers.insert(http::header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(
+        http::header::ACCEPT_RANGES,
+        HeaderValue::from_static("bytes"),
+    );
     if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", upload.sha256)) {
         headers.insert(http::header::ETAG, v);
     }
     if status == StatusCode::PARTIAL_CONTENT {
-        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{len}", start + count - 1)) {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{len}", start + count - 1))
+        {
             headers.insert(http::header::CONTENT_RANGE, v);
         }
     }
@@ -62,7 +78,9 @@ pub(crate) async fn serve(state: &AppState, file_uuid: &str, name: &str, range: 
     };
     if start > 0 {
         if let Err(err) = file.seek(std::io::SeekFrom::Start(start)).await {
-            return Answer::error(ApiError::internal(format!("Could not read the stored file: {err}.")));
+            return Answer::error(ApiError::internal(format!(
+                "Could not read the stored file: {err}."
+            )));
         }
     }
     let stream = futures_util::stream::unfold((file, count), |(mut file, left)| async move {
@@ -73,14 +91,23 @@ pub(crate) async fn serve(state: &AppState, file_uuid: &str, name: &str, range: 
         let mut buf = BytesMut::with_capacity(want);
         match (&mut file).take(want as u64).read_buf(&mut buf).await {
             Ok(0) => Some((
-                Err::<http_body::Frame<Bytes>, BoxError>("stored file is shorter than recorded".into()),
+                Err::<http_body::Frame<Bytes>, BoxError>(
+                    "stored file is shorter than recorded".into(),
+                ),
                 (file, 0),
             )),
-            Ok(n) => Some((Ok(http_body::Frame::data(buf.freeze())), (file, left - n as u64))),
+            Ok(n) => Some((
+                Ok(http_body::Frame::data(buf.freeze())),
+                (file, left - n as u64),
+            )),
             Err(err) => Some((Err(Box::new(err) as BoxError), (file, 0))),
         }
     });
-    Answer::body(status, headers, http_body_util::StreamBody::new(stream).boxed())
+    Answer::body(
+        status,
+        headers,
+        http_body_util::StreamBody::new(stream).boxed(),
+    )
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -126,7 +153,9 @@ fn parse_range(header: &str, len: u64) -> RangeSpec {
         }
     };
     match parsed {
-        Some((start, end)) if len > 0 && start < len && start <= end => RangeSpec::Satisfiable(start, end),
+        Some((start, end)) if len > 0 && start < len && start <= end => {
+            RangeSpec::Satisfiable(start, end)
+        }
         _ => RangeSpec::Unsatisfiable,
     }
 }
@@ -138,9 +167,18 @@ mod tests {
     #[test]
     fn ranges() {
         assert_eq!(parse_range("bytes=0-9", 100), RangeSpec::Satisfiable(0, 9));
-        assert_eq!(parse_range("bytes=90-", 100), RangeSpec::Satisfiable(90, 99));
-        assert_eq!(parse_range("bytes=-10", 100), RangeSpec::Satisfiable(90, 99));
-        assert_eq!(parse_range("bytes=50-500", 100), RangeSpec::Satisfiable(50, 99));
+        assert_eq!(
+            parse_range("bytes=90-", 100),
+            RangeSpec::Satisfiable(90, 99)
+        );
+        assert_eq!(
+            parse_range("bytes=-10", 100),
+            RangeSpec::Satisfiable(90, 99)
+        );
+        assert_eq!(
+            parse_range("bytes=50-500", 100),
+            RangeSpec::Satisfiable(50, 99)
+        );
         assert_eq!(parse_range("bytes=100-", 100), RangeSpec::Unsatisfiable);
         assert_eq!(parse_range("bytes=0-0", 0), RangeSpec::Unsatisfiable);
         assert_eq!(parse_range("bytes=0-1,3-4", 100), RangeSpec::Ignore);

@@ -14,7 +14,9 @@ use serde_json::{json, Map, Value};
 use super::conn::ConnHandle;
 use super::router::{self, Route};
 use super::state::AppState;
-use crate::error::{default_error_code, default_error_message, json_response, ApiError, DOCUMENTED_ERROR_STATUSES};
+use crate::error::{
+    default_error_code, default_error_message, json_response, ApiError, DOCUMENTED_ERROR_STATUSES,
+};
 use crate::http_util::{new_request_id, rfc3339, ResponseBody};
 use crate::journal::{parse_query, record_headers, RequestRecord};
 use crate::rules::model::{Action, Fault, Phase, Respond};
@@ -41,6 +43,10 @@ pub(crate) struct Exchange {
 
 /// How a request ends.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "built once per request and moved a few times; boxing buys nothing"
+)]
 pub(crate) enum Finish {
     Answer(Answer),
     /// Close with a TCP reset, no answer.
@@ -52,6 +58,7 @@ pub(crate) enum Finish {
 }
 
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant, reason = "one per request")]
 enum Payload {
     Error(ApiError),
     Json(Value),
@@ -164,17 +171,28 @@ pub(crate) fn rule_error(respond: &Respond) -> ApiError {
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut err = ApiError::new(
         status,
-        respond.message.clone().unwrap_or_else(|| default_error_message(code).to_owned()),
+        respond
+            .message
+            .clone()
+            .unwrap_or_else(|| default_error_message(code).to_owned()),
     )
-    .with_code(respond.code.clone().unwrap_or_else(|| default_error_code(code).to_owned()));
+    .with_code(
+        respond
+            .code
+            .clone()
+            .unwrap_or_else(|| default_error_code(code).to_owned()),
+    );
     if let Some(details) = &respond.details {
         err = err.with_details(details.clone());
     }
-    err.body_override = respond.body.clone();
-    err.merge = respond.merge.clone();
+    err.body_override = respond.body.clone().map(Box::new);
+    err.merge = respond.merge.clone().map(Box::new);
     for (name, value) in respond.headers.iter() {
-        if let (Ok(n), Ok(v)) = (http::HeaderName::try_from(name), HeaderValue::try_from(value)) {
-            err.headers.insert(n, v);
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::try_from(name),
+            HeaderValue::try_from(value),
+        ) {
+            err.headers.push((n, v));
         }
     }
     err
@@ -198,7 +216,10 @@ pub(crate) fn shape(respond: &Respond, normal: Value) -> Answer {
     let status = StatusCode::from_u16(respond.status.code()).unwrap_or(StatusCode::OK);
     let mut answer = Answer::json(status, body);
     for (name, value) in respond.headers.iter() {
-        if let (Ok(n), Ok(v)) = (http::HeaderName::try_from(name), HeaderValue::try_from(value)) {
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::try_from(name),
+            HeaderValue::try_from(value),
+        ) {
             answer.headers.insert(n, v);
         }
     }
@@ -231,7 +252,15 @@ pub(crate) async fn handle(
     if path == "/__admin" || path.starts_with("/__admin/") {
         let mut response = crate::admin::handle(&state, req, &request_id).await;
         set_request_id(&mut response, &request_id);
-        log_line(&method, &path, Some(response.status().as_u16()), 0, started, None, None);
+        log_line(
+            &method,
+            &path,
+            Some(response.status().as_u16()),
+            0,
+            started,
+            None,
+            None,
+        );
         return Ok(response);
     }
 
@@ -300,7 +329,15 @@ pub(crate) async fn handle(
     record.fault = ex.fault.map(str::to_owned);
     record.upload = ex.upload.take();
     record.duration_ms = started.elapsed().as_millis() as u64;
-    log_line(&method, &path, record.status, ex.body_bytes, started, ex.rule.as_deref(), ex.fault);
+    log_line(
+        &method,
+        &path,
+        record.status,
+        ex.body_bytes,
+        started,
+        ex.rule.as_deref(),
+        ex.fault,
+    );
     state.journal.push(record);
     result
 }
@@ -338,7 +375,11 @@ fn log_line(
 /// Sends the status and headers with the full Content-Length, then half the body, then fails.
 async fn truncated(response: Response<ResponseBody>) -> Response<ResponseBody> {
     let (mut parts, body) = response.into_parts();
-    let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let bytes = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
     let half = bytes.slice(..bytes.len() / 2);
     parts
         .headers
@@ -363,7 +404,12 @@ async fn with_drained(req: Request<Incoming>, finish: Finish, ex: &mut Exchange)
 }
 
 /// Health and file routes: request-phase rules, then the route.
-async fn other_route(state: &AppState, route: Route, req: Request<Incoming>, ex: &mut Exchange) -> Finish {
+async fn other_route(
+    state: &AppState,
+    route: Route,
+    req: Request<Incoming>,
+    ex: &mut Exchange,
+) -> Finish {
     let (parts, incoming) = req.into_parts();
     let prefer = if matches!(route, Route::Health) {
         prefer_code(&parts.headers)
@@ -436,7 +482,8 @@ async fn other_route(state: &AppState, route: Route, req: Request<Incoming>, ex:
                 .get(http::header::RANGE)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
-            let mut answer = crate::server::files::serve(state, &file_uuid, &name, range.as_deref(), head).await;
+            let mut answer =
+                crate::server::files::serve(state, &file_uuid, &name, range.as_deref(), head).await;
             if let Some(respond) = &deferred {
                 if let Some(body) = &respond.body {
                     answer = Answer::json(

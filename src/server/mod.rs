@@ -245,14 +245,18 @@ impl MockServerBuilder {
     /// current Tokio runtime.
     pub async fn start(self) -> Result<MockServer, StartError> {
         if self.max_connections == Some(0) {
-            return Err(StartError::Config("--max-connections must be at least 1".into()));
+            return Err(StartError::Config(
+                "--max-connections must be at least 1".into(),
+            ));
         }
         let listener = match self.listener {
             Some(std_listener) => {
                 let _ = std_listener.set_nonblocking(true);
-                tokio::net::TcpListener::from_std(std_listener).map_err(|source| StartError::Bind {
-                    addr: "the given listener".into(),
-                    source,
+                tokio::net::TcpListener::from_std(std_listener).map_err(|source| {
+                    StartError::Bind {
+                        addr: "the given listener".into(),
+                        source,
+                    }
                 })?
             }
             None => {
@@ -291,7 +295,9 @@ impl MockServerBuilder {
                 bearer_tokens: self.bearer_tokens,
             }
         };
-        if !addr.ip().is_loopback() && matches!(auth, AuthPolicy::AnyCredential | AuthPolicy::Disabled) {
+        if !addr.ip().is_loopback()
+            && matches!(auth, AuthPolicy::AnyCredential | AuthPolicy::Disabled)
+        {
             tracing::warn!(
                 %addr,
                 "listening on a non-loopback address without --api-key/--bearer-token: anyone who can reach it can upload"
@@ -324,7 +330,10 @@ impl MockServerBuilder {
         );
         let (stop_tx, stop_rx) = watch::channel(false);
         if self.watch {
-            tokio::spawn(crate::rules::watch::watch(Arc::clone(&state), stop_rx.clone()));
+            tokio::spawn(crate::rules::watch::watch(
+                Arc::clone(&state),
+                stop_rx.clone(),
+            ));
         }
         let task = tokio::spawn(run::serve(
             listener,

@@ -61,12 +61,18 @@ mod tests {
         assert_eq!(route(&Method::POST, UPLOAD_PATH).unwrap(), Route::Upload);
         let err = route(&Method::GET, UPLOAD_PATH).unwrap_err();
         assert_eq!(err.status, http::StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(err.headers.get("allow").unwrap(), "POST");
+        assert_eq!(err.header("allow").unwrap(), "POST");
         assert_eq!(route(&Method::GET, "/health/").unwrap(), Route::Health);
-        assert_eq!(route(&Method::GET, "/nope").unwrap_err().status, http::StatusCode::NOT_FOUND);
+        assert_eq!(
+            route(&Method::GET, "/nope").unwrap_err().status,
+            http::StatusCode::NOT_FOUND
+        );
         assert_eq!(
             route(&Method::HEAD, "/__files/abc/a%20b.txt").unwrap(),
-            Route::File { file_uuid: "abc".into(), name: "a%20b.txt".into() }
+            Route::File {
+                file_uuid: "abc".into(),
+                name: "a%20b.txt".into()
+            }
         );
         assert!(route(&Method::GET, "/__files/abc/x/y").is_err());
     }

@@ -36,7 +36,9 @@ pub(crate) async fn serve(
         .max_headers(100);
     let graceful = GracefulShutdown::new();
     let mut tasks = JoinSet::new();
-    let limit = settings.max_connections.map(|n| Arc::new(Semaphore::new(n)));
+    let limit = settings
+        .max_connections
+        .map(|n| Arc::new(Semaphore::new(n)));
     let mut at_limit = false;
 
     loop {
@@ -83,7 +85,8 @@ pub(crate) async fn serve(
         let stream = Arc::new(tcp);
         let handle = ConnHandle::new(Arc::clone(&stream));
         let state = Arc::clone(&state);
-        let service = service_fn(move |req| super::handler::handle(Arc::clone(&state), handle.clone(), req));
+        let service =
+            service_fn(move |req| super::handler::handle(Arc::clone(&state), handle.clone(), req));
         let conn = http.serve_connection(TokioIo::new(SharedStream(stream)), service);
         let conn = graceful.watch(conn);
         tasks.spawn(async move {

@@ -61,7 +61,11 @@ impl UploadIndex {
 
     pub(crate) fn list(&self) -> Vec<StoredUpload> {
         let inner = lock(&self.inner);
-        inner.0.iter().filter_map(|id| inner.1.get(id).cloned()).collect()
+        inner
+            .0
+            .iter()
+            .filter_map(|id| inner.1.get(id).cloned())
+            .collect()
     }
 
     fn take_all(&self) -> Vec<StoredUpload> {

@@ -106,7 +106,9 @@ pub(crate) struct UploadBody {
 
 impl std::fmt::Debug for UploadBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UploadBody").field("ctl", &self.ctl).finish()
+        f.debug_struct("UploadBody")
+            .field("ctl", &self.ctl)
+            .finish()
     }
 }
 
@@ -150,12 +152,16 @@ impl UploadBody {
         let deadline = Instant::now() + max_time;
         let mut drained = 0u64;
         loop {
-            let frame = tokio::time::timeout_at(deadline, http_body_util::BodyExt::frame(&mut self.inner)).await;
+            let frame =
+                tokio::time::timeout_at(deadline, http_body_util::BodyExt::frame(&mut self.inner))
+                    .await;
             match frame {
                 Ok(Some(Ok(frame))) => {
                     if let Some(data) = frame.data_ref() {
                         drained += data.len() as u64;
-                        self.ctl.read.fetch_add(data.len() as u64, Ordering::Relaxed);
+                        self.ctl
+                            .read
+                            .fetch_add(data.len() as u64, Ordering::Relaxed);
                         if drained > max_bytes {
                             return false;
                         }
@@ -200,7 +206,10 @@ impl Stream for UploadBody {
                     if data.is_empty() {
                         continue;
                     }
-                    let total = this.ctl.read.fetch_add(data.len() as u64, Ordering::Relaxed)
+                    let total = this
+                        .ctl
+                        .read
+                        .fetch_add(data.len() as u64, Ordering::Relaxed)
                         + data.len() as u64;
                     this.last_activity = Instant::now();
                     if total >= this.ctl.reset_after.load(Ordering::Relaxed) {
@@ -218,7 +227,8 @@ impl Stream for UploadBody {
                         let (origin, base) = *this
                             .throttle_origin
                             .get_or_insert((this.last_activity, before));
-                        let due = origin + Duration::from_secs_f64((total - base) as f64 / rate as f64);
+                        let due =
+                            origin + Duration::from_secs_f64((total - base) as f64 / rate as f64);
                         if due > Instant::now() {
                             this.timer.as_mut().reset(due);
                             this.held = Some(data);

@@ -53,7 +53,11 @@ struct Received {
 pub(crate) async fn handle(state: &AppState, req: Request<Incoming>, ex: &mut Exchange) -> Finish {
     let (parts, incoming) = req.into_parts();
     let max = state.settings.max_upload_size;
-    let mut body = UploadBody::new(incoming, max.saturating_add(FRAMING_ALLOWANCE), state.settings.body_timeout);
+    let mut body = UploadBody::new(
+        incoming,
+        max.saturating_add(FRAMING_ALLOWANCE),
+        state.settings.body_timeout,
+    );
     let ctl = body.control();
     let finish = receive(state, &parts.headers, &mut body, &ctl, ex).await;
     ex.body_bytes = ctl.read();
@@ -88,12 +92,19 @@ struct Plan {
 }
 
 /// The next step after a rule fired.
+#[allow(clippy::large_enum_variant, reason = "one per phase of a request")]
 enum Step {
     Continue,
     Stop(Finish),
 }
 
-fn apply(decision: Option<Decision>, plan: &mut Plan, ctl: &BodyControl, ex: &mut Exchange, phase: Phase) -> Step {
+fn apply(
+    decision: Option<Decision>,
+    plan: &mut Plan,
+    ctl: &BodyControl,
+    ex: &mut Exchange,
+    phase: Phase,
+) -> Step {
     let Some(decision) = decision else {
         return Step::Continue;
     };
@@ -111,7 +122,9 @@ fn apply(decision: Option<Decision>, plan: &mut Plan, ctl: &BodyControl, ex: &mu
                 plan.deferred = Some(decision);
                 Step::Continue
             } else {
-                Step::Stop(Finish::Answer(Answer::error(crate::server::handler::rule_error(respond))))
+                Step::Stop(Finish::Answer(Answer::error(
+                    crate::server::handler::rule_error(respond),
+                )))
             }
         }
         Action::Fault(fault) => {
@@ -284,7 +297,9 @@ async fn receive_file(
         match field.chunk().await {
             Ok(Some(chunk)) => {
                 if partial.size() + chunk.len() as u64 > max {
-                    break Finish::Answer(Answer::error(ApiError::payload_too_large(max)).closing());
+                    break Finish::Answer(
+                        Answer::error(ApiError::payload_too_large(max)).closing(),
+                    );
                 }
                 if let Err(err) = partial.write(chunk).await {
                     break Finish::Answer(Answer::error(storage_error(&err)));
@@ -359,7 +374,9 @@ fn store_and_answer(state: &AppState, received: Received, plan: Plan, ex: &mut E
                 state.uploads.insert(stored.clone());
                 ex.upload = Some(stored);
             }
-            Err(err) => return Finish::Answer(Answer::error(storage_error(&StorageError::Io(err)))),
+            Err(err) => {
+                return Finish::Answer(Answer::error(storage_error(&StorageError::Io(err))))
+            }
         }
     }
     Finish::Answer(reply)
@@ -368,7 +385,9 @@ fn store_and_answer(state: &AppState, received: Received, plan: Plan, ex: &mut E
 /// Maps a failure while reading the body to what the client gets.
 fn body_error(ctl: &BodyControl, max: u64, err: &multer::Error) -> Finish {
     match ctl.failure() {
-        Some(BodyFailure::TooLarge) => Finish::Answer(Answer::error(ApiError::payload_too_large(max)).closing()),
+        Some(BodyFailure::TooLarge) => {
+            Finish::Answer(Answer::error(ApiError::payload_too_large(max)).closing())
+        }
         Some(BodyFailure::ResetFault) => Finish::Reset,
         Some(BodyFailure::Client) => Finish::ClientGone,
         Some(BodyFailure::Timeout) => Finish::Answer(

@@ -153,15 +153,31 @@ mod tests {
 
     #[test]
     fn disposition_filenames() {
-        assert_eq!(filename_of(b"form-data; name=\"file\"; filename=\"a b.txt\"").as_deref(), Some("a b.txt"));
-        assert_eq!(filename_of(b"form-data; name=file; filename=plain.txt").as_deref(), Some("plain.txt"));
-        assert_eq!(filename_of(b"form-data; filename=\"semi;colon.txt\"; name=\"file\"").as_deref(), Some("semi;colon.txt"));
-        assert_eq!(filename_of(b"form-data; filename=\"q\\\"uote.txt\"").as_deref(), Some("q\"uote.txt"));
         assert_eq!(
-            filename_of(b"form-data; filename=\"fallback.txt\"; filename*=UTF-8''vid%C3%A9o.mp4").as_deref(),
+            filename_of(b"form-data; name=\"file\"; filename=\"a b.txt\"").as_deref(),
+            Some("a b.txt")
+        );
+        assert_eq!(
+            filename_of(b"form-data; name=file; filename=plain.txt").as_deref(),
+            Some("plain.txt")
+        );
+        assert_eq!(
+            filename_of(b"form-data; filename=\"semi;colon.txt\"; name=\"file\"").as_deref(),
+            Some("semi;colon.txt")
+        );
+        assert_eq!(
+            filename_of(b"form-data; filename=\"q\\\"uote.txt\"").as_deref(),
+            Some("q\"uote.txt")
+        );
+        assert_eq!(
+            filename_of(b"form-data; filename=\"fallback.txt\"; filename*=UTF-8''vid%C3%A9o.mp4")
+                .as_deref(),
             Some("vid\u{e9}o.mp4")
         );
-        assert_eq!(filename_of(b"form-data; filename=\"caf\xe9.txt\"").as_deref(), Some("caf\u{fffd}.txt"));
+        assert_eq!(
+            filename_of(b"form-data; filename=\"caf\xe9.txt\"").as_deref(),
+            Some("caf\u{fffd}.txt")
+        );
         assert_eq!(filename_of(b"form-data; name=\"file\""), None);
     }
 
@@ -202,6 +218,9 @@ mod tests {
 
     #[test]
     fn unicode_names_are_kept() {
-        assert_eq!(SafeFileName::parse("vidéo 日本.mp4").as_ref(), "vidéo 日本.mp4");
+        assert_eq!(
+            SafeFileName::parse("vidéo 日本.mp4").as_ref(),
+            "vidéo 日本.mp4"
+        );
     }
 }

@@ -30,7 +30,11 @@ fn fixture(dir: &tempfile::TempDir, name: &str, json: &str) -> std::path::PathBu
 #[tokio::test]
 async fn a_posted_rule_fires_once_and_comes_before_fixture_rules() {
     let dir = tempfile::tempdir().unwrap();
-    let f = fixture(&dir, "f.json", r#"{"rules":[{"id":"fixture-429","respond":{"status":429},"when":{"after":1}}]}"#);
+    let f = fixture(
+        &dir,
+        "f.json",
+        r#"{"rules":[{"id":"fixture-429","respond":{"status":429},"when":{"after":1}}]}"#,
+    );
     let app = spawn_with(|b| b.fixtures(&f).unwrap()).await;
     let resp = post_rules(&app, r#"{"respond":{"status":503}, "when":{"times":1}}"#).await;
     assert_eq!(resp.status(), 201);
@@ -49,10 +53,16 @@ async fn a_posted_rule_fires_once_and_comes_before_fixture_rules() {
     let rules = rules["rules"].as_array().unwrap();
     assert_eq!(rules[0]["id"], ids[0]);
     assert_eq!(rules[0]["source"], "admin");
-    assert_eq!((rules[0]["matched"].as_u64(), rules[0]["fired"].as_u64()), (Some(3), Some(1)));
+    assert_eq!(
+        (rules[0]["matched"].as_u64(), rules[0]["fired"].as_u64()),
+        (Some(3), Some(1))
+    );
     assert_eq!(rules[1]["id"], "fixture-429");
     assert_eq!(rules[1]["source"], f.display().to_string());
-    assert_eq!((rules[1]["matched"].as_u64(), rules[1]["fired"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(
+        (rules[1]["matched"].as_u64(), rules[1]["fired"].as_u64()),
+        (Some(2), Some(1))
+    );
     assert_eq!(rules[1]["respond"]["status"], 429);
 }
 
@@ -60,8 +70,15 @@ async fn a_posted_rule_fires_once_and_comes_before_fixture_rules() {
 async fn newest_rules_come_first_and_a_batch_keeps_its_order() {
     let app = spawn_app().await;
     post_rules(&app, r#"{"id":"old","pass":{}}"#).await;
-    let resp = post_rules(&app, r#"{"rules":[{"id":"a","pass":{}},{"id":"b","pass":{}}]}"#).await;
-    assert_eq!(resp.json::<Value>().await.unwrap()["ids"], json!(["a", "b"]));
+    let resp = post_rules(
+        &app,
+        r#"{"rules":[{"id":"a","pass":{}},{"id":"b","pass":{}}]}"#,
+    )
+    .await;
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["ids"],
+        json!(["a", "b"])
+    );
     let ids: Vec<String> = app.server.rules().await.into_iter().map(|r| r.id).collect();
     assert_eq!(ids, ["a", "b", "old"]);
 }
@@ -70,17 +87,30 @@ async fn newest_rules_come_first_and_a_batch_keeps_its_order() {
 async fn invalid_rules_get_400_naming_the_field_and_change_nothing() {
     let app = spawn_app().await;
     post_rules(&app, r#"{"id":"keep","pass":{}}"#).await;
-    let resp = post_rules(&app, "{\"rules\":[{\"pass\":{}},\n {\"respond\":{\"stauts\":503}}]}").await;
+    let resp = post_rules(
+        &app,
+        "{\"rules\":[{\"pass\":{}},\n {\"respond\":{\"stauts\":503}}]}",
+    )
+    .await;
     assert_eq!(resp.status(), 400);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "validation.invalid_request");
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("unknown field \"stauts\", did you mean \"status\"?"), "{message}");
+    assert!(
+        message.contains("unknown field \"stauts\", did you mean \"status\"?"),
+        "{message}"
+    );
     assert_eq!(body["error"]["details"]["line"], 2);
     assert!(body["error"]["details"]["column"].is_number());
     let resp = post_rules(&app, r#"{"pass":{},"when":{"probability":3}}"#).await;
     let body: Value = resp.json().await.unwrap();
-    assert!(body["error"]["message"].as_str().unwrap().contains("when.probability"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("when.probability"),
+        "{body}"
+    );
     let ids: Vec<String> = app.server.rules().await.into_iter().map(|r| r.id).collect();
     assert_eq!(ids, ["keep"]);
 }
@@ -88,7 +118,10 @@ async fn invalid_rules_get_400_naming_the_field_and_change_nothing() {
 #[tokio::test]
 async fn duplicate_ids_get_409() {
     let app = spawn_app().await;
-    assert_eq!(post_rules(&app, r#"{"id":"x","pass":{}}"#).await.status(), 201);
+    assert_eq!(
+        post_rules(&app, r#"{"id":"x","pass":{}}"#).await.status(),
+        201
+    );
     let resp = post_rules(&app, r#"{"id":"x","respond":{"status":500}}"#).await;
     assert_eq!(resp.status(), 409);
     let body: Value = resp.json().await.unwrap();
@@ -99,15 +132,39 @@ async fn duplicate_ids_get_409() {
 #[tokio::test]
 async fn rules_are_deleted_one_by_one_or_all_at_once() {
     let app = spawn_app().await;
-    post_rules(&app, r#"{"rules":[{"id":"a","pass":{}},{"id":"b","pass":{}}]}"#).await;
-    let resp = app.client.delete(app.url("/__admin/rules/a")).send().await.unwrap();
+    post_rules(
+        &app,
+        r#"{"rules":[{"id":"a","pass":{}},{"id":"b","pass":{}}]}"#,
+    )
+    .await;
+    let resp = app
+        .client
+        .delete(app.url("/__admin/rules/a"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
-    let resp = app.client.delete(app.url("/__admin/rules/a")).send().await.unwrap();
+    let resp = app
+        .client
+        .delete(app.url("/__admin/rules/a"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 404);
-    assert_eq!(resp.json::<Value>().await.unwrap()["error"]["code"], "resource.not_found");
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"]["code"],
+        "resource.not_found"
+    );
     assert_eq!(app.server.rules().await.len(), 1);
-    app.client.delete(app.url("/__admin/rules")).send().await.unwrap();
-    assert!(get(&app, "/__admin/rules").await["rules"].as_array().unwrap().is_empty());
+    app.client
+        .delete(app.url("/__admin/rules"))
+        .send()
+        .await
+        .unwrap();
+    assert!(get(&app, "/__admin/rules").await["rules"]
+        .as_array()
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]
@@ -120,8 +177,13 @@ async fn the_journal_shows_retries_rules_uploads_and_hides_credentials() {
     let content = data(12_345);
     for attempt in 0..3 {
         let n = attempt.to_string();
-        app.upload_with(content.clone(), "clip.mp4", "secret-key", &[("x-stainless-retry-count", &n)])
-            .await;
+        app.upload_with(
+            content.clone(),
+            "clip.mp4",
+            "secret-key",
+            &[("x-stainless-retry-count", &n)],
+        )
+        .await;
     }
     // Admin calls are not journaled.
     get(&app, "/__admin/rules").await;
@@ -167,9 +229,20 @@ async fn the_journal_is_bounded_and_can_be_cleared() {
             .await
             .unwrap();
     }
-    let ids: Vec<String> = app.server.requests().await.into_iter().map(|r| r.id).collect();
+    let ids: Vec<String> = app
+        .server
+        .requests()
+        .await
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
     assert_eq!(ids, ["r2", "r3", "r4"]);
-    let resp = app.client.delete(app.url("/__admin/requests")).send().await.unwrap();
+    let resp = app
+        .client
+        .delete(app.url("/__admin/requests"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     assert!(app.server.requests().await.is_empty());
 }
@@ -177,7 +250,12 @@ async fn the_journal_is_bounded_and_can_be_cleared() {
 #[tokio::test]
 async fn uploads_are_listed_and_deleted_from_disk() {
     let app = spawn_app().await;
-    let a: Value = app.upload(b"aaa".to_vec(), "a.txt").await.json().await.unwrap();
+    let a: Value = app
+        .upload(b"aaa".to_vec(), "a.txt")
+        .await
+        .json()
+        .await
+        .unwrap();
     app.upload(b"bbbb".to_vec(), "b.txt").await;
     let listed = get(&app, "/__admin/uploads").await;
     let uploads = listed["uploads"].as_array().unwrap();
@@ -187,27 +265,49 @@ async fn uploads_are_listed_and_deleted_from_disk() {
     assert_eq!(uploads[0]["local_file_path"], a["local_file_path"]);
     assert_eq!(uploads[0]["sha256"], sha256_hex(b"aaa"));
     assert_eq!(uploads[1]["size"], 4);
-    let resp = app.client.delete(app.url("/__admin/uploads")).send().await.unwrap();
+    let resp = app
+        .client
+        .delete(app.url("/__admin/uploads"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.json::<Value>().await.unwrap()["deleted"], 2);
     assert!(!std::path::Path::new(a["local_file_path"].as_str().unwrap()).exists());
     assert!(app.stored_files().is_empty());
-    let gone = app.client.get(a["file_url"].as_str().unwrap()).send().await.unwrap();
+    let gone = app
+        .client
+        .get(a["file_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(gone.status(), 404);
 }
 
 #[tokio::test]
 async fn reset_restores_fixtures_and_clears_counters_journal_and_storage() {
     let dir = tempfile::tempdir().unwrap();
-    let f = fixture(&dir, "f.json", r#"{"rules":[{"id":"first-fails","respond":{"status":500},"when":{"times":1}}]}"#);
+    let f = fixture(
+        &dir,
+        "f.json",
+        r#"{"rules":[{"id":"first-fails","respond":{"status":500},"when":{"times":1}}]}"#,
+    );
     let app = spawn_with(|b| b.fixtures(&f).unwrap()).await;
     assert_eq!(app.upload(b"x".to_vec(), "a").await.status(), 500);
     assert_eq!(app.upload(b"x".to_vec(), "a").await.status(), 200);
     post_rules(&app, r#"{"id":"extra","pass":{}}"#).await;
-    let resp = app.client.post(app.url("/__admin/reset")).send().await.unwrap();
+    let resp = app
+        .client
+        .post(app.url("/__admin/reset"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let rules = app.server.rules().await;
     assert_eq!(rules.len(), 1);
-    assert_eq!((rules[0].id.as_str(), rules[0].matched, rules[0].fired), ("first-fails", 0, 0));
+    assert_eq!(
+        (rules[0].id.as_str(), rules[0].matched, rules[0].fired),
+        ("first-fails", 0, 0)
+    );
     assert!(app.server.requests().await.is_empty());
     assert!(app.server.uploads().await.is_empty());
     assert!(app.stored_files().is_empty());
@@ -218,56 +318,120 @@ async fn reset_restores_fixtures_and_clears_counters_journal_and_storage() {
 #[tokio::test]
 async fn an_admin_token_guards_the_admin_api_only() {
     let app = spawn_with(|b| b.admin_token("admin-secret").bearer_token("api-token")).await;
-    let resp = app.client.get(app.url("/__admin/requests")).send().await.unwrap();
+    let resp = app
+        .client
+        .get(app.url("/__admin/requests"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401);
-    assert_eq!(resp.json::<Value>().await.unwrap()["error"]["code"], "auth.invalid_key");
-    let resp = app.client.get(app.url("/__admin/requests")).bearer_auth("wrong").send().await.unwrap();
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"]["code"],
+        "auth.invalid_key"
+    );
+    let resp = app
+        .client
+        .get(app.url("/__admin/requests"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401);
-    let resp = app.client.get(app.url("/__admin/requests")).bearer_auth("admin-secret").send().await.unwrap();
+    let resp = app
+        .client
+        .get(app.url("/__admin/requests"))
+        .bearer_auth("admin-secret")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     // The API's own bearer auth is unaffected.
-    let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(vec![1]).file_name("a"));
-    let resp = app.client.post(app.server.upload_url()).bearer_auth("api-token").multipart(form).send().await.unwrap();
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(vec![1]).file_name("a"),
+    );
+    let resp = app
+        .client
+        .post(app.server.upload_url())
+        .bearer_auth("api-token")
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
 }
 
 #[tokio::test]
 async fn unknown_admin_routes_and_methods_are_refused() {
     let app = spawn_app().await;
-    let resp = app.client.get(app.url("/__admin/nothing")).send().await.unwrap();
+    let resp = app
+        .client
+        .get(app.url("/__admin/nothing"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 404);
-    let resp = app.client.put(app.url("/__admin/rules")).send().await.unwrap();
+    let resp = app
+        .client
+        .put(app.url("/__admin/rules"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 405);
     assert_eq!(resp.headers()["allow"], "GET, POST, DELETE");
-    let resp = app.client.get(app.url("/__admin/reset")).send().await.unwrap();
+    let resp = app
+        .client
+        .get(app.url("/__admin/reset"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 405);
 }
 
 #[tokio::test]
 async fn library_methods_and_the_admin_api_share_one_state() {
     let app = spawn_app().await;
-    let id = app.server.add_rule(Rule::respond(409).with_id("lib-rule")).await.unwrap();
+    let id = app
+        .server
+        .add_rule(Rule::respond(409).with_id("lib-rule"))
+        .await
+        .unwrap();
     let listed = get(&app, "/__admin/rules").await;
     assert_eq!(listed["rules"][0]["id"], id.as_str());
     assert_eq!(app.upload(b"x".to_vec(), "a").await.status(), 409);
     app.server.clear_rules().await;
     assert_eq!(app.upload(b"y".to_vec(), "b").await.status(), 200);
-    assert_eq!(get(&app, "/__admin/requests").await["requests"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        get(&app, "/__admin/requests").await["requests"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
     assert_eq!(app.server.uploads().await.len(), 1);
     app.server.reset().await.unwrap();
-    assert!(get(&app, "/__admin/uploads").await["uploads"].as_array().unwrap().is_empty());
+    assert!(get(&app, "/__admin/uploads").await["uploads"]
+        .as_array()
+        .unwrap()
+        .is_empty());
     assert!(app.server.requests().await.is_empty());
 }
 
 #[tokio::test]
 async fn journal_and_counters_stay_exact_under_100_concurrent_uploads() {
     let app = std::sync::Arc::new(spawn_app().await);
-    app.server.add_rule(Rule::pass().with_id("count-all")).await.unwrap();
+    app.server
+        .add_rule(Rule::pass().with_id("count-all"))
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for i in 0..100usize {
         let app = std::sync::Arc::clone(&app);
         tasks.push(tokio::spawn(async move {
-            let status = app.upload(data(i * 101), &format!("f{i}.bin")).await.status();
+            let status = app
+                .upload(data(i * 101), &format!("f{i}.bin"))
+                .await
+                .status();
             assert_eq!(status, 200);
         }));
     }
@@ -283,7 +447,9 @@ async fn journal_and_counters_stay_exact_under_100_concurrent_uploads() {
     uuids.sort();
     uuids.dedup();
     assert_eq!(uuids.len(), 100);
-    assert!(journal.iter().all(|r| r.rule.as_deref() == Some("count-all")));
+    assert!(journal
+        .iter()
+        .all(|r| r.rule.as_deref() == Some("count-all")));
     let rule = &app.server.rules().await[0];
     assert_eq!((rule.matched, rule.fired), (100, 100));
     assert_eq!(app.server.uploads().await.len(), 100);

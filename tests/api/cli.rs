@@ -10,10 +10,15 @@ use serde_json::Value;
 use crate::helpers::*;
 
 fn upload_blocking(url: &str, key: &str, content: &[u8]) -> (u16, Value) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
-        let form = reqwest::multipart::Form::new()
-            .part("file", reqwest::multipart::Part::bytes(content.to_vec()).file_name("a.bin"));
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(content.to_vec()).file_name("a.bin"),
+        );
         let resp = reqwest::Client::new()
             .post(format!("{url}/v2/files/-/uploads"))
             .header("x-api-key", key)
@@ -62,7 +67,10 @@ fn sigint_also_stops_it_and_keep_files_keeps_the_dir() {
     bin.signal("INT");
     assert_eq!(bin.wait_exit(Duration::from_secs(15)), Some(0));
     assert!(dir.exists());
-    assert_eq!(std::fs::read(answer["local_file_path"].as_str().unwrap()).unwrap(), b"kept");
+    assert_eq!(
+        std::fs::read(answer["local_file_path"].as_str().unwrap()).unwrap(),
+        b"kept"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -78,13 +86,19 @@ fn writes_the_url_to_the_ready_file() {
 fn in_flight_uploads_finish_after_sigterm() {
     let mut bin = start_binary(&[], &[]);
     let addr: std::net::SocketAddr = bin.url.trim_start_matches("http://").parse().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let (status, body) = rt.block_on(async {
         use tokio::io::AsyncWriteExt;
         let content = data(2 << 20);
         let body = multipart_body("slow.bin", None, &content);
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        stream.write_all(upload_head(addr, body.len(), "").as_bytes()).await.unwrap();
+        stream
+            .write_all(upload_head(addr, body.len(), "").as_bytes())
+            .await
+            .unwrap();
         stream.write_all(&body[..body.len() / 2]).await.unwrap();
         stream.flush().await.unwrap();
         // The upload is in flight; ask the server to stop, then finish sending.
@@ -171,9 +185,15 @@ fn no_auth_and_bearer_tokens_from_the_command_line() {
     let bin = start_binary(&[], &[("AYMARA_MOCK_NO_AUTH", "true")]);
     assert_eq!(upload_blocking(&bin.url, "", b"x").0, 200);
     let bin = start_binary(&["--bearer-token", "tok"], &[]);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let status = rt.block_on(async {
-        let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(vec![1]).file_name("a"));
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(vec![1]).file_name("a"),
+        );
         reqwest::Client::new()
             .post(format!("{}/v2/files/-/uploads", bin.url))
             .bearer_auth("tok")
@@ -202,8 +222,14 @@ fn size_bucket_public_url_and_storage_dir_flags_take_effect() {
     );
     let (status, body) = upload_blocking(&bin.url, "k", &[7u8; 1024]);
     assert_eq!(status, 200);
-    assert!(body["remote_uri"].as_str().unwrap().starts_with("s3://b1/uploads/default/"));
-    assert!(body["file_url"].as_str().unwrap().starts_with("http://files.test/__files/"));
+    assert!(body["remote_uri"]
+        .as_str()
+        .unwrap()
+        .starts_with("s3://b1/uploads/default/"));
+    assert!(body["file_url"]
+        .as_str()
+        .unwrap()
+        .starts_with("http://files.test/__files/"));
     let stored = PathBuf::from(body["local_file_path"].as_str().unwrap());
     assert!(stored.starts_with(std::fs::canonicalize(dir.path()).unwrap()));
     assert_eq!(upload_blocking(&bin.url, "k", &[7u8; 1025]).0, 413);

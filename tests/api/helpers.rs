@@ -24,7 +24,10 @@ pub struct TestApp {
 /// Logs for a test run with `TEST_LOG=1`.
 pub fn init_test_log() {
     if std::env::var_os("TEST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("debug").try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter("debug")
+            .try_init();
     }
 }
 
@@ -34,7 +37,10 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_with(configure: impl FnOnce(MockServerBuilder) -> MockServerBuilder) -> TestApp {
     init_test_log();
-    let server = configure(MockServer::builder()).start().await.expect("server starts");
+    let server = configure(MockServer::builder())
+        .start()
+        .await
+        .expect("server starts");
     TestApp {
         server,
         client: reqwest::Client::new(),
@@ -93,7 +99,10 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Deterministic pseudo-random bytes.
@@ -113,7 +122,10 @@ pub fn data(size: usize) -> Vec<u8> {
 pub fn multipart_body(filename: &str, content_type: Option<&str>, content: &[u8]) -> Vec<u8> {
     let mut body = Vec::new();
     body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
-    body.extend_from_slice(format!("Content-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n").as_bytes());
+    body.extend_from_slice(
+        format!("Content-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n")
+            .as_bytes(),
+    );
     if let Some(ct) = content_type {
         body.extend_from_slice(format!("Content-Type: {ct}\r\n").as_bytes());
     }
@@ -132,7 +144,10 @@ pub fn upload_head(addr: std::net::SocketAddr, len: usize, extra: &str) -> Strin
 
 /// A raw HTTP/1.1 exchange: writes `request` whole, then reads until the
 /// server closes or the answer is complete. Returns (status, head, body).
-pub async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> std::io::Result<(u16, String, Vec<u8>)> {
+pub async fn raw_exchange(
+    addr: std::net::SocketAddr,
+    request: &[u8],
+) -> std::io::Result<(u16, String, Vec<u8>)> {
     let mut stream = TcpStream::connect(addr).await?;
     stream.write_all(request).await?;
     read_response(&mut stream).await
@@ -150,11 +165,16 @@ pub async fn read_response(stream: &mut TcpStream) -> std::io::Result<(u16, Stri
                 .nth(1)
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0);
-            let len = header(&head, "content-length").and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+            let len = header(&head, "content-length")
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
             while buf.len() < end + 4 + len {
                 let n = stream.read(&mut chunk).await?;
                 if n == 0 {
-                    return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "body cut short"));
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "body cut short",
+                    ));
                 }
                 buf.extend_from_slice(&chunk[..n]);
             }
@@ -162,7 +182,10 @@ pub async fn read_response(stream: &mut TcpStream) -> std::io::Result<(u16, Stri
         }
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed before an answer"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "closed before an answer",
+            ));
         }
         buf.extend_from_slice(&chunk[..n]);
     }
@@ -171,7 +194,9 @@ pub async fn read_response(stream: &mut TcpStream) -> std::io::Result<(u16, Stri
 pub fn header(head: &str, name: &str) -> Option<String> {
     head.lines().find_map(|line| {
         let (k, v) = line.split_once(':')?;
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_owned())
     })
 }
 
@@ -208,7 +233,10 @@ pub fn bin_path() -> &'static str {
 /// Starts the binary and waits (bounded) for its one stdout line.
 pub fn start_binary(args: &[&str], envs: &[(&str, &str)]) -> Binary {
     let mut cmd = Command::new(bin_path());
-    cmd.args(["--port", "0"]).args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(["--port", "0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for (k, v) in envs {
         cmd.env(k, v);
     }

@@ -6,6 +6,8 @@
 //! - `faults`: fault rules, fixtures, phases, network faults, `Prefer`.
 //! - `admin`: the admin API and the library's test-control methods.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test that cannot go on should panic with the cause")]
+
 mod admin;
 mod cli;
 mod faults;

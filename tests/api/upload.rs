@@ -33,8 +33,19 @@ async fn error_code(resp: reqwest::Response, status: u16) -> (String, Value) {
     let body = json(resp).await;
     assert_eq!(body["request_id"], request_id.as_str(), "{body}");
     assert_eq!(body["error"]["request_id"], request_id.as_str(), "{body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
-    (body["error"]["code"].as_str().unwrap_or_default().to_owned(), body)
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    (
+        body["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        body,
+    )
 }
 
 #[tokio::test]
@@ -46,13 +57,15 @@ async fn round_trips_are_byte_exact_for_0_1_1mib_and_64mib() {
             .client
             .post(app.server.upload_url() + "?workspace_uuid=ws1")
             .header("x-api-key", "k")
-            .multipart(reqwest::multipart::Form::new().part(
-                "file",
-                reqwest::multipart::Part::bytes(content.clone())
-                    .file_name("video.mp4")
-                    .mime_str("video/mp4")
-                    .unwrap(),
-            ))
+            .multipart(
+                reqwest::multipart::Form::new().part(
+                    "file",
+                    reqwest::multipart::Part::bytes(content.clone())
+                        .file_name("video.mp4")
+                        .mime_str("video/mp4")
+                        .unwrap(),
+                ),
+            )
             .send()
             .await
             .unwrap();
@@ -65,18 +78,42 @@ async fn round_trips_are_byte_exact_for_0_1_1mib_and_64mib() {
         assert_eq!(uuid::Uuid::parse_str(uuid).unwrap().get_version_num(), 4);
         assert_eq!(body["processing_status"], "completed");
         assert_eq!(body["content_type"], "video/mp4");
-        assert_eq!(body["remote_file_path"], format!("uploads/ws1/{uuid}/video.mp4"));
-        assert_eq!(body["remote_uri"], format!("s3://aymara-mock/uploads/ws1/{uuid}/video.mp4"));
-        assert_eq!(body["file_url"], format!("{}/__files/{uuid}/video.mp4", app.server.url()));
+        assert_eq!(
+            body["remote_file_path"],
+            format!("uploads/ws1/{uuid}/video.mp4")
+        );
+        assert_eq!(
+            body["remote_uri"],
+            format!("s3://aymara-mock/uploads/ws1/{uuid}/video.mp4")
+        );
+        assert_eq!(
+            body["file_url"],
+            format!("{}/__files/{uuid}/video.mp4", app.server.url())
+        );
         let path = std::path::PathBuf::from(body["local_file_path"].as_str().unwrap());
         assert!(path.is_absolute());
         assert!(path.starts_with(app.server.storage_dir()));
-        assert_eq!(sha256_hex(&std::fs::read(&path).unwrap()), sha256_hex(&content), "size {size}");
-        let served = app.client.get(body["file_url"].as_str().unwrap()).send().await.unwrap();
+        assert_eq!(
+            sha256_hex(&std::fs::read(&path).unwrap()),
+            sha256_hex(&content),
+            "size {size}"
+        );
+        let served = app
+            .client
+            .get(body["file_url"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
         assert_eq!(served.status(), 200);
         assert_eq!(served.headers()["content-type"], "video/mp4");
-        assert_eq!(served.headers()["content-length"], size.to_string().as_str());
-        assert_eq!(sha256_hex(&served.bytes().await.unwrap()), sha256_hex(&content));
+        assert_eq!(
+            served.headers()["content-length"],
+            size.to_string().as_str()
+        );
+        assert_eq!(
+            sha256_hex(&served.bytes().await.unwrap()),
+            sha256_hex(&content)
+        );
     }
     let uploads = app.server.uploads().await;
     assert_eq!(uploads.len(), 4);
@@ -96,11 +133,23 @@ async fn file_url_answers_head_and_ranges() {
     assert_eq!(head.status(), 200);
     assert_eq!(head.headers()["content-length"], "1000");
     assert_eq!(head.headers()["accept-ranges"], "bytes");
-    let part = app.client.get(url).header("range", "bytes=10-19").send().await.unwrap();
+    let part = app
+        .client
+        .get(url)
+        .header("range", "bytes=10-19")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(part.status(), 206);
     assert_eq!(part.headers()["content-range"], "bytes 10-19/1000");
     assert_eq!(part.bytes().await.unwrap().as_ref(), &content[10..20]);
-    let bad = app.client.get(url).header("range", "bytes=5000-").send().await.unwrap();
+    let bad = app
+        .client
+        .get(url)
+        .header("range", "bytes=5000-")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 416);
     assert_eq!(bad.headers()["content-range"], "bytes */1000");
     // Wrong name, unknown uuid, traversal attempts: 404, never a file outside storage.
@@ -125,7 +174,10 @@ async fn content_type_is_guessed_from_the_extension_when_the_part_has_none() {
         .client
         .post(app.server.upload_url())
         .header("x-api-key", "k")
-        .header("content-type", format!("multipart/form-data; boundary={BOUNDARY}"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
         .body(raw)
         .send()
         .await
@@ -139,7 +191,10 @@ async fn upload_raw_name(app: &TestApp, filename: &str) -> Value {
         .client
         .post(app.server.upload_url())
         .header("x-api-key", "k")
-        .header("content-type", format!("multipart/form-data; boundary={BOUNDARY}"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
         .body(raw)
         .send()
         .await
@@ -163,7 +218,10 @@ async fn hostile_names_are_stored_inside_the_storage_dir_under_a_safe_base_name(
         let body = upload_raw_name(&app, raw).await;
         let path = std::path::PathBuf::from(body["local_file_path"].as_str().unwrap());
         let stored = std::fs::canonicalize(&path).unwrap();
-        assert!(stored.starts_with(app.server.storage_dir()), "{raw:?} escaped to {stored:?}");
+        assert!(
+            stored.starts_with(app.server.storage_dir()),
+            "{raw:?} escaped to {stored:?}"
+        );
         assert_eq!(std::fs::read(&stored).unwrap(), b"secret");
         let name = path.file_name().unwrap().to_str().unwrap();
         if expected.is_empty() {
@@ -172,7 +230,10 @@ async fn hostile_names_are_stored_inside_the_storage_dir_under_a_safe_base_name(
         } else {
             assert_eq!(name, expected, "{raw:?}");
         }
-        assert!(body["remote_file_path"].as_str().unwrap().ends_with(&format!("/{name}")));
+        assert!(body["remote_file_path"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/{name}")));
     }
     assert!(!std::path::Path::new("/etc/passwd").starts_with(app.server.storage_dir()));
 }
@@ -190,7 +251,10 @@ async fn c0_and_c1_controls_in_an_encoded_filename_are_removed() {
         .client
         .post(app.server.upload_url())
         .header("x-api-key", "k")
-        .header("content-type", format!("multipart/form-data; boundary={BOUNDARY}"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
         .body(raw)
         .send()
         .await
@@ -198,7 +262,10 @@ async fn c0_and_c1_controls_in_an_encoded_filename_are_removed() {
     let body = json(resp).await;
     let path = std::path::PathBuf::from(body["local_file_path"].as_str().unwrap());
     assert_eq!(path.file_name().unwrap(), "abcd.txt");
-    assert_eq!(path.parent().unwrap().parent().unwrap(), app.server.storage_dir());
+    assert_eq!(
+        path.parent().unwrap().parent().unwrap(),
+        app.server.storage_dir()
+    );
 }
 
 #[tokio::test]
@@ -218,7 +285,10 @@ async fn missing_credentials_get_401_in_the_envelope() {
     let resp = app
         .client
         .post(app.server.upload_url())
-        .multipart(reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(vec![1]).file_name("a")))
+        .multipart(reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(vec![1]).file_name("a"),
+        ))
         .send()
         .await
         .unwrap();
@@ -230,22 +300,54 @@ async fn missing_credentials_get_401_in_the_envelope() {
 #[tokio::test]
 async fn configured_keys_and_tokens_are_the_only_ones_accepted() {
     let app = spawn_with(|b| b.api_key("good").bearer_token("tok")).await;
-    assert_eq!(app.upload_with(vec![1], "a", "good", &[]).await.status(), 200);
+    assert_eq!(
+        app.upload_with(vec![1], "a", "good", &[]).await.status(),
+        200
+    );
     let (code, _) = error_code(app.upload_with(vec![1], "a", "bad", &[]).await, 401).await;
     assert_eq!(code, "auth.invalid_key");
-    let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(vec![1]).file_name("a"));
-    let resp = app.client.post(app.server.upload_url()).bearer_auth("tok").multipart(form).send().await.unwrap();
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(vec![1]).file_name("a"),
+    );
+    let resp = app
+        .client
+        .post(app.server.upload_url())
+        .bearer_auth("tok")
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
-    let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(vec![1]).file_name("a"));
-    let resp = app.client.post(app.server.upload_url()).bearer_auth("nope").multipart(form).send().await.unwrap();
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(vec![1]).file_name("a"),
+    );
+    let resp = app
+        .client
+        .post(app.server.upload_url())
+        .bearer_auth("nope")
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401);
 }
 
 #[tokio::test]
 async fn no_auth_checks_nothing() {
     let app = spawn_with(|b| b.no_auth(true)).await;
-    let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(vec![1]).file_name("a"));
-    let resp = app.client.post(app.server.upload_url()).multipart(form).send().await.unwrap();
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(vec![1]).file_name("a"),
+    );
+    let resp = app
+        .client
+        .post(app.server.upload_url())
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
 }
 
@@ -263,7 +365,10 @@ async fn a_client_request_id_is_echoed_in_header_and_envelope() {
     let (_, body) = error_code(resp, 401).await;
     assert_eq!(body["request_id"], "req_client_123");
     let health = app.client.get(app.url("/health")).send().await.unwrap();
-    assert!(health.headers()["x-request-id"].to_str().unwrap().starts_with("req_"));
+    assert!(health.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .starts_with("req_"));
 }
 
 #[tokio::test]
@@ -286,7 +391,14 @@ async fn bodies_that_are_not_multipart_get_422_naming_the_field() {
 async fn a_multipart_body_without_a_file_part_gets_422_naming_file() {
     let app = spawn_app().await;
     let form = reqwest::multipart::Form::new().text("other", "value");
-    let resp = app.client.post(app.server.upload_url()).header("x-api-key", "k").multipart(form).send().await.unwrap();
+    let resp = app
+        .client
+        .post(app.server.upload_url())
+        .header("x-api-key", "k")
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
     let (code, body) = error_code(resp, 422).await;
     assert_eq!(code, "validation.invalid_format");
     assert_eq!(body["error"]["details"]["field"], "file");
@@ -344,9 +456,14 @@ async fn a_client_that_disconnects_mid_upload_leaves_nothing_on_disk() {
     let app = spawn_app().await;
     let full = multipart_body("big.bin", None, &data(4 << 20));
     {
-        let mut stream = tokio::net::TcpStream::connect(app.server.address()).await.unwrap();
+        let mut stream = tokio::net::TcpStream::connect(app.server.address())
+            .await
+            .unwrap();
         use tokio::io::AsyncWriteExt;
-        stream.write_all(upload_head(app.server.address(), full.len(), "").as_bytes()).await.unwrap();
+        stream
+            .write_all(upload_head(app.server.address(), full.len(), "").as_bytes())
+            .await
+            .unwrap();
         stream.write_all(&full[..3 << 20]).await.unwrap();
         stream.flush().await.unwrap();
         // Wait until the server has begun storing the file, then hang up.
@@ -411,7 +528,9 @@ async fn a_refused_20mib_body_sent_without_expect_still_gets_its_401() {
     );
     let mut request = head.into_bytes();
     request.extend_from_slice(&body);
-    let (status, _, body) = raw_exchange(app.server.address(), &request).await.expect("an answer, not a reset");
+    let (status, _, body) = raw_exchange(app.server.address(), &request)
+        .await
+        .expect("an answer, not a reset");
     assert_eq!(status, 401);
     let body: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(body["error"]["code"], "auth.invalid_key");
@@ -420,9 +539,18 @@ async fn a_refused_20mib_body_sent_without_expect_still_gets_its_401() {
 #[tokio::test]
 async fn unknown_paths_get_404_and_wrong_methods_405_with_allow() {
     let app = spawn_app().await;
-    let (code, _) = error_code(app.client.get(app.url("/v1/nothing")).send().await.unwrap(), 404).await;
+    let (code, _) = error_code(
+        app.client.get(app.url("/v1/nothing")).send().await.unwrap(),
+        404,
+    )
+    .await;
     assert_eq!(code, "resource.not_found");
-    let resp = app.client.get(app.server.upload_url()).send().await.unwrap();
+    let resp = app
+        .client
+        .get(app.server.upload_url())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.headers()["allow"], "POST");
     error_code(resp, 405).await;
     let resp = app.client.delete(app.url("/health")).send().await.unwrap();
@@ -451,7 +579,10 @@ async fn a_storage_failure_gets_500_and_leaves_no_partial_file() {
     for size in [10, 2 << 20] {
         let (code, body) = error_code(app.upload(data(size), "a.bin").await, 500).await;
         assert_eq!(code, "server.internal_error");
-        assert!(body["error"]["message"].as_str().unwrap().contains("store"), "{body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("store"),
+            "{body}"
+        );
     }
     assert!(app.server.uploads().await.is_empty());
 }
@@ -459,10 +590,16 @@ async fn a_storage_failure_gets_500_and_leaves_no_partial_file() {
 #[tokio::test]
 async fn many_uploads_share_one_keep_alive_connection() {
     let app = spawn_app().await;
-    let mut stream = tokio::net::TcpStream::connect(app.server.address()).await.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(app.server.address())
+        .await
+        .unwrap();
     use tokio::io::AsyncWriteExt;
     for i in 0..20 {
-        let body = multipart_body(&format!("f{i}.txt"), None, format!("content {i}").as_bytes());
+        let body = multipart_body(
+            &format!("f{i}.txt"),
+            None,
+            format!("content {i}").as_bytes(),
+        );
         let mut request = upload_head(app.server.address(), body.len(), "").into_bytes();
         request.extend_from_slice(&body);
         stream.write_all(&request).await.unwrap();
@@ -500,11 +637,21 @@ async fn fifty_concurrent_uploads_are_all_stored_correctly() {
 
 #[tokio::test]
 async fn public_url_and_bucket_shape_the_answer() {
-    let app = spawn_with(|b| b.public_url("https://files.example.test/base/").bucket("my-bucket")).await;
+    let app = spawn_with(|b| {
+        b.public_url("https://files.example.test/base/")
+            .bucket("my-bucket")
+    })
+    .await;
     let body = json(app.upload(b"x".to_vec(), "a.txt").await).await;
     let uuid = body["file_uuid"].as_str().unwrap();
-    assert_eq!(body["file_url"], format!("https://files.example.test/base/__files/{uuid}/a.txt"));
-    assert_eq!(body["remote_uri"], format!("s3://my-bucket/uploads/default/{uuid}/a.txt"));
+    assert_eq!(
+        body["file_url"],
+        format!("https://files.example.test/base/__files/{uuid}/a.txt")
+    );
+    assert_eq!(
+        body["remote_uri"],
+        format!("s3://my-bucket/uploads/default/{uuid}/a.txt")
+    );
 }
 
 #[tokio::test]
@@ -521,7 +668,11 @@ async fn shutdown_and_drop_remove_the_temp_dir_but_not_a_chosen_dir() {
     assert!(!dir.exists());
 
     let chosen = tempfile::tempdir().unwrap();
-    let server = aymara_mock::MockServer::builder().storage_dir(chosen.path()).start().await.unwrap();
+    let server = aymara_mock::MockServer::builder()
+        .storage_dir(chosen.path())
+        .start()
+        .await
+        .unwrap();
     server.shutdown().await;
     assert!(chosen.path().join(".partial").exists());
 }
