@@ -5,6 +5,8 @@
 //! dependency, works on every file system (including bind mounts and network
 //! shares, where notifications are unreliable), and a fixture set is small.
 
+use std::future::Future;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -16,7 +18,11 @@ use crate::server::state::AppState;
 
 const POLL: Duration = Duration::from_millis(250);
 
-type Fingerprint = Vec<(PathBuf, Option<SystemTime>, u64)>;
+/// What a fixture file looks like on disk: (path, mtime, size, hash of the
+/// content). The content hash catches an edit that keeps both the size and the
+/// mtime (`cp -p`, `rsync -t`, or two writes within one tick of a coarse
+/// file-system clock); fixture files are small, so reading them is cheap.
+type Fingerprint = Vec<(PathBuf, Option<SystemTime>, u64, Option<u64>)>;
 
 fn fingerprint(paths: &[PathBuf]) -> Fingerprint {
     let mut out = Vec::new();
@@ -24,36 +30,53 @@ fn fingerprint(paths: &[PathBuf]) -> Fingerprint {
         let files = loading::expand(path).unwrap_or_else(|_| vec![path.clone()]);
         for file in files {
             let meta = std::fs::metadata(&file).ok();
+            let content = std::fs::read(&file).ok().map(|bytes| {
+                let mut hasher = DefaultHasher::new();
+                bytes.hash(&mut hasher);
+                hasher.finish()
+            });
             out.push((
                 file,
                 meta.as_ref().and_then(|m| m.modified().ok()),
                 meta.map_or(0, |m| m.len()),
+                content,
             ));
         }
     }
     out
 }
 
-pub(crate) async fn watch(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+/// Polls the fixtures until `stop` changes.
+///
+/// The first fingerprint is taken now, when the watch is set up, not when the
+/// returned task first runs: an edit made right after the server started
+/// (before the runtime got round to the task) would otherwise be taken as the
+/// starting point and never reloaded.
+pub(crate) fn watch(
+    state: Arc<AppState>,
+    mut stop: watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send {
     let paths = state.rules.fixture_paths().to_vec();
     let mut last = fingerprint(&paths);
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(POLL) => {}
-            _ = stop.changed() => return,
-        }
-        let now = fingerprint(&paths);
-        if now == last {
-            continue;
-        }
-        last = now;
-        match loading::load_paths(&paths).and_then(|files| {
-            let count: usize = files.iter().map(|f| f.rules.len()).sum();
-            state.rules.replace_fixtures(files).map(|()| count)
-        }) {
-            Ok(count) => tracing::info!(rules = count, "fixtures reloaded"),
-            Err(err) => {
-                tracing::error!("fixture reload failed, previous rules stay in force: {err}")
+    async move {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(POLL) => {}
+                _ = stop.changed() => return,
+            }
+            let now = fingerprint(&paths);
+            if now == last {
+                continue;
+            }
+            last = now;
+            match loading::load_paths(&paths).and_then(|files| {
+                let count: usize = files.iter().map(|f| f.rules.len()).sum();
+                state.rules.replace_fixtures(files).map(|()| count)
+            }) {
+                Ok(count) => tracing::info!(rules = count, "fixtures reloaded"),
+                Err(err) => {
+                    tracing::error!("fixture reload failed, previous rules stay in force: {err}")
+                }
             }
         }
     }

@@ -68,7 +68,7 @@ pub(crate) async fn serve(
     if head {
         return Answer::body(status, headers, empty());
     }
-    let mut file = match tokio::fs::File::open(&upload.local_file_path).await {
+    let mut file = match open_no_follow(&upload.local_file_path).await {
         Ok(f) => f,
         Err(err) => {
             return Answer::error(ApiError::not_found(format!(
@@ -108,6 +108,27 @@ pub(crate) async fn serve(
         headers,
         http_body_util::StreamBody::new(stream).boxed(),
     )
+}
+
+/// Opens a stored file without following a symlink planted in its place
+/// (or in place of its directory): only what the emulator wrote is served.
+async fn open_no_follow(path: &std::path::Path) -> std::io::Result<tokio::fs::File> {
+    if let Some(dir) = path.parent() {
+        if tokio::fs::symlink_metadata(dir)
+            .await?
+            .file_type()
+            .is_symlink()
+        {
+            return Err(std::io::Error::other(
+                "the upload's directory was replaced by a symlink",
+            ));
+        }
+    }
+    let mut options = tokio::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    options.custom_flags(libc::O_NOFOLLOW);
+    options.open(path).await
 }
 
 #[derive(Debug, PartialEq, Eq)]

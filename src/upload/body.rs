@@ -27,6 +27,9 @@ pub(crate) enum BodyFailure {
     Timeout = 3,
     /// The client went away or sent a broken body.
     Client = 4,
+    /// The parser buffered too much without completing a part's headers
+    /// (or finding the first boundary): a hostile or broken body.
+    Unparsed = 5,
 }
 
 impl BodyFailure {
@@ -36,6 +39,7 @@ impl BodyFailure {
             2 => Some(Self::ResetFault),
             3 => Some(Self::Timeout),
             4 => Some(Self::Client),
+            5 => Some(Self::Unparsed),
             _ => None,
         }
     }
@@ -49,6 +53,12 @@ pub(crate) struct BodyError(pub(crate) BodyFailure);
 
 const NO_LIMIT: u64 = u64::MAX;
 
+/// How far reading may run ahead of the parser's progress. multer buffers a
+/// part's headers (and anything before the first boundary) whole, without a
+/// limit of its own; this caps that buffer. It must exceed the largest body
+/// frame hyper hands over in one go (about 400 KiB).
+pub(crate) const MAX_UNPARSED: u64 = 1024 * 1024;
+
 /// Settings shared between the handler and the stream.
 #[derive(Debug)]
 pub(crate) struct BodyControl {
@@ -58,12 +68,19 @@ pub(crate) struct BodyControl {
     throttle: AtomicU64,
     /// Stop with `ResetFault` once this many bytes are read.
     reset_after: AtomicU64,
+    /// `read` when the parser last made progress (a part began, a chunk came out).
+    progress: AtomicU64,
     failure: AtomicU8,
 }
 
 impl BodyControl {
     pub(crate) fn read(&self) -> u64 {
         self.read.load(Ordering::Relaxed)
+    }
+
+    /// The parser made progress: everything read so far is accounted for.
+    pub(crate) fn mark_progress(&self) {
+        self.progress.store(self.read(), Ordering::Relaxed);
     }
 
     pub(crate) fn set_throttle(&self, bytes_per_sec: u64) {
@@ -121,6 +138,7 @@ impl UploadBody {
                 read: AtomicU64::new(0),
                 throttle: AtomicU64::new(0),
                 reset_after: AtomicU64::new(NO_LIMIT),
+                progress: AtomicU64::new(0),
                 failure: AtomicU8::new(0),
             }),
             limit,
@@ -217,6 +235,10 @@ impl Stream for UploadBody {
                     }
                     if total > this.limit {
                         return Poll::Ready(Some(Err(this.ctl.fail(BodyFailure::TooLarge))));
+                    }
+                    let behind = total - this.ctl.progress.load(Ordering::Relaxed);
+                    if behind > MAX_UNPARSED + data.len() as u64 {
+                        return Poll::Ready(Some(Err(this.ctl.fail(BodyFailure::Unparsed))));
                     }
                     let rate = this.ctl.throttle.load(Ordering::Relaxed);
                     if rate > 0 {

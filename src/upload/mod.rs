@@ -22,6 +22,8 @@ use crate::storage::{is_storage_full, FinishedFile, StorageError, StoredUpload};
 use body::{BodyControl, BodyFailure, UploadBody};
 use name::SafeFileName;
 
+/// Largest header block of one multipart part.
+const MAX_PART_HEADERS: usize = 8 * 1024;
 /// Slack over `--max-upload-size` for the multipart framing and other parts.
 const FRAMING_ALLOWANCE: u64 = 1024 * 1024;
 /// Bounds on reading a body we will not use, so its client can read our answer.
@@ -69,9 +71,13 @@ pub(crate) async fn handle(state: &AppState, req: Request<Incoming>, ex: &mut Ex
                 .headers
                 .get(http::header::EXPECT)
                 .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-            let complete = !expects_continue
-                && ctl.failure().is_none()
-                && body.drain(DRAIN_MAX_BYTES, DRAIN_MAX_TIME).await;
+            // A client that is gone or stalled has nothing left to read.
+            let drainable = !matches!(
+                ctl.failure(),
+                Some(BodyFailure::Client | BodyFailure::Timeout | BodyFailure::ResetFault)
+            );
+            let complete =
+                !expects_continue && drainable && body.drain(DRAIN_MAX_BYTES, DRAIN_MAX_TIME).await;
             ex.body_bytes = ctl.read();
             if !complete {
                 answer.close = true;
@@ -215,13 +221,35 @@ async fn receive(
         let mut multipart = multer::Multipart::new(&mut *body, boundary);
         let mut received: Option<Received> = None;
         loop {
-            let field = match multipart.next_field().await {
+            let mut field = match multipart.next_field().await {
                 Ok(Some(field)) => field,
                 Ok(None) => break,
                 Err(err) => return body_error(ctl, max, &err),
             };
+            ctl.mark_progress();
+            let header_bytes: usize = field
+                .headers()
+                .iter()
+                .map(|(k, v)| k.as_str().len() + v.len() + 4)
+                .sum();
+            if header_bytes > MAX_PART_HEADERS {
+                return Finish::Answer(Answer::error(
+                    ApiError::bad_request(format!(
+                        "A multipart part's headers are {header_bytes} bytes; at most {MAX_PART_HEADERS} are accepted."
+                    ))
+                    .with_details(serde_json::json!({"field": "body"})),
+                ));
+            }
             if received.is_some() || field.name() != Some("file") {
-                continue; // other parts, and a second `file` part, are ignored
+                // Other parts, and a second `file` part, are read and dropped.
+                loop {
+                    match field.chunk().await {
+                        Ok(Some(_)) => ctl.mark_progress(),
+                        Ok(None) => break,
+                        Err(err) => return body_error(ctl, max, &err),
+                    }
+                }
+                continue;
             }
             let raw_filename = name::disposition_filename(field.headers()).unwrap_or_default();
             let filename = SafeFileName::parse(&raw_filename);
@@ -296,6 +324,7 @@ async fn receive_file(
     let failure = loop {
         match field.chunk().await {
             Ok(Some(chunk)) => {
+                ctl.mark_progress();
                 if partial.size() + chunk.len() as u64 > max {
                     break Finish::Answer(
                         Answer::error(ApiError::payload_too_large(max)).closing(),
@@ -390,6 +419,16 @@ fn body_error(ctl: &BodyControl, max: u64, err: &multer::Error) -> Finish {
         }
         Some(BodyFailure::ResetFault) => Finish::Reset,
         Some(BodyFailure::Client) => Finish::ClientGone,
+        Some(BodyFailure::Unparsed) => Finish::Answer(
+            Answer::error(
+                ApiError::bad_request(format!(
+                    "Malformed multipart body: more than {} bytes without a complete part header or boundary.",
+                    body::MAX_UNPARSED
+                ))
+                .with_details(serde_json::json!({"field": "body"})),
+            )
+            .closing(),
+        ),
         Some(BodyFailure::Timeout) => Finish::Answer(
             Answer::error(
                 ApiError::new(

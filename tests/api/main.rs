@@ -12,4 +12,5 @@ mod admin;
 mod cli;
 mod faults;
 mod helpers;
+mod robustness;
 mod upload;

@@ -1,0 +1,434 @@
+//! Hostile and broken clients: oversized part headers, many parts, odd names,
+//! planted symlinks, stalls, slow headers, connection limits, full disks.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::helpers::*;
+
+async fn send_raw_body(app: &TestApp, body: Vec<u8>) -> (u16, Value) {
+    let resp = app
+        .client
+        .post(app.server.upload_url())
+        .header("x-api-key", "k")
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn part(headers: &str, content: &[u8]) -> Vec<u8> {
+    let mut out = format!("--{BOUNDARY}\r\n{headers}\r\n\r\n").into_bytes();
+    out.extend_from_slice(content);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+fn close() -> Vec<u8> {
+    format!("--{BOUNDARY}--\r\n").into_bytes()
+}
+
+#[tokio::test]
+async fn part_headers_over_8_kib_get_400() {
+    let app = spawn_app().await;
+    let mut body = part(
+        &format!(
+            "Content-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\nX-Padding: {}",
+            "p".repeat(9000)
+        ),
+        b"data",
+    );
+    body.extend(close());
+    let (status, answer) = send_raw_body(&app, body).await;
+    assert_eq!(status, 400);
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("headers"),
+        "{answer}"
+    );
+    assert!(app.stored_files().is_empty());
+}
+
+#[tokio::test]
+async fn an_endless_part_header_is_cut_off_without_buffering_it() {
+    let app = spawn_app().await;
+    // 8 MiB of header line and never a blank line: the parser would buffer all of it.
+    let mut body = format!("--{BOUNDARY}\r\nX-Endless: ").into_bytes();
+    body.extend(std::iter::repeat_n(b'a', 8 << 20));
+    let mut request = upload_head(app.server.address(), body.len(), "").into_bytes();
+    request.extend_from_slice(&body);
+    let (status, head, answer) = raw_exchange(app.server.address(), &request).await.unwrap();
+    assert_eq!(status, 400);
+    assert_eq!(header(&head, "connection").as_deref(), Some("close"));
+    let answer: Value = serde_json::from_slice(&answer).unwrap();
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Malformed multipart"),
+        "{answer}"
+    );
+    assert!(app.stored_files().is_empty());
+}
+
+#[tokio::test]
+async fn ten_thousand_parts_are_skipped_and_the_file_part_stored() {
+    let app = spawn_app().await;
+    let mut body = Vec::new();
+    for i in 0..10_000 {
+        body.extend(part(
+            &format!("Content-Disposition: form-data; name=\"f{i}\""),
+            b"v",
+        ));
+    }
+    body.extend(part(
+        "Content-Disposition: form-data; name=\"file\"; filename=\"last.bin\"",
+        b"payload",
+    ));
+    body.extend(close());
+    let (status, answer) = send_raw_body(&app, body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        std::fs::read(answer["local_file_path"].as_str().unwrap()).unwrap(),
+        b"payload"
+    );
+}
+
+#[tokio::test]
+async fn a_file_part_without_filename_is_stored_as_upload_bin() {
+    let app = spawn_app().await;
+    let mut body = part(
+        "Content-Disposition: form-data; name=\"file\"",
+        b"anonymous",
+    );
+    body.extend(close());
+    let (status, answer) = send_raw_body(&app, body).await;
+    assert_eq!(status, 200);
+    assert!(answer["local_file_path"]
+        .as_str()
+        .unwrap()
+        .ends_with("/upload.bin"));
+    assert_eq!(answer["content_type"], "application/octet-stream");
+}
+
+#[tokio::test]
+async fn of_two_file_parts_the_first_wins() {
+    let app = spawn_app().await;
+    let mut body = part(
+        "Content-Disposition: form-data; name=\"file\"; filename=\"first.txt\"",
+        b"one",
+    );
+    body.extend(part(
+        "Content-Disposition: form-data; name=\"file\"; filename=\"second.txt\"",
+        b"two",
+    ));
+    body.extend(close());
+    let (status, answer) = send_raw_body(&app, body).await;
+    assert_eq!(status, 200);
+    assert!(answer["local_file_path"]
+        .as_str()
+        .unwrap()
+        .ends_with("/first.txt"));
+    assert_eq!(
+        std::fs::read(answer["local_file_path"].as_str().unwrap()).unwrap(),
+        b"one"
+    );
+    assert_eq!(app.server.uploads().await.len(), 1);
+}
+
+#[tokio::test]
+async fn odd_filenames_are_stored_safely_and_reported_faithfully() {
+    let app = spawn_app().await;
+    let cases: [(&[u8], &str); 4] = [
+        (b"caf\xe9.txt", "caf\u{fffd}.txt"),
+        (b"a%2F..%2Fb.txt", "a%2F..%2Fb.txt"),
+        ("日本語 ファイル.pdf".as_bytes(), "日本語 ファイル.pdf"),
+        (b"emoji \xf0\x9f\x8e\xac.mp4", "emoji \u{1f3ac}.mp4"),
+    ];
+    for (raw, expected) in cases {
+        let mut body =
+            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"")
+                .into_bytes();
+        body.extend_from_slice(raw);
+        body.extend_from_slice(b"\"\r\n\r\nx\r\n");
+        body.extend(close());
+        let (status, answer) = send_raw_body(&app, body).await;
+        assert_eq!(status, 200, "{expected}");
+        let path = std::path::PathBuf::from(answer["local_file_path"].as_str().unwrap());
+        assert_eq!(path.file_name().unwrap().to_str().unwrap(), expected);
+        assert_eq!(
+            path.parent().unwrap().parent().unwrap(),
+            app.server.storage_dir()
+        );
+        let url = answer["file_url"].as_str().unwrap();
+        let served = app.client.get(url).send().await.unwrap();
+        assert_eq!(served.status(), 200, "{url}");
+    }
+}
+
+#[tokio::test]
+async fn a_symlink_planted_in_storage_is_never_followed() {
+    let app = spawn_app().await;
+    let answer: Value = app
+        .upload(b"mine".to_vec(), "a.txt")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let path = std::path::PathBuf::from(answer["local_file_path"].as_str().unwrap());
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), b"secret outside storage").unwrap();
+    std::fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink(secret.path(), &path).unwrap();
+    let resp = app
+        .client
+        .get(answer["file_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    assert!(!resp
+        .text()
+        .await
+        .unwrap()
+        .contains("secret outside storage"));
+    // A symlink for a whole upload directory is refused too.
+    let other: Value = app
+        .upload(b"mine".to_vec(), "b.txt")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let dir = std::path::PathBuf::from(other["local_file_path"].as_str().unwrap())
+        .parent()
+        .unwrap()
+        .to_owned();
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::write(elsewhere.path().join("b.txt"), b"secret outside storage").unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), &dir).unwrap();
+    let resp = app
+        .client
+        .get(other["file_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+}
+
+#[tokio::test]
+async fn a_stalled_upload_is_aborted_after_the_body_timeout_and_cleaned_up() {
+    let app = spawn_with(|b| b.body_timeout(Duration::from_millis(400))).await;
+    let body = multipart_body("stall.bin", None, &data(2 << 20));
+    let mut stream = TcpStream::connect(app.server.address()).await.unwrap();
+    stream
+        .write_all(upload_head(app.server.address(), body.len(), "").as_bytes())
+        .await
+        .unwrap();
+    stream.write_all(&body[..1 << 20]).await.unwrap();
+    let started = Instant::now();
+    let (status, head, answer) = read_response(&mut stream).await.unwrap();
+    assert_eq!(status, 408);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(header(&head, "connection").as_deref(), Some("close"));
+    let answer: Value = serde_json::from_slice(&answer).unwrap();
+    assert!(answer["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("body timeout"));
+    assert!(app.stored_files().is_empty(), "{:?}", app.stored_files());
+}
+
+#[tokio::test]
+async fn clients_trickling_headers_do_not_block_a_normal_upload() {
+    let app = spawn_with(|b| b.header_read_timeout(Duration::from_secs(2))).await;
+    let addr = app.server.address();
+    let mut slow = Vec::new();
+    for _ in 0..500 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"P").await.unwrap();
+        slow.push(s);
+    }
+    let trickle = tokio::spawn(async move {
+        // One more byte a second on every connection until the server closes them.
+        let mut closed = 0;
+        for _ in 0..6 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            closed = 0;
+            for s in &mut slow {
+                if s.write_all(b"O").await.is_err() {
+                    closed += 1;
+                    continue;
+                }
+                let mut buf = [0u8; 1];
+                if let Ok(Ok(0)) =
+                    tokio::time::timeout(Duration::from_millis(1), s.read(&mut buf)).await
+                {
+                    closed += 1;
+                }
+            }
+            if closed == 500 {
+                break;
+            }
+        }
+        closed
+    });
+    let started = Instant::now();
+    let resp = app.upload(b"normal".to_vec(), "n.txt").await;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        trickle.await.unwrap(),
+        500,
+        "the header read timeout closes every trickling client"
+    );
+}
+
+#[test]
+fn the_connection_limit_holds_new_clients_and_says_so() {
+    let bin = start_binary(&["--max-connections", "1"], &[]);
+    let addr: std::net::SocketAddr = bin.url.trim_start_matches("http://").parse().unwrap();
+    let held = std::net::TcpStream::connect(addr).unwrap();
+    assert!(
+        bin.wait_for_log("connection limit reached", Duration::from_secs(5)),
+        "{}",
+        bin.stderr_text()
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let url = format!("{}/health", bin.url);
+        // While the slot is taken the request is not answered…
+        let waiting = client
+            .get(&url)
+            .timeout(Duration::from_millis(500))
+            .send()
+            .await;
+        assert!(waiting.is_err());
+        // …and once it is free, it is.
+        drop(held);
+        let resp = client
+            .get(&url)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    });
+}
+
+#[tokio::test]
+async fn the_storage_quota_answers_500_saying_so_and_recovers() {
+    let app = spawn_with(|b| b.max_storage(1024 * 1024u64)).await;
+    assert_eq!(app.upload(data(600_000), "a.bin").await.status(), 200);
+    let resp = app.upload(data(600_000), "b.bin").await;
+    assert_eq!(resp.status(), 500);
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["error"]["code"], "server.internal_error");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("quota is full"),
+        "{answer}"
+    );
+    assert_eq!(app.stored_files().len(), 1, "{:?}", app.stored_files());
+    app.server.clear_uploads().await;
+    assert_eq!(app.upload(data(600_000), "c.bin").await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_full_disk_answers_500_and_the_next_upload_succeeds_once_space_is_back() {
+    let mount = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .arg(mount.path())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!(
+            "skipped: cannot mount a tmpfs here (needs root); --max-storage covers the same path"
+        );
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mount.path().to_owned());
+    let app = spawn_with(|b| b.storage_dir(mount.path())).await;
+    let resp = app.upload(data(5 << 20), "big.bin").await;
+    assert_eq!(resp.status(), 500);
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["error"]["code"], "server.internal_error");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("storage is full"),
+        "{answer}"
+    );
+    assert!(app.stored_files().is_empty(), "{:?}", app.stored_files());
+    assert_eq!(app.upload(data(100_000), "small.bin").await.status(), 200);
+    drop(app);
+}
+
+#[tokio::test]
+async fn header_floods_are_refused_and_the_server_keeps_serving() {
+    let app = spawn_app().await;
+    let addr = app.server.address();
+    let mut many = String::from("GET /health HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..500 {
+        many.push_str(&format!("X-H{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    let huge_line = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(1 << 20));
+    for request in [many, huge_line] {
+        match raw_exchange(addr, request.as_bytes()).await {
+            Ok((status, _, _)) => assert!((400..500).contains(&status), "{status}"),
+            Err(_) => {} // closed without an answer: also a refusal
+        }
+    }
+    let resp = app.client.get(app.url("/health")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn a_chunked_upload_over_the_limit_gets_413_not_a_reset() {
+    let app = spawn_with(|b| b.max_upload_size(1024 * 1024u64)).await;
+    let body = multipart_body("big.bin", None, &data(8 << 20));
+    let head = format!(
+        "POST /v2/files/-/uploads HTTP/1.1\r\nHost: x\r\nx-api-key: k\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    let mut request = head.into_bytes();
+    for chunk in body.chunks(64 * 1024) {
+        request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        request.extend_from_slice(chunk);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    let (status, head, _) = raw_exchange(app.server.address(), &request).await.unwrap();
+    assert_eq!(status, 413);
+    assert_eq!(header(&head, "connection").as_deref(), Some("close"));
+    assert!(app.stored_files().is_empty(), "{:?}", app.stored_files());
+}
