@@ -404,9 +404,9 @@ async fn header_floods_are_refused_and_the_server_keeps_serving() {
     many.push_str("\r\n");
     let huge_line = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(1 << 20));
     for request in [many, huge_line] {
-        match raw_exchange(addr, request.as_bytes()).await {
-            Ok((status, _, _)) => assert!((400..500).contains(&status), "{status}"),
-            Err(_) => {} // closed without an answer: also a refusal
+        // An answer must be a 4xx; closing without one is also a refusal.
+        if let Ok((status, _, _)) = raw_exchange(addr, request.as_bytes()).await {
+            assert!((400..500).contains(&status), "{status}");
         }
     }
     let resp = app.client.get(app.url("/health")).send().await.unwrap();
