@@ -64,5 +64,8 @@ pub use server::{MockServer, MockServerBuilder, StartError};
 pub use storage::StoredUpload;
 pub use upload::name::SafeFileName;
 
+/// The OpenAPI 3.1 document of every route, served at `GET /openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
 /// The emulated endpoint's path.
 pub const UPLOAD_PATH: &str = "/v2/files/-/uploads";

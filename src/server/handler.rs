@@ -264,17 +264,13 @@ pub(crate) async fn handle(
         return Ok(response);
     }
 
-    let mut ex = Exchange {
-        query: parse_query(req.uri().query()),
-        ..Exchange::default()
-    };
-    let mut record = RequestRecord {
+    let query = parse_query(req.uri().query());
+    let record = RequestRecord {
         id: request_id.clone(),
         time: rfc3339(arrived),
         method: method.to_string(),
         path: path.clone(),
-        query: ex
-            .query
+        query: query
             .iter()
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect::<Map<_, _>>(),
@@ -285,22 +281,33 @@ pub(crate) async fn handle(
         upload: None,
         duration_ms: 0,
     };
+    let mut flight = InFlight {
+        state: Arc::clone(&state),
+        record: Some(record),
+        ex: Exchange {
+            query,
+            ..Exchange::default()
+        },
+        method: method.clone(),
+        started,
+    };
+    let ex = &mut flight.ex;
 
     let finish = match router::route(&method, &path) {
-        Ok(Route::Upload) => crate::upload::handle(&state, req, &mut ex).await,
-        Ok(route) => other_route(&state, route, req, &mut ex).await,
-        Err(err) => with_drained(req, Finish::Answer(Answer::error(err)), &mut ex).await,
+        Ok(Route::Upload) => crate::upload::handle(&state, req, ex).await,
+        Ok(route) => other_route(&state, route, req, ex).await,
+        Err(err) => with_drained(req, Finish::Answer(Answer::error(err)), ex).await,
     };
 
     if ex.delay_ms > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(ex.delay_ms)).await;
     }
-    let result = match finish {
+    match finish {
         Finish::Answer(answer) => {
             let truncate = answer.truncate;
             let mut response = answer.into_response(&request_id);
             set_request_id(&mut response, &request_id);
-            record.status = Some(response.status().as_u16());
+            flight.set_status(response.status().as_u16());
             if truncate {
                 response = truncated(response).await;
             }
@@ -324,22 +331,50 @@ pub(crate) async fn handle(
             Err(Abort("hang"))
         }
         Finish::ClientGone => Err(Abort("client closed the connection")),
-    };
-    record.rule = ex.rule.clone();
-    record.fault = ex.fault.map(str::to_owned);
-    record.upload = ex.upload.take();
-    record.duration_ms = started.elapsed().as_millis() as u64;
-    log_line(
-        &method,
-        &path,
-        record.status,
-        ex.body_bytes,
-        started,
-        ex.rule.as_deref(),
-        ex.fault,
-    );
-    state.journal.push(record);
-    result
+    }
+    // `flight` is dropped here, or earlier if hyper drops this future because
+    // the client went away: either way the request is logged and journaled.
+}
+
+/// A request being served. Dropping it logs the request and journals it, so
+/// that a request whose future hyper drops (the client closed mid-request)
+/// is recorded too, with `status: null`.
+struct InFlight {
+    state: Arc<AppState>,
+    record: Option<RequestRecord>,
+    ex: Exchange,
+    method: Method,
+    started: Instant,
+}
+
+impl InFlight {
+    fn set_status(&mut self, status: u16) {
+        if let Some(record) = &mut self.record {
+            record.status = Some(status);
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let Some(mut record) = self.record.take() else {
+            return;
+        };
+        record.rule = self.ex.rule.clone();
+        record.fault = self.ex.fault.map(str::to_owned);
+        record.upload = self.ex.upload.take();
+        record.duration_ms = self.started.elapsed().as_millis() as u64;
+        log_line(
+            &self.method,
+            &record.path,
+            record.status,
+            self.ex.body_bytes,
+            self.started,
+            self.ex.rule.as_deref(),
+            self.ex.fault,
+        );
+        self.state.journal.push(record);
+    }
 }
 
 fn set_request_id(response: &mut Response<ResponseBody>, request_id: &str) {
@@ -384,11 +419,18 @@ async fn truncated(response: Response<ResponseBody>) -> Response<ResponseBody> {
     parts
         .headers
         .insert(http::header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-    let frames: Vec<Result<http_body::Frame<Bytes>, crate::http_util::BoxError>> = vec![
-        Ok(http_body::Frame::data(half)),
-        Err("truncated by a fault rule".into()),
-    ];
-    let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames)).boxed();
+    // hyper flushes what it has buffered only when the body is pending: wait
+    // a moment between the half and the failure, or the half is dropped
+    // unsent along with the head.
+    let half = futures_util::stream::once(async move { Ok(http_body::Frame::data(half)) });
+    let failure = futures_util::stream::once(async {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        Err::<http_body::Frame<Bytes>, crate::http_util::BoxError>(
+            "truncated by a fault rule".into(),
+        )
+    });
+    let body =
+        http_body_util::StreamBody::new(futures_util::StreamExt::chain(half, failure)).boxed();
     Response::from_parts(parts, body)
 }
 
@@ -494,6 +536,12 @@ async fn other_route(
             }
             answer
         }
+        Route::OpenApi => match serde_json::from_str::<Value>(crate::OPENAPI) {
+            Ok(doc) => Answer::json(StatusCode::OK, doc),
+            Err(err) => Answer::error(ApiError::internal(format!(
+                "the OpenAPI document is invalid: {err}"
+            ))),
+        },
         Route::Upload => Answer::error(ApiError::internal("upload routed as another route")),
     };
     let mut answer = answer;

@@ -14,6 +14,8 @@ pub(crate) enum Route {
     Health,
     /// `GET|HEAD /__files/<file_uuid>/<name>` (the name still percent-encoded).
     File { file_uuid: String, name: String },
+    /// `GET /openapi.json`.
+    OpenApi,
 }
 
 pub(crate) fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
@@ -21,6 +23,8 @@ pub(crate) fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
         (Route::Upload, "POST")
     } else if path == "/health" || path == "/health/" {
         (Route::Health, "GET, HEAD")
+    } else if path == "/openapi.json" {
+        (Route::OpenApi, "GET, HEAD")
     } else if let Some(rest) = path.strip_prefix("/__files/") {
         match rest.split_once('/') {
             Some((id, name)) if !id.is_empty() && !name.is_empty() && !name.contains('/') => (
@@ -37,7 +41,9 @@ pub(crate) fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
     };
     let allowed = match route {
         Route::Upload => method == Method::POST,
-        Route::Health | Route::File { .. } => method == Method::GET || method == Method::HEAD,
+        Route::Health | Route::File { .. } | Route::OpenApi => {
+            method == Method::GET || method == Method::HEAD
+        }
     };
     if allowed {
         Ok(route)
@@ -48,7 +54,7 @@ pub(crate) fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
 
 fn not_found(path: &str) -> ApiError {
     ApiError::not_found(format!(
-        "No route for {path:?}: this emulator serves POST {UPLOAD_PATH}, GET /health, GET /__files/<file_uuid>/<name> and /__admin."
+        "No route for {path:?}: this emulator serves POST {UPLOAD_PATH}, GET /health, GET /__files/<file_uuid>/<name>, GET /openapi.json and /__admin."
     ))
 }
 

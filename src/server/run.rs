@@ -33,6 +33,10 @@ pub(crate) async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout)
         .keep_alive(true)
+        // Without half-close, hyper ends a busy connection as soon as the
+        // client's FIN arrives, dropping the handler mid-fault; with it, a
+        // hang sees the close itself and the request is journaled.
+        .half_close(true)
         .max_headers(100);
     let graceful = GracefulShutdown::new();
     let mut tasks = JoinSet::new();

@@ -12,5 +12,6 @@ mod admin;
 mod cli;
 mod faults;
 mod helpers;
+mod openapi;
 mod robustness;
 mod upload;

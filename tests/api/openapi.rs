@@ -1,0 +1,104 @@
+//! `GET /openapi.json` stays true: every documented route exists, and the
+//! documented schemas list exactly the fields the server sends.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::helpers::*;
+
+fn required(doc: &Value, schema: &str) -> BTreeSet<String> {
+    doc["components"]["schemas"][schema]["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn keys(value: &Value) -> BTreeSet<String> {
+    value.as_object().unwrap().keys().cloned().collect()
+}
+
+#[tokio::test]
+async fn the_document_matches_what_the_server_does() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+
+    // The answers have exactly the documented fields.
+    let answer: Value = app
+        .upload(b"doc".to_vec(), "d.txt")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(keys(&answer), required(&doc, "FileUpload"));
+    let error: Value = app
+        .client
+        .get(app.url("/nowhere"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(keys(&error), required(&doc, "Error"));
+    let journal: Value = app
+        .client
+        .get(app.url("/__admin/requests"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let record = journal["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| !r["upload"].is_null())
+        .unwrap();
+    assert_eq!(keys(record), required(&doc, "RequestRecord"));
+    assert_eq!(keys(&record["upload"]), required(&doc, "StoredUpload"));
+
+    // Every documented route and method is served (never 404 for the route, never 405).
+    let uuid = answer["file_uuid"].as_str().unwrap();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let concrete = path
+            .replace("{file_uuid}", uuid)
+            .replace("{name}", "d.txt")
+            .replace("{id}", "none");
+        for method in item
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|m| *m != "parameters")
+        {
+            let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let resp = app
+                .client
+                .request(m, app.url(&concrete))
+                .header("x-api-key", "k")
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let documented = item[method]["responses"].as_object().unwrap();
+            assert!(
+                documented.contains_key(&status.to_string()),
+                "{method} {concrete} answered {status}, not among {:?}",
+                documented.keys().collect::<Vec<_>>()
+            );
+            assert_ne!(status, 405, "{method} {concrete}");
+        }
+    }
+}
