@@ -11,6 +11,7 @@
 mod admin;
 mod cli;
 mod faults;
+mod fuzz;
 mod helpers;
 mod openapi;
 mod robustness;
