@@ -15,4 +15,5 @@ mod fuzz;
 mod helpers;
 mod openapi;
 mod robustness;
+mod soak;
 mod upload;
