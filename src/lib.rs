@@ -64,8 +64,44 @@ pub use server::{MockServer, MockServerBuilder, StartError};
 pub use storage::StoredUpload;
 pub use upload::name::SafeFileName;
 
-/// The OpenAPI 3.1 document of every route, served at `GET /openapi.json`.
-pub const OPENAPI: &str = include_str!("openapi.json");
+/// The OpenAPI 3.1 document of every route, without the fixture schemas.
+const OPENAPI: &str = include_str!("openapi.json");
+
+/// The OpenAPI 3.1 document served at `GET /openapi.json`: every route, with
+/// the rule schemas of [`FIXTURE_SCHEMA`] included as `fixture_*` components
+/// (one source for both documents).
+///
+/// ```
+/// let doc = aymara_mock::openapi_document().unwrap();
+/// assert_eq!(doc["openapi"], "3.1.0");
+/// assert!(doc["components"]["schemas"]["fixture_rule"].is_object());
+/// ```
+pub fn openapi_document() -> Result<serde_json::Value, serde_json::Error> {
+    let mut doc: serde_json::Value = serde_json::from_str(OPENAPI)?;
+    let fixture_text = FIXTURE_SCHEMA.replace("#/$defs/", "#/components/schemas/fixture_");
+    let mut fixture: serde_json::Value = serde_json::from_str(&fixture_text)?;
+    let defs = fixture
+        .as_object_mut()
+        .and_then(|f| f.remove("$defs"))
+        .unwrap_or_default();
+    if let (Some(schemas), Some(defs), Some(root)) = (
+        doc["components"]["schemas"].as_object_mut(),
+        defs.as_object(),
+        fixture.as_object_mut(),
+    ) {
+        for (name, schema) in defs {
+            schemas.insert(format!("fixture_{name}"), schema.clone());
+        }
+        for key in ["$schema", "$id", "title"] {
+            root.remove(key);
+        }
+        schemas.insert(
+            "fixture_document".to_owned(),
+            serde_json::Value::Object(root.clone()),
+        );
+    }
+    Ok(doc)
+}
 
 /// The emulated endpoint's path.
 pub const UPLOAD_PATH: &str = "/v2/files/-/uploads";
