@@ -84,6 +84,14 @@ pub(crate) async fn handle(state: &AppState, req: Request<Incoming>, ex: &mut Ex
             }
             Finish::Answer(answer)
         }
+        // A hang "until the client gives up" keeps reading (and dropping) the
+        // body: a client whose unsent bytes fill our receive window could
+        // otherwise never get its close through, and the hang would never end.
+        Finish::Hang(None) if !body.is_finished() => {
+            body.drain(u64::MAX, Duration::from_secs(24 * 3600)).await;
+            ex.body_bytes = ctl.read();
+            Finish::Hang(None)
+        }
         other => other,
     }
 }

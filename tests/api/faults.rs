@@ -1091,6 +1091,28 @@ async fn a_hung_request_is_journaled_once_the_client_gives_up() {
 }
 
 #[tokio::test]
+async fn a_hang_on_a_large_upload_also_ends_when_the_client_gives_up() {
+    // 4 MiB is far more than the socket buffers hold: the close only gets
+    // through because the hang keeps reading (and dropping) the body.
+    let app = with_rule(json!({"id": "stall", "fault": {"kind": "hang"}})).await;
+    let mut stream = TcpStream::connect(app.server.address()).await.expect("connect");
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.write_all(&raw_upload(app.server.address(), "big.bin", &data(4 << 20))),
+    )
+    .await
+    .expect("the body is read while hanging")
+    .expect("request");
+    let mut buf = [0u8; 1024];
+    let held = tokio::time::timeout(Duration::from_millis(300), stream.read(&mut buf)).await;
+    assert!(held.is_err(), "the connection was answered or closed: {held:?}");
+    drop(stream);
+    let records = journal(&app, 1).await;
+    assert_eq!((records[0].status, records[0].fault.as_deref()), (None, Some("hang")));
+    assert_nothing_on_disk(&app).await;
+}
+
+#[tokio::test]
 async fn truncate_gives_the_client_no_complete_answer_and_stores_nothing() {
     let app = with_rule(json!({"id": "half", "fault": {"kind": "truncate"}})).await;
     // The request or the body read fails: a complete answer never arrives.

@@ -3,6 +3,8 @@ matching exception class with the API's error envelope in `.body` (SPEC §3, §5
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from aymara_ai import (
     APIStatusError,
@@ -186,6 +188,14 @@ def test_wrong_api_key_rejected(start_mock, sdk):
     assert len(server.uploads()) == 1
 
 
+def test_empty_api_key_rejected_by_default(mock, sdk):
+    """Default auth accepts any non-empty key; the SDK lets api_key="" through, the server not."""
+    with pytest.raises(AuthenticationError) as info:
+        sdk(mock, api_key="").upload(**UPLOAD)
+    assert_envelope(info.value, status=401, code="auth.invalid_key")
+    assert mock.uploads() == []
+
+
 def test_unknown_path_is_404_envelope(mock, sdk):
     """Any other path -> 404 in the envelope; the SDK's generic request surfaces NotFoundError."""
     def sync_fn(c):
@@ -210,3 +220,55 @@ def test_upload_over_max_size_is_413_not_a_reset(start_mock, sdk):
     (entry,) = server.journal()
     assert entry["status"] == 413
     assert server.uploads() == []
+
+
+def test_wrong_method_is_405_with_allow(mock, sdk):
+    """A known path with the wrong method: 405 with Allow; the SDK has no class for 405."""
+    def sync_fn(c):
+        return c.get("/v2/files/-/uploads", cast_to=object)
+
+    async def async_fn(c):
+        return await c.get("/v2/files/-/uploads", cast_to=object)
+
+    with pytest.raises(APIStatusError) as info:
+        sdk(mock).run(sync_fn, async_fn)
+    assert type(info.value) is APIStatusError
+    assert_envelope(info.value, status=405, code="validation.invalid_request")
+    assert "POST" in info.value.response.headers["allow"]
+
+
+def test_json_instead_of_multipart_is_422(mock, sdk):
+    """Posting JSON to the upload endpoint (a common client bug): 422 saying what is wrong."""
+    def sync_fn(c):
+        return c.post("/v2/files/-/uploads", body={"file": "not-a-file"}, cast_to=object)
+
+    async def async_fn(c):
+        return await c.post("/v2/files/-/uploads", body={"file": "not-a-file"}, cast_to=object)
+
+    with pytest.raises(UnprocessableEntityError) as info:
+        sdk(mock).run(sync_fn, async_fn)
+    body = assert_envelope(info.value, status=422, code="validation.invalid_format")
+    assert body["error"]["details"], "details should name the offending field"
+    assert mock.uploads() == []
+
+
+def test_multipart_without_file_part_is_422_naming_file(mock, sdk):
+    """A multipart body whose part has another name: 422 whose details name `file`."""
+    kwargs = dict(
+        body={},
+        files=[("attachment", ("x.txt", b"hello", "text/plain"))],
+        options={"headers": {"Content-Type": "multipart/form-data"}},
+        cast_to=object,
+    )
+
+    def sync_fn(c):
+        return c.post("/v2/files/-/uploads", **kwargs)
+
+    async def async_fn(c):
+        return await c.post("/v2/files/-/uploads", **kwargs)
+
+    with pytest.raises(UnprocessableEntityError) as info:
+        sdk(mock).run(sync_fn, async_fn)
+    body = assert_envelope(info.value, status=422, code="validation.invalid_format")
+    assert "file" in json.dumps(body["error"]["details"])
+    assert mock.uploads() == []

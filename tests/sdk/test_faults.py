@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 from aymara_ai import APIConnectionError, APITimeoutError
@@ -68,12 +69,40 @@ def test_truncated_answer_is_api_connection_error(start_mock, sdk):
 
 
 def test_hang_is_api_timeout_error(start_mock, sdk):
-    """The server stops reading and never answers; the client's 1 s timeout fires."""
-    server = start_mock([{"id": "stuck", "fault": {"kind": "hang"}}])
+    """The server stops reading mid-upload and answers nothing; the client's 1 s timeout fires.
+
+    for_ms bounds the hang: with a body larger than the kernel's socket buffer, the client's
+    close cannot reach a server that reads nothing more, so an unbounded hang would last until
+    the server's shutdown timeout (see test_hang_ends_when_the_client_gives_up for the
+    unbounded form with a small body).
+    """
+    server = start_mock([{"id": "stuck", "fault": {"kind": "hang", "for_ms": 2000}}])
     result, elapsed = sdk(server, max_retries=0, timeout=1.0).timed_upload(**UPLOAD)
     assert type(result) is APITimeoutError, repr(result)
     assert 0.9 <= elapsed < 10.0
     assert server.uploads() == []
+
+
+def test_hang_ends_when_the_client_gives_up(start_mock, sdk):
+    """SPEC §5: a hang without for_ms lasts "until the client gives up, then close".
+
+    Once the SDK has timed out and closed its connection, the request is over: it shows in the
+    journal with no status, and the server has nothing in flight to wait for when stopped.
+    """
+    server = start_mock([{"id": "stuck", "fault": {"kind": "hang"}}])
+    result, _ = sdk(server, max_retries=0, timeout=1.0).timed_upload(
+        file=("a.txt", b"small", "text/plain"))
+    assert type(result) is APITimeoutError, repr(result)
+
+    entries = server.wait_for_journal(1, timeout=3.0)
+    assert len(entries) == 1, "the abandoned request never reached the journal"
+    assert entries[0]["status"] is None
+    assert entries[0]["rule"] == "stuck"
+    assert "hang" in json.dumps(entries[0]["fault"])
+
+    t0 = time.monotonic()
+    assert server.stop() == 0
+    assert time.monotonic() - t0 < 5.0, "SIGTERM waited for a request whose client was gone"
 
 
 def test_hang_then_sdk_retry_succeeds(start_mock, sdk):

@@ -69,7 +69,7 @@ def assert_journaled(server, result, *, data: bytes, filename: str, content_type
     assert entry["method"] == "POST"
     assert entry["status"] == 200
     assert entry["rule"] is None
-    assert entry["upload"] == {
+    expected = {
         "file_uuid": result.file_uuid,
         "filename": filename,
         "content_type": content_type,
@@ -77,6 +77,8 @@ def assert_journaled(server, result, *, data: bytes, filename: str, content_type
         "sha256": hashlib.sha256(data).hexdigest(),
         "local_file_path": result.local_file_path,
     }
+    # SPEC §6 lists these fields; more (e.g. file_url) would not hurt a user.
+    assert {k: entry["upload"].get(k) for k in expected} == expected
     uploads = server.uploads()
     assert len(uploads) == 1
     assert uploads[0]["file_uuid"] == result.file_uuid
@@ -162,6 +164,14 @@ def test_unsafe_filename_is_reduced_to_a_safe_base_name(mock, sdk):
     assert Path(result.local_file_path).name == "passwd"
     assert result.remote_file_path == f"uploads/default/{result.file_uuid}/passwd"
     assert Path(result.local_file_path).resolve().is_relative_to(mock.storage_dir.resolve())
+
+
+def test_part_without_filename_is_named_upload_bin(mock, sdk):
+    """(None, bytes): httpx sends no filename and no Content-Type; SPEC §2: empty -> upload.bin."""
+    result = sdk(mock).upload(file=(None, b"anonymous"))
+    assert result.remote_file_path == f"uploads/default/{result.file_uuid}/upload.bin"
+    assert result.content_type == "application/octet-stream"
+    assert Path(result.local_file_path).read_bytes() == b"anonymous"
 
 
 def test_filename_needing_percent_encoding_in_file_url(mock, sdk):
