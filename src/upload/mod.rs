@@ -186,29 +186,19 @@ async fn receive(
 
     // Phase `request`: headers only. `Prefer: code=` and rules come before
     // authentication, so that a scenario can answer for any key.
-    match crate::server::handler::prefer_code(headers) {
-        Ok(Some(code)) if code != 200 => {
+    // A `Prefer: code=200` request is a plain upload: no rule is consulted.
+    let rules_apply = match crate::server::handler::prefer_code(headers) {
+        Ok(Some(200)) => false,
+        Ok(Some(code)) => {
             return Finish::Answer(Answer::error(crate::server::handler::prefer_error(code)))
         }
-        Ok(Some(_)) => {}
         Ok(None) => {
-            let decision = state.rules.decide(
-                Phase::Request,
-                &RequestFacts {
-                    method: "POST",
-                    path: crate::UPLOAD_PATH,
-                    headers,
-                    query: &query,
-                    filename: None,
-                    content_type: None,
-                    size: None,
-                },
-            );
+            let decision = decide(state, Phase::Request, headers, &query, None, None);
             step!(apply(decision, &mut plan, ctl, ex, Phase::Request));
+            true
         }
         Err(err) => return Finish::Answer(Answer::error(err)),
-    }
-    let rules_apply = !matches!(crate::server::handler::prefer_code(headers), Ok(Some(_)));
+    };
 
     if let Err(err) = crate::auth::check(&state.settings.auth, headers) {
         return Finish::Answer(Answer::error(err));
@@ -263,18 +253,8 @@ async fn receive(
             let filename = SafeFileName::parse(&raw_filename);
             let content_type = part_content_type(field.headers(), filename.as_ref());
             if rules_apply {
-                let decision = state.rules.decide(
-                    Phase::Upload,
-                    &RequestFacts {
-                        method: "POST",
-                        path: crate::UPLOAD_PATH,
-                        headers,
-                        query: &query,
-                        filename: Some(&raw_filename),
-                        content_type: Some(&content_type),
-                        size: None,
-                    },
-                );
+                let part = Some((raw_filename.as_str(), content_type.as_str()));
+                let decision = decide(state, Phase::Upload, headers, &query, part, None);
                 step!(apply(decision, &mut plan, ctl, ex, Phase::Upload));
             }
             match receive_file(state, field, max, ctl).await {
@@ -299,17 +279,17 @@ async fn receive(
     };
 
     if rules_apply {
-        let decision = state.rules.decide(
+        let part = Some((
+            received.raw_filename.as_str(),
+            received.content_type.as_str(),
+        ));
+        let decision = decide(
+            state,
             Phase::Complete,
-            &RequestFacts {
-                method: "POST",
-                path: crate::UPLOAD_PATH,
-                headers,
-                query: &query,
-                filename: Some(&received.raw_filename),
-                content_type: Some(&received.content_type),
-                size: Some(received.file.size),
-            },
+            headers,
+            &query,
+            part,
+            Some(received.file.size),
         );
         step!(apply(decision, &mut plan, ctl, ex, Phase::Complete));
     }
@@ -318,6 +298,30 @@ async fn receive(
         return Finish::Reset;
     }
     store_and_answer(state, received, plan, ex)
+}
+
+/// The rule that fires at `phase` for this upload, given what is known so far:
+/// the file part's (name as sent, content type) and the file's size.
+fn decide(
+    state: &AppState,
+    phase: Phase,
+    headers: &HeaderMap,
+    query: &[(String, String)],
+    part: Option<(&str, &str)>,
+    size: Option<u64>,
+) -> Option<Decision> {
+    state.rules.decide(
+        phase,
+        &RequestFacts {
+            method: "POST",
+            path: crate::UPLOAD_PATH,
+            headers,
+            query,
+            filename: part.map(|(name, _)| name),
+            content_type: part.map(|(_, ct)| ct),
+            size,
+        },
+    )
 }
 
 /// Streams the file part to storage. On any failure the partial file is

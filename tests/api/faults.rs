@@ -1095,7 +1095,9 @@ async fn a_hang_on_a_large_upload_also_ends_when_the_client_gives_up() {
     // 4 MiB is far more than the socket buffers hold: the close only gets
     // through because the hang keeps reading (and dropping) the body.
     let app = with_rule(json!({"id": "stall", "fault": {"kind": "hang"}})).await;
-    let mut stream = TcpStream::connect(app.server.address()).await.expect("connect");
+    let mut stream = TcpStream::connect(app.server.address())
+        .await
+        .expect("connect");
     tokio::time::timeout(
         Duration::from_secs(10),
         stream.write_all(&raw_upload(app.server.address(), "big.bin", &data(4 << 20))),
@@ -1105,10 +1107,16 @@ async fn a_hang_on_a_large_upload_also_ends_when_the_client_gives_up() {
     .expect("request");
     let mut buf = [0u8; 1024];
     let held = tokio::time::timeout(Duration::from_millis(300), stream.read(&mut buf)).await;
-    assert!(held.is_err(), "the connection was answered or closed: {held:?}");
+    assert!(
+        held.is_err(),
+        "the connection was answered or closed: {held:?}"
+    );
     drop(stream);
     let records = journal(&app, 1).await;
-    assert_eq!((records[0].status, records[0].fault.as_deref()), (None, Some("hang")));
+    assert_eq!(
+        (records[0].status, records[0].fault.as_deref()),
+        (None, Some("hang"))
+    );
     assert_nothing_on_disk(&app).await;
 }
 

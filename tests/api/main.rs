@@ -5,8 +5,16 @@
 //! - `cli`: the real binary: ready line, flags, env vars, signals.
 //! - `faults`: fault rules, fixtures, phases, network faults, `Prefer`.
 //! - `admin`: the admin API and the library's test-control methods.
+//! - `robustness`: hostile and slow clients, full disks, connection limits.
+//! - `fuzz`: property tests over mutated multipart bodies and rule JSON.
+//! - `openapi`: `GET /openapi.json` matches what the server does.
+//! - `soak`: ignored by default; 10,000 uploads then 1,000 cut ones (CI, release).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test that cannot go on should panic with the cause")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test that cannot go on should panic with the cause"
+)]
 
 mod admin;
 mod cli;
