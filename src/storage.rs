@@ -19,9 +19,9 @@ use tokio::sync::mpsc;
 /// Files up to this size are written in one go when complete; larger ones are
 /// handed to a blocking writer thread as they arrive, so disk I/O and hashing
 /// never run on the async threads for long.
-const INLINE_LIMIT: usize = 256 * 1024;
+const INLINE_LIMIT: usize = 64 * 1024;
 /// Chunks in flight to the writer thread: bounds memory per upload.
-const WRITER_QUEUE: usize = 8;
+const WRITER_QUEUE: usize = 4;
 /// The directory, under the storage root, for files being received.
 pub(crate) const PARTIAL_DIR: &str = ".partial";
 

@@ -37,7 +37,8 @@ pub(crate) async fn serve(
         // client's FIN arrives, dropping the handler mid-fault; with it, a
         // hang sees the close itself and the request is journaled.
         .half_close(true)
-        .max_headers(100);
+        .max_headers(100)
+        .max_buf_size(128 * 1024);
     let graceful = GracefulShutdown::new();
     let mut tasks = JoinSet::new();
     let limit = settings
