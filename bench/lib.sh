@@ -1,0 +1,223 @@
+#!/usr/bin/env bash
+# bench/lib.sh — shared by bench/run.sh and bench/profile.sh (sourced, not run):
+# knobs, tool checks, the release build, the inputs under bench/data/, the
+# storage dir (tmpfs by default), and starting/stopping the server on port 0.
+# Knobs: see bench/run.sh.
+# shellcheck disable=SC2034 # variables here are used by the scripts that source it
+
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+DATA=$HERE/data
+OUT=$HERE/out
+BUILT_BIN=$ROOT/target/release/aymara-mock
+
+W1_SIZE_MIB=${W1_SIZE_MIB:-1024}
+W1_REPS=${W1_REPS:-5}
+W2_DURATION=${W2_DURATION:-10}
+W2_CONNECTIONS=${W2_CONNECTIONS:-32}
+W2_THREADS=${W2_THREADS:-2}
+W3_RUNS=${W3_RUNS:-5}
+W4_RULES=${W4_RULES:-1000}
+BENCH_INFO_NOTE=${BENCH_INFO_NOTE:-1}
+BENCH_DISK_NOTE=${BENCH_DISK_NOTE:-0}
+BENCH_BUILD=${BENCH_BUILD:-1}
+BENCH_STRICT=${BENCH_STRICT:-0}
+BENCH_STORAGE=${BENCH_STORAGE:-tmpfs}
+BOUNDARY=----aymara-bench-w1-5b9e0c47
+API_KEY=k
+UPLOAD_PATH=/v2/files/-/uploads
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ---------------------------------------------------------------- tools
+need_wrk() {
+  command -v wrk >/dev/null 2>&1 && return 0
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    log "wrk is missing: installing it (apt-get install -y wrk)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+  fi
+  command -v wrk >/dev/null 2>&1 || die "wrk is missing: install it (Debian/Ubuntu: apt-get install wrk)"
+}
+for tool in curl awk python3; do
+  command -v "$tool" >/dev/null 2>&1 || die "$tool is missing"
+done
+need_wrk
+
+mkdir -p "$DATA" "$OUT"
+
+# ---------------------------------------------------------------- build
+if [[ $BENCH_BUILD == 1 ]]; then
+  log "cargo build --release --bin aymara-mock (waits if another build holds the lock)"
+  (cd "$ROOT" && cargo build --release --bin aymara-mock --quiet)
+fi
+[[ -x $BUILT_BIN ]] || die "$BUILT_BIN not found: build it with cargo build --release --bin aymara-mock"
+# Benchmark a snapshot: others may rebuild target/release while this runs.
+BIN=$OUT/aymara-mock
+cp "$BUILT_BIN" "$BIN.tmp" && mv "$BIN.tmp" "$BIN"
+BIN_BUILT=$(date -u -r "$BUILT_BIN" +%Y-%m-%dT%H:%M:%SZ)
+BIN_COMMIT="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo ' + uncommitted src changes')"
+
+# ---------------------------------------------------------------- inputs
+PAYLOAD=$DATA/w1-${W1_SIZE_MIB}MiB.bin
+BODY=$DATA/w1-${W1_SIZE_MIB}MiB.multipart
+W1_BYTES=$((W1_SIZE_MIB * 1024 * 1024))
+if [[ ! -f $PAYLOAD || $(stat -c %s "$PAYLOAD") -ne $W1_BYTES ]]; then
+  log "generating $PAYLOAD (${W1_SIZE_MIB} MiB of random bytes, once)"
+  head -c "$W1_BYTES" /dev/urandom >"$PAYLOAD.tmp"
+  mv "$PAYLOAD.tmp" "$PAYLOAD"
+  rm -f "$BODY" "$PAYLOAD.sha256"
+fi
+if [[ ! -f $PAYLOAD.sha256 ]]; then
+  sha256sum "$PAYLOAD" | awk '{print $1}' >"$PAYLOAD.sha256"
+fi
+PAYLOAD_SHA=$(cat "$PAYLOAD.sha256")
+if [[ ! -f $BODY ]]; then
+  log "building the multipart body $BODY (once)"
+  {
+    printf -- '--%s\r\n' "$BOUNDARY"
+    printf 'Content-Disposition: form-data; name="file"; filename="w1-%sMiB.bin"\r\n' "$W1_SIZE_MIB"
+    printf 'Content-Type: application/octet-stream\r\n\r\n'
+    cat "$PAYLOAD"
+    printf '\r\n--%s--\r\n' "$BOUNDARY"
+  } >"$BODY.tmp"
+  mv "$BODY.tmp" "$BODY"
+fi
+
+FIXTURE=$DATA/w4-rules-$W4_RULES.json
+awk -v n="$W4_RULES" 'BEGIN {
+  printf "{\"rules\":[\n"
+  for (i = 1; i <= n; i++)
+    printf "%s{\"id\":\"r%d\",\"match\":{\"headers\":{\"x-api-key\":\"nomatch-%d\"}},\"respond\":{\"status\":500}}\n", (i > 1 ? "," : ""), i, i
+  printf "]}\n"
+}' >"$FIXTURE"
+"$BIN" check "$FIXTURE" >/dev/null || die "$FIXTURE is not a valid fixture"
+
+# ---------------------------------------------------------------- storage
+# Uploads land in STORAGE_BASE/server (the server's --storage-dir); W1's plain
+# copy goes to STORAGE_BASE/copy, on the same filesystem.
+MOUNTED=
+REMOVE_BASE=1
+DISK_BASE=$DATA/disk-storage
+case $BENCH_STORAGE in
+  tmpfs)
+    STORAGE_BASE=$DATA/storage
+    mkdir -p "$STORAGE_BASE"
+    # A tmpfs left mounted by an interrupted run is unmounted first.
+    if mountpoint -q "$STORAGE_BASE" 2>/dev/null; then umount "$STORAGE_BASE" || true; fi
+    if [[ $(id -u) -eq 0 ]] && mount -t tmpfs -o size=6g,mode=0700 aymara-bench "$STORAGE_BASE" 2>/dev/null; then
+      MOUNTED=$STORAGE_BASE
+    elif [[ -d /dev/shm && -w /dev/shm ]]; then
+      STORAGE_BASE=$(mktemp -d /dev/shm/aymara-bench.XXXXXX)
+    else
+      log "no tmpfs could be had: storage on disk"
+      STORAGE_BASE=$DISK_BASE
+    fi
+    ;;
+  disk) STORAGE_BASE=$DISK_BASE ;;
+  *) STORAGE_BASE=$BENCH_STORAGE REMOVE_BASE=0 ;;
+esac
+mkdir -p "$STORAGE_BASE"
+STORAGE=$STORAGE_BASE/server
+COPY_DIR=$STORAGE_BASE/copy
+STORAGE_FS=$(df -T "$STORAGE_BASE" | awk 'NR == 2 {print $2}')
+
+# ---------------------------------------------------------------- server
+SRV_PID=
+SRV_FD=
+SRV_URL=
+FIFO=$OUT/.server-stdout.fifo
+
+start_server() { # start_server NAME LOG_LEVEL [extra args...]
+  local name=$1 level=$2 line
+  shift 2
+  rm -rf "$STORAGE" && mkdir -p "$STORAGE"
+  rm -f "$FIFO" && mkfifo "$FIFO"
+  "$BIN" --port 0 --storage-dir "$STORAGE" --log-level "$level" "$@" \
+    >"$FIFO" 2>"$OUT/server-$name.log" &
+  SRV_PID=$!
+  exec {SRV_FD}<"$FIFO"
+  rm -f "$FIFO"
+  # The ready line: "aymara-mock listening on http://127.0.0.1:PORT".
+  if ! read -r -t 30 -u "$SRV_FD" line; then
+    die "server ($name) did not print its ready line; see $OUT/server-$name.log"
+  fi
+  [[ $line == "aymara-mock listening on http://"* ]] || die "unexpected ready line: $line"
+  SRV_URL=${line##* }
+}
+
+vm_hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$SRV_PID/status"; }
+
+stop_server() {
+  [[ -n $SRV_PID ]] || return 0
+  kill -TERM "$SRV_PID" 2>/dev/null || true
+  local i
+  for ((i = 0; i < 200; i++)); do # up to 10 s
+    kill -0 "$SRV_PID" 2>/dev/null || break
+    # A child that exited but is not yet reaped is a zombie: done too.
+    [[ $(awk '{print $3}' "/proc/$SRV_PID/stat" 2>/dev/null) == Z ]] && break
+    sleep 0.05
+  done
+  kill -KILL "$SRV_PID" 2>/dev/null || true
+  wait "$SRV_PID" 2>/dev/null || true
+  [[ -n $SRV_FD ]] && exec {SRV_FD}<&-
+  SRV_PID='' SRV_FD=''
+  rm -rf "$STORAGE"
+}
+
+cleanup() {
+  stop_server
+  rm -f "$FIFO"
+  rm -rf "$STORAGE_BASE/server" "$STORAGE_BASE/copy" "$STORAGE_BASE/w3" "$DISK_BASE"
+  if [[ -n $MOUNTED ]]; then
+    umount "$MOUNTED" || log "could not unmount the tmpfs at $MOUNTED"
+  fi
+  if [[ $REMOVE_BASE == 1 ]]; then rm -rf "$STORAGE_BASE"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+clear_uploads() { # prints how many uploads the server deleted
+  curl -sS -X DELETE "$SRV_URL/__admin/uploads" | sed -n 's/.*"deleted":\([0-9]*\).*/\1/p'
+}
+
+now_ns() { date +%s%N; }
+
+# median of numbers on stdin
+median() { sort -g | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+
+kv() { # kv KEY LINE: the value of KEY=... in a "BENCH k=v k=v" line
+  printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"
+}
+
+# BENCH_WAIT_IDLE=N: wait up to N seconds for the machine to be quiet (<10%
+# CPU busy over 1 s) before measuring; 0 (default) measures at once.
+wait_for_idle() {
+  local waited=0 busy
+  busy=$(cpu_busy_pct)
+  while ((busy > 10 && waited < ${BENCH_WAIT_IDLE:-0})); do
+    log "machine ${busy}% busy: waiting for it to be quiet (${waited}/${BENCH_WAIT_IDLE} s)"
+    sleep 4
+    waited=$((waited + 5))
+    busy=$(cpu_busy_pct)
+  done
+  echo "$busy"
+}
+
+cpu_jiffies() { # "task-time total" jiffies of all cores, from /proc/stat: task time is
+  # user + nice + system (what processes are charged); irq, softirq and steal
+  # count in the total only
+  awk '/^cpu / {print $2 + $3 + $4, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat
+}
+proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime + stime of a process
+
+# Another busy process on this 2-core machine skews every figure: say so.
+cpu_busy_pct() { # share of CPU time not idle over 1 s, all cores
+  local a b
+  a=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6}' /proc/stat)
+  sleep 1
+  b=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6}' /proc/stat)
+  awk -v a="$a" -v b="$b" 'BEGIN {split(a, x, " "); split(b, y, " "); busy = y[1] - x[1]; idle = y[2] - x[2]; printf "%.0f", 100 * busy / (busy + idle + 1e-9)}'
+}

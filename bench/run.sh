@@ -1,0 +1,256 @@
+#!/usr/bin/env bash
+# bench/run.sh — the aymara-mock benchmark (ISSUE 6), one command, ~1 min.
+#
+# Builds the release binary, starts it on port 0 (a fresh server per
+# workload), and reports:
+#   W1  one 1 GiB upload (curl, prebuilt multipart body): MiB/s and the server's
+#       peak RSS (VmHWM), beside a plain `cat file > dir/x` copy of the same bytes
+#   W2  4 KiB uploads, 32 connections, 10 s (wrk + bench/upload.lua):
+#       req/s, p50, p99, errors (socket errors + non-2xx)
+#   W3  exec to first answer: spawn → first 200 from GET /health, median of 5
+#   W4  W2 with 1,000 non-matching fault rules loaded
+#   note: W2 again with --log-level info (stderr to a file)
+# then a summary table with each target as PASS/FAIL.
+#
+# Public tools only: bash, curl, wrk, awk, python3 (stdlib), cargo.
+# Traffic goes to 127.0.0.1 only. Everything it writes is under bench/data/
+# (inputs and the storage dir; gitignored) and bench/out/ (reports; gitignored).
+#
+# Knobs (environment):
+#   W1_SIZE_MIB=1024  W1_REPS=5          size and repetitions of W1 (median)
+#   W2_DURATION=10    W2_CONNECTIONS=32  W2_THREADS=2   wrk settings (W2, W4, note)
+#   W3_RUNS=5         W4_RULES=1000
+#   BENCH_INFO_NOTE=1 run the info-level W2 note (0 to skip)
+#   BENCH_BUILD=1     run `cargo build --release` first (0 to use the binary as is)
+#   BENCH_STORAGE=tmpfs  where uploads land: `tmpfs` (default: a tmpfs mounted at
+#                        bench/data/storage when root, else a dir in /dev/shm),
+#                        `disk` (bench/data/disk-storage, the work tree's filesystem),
+#                        or a directory path
+#   BENCH_DISK_NOTE=0 1: also run W2 with storage on disk, as a note (slow: ext4
+#                     inode allocation and deleting ~30k files add ~1.5 min)
+#   BENCH_STRICT=0    1: exit 1 when any target FAILs
+#   BENCH_WAIT_IDLE=0 wait up to this many seconds for other processes to go
+#                     quiet (<10% CPU) before measuring
+set -euo pipefail
+
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# ---------------------------------------------------------------- W1
+run_w1() {
+  log "W1: ${W1_SIZE_MIB} MiB upload x $W1_REPS (and a plain cat copy beside each)"
+  rm -rf "$COPY_DIR" && mkdir -p "$COPY_DIR"
+  # Warm the page cache: read both inputs once; nothing is dropped.
+  cat "$PAYLOAD" >/dev/null
+  cat "$BODY" >/dev/null
+  start_server w1 warn
+  W1_HWM_START_KIB=$(vm_hwm_kib)
+  local rep t0 t1 res code secs copies=() uploads=() got_sha
+  for ((rep = 1; rep <= W1_REPS; rep++)); do
+    t0=$(now_ns)
+    cat "$PAYLOAD" >"$COPY_DIR/x"
+    t1=$(now_ns)
+    copies+=("$(awk -v ns=$((t1 - t0)) 'BEGIN {printf "%.6f", ns / 1e9}')")
+    rm -f "$COPY_DIR/x"
+
+    # -T streams the prebuilt body from disk (no encoding, no buffering in
+    # curl); -X POST makes it a POST; `Expect:` drops the 100-continue round trip.
+    res=$(curl -sS -o "$OUT/w1-response.json" -w '%{http_code} %{time_total}' \
+      -X POST -T "$BODY" -H 'Expect:' \
+      -H "Content-Type: multipart/form-data; boundary=$BOUNDARY" \
+      -H "x-api-key: $API_KEY" "$SRV_URL$UPLOAD_PATH")
+    code=${res% *} secs=${res#* }
+    [[ $code == 200 ]] || die "W1 upload answered $code: $(cat "$OUT/w1-response.json")"
+    uploads+=("$secs")
+    if ((rep == 1)); then
+      got_sha=$(curl -sS "$SRV_URL/__admin/uploads" | sed -n 's/.*"sha256":"\([0-9a-f]*\)".*/\1/p')
+      [[ $got_sha == "$PAYLOAD_SHA" ]] || die "W1: stored sha256 $got_sha != $PAYLOAD_SHA"
+    fi
+    clear_uploads >/dev/null
+    log "  rep $rep: copy ${copies[-1]} s, upload ${uploads[-1]} s"
+  done
+  W1_HWM_KIB=$(vm_hwm_kib)
+  stop_server
+  rm -rf "$COPY_DIR"
+  W1_COPY_S=$(printf '%s\n' "${copies[@]}" | median)
+  W1_UPLOAD_S=$(printf '%s\n' "${uploads[@]}" | median)
+  W1_COPY_MIBS=$(awk -v m="$W1_SIZE_MIB" -v s="$W1_COPY_S" 'BEGIN {printf "%.1f", m / s}')
+  W1_UPLOAD_MIBS=$(awk -v m="$W1_SIZE_MIB" -v s="$W1_UPLOAD_S" 'BEGIN {printf "%.1f", m / s}')
+  W1_RATIO=$(awk -v u="$W1_UPLOAD_MIBS" -v c="$W1_COPY_MIBS" 'BEGIN {printf "%.3f", u / c}')
+  W1_HWM_MIB=$(awk -v k="$W1_HWM_KIB" 'BEGIN {printf "%.1f", k / 1024}')
+  W1_HWM_START_MIB=$(awk -v k="$W1_HWM_START_KIB" 'BEGIN {printf "%.1f", k / 1024}')
+  log "  median: upload $W1_UPLOAD_MIBS MiB/s, copy $W1_COPY_MIBS MiB/s, ratio $W1_RATIO, VmHWM $W1_HWM_MIB MiB"
+}
+
+# ---------------------------------------------------------------- W2 / W4 / note
+# run_wrk NAME LOG_LEVEL [server args...] — sets R_* for the run
+run_wrk() {
+  local name=$1 level=$2 line
+  shift 2
+  start_server "$name" "$level" "$@"
+  local timer=() c0 c1 s0 s1 wrk_ticks=0
+  if [[ -x /usr/bin/time ]]; then timer=(/usr/bin/time -f '%U %S' -o "$OUT/$name-wrk.time"); fi
+  c0=$(cpu_jiffies) s0=$(proc_ticks "$SRV_PID")
+  BENCH_FILE_BYTES=4096 BENCH_API_KEY=$API_KEY \
+    "${timer[@]}" wrk -t"$W2_THREADS" -c"$W2_CONNECTIONS" -d"${W2_DURATION}s" --latency \
+    -s "$HERE/upload.lua" "$SRV_URL$UPLOAD_PATH" >"$OUT/$name-wrk.txt" 2>&1 ||
+    die "wrk failed: $(cat "$OUT/$name-wrk.txt")"
+  c1=$(cpu_jiffies) s1=$(proc_ticks "$SRV_PID")
+  if [[ -s $OUT/$name-wrk.time ]]; then
+    wrk_ticks=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.0f", ($1 + $2) * hz}' "$OUT/$name-wrk.time")
+  fi
+  # Shares of the machine's CPU time (all cores) during the run: the server,
+  # wrk, and other processes (task time not charged to either; interrupt and
+  # softirq time, e.g. loopback TCP delivery, is charged to no one).
+  read -r R_CPU_SERVER R_CPU_WRK R_CPU_OTHER < <(awk -v c0="$c0" -v c1="$c1" -v s="$((s1 - s0))" -v w="$wrk_ticks" 'BEGIN {
+    split(c0, a, " "); split(c1, b, " "); total = b[2] - a[2]; busy = b[1] - a[1]
+    other = busy - s - w; if (other < 0) other = 0
+    printf "%.0f %.0f %.0f\n", 100 * s / total, 100 * w / total, 100 * other / total}')
+  R_HWM_MIB=$(awk -v k="$(vm_hwm_kib)" 'BEGIN {printf "%.1f", k / 1024}')
+  R_STORED=$(clear_uploads)
+  stop_server
+  line=$(grep '^BENCH ' "$OUT/$name-wrk.txt") || die "no BENCH line in $OUT/$name-wrk.txt"
+  R_REQS=$(kv requests "$line")
+  R_RPS=$(awk -v n="$R_REQS" -v us="$(kv duration_us "$line")" 'BEGIN {printf "%.0f", n / (us / 1e6)}')
+  R_P50=$(awk -v us="$(kv p50_us "$line")" 'BEGIN {printf "%.2f", us / 1000}')
+  R_P99=$(awk -v us="$(kv p99_us "$line")" 'BEGIN {printf "%.2f", us / 1000}')
+  R_MAX=$(awk -v us="$(kv max_us "$line")" 'BEGIN {printf "%.2f", us / 1000}')
+  R_ERR_SOCK=$(($(kv err_connect "$line") + $(kv err_read "$line") + $(kv err_write "$line") + $(kv err_timeout "$line")))
+  R_ERR_STATUS=$(kv err_status "$line")
+  R_ERRORS=$((R_ERR_SOCK + R_ERR_STATUS))
+  log "  $R_RPS req/s, p50 $R_P50 ms, p99 $R_P99 ms, max $R_MAX ms, errors $R_ERRORS (socket $R_ERR_SOCK, non-2xx $R_ERR_STATUS), stored $R_STORED, VmHWM $R_HWM_MIB MiB; CPU: server $R_CPU_SERVER%, wrk $R_CPU_WRK%, other $R_CPU_OTHER% of $(nproc) cores"
+}
+
+run_w2() {
+  log "W2: 4 KiB uploads, $W2_CONNECTIONS connections, ${W2_DURATION} s (wrk -t$W2_THREADS)"
+  run_wrk w2 warn
+  W2_RPS=$R_RPS W2_P50=$R_P50 W2_P99=$R_P99 W2_ERRORS=$R_ERRORS
+  W2_REQS=$R_REQS W2_STORED=$R_STORED W2_HWM=$R_HWM_MIB
+  W2_CPU="server $R_CPU_SERVER%, wrk $R_CPU_WRK%, other $R_CPU_OTHER%"
+}
+
+run_w3() {
+  log "W3: exec to first 200 from GET /health, $W3_RUNS runs"
+  mkdir -p "$STORAGE_BASE"
+  python3 "$HERE/w3_startup.py" "$BIN" "$STORAGE_BASE/w3" "$W3_RUNS" --log-level warn >"$OUT/w3.txt" ||
+    die "W3 failed: $(cat "$OUT/w3.txt")"
+  local line
+  line=$(grep '^BENCH ' "$OUT/w3.txt")
+  W3_MEDIAN=$(kv median_ms "$line") W3_ALL=$(kv all_ms "$line")
+  log "  median $W3_MEDIAN ms (all: $W3_ALL)"
+}
+
+run_w4() {
+  log "W4: W2 with $W4_RULES non-matching fault rules ($FIXTURE)"
+  run_wrk w4 warn --fixtures "$FIXTURE"
+  W4_RPS=$R_RPS W4_P50=$R_P50 W4_P99=$R_P99 W4_ERRORS=$R_ERRORS
+  W4_CPU="server $R_CPU_SERVER%, wrk $R_CPU_WRK%, other $R_CPU_OTHER%"
+  W4_RATIO=$(awk -v a="$W4_RPS" -v b="$W2_RPS" 'BEGIN {printf "%.3f", a / b}')
+}
+
+run_note() {
+  log "note: W2 at --log-level info (server stderr to $OUT/server-w2-info.log)"
+  run_wrk w2-info info
+  NOTE_RPS=$R_RPS NOTE_P50=$R_P50 NOTE_P99=$R_P99 NOTE_ERRORS=$R_ERRORS
+  NOTE_LOG_LINES=$(wc -l <"$OUT/server-w2-info.log")
+  NOTE_LOG_MIB=$(awk -v b="$(stat -c %s "$OUT/server-w2-info.log")" 'BEGIN {printf "%.1f", b / 1048576}')
+}
+
+run_disk_note() {
+  [[ $STORAGE_BASE != "$DISK_BASE" ]] || return 0 # W2 already ran on disk
+  log "note: W2 with storage on disk ($DISK_BASE, $(df -T "$DATA" | awk 'NR == 2 {print $2}'))"
+  local saved=$STORAGE
+  STORAGE=$DISK_BASE/server
+  run_wrk w2-disk warn
+  STORAGE=$saved
+  rm -rf "$DISK_BASE"
+  DISK_RPS=$R_RPS DISK_P50=$R_P50 DISK_P99=$R_P99 DISK_ERRORS=$R_ERRORS
+}
+
+# ---------------------------------------------------------------- run
+BUSY_BEFORE=$(wait_for_idle)
+if ((BUSY_BEFORE > 10)); then
+  log "warning: the machine was ${BUSY_BEFORE}% busy before the run (other processes): figures will be low and noisy"
+fi
+STARTED=$(now_ns)
+run_w1
+run_w2
+run_w3
+run_w4
+if [[ $BENCH_INFO_NOTE == 1 ]]; then run_note; fi
+if [[ $BENCH_DISK_NOTE == 1 ]]; then run_disk_note; fi
+
+# ---------------------------------------------------------------- summary
+verdict() { awk -v ok="$1" 'BEGIN {print (ok ? "PASS" : "FAIL")}'; }
+all() { local v; for v; do [[ $v == PASS ]] || { echo FAIL; return; }; done; echo PASS; }
+
+V_W1_TPUT=$(verdict "$(awk -v r="$W1_RATIO" 'BEGIN {print (r >= 0.6)}')")
+V_W1_RSS=$(verdict "$(awk -v m="$W1_HWM_KIB" 'BEGIN {print (m <= 32 * 1024)}')")
+V_W2_RPS=$(verdict "$(awk -v r="$W2_RPS" 'BEGIN {print (r >= 10000)}')")
+V_W2_P99=$(verdict "$(awk -v p="$W2_P99" 'BEGIN {print (p <= 10)}')")
+V_W2_ERR=$(verdict "$((W2_ERRORS == 0))")
+V_W3=$(verdict "$(awk -v m="$W3_MEDIAN" 'BEGIN {print (m <= 25)}')")
+V_W4=$(verdict "$(awk -v r="$W4_RATIO" 'BEGIN {print (r >= 0.9)}')")
+V_W1=$(all "$V_W1_TPUT" "$V_W1_RSS")
+V_W2=$(all "$V_W2_RPS" "$V_W2_P99" "$V_W2_ERR")
+ELAPSED=$(awk -v ns=$(($(now_ns) - STARTED)) 'BEGIN {printf "%.0f", ns / 1e9}')
+
+{
+  echo
+  echo "aymara-mock benchmark — $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "binary: target/release/aymara-mock built $BIN_BUILT from $BIN_COMMIT (run from a copy in bench/out/)"
+  echo "machine: nproc=$(nproc), $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r), $(awk '/^MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)"
+  echo "storage: $STORAGE_BASE ($STORAGE_FS); wrk -t$W2_THREADS -c$W2_CONNECTIONS -d${W2_DURATION}s shares the 2 cores with the server; CPU ${BUSY_BEFORE}% busy before the run"
+  echo
+  printf '%-4s %-44s %-22s %-26s %s\n' "" "measured" "value" "target" "result"
+  printf '%-4s %-44s %-22s %-26s %s\n' W1 "upload MiB/s (curl, median of $W1_REPS)" "$W1_UPLOAD_MIBS" "" ""
+  printf '%-4s %-44s %-22s %-26s %s\n' "" "plain copy MiB/s (cat > file, median)" "$W1_COPY_MIBS" "" ""
+  printf '%-4s %-44s %-22s %-26s %s\n' "" "upload / copy" "$W1_RATIO" ">= 0.6" "$V_W1_TPUT"
+  printf '%-4s %-44s %-22s %-26s %s\n' "" "server peak RSS (VmHWM; $W1_HWM_START_MIB at start)" "$W1_HWM_MIB MiB" "<= 32 MiB" "$V_W1_RSS"
+  printf '%-4s %-44s %-22s %-26s %s\n' W2 "req/s (4 KiB, $W2_CONNECTIONS conns, ${W2_DURATION} s)" "$W2_RPS" ">= 10000" "$V_W2_RPS"
+  printf '%-4s %-44s %-22s %-26s %s\n' "" "p50 / p99 latency" "$W2_P50 / $W2_P99 ms" "p99 <= 10 ms" "$V_W2_P99"
+  printf '%-4s %-44s %-22s %-26s %s\n' "" "errors (socket + non-2xx)" "$W2_ERRORS" "0" "$V_W2_ERR"
+  printf '%-4s %-44s %-22s %-26s %s\n' "" "stored by server / answered (wrk)" "$W2_STORED / $W2_REQS" "" ""
+  printf '%-4s %-44s %-22s %-26s %s\n' "" "server peak RSS (VmHWM)" "$W2_HWM MiB" "" ""
+  printf '%-4s %-44s %s\n' "" "CPU share of $(nproc) cores during the run" "$W2_CPU"
+  printf '%-4s %-44s %-22s %-26s %s\n' W3 "exec -> first 200 /health (median of $W3_RUNS)" "$W3_MEDIAN ms" "<= 25 ms" "$V_W3"
+  printf '%-4s %-44s %-22s %-26s %s\n' "" "all runs" "$W3_ALL" "" ""
+  printf '%-4s %-44s %-22s %-26s %s\n' W4 "req/s with $W4_RULES non-matching rules" "$W4_RPS" "" ""
+  printf '%-4s %-44s %-22s %-26s %s\n' "" "W4 / W2" "$W4_RATIO" ">= 0.9" "$V_W4"
+  printf '%-4s %-44s %-22s %-26s %s\n' "" "p50 / p99, errors" "$W4_P50 / $W4_P99 ms, $W4_ERRORS" "" ""
+  printf '%-4s %-44s %s\n' "" "CPU share of $(nproc) cores during the run" "$W4_CPU"
+  if [[ $BENCH_INFO_NOTE == 1 ]]; then
+    printf '%-4s %-44s %-22s %-26s %s\n' note "W2 at --log-level info: req/s" "$NOTE_RPS" "(no target)" ""
+    printf '%-4s %-44s %-22s %-26s %s\n' "" "p50 / p99, errors" "$NOTE_P50 / $NOTE_P99 ms, $NOTE_ERRORS" "" ""
+    printf '%-4s %-44s %-22s %-26s %s\n' "" "log written" "$NOTE_LOG_LINES lines, $NOTE_LOG_MIB MiB" "" ""
+  fi
+  if [[ -n ${DISK_RPS:-} ]]; then
+    printf '%-4s %-44s %-22s %-26s %s\n' note "W2 with storage on disk: req/s" "$DISK_RPS" "(no target)" ""
+    printf '%-4s %-44s %-22s %-26s %s\n' "" "p50 / p99, errors" "$DISK_P50 / $DISK_P99 ms, $DISK_ERRORS" "" ""
+  fi
+  echo
+  echo "W1 $V_W1   W2 $V_W2   W3 $V_W3   W4 $V_W4   (total ${ELAPSED} s; raw output in bench/out/)"
+} | tee "$OUT/summary.txt"
+
+# The figures, one KEY=value a line, for scripts.
+cat >"$OUT/results.env" <<EOF
+W1_UPLOAD_MIBS=$W1_UPLOAD_MIBS
+W1_COPY_MIBS=$W1_COPY_MIBS
+W1_RATIO=$W1_RATIO
+W1_PEAK_RSS_MIB=$W1_HWM_MIB
+W2_RPS=$W2_RPS
+W2_P50_MS=$W2_P50
+W2_P99_MS=$W2_P99
+W2_ERRORS=$W2_ERRORS
+W3_MEDIAN_MS=$W3_MEDIAN
+W4_RPS=$W4_RPS
+W4_RATIO=$W4_RATIO
+VERDICT_W1=$V_W1
+VERDICT_W2=$V_W2
+VERDICT_W3=$V_W3
+VERDICT_W4=$V_W4
+EOF
+
+if [[ $BENCH_STRICT == 1 ]] && [[ "$V_W1$V_W2$V_W3$V_W4" == *FAIL* ]]; then
+  exit 1
+fi
