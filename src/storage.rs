@@ -107,7 +107,7 @@ impl Storage {
     pub(crate) fn begin(&self) -> PartialFile {
         let temp_path = self
             .partial_dir
-            .join(format!("{}.part", uuid::Uuid::new_v4().simple()));
+            .join(format!("{}.part", crate::http_util::random_uuid().simple()));
         PartialFile {
             temp_path,
             size: 0,
@@ -119,19 +119,34 @@ impl Storage {
     }
 
     /// Moves a finished file to `<root>/<file_uuid>/<name>`; returns its path.
-    pub(crate) fn commit(
+    pub(crate) async fn commit(
         &self,
-        file: FinishedFile,
+        mut file: FinishedFile,
         file_uuid: &str,
         name: &str,
     ) -> io::Result<PathBuf> {
         let dir = self.root.join(file_uuid);
-        std::fs::create_dir(&dir)?;
         let path = dir.join(name);
-        if let Err(err) = std::fs::rename(&file.temp_path, &path) {
-            let _ = std::fs::remove_dir(&dir);
-            return Err(err);
-        }
+        let temp_path = file.temp_path.clone();
+        let small = std::mem::take(&mut file.in_memory);
+        let target = path.clone();
+        // One hop to a blocking thread for all the file-system work of a
+        // commit: a slow file-system call must not stall the async workers
+        // (and every connection queued on them).
+        let moved = tokio::task::spawn_blocking(move || {
+            if let Some(chunks) = small {
+                write_all_new(&temp_path, &chunks)?;
+            }
+            std::fs::create_dir(&dir)?;
+            if let Err(err) = std::fs::rename(&temp_path, &target) {
+                let _ = std::fs::remove_dir(&dir);
+                return Err(err);
+            }
+            Ok(())
+        })
+        .await
+        .unwrap_or_else(|join| Err(io::Error::other(join)));
+        moved?;
         file.committed();
         Ok(path)
     }
@@ -264,16 +279,32 @@ impl PartialFile {
                     .write(true)
                     .create_new(true)
                     .open(&path)?;
-                let mut hasher = Sha256::new();
+                // Hashing runs on its own thread, beside the writes: each is
+                // about half of the work per byte, so a large upload moves
+                // at the pace of the slower one rather than of both added up.
+                let (hash_tx, hash_rx) = std::sync::mpsc::sync_channel::<Bytes>(WRITER_QUEUE);
+                let hasher = std::thread::Builder::new()
+                    .name("upload-sha256".into())
+                    .spawn(move || {
+                        let mut hasher = Sha256::new();
+                        for chunk in hash_rx {
+                            hasher.update(&chunk);
+                        }
+                        Digest32::from(hasher.finalize())
+                    })?;
                 while let Some(msg) = rx.blocking_recv() {
                     match msg {
                         Msg::Data(chunk) => {
-                            hasher.update(&chunk);
+                            // A send fails only if the hasher died; the join below reports it.
+                            let _ = hash_tx.send(chunk.clone());
                             file.write_all(&chunk)?;
                         }
                         Msg::Finish => {
                             file.flush()?;
-                            return Ok(hasher.finalize().into());
+                            drop(hash_tx);
+                            return hasher
+                                .join()
+                                .map_err(|_| io::Error::other("the sha256 thread panicked"));
                         }
                     }
                 }
@@ -323,8 +354,17 @@ impl PartialFile {
 
     /// Completes the file: everything is on disk under the temp name, hashed.
     pub(crate) async fn finish(mut self) -> Result<FinishedFile, StorageError> {
+        let mut in_memory = None;
         let digest = match std::mem::replace(&mut self.mode, Mode::Done) {
-            Mode::Buffer(chunks, _) => write_small(&self.temp_path, &chunks)?,
+            Mode::Buffer(chunks, _) => {
+                // Small enough to stay in memory until the commit writes it.
+                let mut hasher = Sha256::new();
+                for chunk in &chunks {
+                    hasher.update(chunk);
+                }
+                in_memory = Some(chunks);
+                hasher.finalize().into()
+            }
             Mode::Thread { tx, done } => {
                 // If the send fails the thread has already stopped with an error,
                 // which `done` returns.
@@ -339,6 +379,7 @@ impl PartialFile {
         let reserved = std::mem::take(&mut self.reserved);
         Ok(FinishedFile {
             temp_path: std::mem::take(&mut self.temp_path),
+            in_memory,
             size: self.size,
             sha256: hex(&digest),
             used: Arc::clone(&self.used),
@@ -358,31 +399,31 @@ impl Drop for PartialFile {
     }
 }
 
-/// Writes a small file in one go; used when a whole upload fits in `INLINE_LIMIT`.
-fn write_small(path: &Path, chunks: &[Bytes]) -> io::Result<Digest32> {
-    let mut hasher = Sha256::new();
+/// Writes a small file in one go at `path` (which must not exist yet);
+/// removes it again if the write fails.
+fn write_all_new(path: &Path, chunks: &[Bytes]) -> io::Result<()> {
     let result = (|| {
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(path)?;
         for chunk in chunks {
-            hasher.update(chunk);
             file.write_all(chunk)?;
         }
         Ok(())
     })();
-    if let Err(err) = result {
+    if result.is_err() {
         let _ = std::fs::remove_file(path);
-        return Err(err);
     }
-    Ok(hasher.finalize().into())
+    result
 }
 
 /// A complete file under its temp name. Dropping it without committing removes it.
 #[derive(Debug)]
 pub(crate) struct FinishedFile {
     temp_path: PathBuf,
+    /// A small file's bytes, written by the commit; `None` once on disk.
+    in_memory: Option<Vec<Bytes>>,
     /// Size in bytes.
     pub(crate) size: u64,
     /// SHA-256, lowercase hex.
@@ -402,7 +443,7 @@ impl FinishedFile {
 impl Drop for FinishedFile {
     fn drop(&mut self) {
         self.used.fetch_sub(self.reserved, Ordering::Relaxed);
-        if !self.temp_path.as_os_str().is_empty() {
+        if self.in_memory.is_none() && !self.temp_path.as_os_str().is_empty() {
             let _ = std::fs::remove_file(&self.temp_path);
         }
     }
@@ -469,7 +510,7 @@ mod tests {
             assert_eq!(done.size, size as u64);
             assert_eq!(done.sha256, hex(&Sha256::digest(&data)));
             let id = uuid::Uuid::new_v4().to_string();
-            let path = storage.commit(done, &id, "f.bin").unwrap();
+            let path = storage.commit(done, &id, "f.bin").await.unwrap();
             assert_eq!(std::fs::read(&path).unwrap(), data);
         }
         assert!(walk(&dir.path().join(PARTIAL_DIR)).is_empty());

@@ -297,7 +297,7 @@ async fn receive(
     if ctl.reset_pending() {
         return Finish::Reset;
     }
-    store_and_answer(state, received, plan, ex)
+    store_and_answer(state, received, plan, ex).await
 }
 
 /// The rule that fires at `phase` for this upload, given what is known so far:
@@ -361,8 +361,13 @@ async fn receive_file(
 
 /// Builds the answer; stores the file when the client is told it succeeded
 /// (or the rule says `keep_upload`).
-fn store_and_answer(state: &AppState, received: Received, plan: Plan, ex: &mut Exchange) -> Finish {
-    let file_uuid = uuid::Uuid::new_v4().to_string();
+async fn store_and_answer(
+    state: &AppState,
+    received: Received,
+    plan: Plan,
+    ex: &mut Exchange,
+) -> Finish {
+    let file_uuid = crate::http_util::random_uuid().to_string();
     let name = received.filename.as_ref();
     let workspace = ex
         .query
@@ -401,7 +406,7 @@ fn store_and_answer(state: &AppState, received: Received, plan: Plan, ex: &mut E
     if client_sees_success || plan.keep_upload {
         let size = received.file.size;
         let sha256 = received.file.sha256.clone();
-        match state.storage.commit(received.file, &file_uuid, name) {
+        match state.storage.commit(received.file, &file_uuid, name).await {
             Ok(path) => {
                 let stored = StoredUpload {
                     file_uuid: file_uuid.clone(),
