@@ -71,6 +71,19 @@ impl Glob {
         })
     }
 
+    /// The exact text this pattern matches, when it has no wildcard.
+    pub(crate) fn literal(&self) -> Option<String> {
+        self.literal.then(|| {
+            self.tokens
+                .iter()
+                .filter_map(|t| match t {
+                    Token::Literal(c) => Some(*c),
+                    _ => None,
+                })
+                .collect()
+        })
+    }
+
     /// The pattern as written.
     pub fn as_str(&self) -> &str {
         &self.source

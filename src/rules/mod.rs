@@ -13,6 +13,7 @@ pub(crate) mod model;
 pub(crate) mod schema;
 pub(crate) mod watch;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -128,6 +129,65 @@ struct Entry {
     fired: u64,
 }
 
+/// Which rules a request can possibly match, per phase, so that a request
+/// does not test every rule: a rule with a literal header condition (e.g.
+/// `"x-api-key": "limited-1"`) is only tried when the request carries that
+/// exact header value. Positions are in evaluation order (admin, then fixtures).
+#[derive(Debug, Default)]
+struct Index {
+    /// Per phase: rules tried for every request.
+    unkeyed: [Vec<usize>; 3],
+    /// Per phase: header name → literal value → rules.
+    keyed: [HashMap<http::HeaderName, HashMap<String, Vec<usize>>>; 3],
+}
+
+impl Index {
+    fn build<'a>(entries: impl Iterator<Item = &'a Entry>) -> Self {
+        let mut index = Index::default();
+        for (position, entry) in entries.enumerate() {
+            let phase = entry.rule.phase as usize;
+            let key = entry.rule.matcher.headers.iter().find_map(|(name, want)| {
+                let literal = want.as_ref()?.literal()?;
+                let name = http::HeaderName::from_bytes(name.as_bytes()).ok()?;
+                Some((name, literal))
+            });
+            match key {
+                Some((name, value)) => index.keyed[phase]
+                    .entry(name)
+                    .or_default()
+                    .entry(value)
+                    .or_default()
+                    .push(position),
+                None => index.unkeyed[phase].push(position),
+            }
+        }
+        index
+    }
+
+    /// Positions of the rules worth testing for this request, in order.
+    fn candidates(&self, phase: Phase, headers: &http::HeaderMap) -> std::borrow::Cow<'_, [usize]> {
+        let phase = phase as usize;
+        let mut hits: Vec<&Vec<usize>> = Vec::new();
+        for (name, by_value) in &self.keyed[phase] {
+            for value in headers.get_all(name) {
+                if let Some(list) = value.to_str().ok().and_then(|v| by_value.get(v)) {
+                    hits.push(list);
+                }
+            }
+        }
+        if hits.is_empty() {
+            return std::borrow::Cow::Borrowed(&self.unkeyed[phase]);
+        }
+        let mut all: Vec<usize> = self.unkeyed[phase].clone();
+        for list in hits {
+            all.extend_from_slice(list);
+        }
+        all.sort_unstable();
+        all.dedup();
+        std::borrow::Cow::Owned(all)
+    }
+}
+
 #[derive(Debug)]
 struct State {
     /// Run-time rules, newest first.
@@ -135,6 +195,8 @@ struct State {
     fixtures: Vec<Entry>,
     rng: StdRng,
     next_generated: u64,
+    /// Rebuilt on the first decision after the rules change.
+    index: Option<Index>,
 }
 
 impl State {
@@ -205,6 +267,7 @@ impl RuleEngine {
             fixtures: Vec::new(),
             rng: StdRng::seed_from_u64(seed),
             next_generated: 0,
+            index: None,
         };
         state.fixtures = state.fixture_entries(files);
         Ok(Self {
@@ -221,13 +284,26 @@ impl RuleEngine {
     /// The first rule of `phase` whose match and `when` hold, with counters updated.
     pub(crate) fn decide(&self, phase: Phase, facts: &RequestFacts<'_>) -> Option<Decision> {
         let mut state = lock(&self.state);
+        if state.index.is_none() {
+            state.index = Some(Index::build(state.entries()));
+        }
         let State {
             admin,
             fixtures,
             rng,
+            index,
             ..
         } = &mut *state;
-        for entry in admin.iter_mut().chain(fixtures.iter_mut()) {
+        let candidates = index
+            .as_ref()
+            .map(|i| i.candidates(phase, facts.headers))
+            .unwrap_or_default();
+        for &position in candidates.iter() {
+            let entry = if position < admin.len() {
+                &mut admin[position]
+            } else {
+                &mut fixtures[position - admin.len()]
+            };
             let rule = &entry.rule;
             if rule.phase != phase || !rule.matcher.matches(facts) {
                 continue;
@@ -282,6 +358,7 @@ impl RuleEngine {
             });
         }
         state.admin.splice(0..0, entries);
+        state.index = None;
         Ok(ids)
     }
 
@@ -291,6 +368,7 @@ impl RuleEngine {
         let before = state.admin.len() + state.fixtures.len();
         state.admin.retain(|e| e.id != id);
         state.fixtures.retain(|e| e.id != id);
+        state.index = None;
         before != state.admin.len() + state.fixtures.len()
     }
 
@@ -299,6 +377,7 @@ impl RuleEngine {
         let mut state = lock(&self.state);
         state.admin.clear();
         state.fixtures.clear();
+        state.index = None;
     }
 
     /// Rules in evaluation order, with counters.
@@ -337,6 +416,7 @@ impl RuleEngine {
         }
         let entries = state.fixture_entries(files);
         state.fixtures = entries;
+        state.index = None;
         Ok(())
     }
 
@@ -349,6 +429,7 @@ impl RuleEngine {
         state.next_generated = 0;
         state.fixtures = state.fixture_entries(files);
         state.rng = StdRng::seed_from_u64(self.seed);
+        state.index = None;
         Ok(())
     }
 }
@@ -423,6 +504,35 @@ mod tests {
                 .as_deref(),
             Some("limited")
         );
+    }
+
+    #[test]
+    fn literal_header_rules_are_indexed_without_changing_the_order() {
+        let mut rules = vec![r#"{"id":"wild","respond":{"status":500},"match":{"headers":{"x-api-key":"k*"}},"when":{"after":2}}"#.to_owned()];
+        for i in 0..50 {
+            rules.push(format!(r#"{{"id":"r{i}","respond":{{"status":429}},"match":{{"headers":{{"X-Api-Key":"key-{i}"}}}}}}"#));
+        }
+        rules.push(r#"{"id":"any","pass":{}}"#.to_owned());
+        let refs: Vec<&str> = rules.iter().map(String::as_str).collect();
+        let e = engine(&refs);
+        let mut h = HeaderMap::new();
+        let fired = |h: &HeaderMap| {
+            e.decide(Phase::Request, &upload_facts(h, &[]))
+                .map(|d| d.id)
+        };
+        assert_eq!(fired(&h).as_deref(), Some("any"));
+        h.insert("x-api-key", http::HeaderValue::from_static("key-7"));
+        assert_eq!(fired(&h).as_deref(), Some("r7"));
+        h.insert("x-api-key", http::HeaderValue::from_static("key-49"));
+        assert_eq!(fired(&h).as_deref(), Some("r49"));
+        h.insert("x-api-key", http::HeaderValue::from_static("key-50"));
+        // `wild` comes first and now matches: its counter still runs in order.
+        assert_eq!(fired(&h).as_deref(), Some("wild"));
+        let wild = &e.list()[0];
+        assert_eq!((wild.matched, wild.fired), (3, 1));
+        // Changing the rules rebuilds the index.
+        assert!(e.remove("wild"));
+        assert_eq!(fired(&h).as_deref(), Some("any"));
     }
 
     #[test]
