@@ -66,6 +66,12 @@ impl Storage {
             }
             None => {
                 let temp = tempfile::Builder::new().prefix("aymara-mock-").tempdir()?;
+                // Uploads are the users' data: only the owner may list or read them.
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(0o700))?;
+                }
                 let root = std::fs::canonicalize(temp.path())?;
                 if keep {
                     let _kept = temp.keep();

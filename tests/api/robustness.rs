@@ -432,3 +432,61 @@ async fn a_chunked_upload_over_the_limit_gets_413_not_a_reset() {
     assert_eq!(header(&head, "connection").as_deref(), Some("close"));
     assert!(app.stored_files().is_empty(), "{:?}", app.stored_files());
 }
+
+#[tokio::test]
+async fn storage_dirs_are_created_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = spawn_app().await;
+    let mode = std::fs::metadata(app.server.storage_dir())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "temp dir mode {mode:o}");
+    let parent = tempfile::tempdir().unwrap();
+    let chosen = parent.path().join("new/uploads");
+    let app = spawn_with(|b| b.storage_dir(&chosen)).await;
+    let mode = std::fs::metadata(app.server.storage_dir())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "created dir mode {mode:o}");
+}
+
+#[test]
+fn a_non_loopback_address_without_keys_logs_a_warning_and_credentials_are_never_logged() {
+    let bin = start_binary(&["--host", "0.0.0.0"], &[]);
+    assert!(
+        bin.wait_for_log(
+            "non-loopback address without --api-key",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        bin.stderr_text()
+    );
+    let port = bin.url.rsplit(':').next().unwrap().to_owned();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(vec![1]).file_name("a"),
+        );
+        let resp = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/v2/files/-/uploads"))
+            .header("x-api-key", "super-secret-key")
+            .bearer_auth("super-secret-token")
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    });
+    assert!(bin.wait_for_log("path=/v2/files/-/uploads", Duration::from_secs(5)));
+    let log = bin.stderr_text();
+    assert!(!log.contains("super-secret"), "{log}");
+    let bin = start_binary(&["--host", "0.0.0.0", "--api-key", "k"], &[]);
+    assert!(bin.wait_for_log("aymara-mock started", Duration::from_secs(5)));
+    assert!(!bin.stderr_text().contains("non-loopback"));
+}
