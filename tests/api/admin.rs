@@ -346,18 +346,7 @@ async fn an_admin_token_guards_the_admin_api_only() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     // The API's own bearer auth is unaffected.
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(vec![1]).file_name("a"),
-    );
-    let resp = app
-        .client
-        .post(app.server.upload_url())
-        .bearer_auth("api-token")
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.upload_bearer(Some("api-token")).await;
     assert_eq!(resp.status(), 200);
 }
 

@@ -77,6 +77,17 @@ impl TestApp {
         req.send().await.expect("request sent")
     }
 
+    /// Uploads one byte with a bearer token (or, with `None`, no credentials at all).
+    pub async fn upload_bearer(&self, token: Option<&str>) -> reqwest::Response {
+        let part = reqwest::multipart::Part::bytes(vec![1]).file_name("a");
+        let form = reqwest::multipart::Form::new().part("file", part);
+        let mut req = self.client.post(self.server.upload_url()).multipart(form);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.send().await.expect("request sent")
+    }
+
     /// Files under the storage dir (recursively), `.partial/` included.
     pub fn stored_files(&self) -> Vec<PathBuf> {
         files_under(self.server.storage_dir())

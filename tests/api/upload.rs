@@ -306,48 +306,16 @@ async fn configured_keys_and_tokens_are_the_only_ones_accepted() {
     );
     let (code, _) = error_code(app.upload_with(vec![1], "a", "bad", &[]).await, 401).await;
     assert_eq!(code, "auth.invalid_key");
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(vec![1]).file_name("a"),
-    );
-    let resp = app
-        .client
-        .post(app.server.upload_url())
-        .bearer_auth("tok")
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.upload_bearer(Some("tok")).await;
     assert_eq!(resp.status(), 200);
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(vec![1]).file_name("a"),
-    );
-    let resp = app
-        .client
-        .post(app.server.upload_url())
-        .bearer_auth("nope")
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.upload_bearer(Some("nope")).await;
     assert_eq!(resp.status(), 401);
 }
 
 #[tokio::test]
 async fn no_auth_checks_nothing() {
     let app = spawn_with(|b| b.no_auth(true)).await;
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(vec![1]).file_name("a"),
-    );
-    let resp = app
-        .client
-        .post(app.server.upload_url())
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.upload_bearer(None).await;
     assert_eq!(resp.status(), 200);
 }
 
