@@ -54,7 +54,7 @@ pub const DOCUMENTED_ERROR_STATUSES: [u16; 9] = [400, 401, 403, 404, 409, 422, 4
 /// An error answer: status, envelope parts and extra headers.
 ///
 /// Everything that ends a request with an error (validation, auth, routing,
-/// storage, an injected status) is an `ApiError`; [`ApiError::into_response`] is
+/// storage, an injected status) is an `ApiError`; its `into_response` is
 /// the one place that renders it.
 #[derive(Debug, Clone)]
 pub struct ApiError {
