@@ -1037,19 +1037,7 @@ async fn hang_for_ms_holds_the_connection_then_closes_it_unanswered() {
 #[tokio::test]
 async fn hang_without_for_ms_lasts_until_the_client_times_out() {
     let app = with_rule(json!({"id": "stall", "fault": {"kind": "hang"}})).await;
-    let mut stream = TcpStream::connect(app.server.address())
-        .await
-        .expect("connect");
-    stream
-        .write_all(&raw_upload(app.server.address(), "a.bin", &data(1024)))
-        .await
-        .expect("request");
-    let mut buf = [0u8; 1024];
-    let held = tokio::time::timeout(Duration::from_millis(1500), stream.read(&mut buf)).await;
-    assert!(
-        held.is_err(),
-        "the connection was answered or closed: {held:?}"
-    );
+    let _held_open = send_unanswered(&app, data(1024), 1500).await;
 
     let client = reqwest::Client::builder()
         .timeout(Duration::from_millis(500))
@@ -1067,19 +1055,7 @@ async fn hang_without_for_ms_lasts_until_the_client_times_out() {
 #[tokio::test]
 async fn a_hung_request_is_journaled_once_the_client_gives_up() {
     let app = with_rule(json!({"id": "stall", "fault": {"kind": "hang"}})).await;
-    let mut stream = TcpStream::connect(app.server.address())
-        .await
-        .expect("connect");
-    stream
-        .write_all(&raw_upload(app.server.address(), "a.bin", &data(1024)))
-        .await
-        .expect("request");
-    let mut buf = [0u8; 1024];
-    let held = tokio::time::timeout(Duration::from_millis(300), stream.read(&mut buf)).await;
-    assert!(
-        held.is_err(),
-        "the connection was answered or closed: {held:?}"
-    );
+    let stream = send_unanswered(&app, data(1024), 300).await;
     drop(stream); // the client gives up
     let records = journal(&app, 1).await;
     assert_eq!(
@@ -1095,22 +1071,7 @@ async fn a_hang_on_a_large_upload_also_ends_when_the_client_gives_up() {
     // 4 MiB is far more than the socket buffers hold: the close only gets
     // through because the hang keeps reading (and dropping) the body.
     let app = with_rule(json!({"id": "stall", "fault": {"kind": "hang"}})).await;
-    let mut stream = TcpStream::connect(app.server.address())
-        .await
-        .expect("connect");
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        stream.write_all(&raw_upload(app.server.address(), "big.bin", &data(4 << 20))),
-    )
-    .await
-    .expect("the body is read while hanging")
-    .expect("request");
-    let mut buf = [0u8; 1024];
-    let held = tokio::time::timeout(Duration::from_millis(300), stream.read(&mut buf)).await;
-    assert!(
-        held.is_err(),
-        "the connection was answered or closed: {held:?}"
-    );
+    let stream = send_unanswered(&app, data(4 << 20), 300).await;
     drop(stream);
     let records = journal(&app, 1).await;
     assert_eq!(
@@ -1381,4 +1342,26 @@ async fn watch_reloads_a_changed_fixture_within_a_second_and_keeps_the_rules_on_
     );
     bin.signal("TERM");
     assert_eq!(bin.wait_exit(Duration::from_secs(10)), Some(0));
+}
+
+/// Sends a whole upload on a raw connection and checks that nothing comes
+/// back (no answer, no close) for `wait_ms`; returns the still-open stream.
+async fn send_unanswered(app: &TestApp, content: Vec<u8>, wait_ms: u64) -> TcpStream {
+    let mut stream = TcpStream::connect(app.server.address())
+        .await
+        .expect("connect");
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.write_all(&raw_upload(app.server.address(), "a.bin", &content)),
+    )
+    .await
+    .expect("the body is read while hanging")
+    .expect("request");
+    let mut buf = [0u8; 1024];
+    let held = tokio::time::timeout(Duration::from_millis(wait_ms), stream.read(&mut buf)).await;
+    assert!(
+        held.is_err(),
+        "the connection was answered or closed: {held:?}"
+    );
+    stream
 }
