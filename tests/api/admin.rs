@@ -6,7 +6,7 @@ use crate::helpers::*;
 use aymara_mock::{Rule, REDACTED};
 
 async fn get(app: &TestApp, path: &str) -> Value {
-    let resp = app.client.get(app.url(path)).send().await.unwrap();
+    let resp = app.call(reqwest::Method::GET, path).await;
     assert_eq!(resp.status(), 200, "{path}");
     resp.json().await.unwrap()
 }
@@ -137,30 +137,16 @@ async fn rules_are_deleted_one_by_one_or_all_at_once() {
         r#"{"rules":[{"id":"a","pass":{}},{"id":"b","pass":{}}]}"#,
     )
     .await;
-    let resp = app
-        .client
-        .delete(app.url("/__admin/rules/a"))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.call(reqwest::Method::DELETE, "/__admin/rules/a").await;
     assert_eq!(resp.status(), 200);
-    let resp = app
-        .client
-        .delete(app.url("/__admin/rules/a"))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.call(reqwest::Method::DELETE, "/__admin/rules/a").await;
     assert_eq!(resp.status(), 404);
     assert_eq!(
         resp.json::<Value>().await.unwrap()["error"]["code"],
         "resource.not_found"
     );
     assert_eq!(app.server.rules().await.len(), 1);
-    app.client
-        .delete(app.url("/__admin/rules"))
-        .send()
-        .await
-        .unwrap();
+    app.call(reqwest::Method::DELETE, "/__admin/rules").await;
     assert!(get(&app, "/__admin/rules").await["rules"]
         .as_array()
         .unwrap()
@@ -237,12 +223,7 @@ async fn the_journal_is_bounded_and_can_be_cleared() {
         .map(|r| r.id)
         .collect();
     assert_eq!(ids, ["r2", "r3", "r4"]);
-    let resp = app
-        .client
-        .delete(app.url("/__admin/requests"))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.call(reqwest::Method::DELETE, "/__admin/requests").await;
     assert_eq!(resp.status(), 200);
     assert!(app.server.requests().await.is_empty());
 }
@@ -265,12 +246,7 @@ async fn uploads_are_listed_and_deleted_from_disk() {
     assert_eq!(uploads[0]["local_file_path"], a["local_file_path"]);
     assert_eq!(uploads[0]["sha256"], sha256_hex(b"aaa"));
     assert_eq!(uploads[1]["size"], 4);
-    let resp = app
-        .client
-        .delete(app.url("/__admin/uploads"))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.call(reqwest::Method::DELETE, "/__admin/uploads").await;
     assert_eq!(resp.json::<Value>().await.unwrap()["deleted"], 2);
     assert!(!std::path::Path::new(a["local_file_path"].as_str().unwrap()).exists());
     assert!(app.stored_files().is_empty());
@@ -295,12 +271,7 @@ async fn reset_restores_fixtures_and_clears_counters_journal_and_storage() {
     assert_eq!(app.upload(b"x".to_vec(), "a").await.status(), 500);
     assert_eq!(app.upload(b"x".to_vec(), "a").await.status(), 200);
     post_rules(&app, r#"{"id":"extra","pass":{}}"#).await;
-    let resp = app
-        .client
-        .post(app.url("/__admin/reset"))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.call(reqwest::Method::POST, "/__admin/reset").await;
     assert_eq!(resp.status(), 200);
     let rules = app.server.rules().await;
     assert_eq!(rules.len(), 1);
@@ -318,12 +289,7 @@ async fn reset_restores_fixtures_and_clears_counters_journal_and_storage() {
 #[tokio::test]
 async fn an_admin_token_guards_the_admin_api_only() {
     let app = spawn_with(|b| b.admin_token("admin-secret").bearer_token("api-token")).await;
-    let resp = app
-        .client
-        .get(app.url("/__admin/requests"))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.call(reqwest::Method::GET, "/__admin/requests").await;
     assert_eq!(resp.status(), 401);
     assert_eq!(
         resp.json::<Value>().await.unwrap()["error"]["code"],
@@ -353,27 +319,12 @@ async fn an_admin_token_guards_the_admin_api_only() {
 #[tokio::test]
 async fn unknown_admin_routes_and_methods_are_refused() {
     let app = spawn_app().await;
-    let resp = app
-        .client
-        .get(app.url("/__admin/nothing"))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.call(reqwest::Method::GET, "/__admin/nothing").await;
     assert_eq!(resp.status(), 404);
-    let resp = app
-        .client
-        .put(app.url("/__admin/rules"))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.call(reqwest::Method::PUT, "/__admin/rules").await;
     assert_eq!(resp.status(), 405);
     assert_eq!(resp.headers()["allow"], "GET, POST, DELETE");
-    let resp = app
-        .client
-        .get(app.url("/__admin/reset"))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.call(reqwest::Method::GET, "/__admin/reset").await;
     assert_eq!(resp.status(), 405);
 }
 

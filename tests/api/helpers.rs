@@ -77,6 +77,15 @@ impl TestApp {
         req.send().await.expect("request sent")
     }
 
+    /// Sends `method path` with no body and no credentials.
+    pub async fn call(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
+        self.client
+            .request(method, self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
     /// Uploads one byte with a bearer token (or, with `None`, no credentials at all).
     pub async fn upload_bearer(&self, token: Option<&str>) -> reqwest::Response {
         let part = reqwest::multipart::Part::bytes(vec![1]).file_name("a");

@@ -160,7 +160,7 @@ async fn file_url_answers_head_and_ranges() {
         "/__files/..%2F..%2Fetc%2Fpasswd/x".to_owned(),
         "/__files/%2E%2E/%2E%2E%2Fetc%2Fpasswd".to_owned(),
     ] {
-        let resp = app.client.get(app.url(&path)).send().await.unwrap();
+        let resp = app.call(reqwest::Method::GET, &path).await;
         let (code, _) = error_code(resp, 404).await;
         assert_eq!(code, "resource.not_found", "{path}");
     }
@@ -332,7 +332,7 @@ async fn a_client_request_id_is_echoed_in_header_and_envelope() {
     assert_eq!(resp.headers()["x-request-id"], "req_client_123");
     let (_, body) = error_code(resp, 401).await;
     assert_eq!(body["request_id"], "req_client_123");
-    let health = app.client.get(app.url("/health")).send().await.unwrap();
+    let health = app.call(reqwest::Method::GET, "/health").await;
     assert!(health.headers()["x-request-id"]
         .to_str()
         .unwrap()
@@ -507,11 +507,7 @@ async fn a_refused_20mib_body_sent_without_expect_still_gets_its_401() {
 #[tokio::test]
 async fn unknown_paths_get_404_and_wrong_methods_405_with_allow() {
     let app = spawn_app().await;
-    let (code, _) = error_code(
-        app.client.get(app.url("/v1/nothing")).send().await.unwrap(),
-        404,
-    )
-    .await;
+    let (code, _) = error_code(app.call(reqwest::Method::GET, "/v1/nothing").await, 404).await;
     assert_eq!(code, "resource.not_found");
     let resp = app
         .client
@@ -521,7 +517,7 @@ async fn unknown_paths_get_404_and_wrong_methods_405_with_allow() {
         .unwrap();
     assert_eq!(resp.headers()["allow"], "POST");
     error_code(resp, 405).await;
-    let resp = app.client.delete(app.url("/health")).send().await.unwrap();
+    let resp = app.call(reqwest::Method::DELETE, "/health").await;
     assert_eq!(resp.headers()["allow"], "GET, HEAD");
     error_code(resp, 405).await;
 }
@@ -530,7 +526,7 @@ async fn unknown_paths_get_404_and_wrong_methods_405_with_allow() {
 async fn health_answers_ok_without_credentials() {
     let app = spawn_app().await;
     for path in ["/health", "/health/"] {
-        let resp = app.client.get(app.url(path)).send().await.unwrap();
+        let resp = app.call(reqwest::Method::GET, path).await;
         assert_eq!(resp.status(), 200);
         assert_eq!(json(resp).await, serde_json::json!({"status": "ok"}));
     }
