@@ -536,7 +536,7 @@ async fn other_route(
             }
             answer
         }
-        Route::OpenApi => match serde_json::from_str::<Value>(crate::OPENAPI) {
+        Route::OpenApi => match crate::openapi_document() {
             Ok(doc) => Answer::json(StatusCode::OK, doc),
             Err(err) => Answer::error(ApiError::internal(format!(
                 "the OpenAPI document is invalid: {err}"

@@ -30,6 +30,17 @@ async fn the_document_matches_what_the_server_does() {
         .await
         .unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
+    // Every internal reference resolves (the admin rule body refers to the
+    // fixture schemas embedded as components).
+    let mut refs = Vec::new();
+    collect_refs(&doc, &mut refs);
+    assert!(refs.iter().any(|r| r.contains("fixture_rule")));
+    for r in refs {
+        let pointer = r
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("external $ref {r}"));
+        assert!(doc.pointer(pointer).is_some(), "unresolved $ref {r}");
+    }
 
     // The answers have exactly the documented fields.
     let answer: Value = app
@@ -91,5 +102,20 @@ async fn the_document_matches_what_the_server_does() {
             );
             assert_ne!(status, 405, "{method} {concrete}");
         }
+    }
+}
+
+fn collect_refs(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("$ref", Value::String(r)) => out.push(r.clone()),
+                    _ => collect_refs(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
+        _ => {}
     }
 }
