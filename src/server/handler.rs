@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 
 use super::conn::ConnHandle;
-use super::router::{self, Route};
+use super::router::{self, ReadOnly, Route};
 use super::state::AppState;
 use crate::error::{
     default_error_code, default_error_message, json_response, ApiError, DOCUMENTED_ERROR_STATUSES,
@@ -295,7 +295,7 @@ pub(crate) async fn handle(
 
     let finish = match router::route(&method, &path) {
         Ok(Route::Upload) => crate::upload::handle(&state, req, ex).await,
-        Ok(route) => other_route(&state, route, req, ex).await,
+        Ok(Route::ReadOnly(route)) => other_route(&state, route, req, ex).await,
         Err(err) => with_drained(req, Finish::Answer(Answer::error(err)), ex).await,
     };
 
@@ -445,15 +445,15 @@ async fn with_drained(req: Request<Incoming>, finish: Finish, ex: &mut Exchange)
     }
 }
 
-/// Health and file routes: request-phase rules, then the route.
+/// Read-only routes (health, files, OpenAPI): request-phase rules, then the route.
 async fn other_route(
     state: &AppState,
-    route: Route,
+    route: ReadOnly,
     req: Request<Incoming>,
     ex: &mut Exchange,
 ) -> Finish {
     let (parts, incoming) = req.into_parts();
-    let prefer = if matches!(route, Route::Health) {
+    let prefer = if matches!(route, ReadOnly::Health) {
         prefer_code(&parts.headers)
     } else {
         Ok(None)
@@ -510,14 +510,14 @@ async fn other_route(
         return with_drained(req, finish, ex).await;
     }
     let answer = match route {
-        Route::Health => {
+        ReadOnly::Health => {
             let normal = json!({"status": "ok"});
             match &deferred {
                 Some(respond) => shape(respond, normal),
                 None => Answer::json(StatusCode::OK, normal),
             }
         }
-        Route::File { file_uuid, name } => {
+        ReadOnly::File { file_uuid, name } => {
             let head = req.method() == Method::HEAD;
             let range = req
                 .headers()
@@ -536,13 +536,12 @@ async fn other_route(
             }
             answer
         }
-        Route::OpenApi => match crate::openapi_document() {
+        ReadOnly::OpenApi => match crate::openapi_document() {
             Ok(doc) => Answer::json(StatusCode::OK, doc),
             Err(err) => Answer::error(ApiError::internal(format!(
                 "the OpenAPI document is invalid: {err}"
             ))),
         },
-        Route::Upload => Answer::error(ApiError::internal("upload routed as another route")),
     };
     let mut answer = answer;
     answer.truncate = truncate;

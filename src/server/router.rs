@@ -10,6 +10,13 @@ use crate::UPLOAD_PATH;
 pub(crate) enum Route {
     /// `POST /v2/files/-/uploads`.
     Upload,
+    /// Everything else: read-only routes answered after request-phase rules.
+    ReadOnly(ReadOnly),
+}
+
+/// The read-only routes (`GET`/`HEAD`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ReadOnly {
     /// `GET /health`, `GET /health/`.
     Health,
     /// `GET|HEAD /__files/<file_uuid>/<name>` (the name still percent-encoded).
@@ -19,36 +26,34 @@ pub(crate) enum Route {
 }
 
 pub(crate) fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
-    let (route, allow) = if path == UPLOAD_PATH {
-        (Route::Upload, "POST")
-    } else if path == "/health" || path == "/health/" {
-        (Route::Health, "GET, HEAD")
+    if path == UPLOAD_PATH {
+        return if method == Method::POST {
+            Ok(Route::Upload)
+        } else {
+            Err(ApiError::method_not_allowed("POST"))
+        };
+    }
+    let route = if path == "/health" || path == "/health/" {
+        ReadOnly::Health
     } else if path == "/openapi.json" {
-        (Route::OpenApi, "GET, HEAD")
+        ReadOnly::OpenApi
     } else if let Some(rest) = path.strip_prefix("/__files/") {
         match rest.split_once('/') {
-            Some((id, name)) if !id.is_empty() && !name.is_empty() && !name.contains('/') => (
-                Route::File {
+            Some((id, name)) if !id.is_empty() && !name.is_empty() && !name.contains('/') => {
+                ReadOnly::File {
                     file_uuid: id.to_owned(),
                     name: name.to_owned(),
-                },
-                "GET, HEAD",
-            ),
+                }
+            }
             _ => return Err(not_found(path)),
         }
     } else {
         return Err(not_found(path));
     };
-    let allowed = match route {
-        Route::Upload => method == Method::POST,
-        Route::Health | Route::File { .. } | Route::OpenApi => {
-            method == Method::GET || method == Method::HEAD
-        }
-    };
-    if allowed {
-        Ok(route)
+    if method == Method::GET || method == Method::HEAD {
+        Ok(Route::ReadOnly(route))
     } else {
-        Err(ApiError::method_not_allowed(allow))
+        Err(ApiError::method_not_allowed("GET, HEAD"))
     }
 }
 
@@ -68,17 +73,20 @@ mod tests {
         let err = route(&Method::GET, UPLOAD_PATH).unwrap_err();
         assert_eq!(err.status, http::StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(err.header("allow").unwrap(), "POST");
-        assert_eq!(route(&Method::GET, "/health/").unwrap(), Route::Health);
+        assert_eq!(
+            route(&Method::GET, "/health/").unwrap(),
+            Route::ReadOnly(ReadOnly::Health)
+        );
         assert_eq!(
             route(&Method::GET, "/nope").unwrap_err().status,
             http::StatusCode::NOT_FOUND
         );
         assert_eq!(
             route(&Method::HEAD, "/__files/abc/a%20b.txt").unwrap(),
-            Route::File {
+            Route::ReadOnly(ReadOnly::File {
                 file_uuid: "abc".into(),
                 name: "a%20b.txt".into()
-            }
+            })
         );
         assert!(route(&Method::GET, "/__files/abc/x/y").is_err());
     }
