@@ -77,6 +77,21 @@ impl TestApp {
         req.send().await.expect("request sent")
     }
 
+    /// Posts a prebuilt multipart body (boundary [`BOUNDARY`]) to the upload endpoint.
+    pub async fn post_multipart(&self, body: Vec<u8>) -> reqwest::Response {
+        self.client
+            .post(self.server.upload_url())
+            .header("x-api-key", "k")
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={BOUNDARY}"),
+            )
+            .body(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
     /// Sends `method path` with no body and no credentials.
     pub async fn call(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
         self.client

@@ -10,18 +10,7 @@ use tokio::net::TcpStream;
 use crate::helpers::*;
 
 async fn send_raw_body(app: &TestApp, body: Vec<u8>) -> (u16, Value) {
-    let resp = app
-        .client
-        .post(app.server.upload_url())
-        .header("x-api-key", "k")
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={BOUNDARY}"),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.post_multipart(body).await;
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(Value::Null))
 }

@@ -170,35 +170,13 @@ async fn file_url_answers_head_and_ranges() {
 async fn content_type_is_guessed_from_the_extension_when_the_part_has_none() {
     let app = spawn_app().await;
     let raw = multipart_body("photo.png", None, b"png-bytes");
-    let resp = app
-        .client
-        .post(app.server.upload_url())
-        .header("x-api-key", "k")
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={BOUNDARY}"),
-        )
-        .body(raw)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.post_multipart(raw).await;
     assert_eq!(json(resp).await["content_type"], "image/png");
 }
 
 async fn upload_raw_name(app: &TestApp, filename: &str) -> Value {
     let raw = multipart_body(filename, Some("text/plain"), b"secret");
-    let resp = app
-        .client
-        .post(app.server.upload_url())
-        .header("x-api-key", "k")
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={BOUNDARY}"),
-        )
-        .body(raw)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.post_multipart(raw).await;
     assert_eq!(resp.status(), 200, "{filename:?}");
     json(resp).await
 }
@@ -247,18 +225,7 @@ async fn c0_and_c1_controls_in_an_encoded_filename_are_removed() {
         b"Content-Disposition: form-data; name=\"file\"; filename*=UTF-8''..%2F..%2Fa%01b%0Ac%C2%85d%7F.txt\r\n\r\nxyz",
     );
     raw.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
-    let resp = app
-        .client
-        .post(app.server.upload_url())
-        .header("x-api-key", "k")
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={BOUNDARY}"),
-        )
-        .body(raw)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.post_multipart(raw).await;
     let body = json(resp).await;
     let path = std::path::PathBuf::from(body["local_file_path"].as_str().unwrap());
     assert_eq!(path.file_name().unwrap(), "abcd.txt");
