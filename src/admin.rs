@@ -102,7 +102,7 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<(StatusCode, 
         }
         ("/uploads", &Method::GET) => Ok((StatusCode::OK, json!({ "uploads": state.uploads.list() }))),
         ("/uploads", &Method::DELETE) => {
-            let deleted = state.clear_uploads();
+            let deleted = state.clear_uploads().await;
             Ok((StatusCode::OK, json!({ "deleted": deleted })))
         }
         ("/reset", &Method::POST) => {
@@ -111,7 +111,7 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<(StatusCode, 
                 .reset()
                 .map_err(|e| ApiError::internal(format!("Could not reload the fixtures: {e}")))?;
             state.journal.clear();
-            state.clear_uploads();
+            state.clear_uploads().await;
             Ok((StatusCode::OK, json!({ "status": "reset" })))
         }
         ("/rules" | "/requests" | "/uploads", _) => Err(ApiError::method_not_allowed(match tail {

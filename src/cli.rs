@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::ByteSize;
 use crate::server::{MockServer, StartError};
+use crate::storage::S3Config;
 
 /// A fast, faithful local emulator of the Aymara AI file-upload API.
 #[derive(Debug, Parser)]
@@ -61,6 +62,24 @@ struct ServeArgs {
     /// Store uploads here (created if missing, kept on exit) instead of a fresh temp dir.
     #[arg(long, env = "AYMARA_MOCK_STORAGE_DIR", value_name = "DIR")]
     storage_dir: Option<PathBuf>,
+    /// Store uploads in an S3-compatible bucket instead: s3://BUCKET/PREFIX
+    /// (credentials and region from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION).
+    #[arg(
+        long,
+        env = "AYMARA_MOCK_STORAGE",
+        value_name = "URL",
+        value_parser = S3Config::parse,
+        conflicts_with = "storage_dir"
+    )]
+    storage: Option<S3Config>,
+    /// Endpoint of the S3-compatible store for --storage (MinIO, LocalStack, Ceph; default: AWS).
+    #[arg(
+        long,
+        env = "AYMARA_MOCK_S3_ENDPOINT",
+        value_name = "URL",
+        requires = "storage"
+    )]
+    s3_endpoint: Option<String>,
     /// Keep the temp dir on exit.
     #[arg(long, env = "AYMARA_MOCK_KEEP_FILES")]
     keep_files: bool,
@@ -288,6 +307,12 @@ async fn serve_async(args: ServeArgs) -> ExitCode {
         .body_timeout(args.body_timeout);
     if let Some(dir) = args.storage_dir {
         builder = builder.storage_dir(dir);
+    }
+    if let Some(mut config) = args.storage {
+        if let Some(endpoint) = args.s3_endpoint {
+            config = config.endpoint(endpoint);
+        }
+        builder = builder.s3(config);
     }
     for path in &args.fixtures {
         builder = match builder.fixtures(path) {

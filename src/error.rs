@@ -1,5 +1,6 @@
 //! The API's error envelope, and the only place that turns an error into an HTTP answer.
 
+use crate::storage::{is_storage_full, StorageError};
 use bytes::Bytes;
 use http::header::HeaderName;
 use http::{HeaderValue, Response, StatusCode};
@@ -153,6 +154,28 @@ impl ApiError {
 
     pub(crate) fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+
+    /// A storage failure: 503 while an object store cannot be reached, 500
+    /// otherwise. The cause is logged here, once.
+    pub(crate) fn storage(err: &StorageError) -> Self {
+        tracing::error!(error = %err, "storage failure");
+        match err {
+            StorageError::QuotaFull => Self::internal(
+                "The storage quota is full (--max-storage): delete uploads (DELETE /__admin/uploads) or raise the quota.",
+            ),
+            StorageError::Io(io) if is_storage_full(io) => Self::internal(
+                "The storage is full: the disk under the storage directory has no space left.",
+            ),
+            StorageError::Io(io) => Self::internal(format!("Could not store the upload: {io}.")),
+            StorageError::Unavailable(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The object store behind the emulator cannot be reached. Please retry later.",
+            ),
+            StorageError::Store(cause) => {
+                Self::internal(format!("The object store refused the operation: {cause}"))
+            }
+        }
     }
 
     /// The JSON body this error renders to, for `request_id`.

@@ -53,6 +53,9 @@ pub(crate) mod upload;
 pub use config::{AuthPolicy, ByteSize, ByteSizeError};
 pub use error::{default_error_code, ApiError, DOCUMENTED_ERROR_STATUSES};
 pub use journal::{RequestRecord, REDACTED};
+/// The object-store crate behind [`MockServerBuilder::object_store`], re-exported
+/// so that the store you pass is of the same version.
+pub use object_store;
 pub use rules::glob::{Glob, GlobError};
 pub use rules::model::{
     Action, Fault, Fixture, Headers, Match, Pass, Phase, Probability, Respond, Rule, SizeRange,
@@ -61,7 +64,7 @@ pub use rules::model::{
 pub use rules::schema::SCHEMA as FIXTURE_SCHEMA;
 pub use rules::{AddRuleError, FixtureError, RuleStatus};
 pub use server::{MockServer, MockServerBuilder, StartError};
-pub use storage::StoredUpload;
+pub use storage::{S3Config, StoredUpload};
 pub use upload::name::SafeFileName;
 
 /// The OpenAPI 3.1 document of every route, without the fixture schemas.

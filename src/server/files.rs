@@ -1,18 +1,17 @@
 //! `GET|HEAD /__files/<file_uuid>/<name>`: stored bytes streamed back, with
-//! single-range support. Only files this server stored are served, looked up
-//! by `file_uuid`; the path is never built from the request.
+//! single-range support. Only files this server stored are served (and, with
+//! an object store, files any server sharing it stored), looked up by
+//! `file_uuid`; the path is never built from the request.
 
-use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::BodyExt;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::handler::Answer;
 use super::state::AppState;
 use crate::error::ApiError;
 use crate::http_util::{empty, BoxError};
-
-const CHUNK: usize = 256 * 1024;
+use crate::storage::StorageError;
 
 pub(crate) async fn serve(
     state: &AppState,
@@ -22,11 +21,15 @@ pub(crate) async fn serve(
     head: bool,
 ) -> Answer {
     let decoded = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
-    let Some(upload) = state
-        .uploads
-        .get(file_uuid)
-        .filter(|u| u.filename == decoded)
-    else {
+    let found = match state.uploads.get(file_uuid) {
+        Some(upload) => Some(upload),
+        // Stored by another server sharing the same object store?
+        None => match state.storage.lookup(file_uuid).await {
+            Ok(found) => found,
+            Err(err) => return Answer::error(ApiError::storage(&err)),
+        },
+    };
+    let Some(upload) = found.filter(|u| u.filename == decoded) else {
         return Answer::error(ApiError::not_found(format!(
             "No stored file {file_uuid}/{decoded}: it was never uploaded here, or has been deleted."
         )));
@@ -68,67 +71,25 @@ pub(crate) async fn serve(
     if head {
         return Answer::body(status, headers, empty());
     }
-    let mut file = match open_no_follow(&upload.local_file_path).await {
-        Ok(f) => f,
-        Err(err) => {
+    let stream = match state.storage.read(&upload, start, count).await {
+        Ok(stream) => stream,
+        Err(StorageError::Io(err)) => {
             return Answer::error(ApiError::not_found(format!(
                 "The stored file {file_uuid} can no longer be read: {err}."
             )))
         }
+        Err(err) => return Answer::error(ApiError::storage(&err)),
     };
-    if start > 0 {
-        if let Err(err) = file.seek(std::io::SeekFrom::Start(start)).await {
-            return Answer::error(ApiError::internal(format!(
-                "Could not read the stored file: {err}."
-            )));
-        }
-    }
-    let stream = futures_util::stream::unfold((file, count), |(mut file, left)| async move {
-        if left == 0 {
-            return None;
-        }
-        let want = CHUNK.min(usize::try_from(left).unwrap_or(CHUNK));
-        let mut buf = BytesMut::with_capacity(want);
-        match (&mut file).take(want as u64).read_buf(&mut buf).await {
-            Ok(0) => Some((
-                Err::<http_body::Frame<Bytes>, BoxError>(
-                    "stored file is shorter than recorded".into(),
-                ),
-                (file, 0),
-            )),
-            Ok(n) => Some((
-                Ok(http_body::Frame::data(buf.freeze())),
-                (file, left - n as u64),
-            )),
-            Err(err) => Some((Err(Box::new(err) as BoxError), (file, 0))),
-        }
+    let frames = stream.map(|chunk| {
+        chunk
+            .map(http_body::Frame::data)
+            .map_err(|err| Box::new(err) as BoxError)
     });
     Answer::body(
         status,
         headers,
-        http_body_util::StreamBody::new(stream).boxed(),
+        BodyExt::boxed(http_body_util::StreamBody::new(frames)),
     )
-}
-
-/// Opens a stored file without following a symlink planted in its place
-/// (or in place of its directory): only what the emulator wrote is served.
-async fn open_no_follow(path: &std::path::Path) -> std::io::Result<tokio::fs::File> {
-    if let Some(dir) = path.parent() {
-        if tokio::fs::symlink_metadata(dir)
-            .await?
-            .file_type()
-            .is_symlink()
-        {
-            return Err(std::io::Error::other(
-                "the upload's directory was replaced by a symlink",
-            ));
-        }
-    }
-    let mut options = tokio::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    options.custom_flags(libc::O_NOFOLLOW);
-    options.open(path).await
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -23,7 +23,7 @@ use crate::config::{AuthPolicy, ByteSize};
 use crate::journal::{Journal, RequestRecord};
 use crate::rules::model::Rule;
 use crate::rules::{AddRuleError, FixtureError, RuleEngine, RuleStatus};
-use crate::storage::{Storage, StoredUpload};
+use crate::storage::{ObjectStorage, S3Config, Storage, StoredUpload};
 use state::{AppState, Settings, UploadIndex};
 
 /// Why the server could not start.
@@ -53,6 +53,25 @@ pub enum StartError {
     Config(String),
 }
 
+/// The object store chosen on the builder.
+enum ObjectStoreChoice {
+    S3(S3Config),
+    Store {
+        store: Arc<dyn object_store::ObjectStore>,
+        bucket: String,
+        prefix: String,
+    },
+}
+
+impl std::fmt::Debug for ObjectStoreChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::S3(config) => config.fmt(f),
+            Self::Store { store, .. } => write!(f, "{store}"),
+        }
+    }
+}
+
 /// Configures and starts a [`MockServer`].
 ///
 /// Defaults: `127.0.0.1` on a free port, a fresh temp dir, any non-empty
@@ -64,6 +83,7 @@ pub struct MockServerBuilder {
     port: u16,
     listener: Option<std::net::TcpListener>,
     storage_dir: Option<PathBuf>,
+    object_store: Option<ObjectStoreChoice>,
     keep_files: bool,
     fixtures: Vec<PathBuf>,
     watch: bool,
@@ -90,6 +110,7 @@ impl Default for MockServerBuilder {
             port: 0,
             listener: None,
             storage_dir: None,
+            object_store: None,
             keep_files: false,
             fixtures: Vec::new(),
             watch: false,
@@ -133,6 +154,44 @@ impl MockServerBuilder {
     /// Stores uploads in `dir` (created if missing, never removed) instead of a temp dir.
     pub fn storage_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.storage_dir = Some(dir.into());
+        self
+    }
+
+    /// Stores uploads in an S3-compatible object store instead of a directory
+    /// (`--storage s3://BUCKET/PREFIX`). `remote_uri` then names that bucket.
+    pub fn s3(mut self, config: S3Config) -> Self {
+        self.object_store = Some(ObjectStoreChoice::S3(config));
+        self
+    }
+
+    /// Stores uploads in any [`object_store::ObjectStore`] (an in-memory one
+    /// in tests, say), under `prefix`; `bucket` is what `remote_uri` names.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use aymara_mock::object_store::memory::InMemory;
+    /// let server = aymara_mock::MockServer::builder()
+    ///     .object_store(Arc::new(InMemory::new()), "test-bucket", "uploads-prefix")
+    ///     .start()
+    ///     .await?;
+    /// assert_eq!(server.storage_dir(), None);
+    /// assert_eq!(server.storage(), "s3://test-bucket/uploads-prefix");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn object_store(
+        mut self,
+        store: Arc<dyn object_store::ObjectStore>,
+        bucket: impl Into<String>,
+        prefix: impl Into<String>,
+    ) -> Self {
+        self.object_store = Some(ObjectStoreChoice::Store {
+            store,
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+        });
         self
     }
 
@@ -199,7 +258,8 @@ impl MockServerBuilder {
         self
     }
 
-    /// Bucket name in `remote_uri` (default `aymara-mock`).
+    /// Bucket name in `remote_uri` (default `aymara-mock`; with an object
+    /// store, its bucket is named instead).
     pub fn bucket(mut self, bucket: impl Into<String>) -> Self {
         self.bucket = bucket.into();
         self
@@ -273,18 +333,39 @@ impl MockServerBuilder {
         let url = format!("http://{addr}");
         let seed = self.seed.unwrap_or_else(rand::random);
         let rules = RuleEngine::new(self.fixtures, seed)?;
-        let storage = Storage::open(
-            self.storage_dir.as_deref(),
-            self.keep_files,
-            self.max_storage.map(ByteSize::bytes),
-        )
-        .map_err(|source| StartError::Storage {
-            path: self
-                .storage_dir
-                .as_deref()
-                .map_or_else(|| "(temp dir)".to_owned(), |p| p.display().to_string()),
-            source,
-        })?;
+        let quota = self.max_storage.map(ByteSize::bytes);
+        let storage = match self.object_store {
+            Some(_) if self.storage_dir.is_some() => {
+                return Err(StartError::Config(
+                    "choose one storage: --storage-dir or --storage s3://...".into(),
+                ))
+            }
+            Some(ObjectStoreChoice::S3(config)) => {
+                let store = config.build().map_err(StartError::Config)?;
+                Storage::object(
+                    ObjectStorage::new(store, config.bucket(), config.prefix()),
+                    quota,
+                )
+            }
+            Some(ObjectStoreChoice::Store {
+                store,
+                bucket,
+                prefix,
+            }) => Storage::object(ObjectStorage::new(store, &bucket, &prefix), quota),
+            None => Storage::local(
+                self.storage_dir.as_deref(),
+                self.keep_files,
+                self.bucket,
+                quota,
+            )
+            .map_err(|source| StartError::Storage {
+                path: self
+                    .storage_dir
+                    .as_deref()
+                    .map_or_else(|| "(temp dir)".to_owned(), |p| p.display().to_string()),
+                source,
+            })?,
+        };
         let auth = if self.no_auth {
             AuthPolicy::Disabled
         } else if self.api_keys.is_empty() && self.bearer_tokens.is_empty() {
@@ -312,7 +393,6 @@ impl MockServerBuilder {
                 auth,
                 max_upload_size: self.max_upload_size.bytes(),
                 public_url,
-                bucket: self.bucket,
                 body_timeout: self.body_timeout,
                 admin_token: self.admin_token,
             },
@@ -324,10 +404,26 @@ impl MockServerBuilder {
         tracing::info!(
             %url,
             seed,
-            storage_dir = %state.storage.root().display(),
+            storage = %state.storage.describe(),
             fixtures = state.rules.fixture_paths().len(),
             "aymara-mock started"
         );
+        if state.storage.root().is_none() {
+            // Told, not waited for: the store may come up after the emulator.
+            let probe = Arc::clone(&state);
+            tokio::spawn(async move {
+                match probe.storage.probe().await {
+                    Ok(()) => {
+                        tracing::info!(storage = %probe.storage.describe(), "object store reachable")
+                    }
+                    Err(err) => tracing::warn!(
+                        storage = %probe.storage.describe(),
+                        error = %err,
+                        "object store not usable yet: uploads get 503/500 until it is"
+                    ),
+                }
+            });
+        }
         let (stop_tx, stop_rx) = watch::channel(false);
         if self.watch {
             tokio::spawn(crate::rules::watch::watch(
@@ -372,7 +468,7 @@ fn bracket_v6(host: &str) -> String {
 /// let server = aymara_mock::MockServer::builder().api_key("test-key").start().await?;
 /// assert!(server.url().starts_with("http://127.0.0.1:"));
 /// assert_eq!(server.upload_url(), format!("{}/v2/files/-/uploads", server.url()));
-/// let dir = server.storage_dir().to_owned();
+/// let dir = server.storage_dir().expect("a temp dir by default").to_owned();
 /// assert!(dir.exists());
 /// server.shutdown().await;
 /// assert!(!dir.exists());
@@ -415,9 +511,14 @@ impl MockServer {
         self.addr
     }
 
-    /// Where uploads are stored.
-    pub fn storage_dir(&self) -> &Path {
+    /// The directory uploads are stored in; `None` with an object store.
+    pub fn storage_dir(&self) -> Option<&Path> {
         self.state.storage.root()
+    }
+
+    /// Where uploads are stored: a directory, or `s3://BUCKET/PREFIX`.
+    pub fn storage(&self) -> String {
+        self.state.storage.describe()
     }
 
     /// The seed of the RNG behind `probability`.
@@ -486,9 +587,9 @@ impl MockServer {
         self.state.uploads.list()
     }
 
-    /// Deletes every stored upload from disk; returns how many.
+    /// Deletes every upload this server stored; returns how many.
     pub async fn clear_uploads(&self) -> usize {
-        self.state.clear_uploads()
+        self.state.clear_uploads().await
     }
 
     /// Back to the start: run-time rules removed, fixtures reloaded, counters
@@ -496,7 +597,7 @@ impl MockServer {
     pub async fn reset(&self) -> Result<(), FixtureError> {
         self.state.rules.reset()?;
         self.state.journal.clear();
-        self.state.clear_uploads();
+        self.state.clear_uploads().await;
         Ok(())
     }
 

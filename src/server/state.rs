@@ -16,7 +16,6 @@ pub(crate) struct Settings {
     pub(crate) max_upload_size: u64,
     /// Base of `file_url`, without a trailing slash.
     pub(crate) public_url: String,
-    pub(crate) bucket: String,
     pub(crate) body_timeout: Duration,
     pub(crate) admin_token: Option<String>,
 }
@@ -33,10 +32,10 @@ pub(crate) struct AppState {
 
 impl AppState {
     /// Removes every stored file; returns how many.
-    pub(crate) fn clear_uploads(&self) -> usize {
+    pub(crate) async fn clear_uploads(&self) -> usize {
         let removed = self.uploads.take_all();
         for upload in &removed {
-            self.storage.remove(upload);
+            self.storage.remove(upload).await;
         }
         removed.len()
     }

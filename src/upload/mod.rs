@@ -18,7 +18,7 @@ use crate::rules::model::{Action, Fault, Phase};
 use crate::rules::{Decision, RequestFacts};
 use crate::server::handler::{Answer, Exchange, Finish};
 use crate::server::state::AppState;
-use crate::storage::{is_storage_full, FinishedFile, StorageError, StoredUpload};
+use crate::storage::{FinishedFile, StoredUpload, Target};
 use body::{BodyControl, BodyFailure, UploadBody};
 use name::SafeFileName;
 
@@ -34,20 +34,19 @@ pub(crate) const DRAIN_MAX_TIME: Duration = Duration::from_secs(5);
 #[derive(Debug, Serialize)]
 struct UploadAnswer<'a> {
     file_uuid: &'a str,
-    local_file_path: String,
+    local_file_path: Option<String>,
     remote_file_path: &'a str,
     file_url: &'a str,
     content_type: &'a str,
     processing_status: &'static str,
-    remote_uri: String,
+    remote_uri: &'a str,
 }
 
 /// The file part being (or having been) received.
 struct Received {
-    filename: SafeFileName,
     /// The name exactly as sent, for rule matching.
     raw_filename: String,
-    content_type: String,
+    /// Stored under the safe name, with the part's content type.
     file: FinishedFile,
 }
 
@@ -257,15 +256,14 @@ async fn receive(
                 let decision = decide(state, Phase::Upload, headers, &query, part, None);
                 step!(apply(decision, &mut plan, ctl, ex, Phase::Upload));
             }
-            match receive_file(state, field, max, ctl).await {
-                Ok(file) => {
-                    received = Some(Received {
-                        filename,
-                        raw_filename,
-                        content_type,
-                        file,
-                    })
-                }
+            let target = Target {
+                file_uuid: crate::http_util::random_uuid().to_string(),
+                name: filename.as_ref().to_owned(),
+                workspace: workspace(&query).to_owned(),
+                content_type: content_type.clone(),
+            };
+            match receive_file(state, field, target, max, ctl).await {
+                Ok(file) => received = Some(Received { raw_filename, file }),
                 Err(finish) => return finish,
             }
         }
@@ -281,7 +279,7 @@ async fn receive(
     if rules_apply {
         let part = Some((
             received.raw_filename.as_str(),
-            received.content_type.as_str(),
+            received.file.target().content_type.as_str(),
         ));
         let decision = decide(
             state,
@@ -329,10 +327,11 @@ fn decide(
 async fn receive_file(
     state: &AppState,
     mut field: multer::Field<'_>,
+    target: Target,
     max: u64,
     ctl: &BodyControl,
 ) -> Result<FinishedFile, Finish> {
-    let mut partial = state.storage.begin();
+    let mut partial = state.storage.begin(target);
     let failure = loop {
         match field.chunk().await {
             Ok(Some(chunk)) => {
@@ -343,14 +342,14 @@ async fn receive_file(
                     );
                 }
                 if let Err(err) = partial.write(chunk).await {
-                    break Finish::Answer(Answer::error(storage_error(&err)));
+                    break Finish::Answer(Answer::error(ApiError::storage(&err)));
                 }
             }
             Ok(None) => {
                 return partial
                     .finish()
                     .await
-                    .map_err(|err| Finish::Answer(Answer::error(storage_error(&err))))
+                    .map_err(|err| Finish::Answer(Answer::error(ApiError::storage(&err))))
             }
             Err(err) => break body_error(ctl, max, &err),
         }
@@ -367,31 +366,26 @@ async fn store_and_answer(
     plan: Plan,
     ex: &mut Exchange,
 ) -> Finish {
-    let file_uuid = crate::http_util::random_uuid().to_string();
-    let name = received.filename.as_ref();
-    let workspace = ex
-        .query
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "workspace_uuid")
-        .map(|(_, v)| v.as_str())
-        .filter(|v| !v.is_empty())
-        .unwrap_or("default");
-    let remote_file_path = format!("uploads/{workspace}/{file_uuid}/{name}");
+    let target = received.file.target().clone();
+    let name = target.name.as_str();
     let file_url = format!(
-        "{}/__files/{file_uuid}/{}",
+        "{}/__files/{}/{}",
         state.settings.public_url,
+        target.file_uuid,
         crate::http_util::encode_segment(name)
     );
-    let local_file_path = state.storage.root().join(&file_uuid).join(name);
+    let location = state.storage.locate(&target);
     let answer = UploadAnswer {
-        file_uuid: &file_uuid,
-        local_file_path: local_file_path.display().to_string(),
-        remote_file_path: &remote_file_path,
+        file_uuid: &target.file_uuid,
+        local_file_path: location
+            .local_file_path
+            .as_ref()
+            .map(|p| p.display().to_string()),
+        remote_file_path: &location.remote_file_path,
         file_url: &file_url,
-        content_type: &received.content_type,
+        content_type: &target.content_type,
         processing_status: "completed",
-        remote_uri: format!("s3://{}/{remote_file_path}", state.settings.bucket),
+        remote_uri: &location.remote_uri,
     };
     let normal = serde_json::to_value(&answer).unwrap_or(Value::Null);
     let mut reply = match &plan.deferred {
@@ -403,29 +397,38 @@ async fn store_and_answer(
     };
     reply.truncate = plan.truncate;
     let client_sees_success = reply.status.is_success() && !plan.truncate;
-    if client_sees_success || plan.keep_upload {
-        let size = received.file.size;
-        let sha256 = received.file.sha256.clone();
-        match state.storage.commit(received.file, &file_uuid, name).await {
-            Ok(path) => {
-                let stored = StoredUpload {
-                    file_uuid: file_uuid.clone(),
-                    filename: name.to_owned(),
-                    content_type: received.content_type.clone(),
-                    size,
-                    sha256,
-                    local_file_path: path,
-                    file_url: file_url.clone(),
-                };
-                state.uploads.insert(stored.clone());
-                ex.upload = Some(stored);
-            }
-            Err(err) => {
-                return Finish::Answer(Answer::error(storage_error(&StorageError::Io(err))))
-            }
-        }
+    if !(client_sees_success || plan.keep_upload) {
+        received.file.discard().await;
+        return Finish::Answer(reply);
     }
+    let stored = StoredUpload {
+        file_uuid: target.file_uuid.clone(),
+        filename: name.to_owned(),
+        content_type: target.content_type.clone(),
+        size: received.file.size,
+        sha256: received.file.sha256.clone(),
+        local_file_path: location.local_file_path,
+        remote_file_path: location.remote_file_path,
+        remote_uri: location.remote_uri,
+        file_url,
+    };
+    if let Err(err) = state.storage.commit(received.file, &stored).await {
+        return Finish::Answer(Answer::error(ApiError::storage(&err)));
+    }
+    state.uploads.insert(stored.clone());
+    ex.upload = Some(stored);
     Finish::Answer(reply)
+}
+
+/// `workspace_uuid` from the query (the last one given), or `default`.
+fn workspace(query: &[(String, String)]) -> &str {
+    query
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "workspace_uuid")
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+        .unwrap_or("default")
 }
 
 /// Maps a failure while reading the body to what the client gets.
@@ -461,21 +464,6 @@ fn body_error(ctl: &BodyControl, max: u64, err: &multer::Error) -> Finish {
                 .with_details(serde_json::json!({"field": "body"})),
         )),
     }
-}
-
-fn storage_error(err: &StorageError) -> ApiError {
-    let message = match err {
-        StorageError::QuotaFull => {
-            "The storage quota is full (--max-storage): delete uploads (DELETE /__admin/uploads) or raise the quota."
-                .to_owned()
-        }
-        StorageError::Io(io) if is_storage_full(io) => {
-            "The storage is full: the disk under the storage directory has no space left.".to_owned()
-        }
-        StorageError::Io(io) => format!("Could not store the upload: {io}."),
-    };
-    tracing::error!(error = %err, "storage failure");
-    ApiError::internal(message)
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {

@@ -198,7 +198,10 @@ async fn the_journal_shows_retries_rules_uploads_and_hides_credentials() {
     assert_eq!(upload["content_type"], "video/mp4");
     let stored = app.server.uploads().await;
     assert_eq!(upload["file_uuid"], stored[0].file_uuid.as_str());
-    assert_eq!(std::fs::read(&stored[0].local_file_path).unwrap(), content);
+    assert_eq!(
+        std::fs::read(stored[0].local_file_path.as_ref().unwrap()).unwrap(),
+        content
+    );
     // The typed view agrees.
     let typed = app.server.requests().await;
     assert_eq!(typed[2].upload.as_ref().map(|u| u.size), Some(12_345));

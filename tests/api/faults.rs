@@ -647,7 +647,9 @@ async fn stored_but_500_stores_the_first_upload_yet_answers_500() {
     let uploads = app.server.uploads().await;
     assert_eq!(uploads.len(), 1);
     assert_eq!(
-        sha256_hex(&std::fs::read(&uploads[0].local_file_path).expect("on disk")),
+        sha256_hex(
+            &std::fs::read(uploads[0].local_file_path.as_ref().expect("local")).expect("on disk")
+        ),
         sha256_hex(&content)
     );
     let records = journal(&app, 1).await;

@@ -48,6 +48,11 @@ pub async fn spawn_with(configure: impl FnOnce(MockServerBuilder) -> MockServerB
 }
 
 impl TestApp {
+    /// The server's storage directory (these servers store locally).
+    pub fn dir(&self) -> &std::path::Path {
+        self.server.storage_dir().expect("a local storage dir")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.server.url())
     }
@@ -114,7 +119,7 @@ impl TestApp {
 
     /// Files under the storage dir (recursively), `.partial/` included.
     pub fn stored_files(&self) -> Vec<PathBuf> {
-        files_under(self.server.storage_dir())
+        files_under(self.dir())
     }
 }
 

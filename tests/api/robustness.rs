@@ -156,10 +156,7 @@ async fn odd_filenames_are_stored_safely_and_reported_faithfully() {
         assert_eq!(status, 200, "{expected}");
         let path = std::path::PathBuf::from(answer["local_file_path"].as_str().unwrap());
         assert_eq!(path.file_name().unwrap().to_str().unwrap(), expected);
-        assert_eq!(
-            path.parent().unwrap().parent().unwrap(),
-            app.server.storage_dir()
-        );
+        assert_eq!(path.parent().unwrap().parent().unwrap(), app.dir());
         let url = answer["file_url"].as_str().unwrap();
         let served = app.client.get(url).send().await.unwrap();
         assert_eq!(served.status(), 200, "{url}");
@@ -426,18 +423,12 @@ async fn a_chunked_upload_over_the_limit_gets_413_not_a_reset() {
 async fn storage_dirs_are_created_private() {
     use std::os::unix::fs::PermissionsExt;
     let app = spawn_app().await;
-    let mode = std::fs::metadata(app.server.storage_dir())
-        .unwrap()
-        .permissions()
-        .mode();
+    let mode = std::fs::metadata(app.dir()).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o700, "temp dir mode {mode:o}");
     let parent = tempfile::tempdir().unwrap();
     let chosen = parent.path().join("new/uploads");
     let app = spawn_with(|b| b.storage_dir(&chosen)).await;
-    let mode = std::fs::metadata(app.server.storage_dir())
-        .unwrap()
-        .permissions()
-        .mode();
+    let mode = std::fs::metadata(app.dir()).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o700, "created dir mode {mode:o}");
 }
 

@@ -92,7 +92,7 @@ async fn round_trips_are_byte_exact_for_0_1_1mib_and_64mib() {
         );
         let path = std::path::PathBuf::from(body["local_file_path"].as_str().unwrap());
         assert!(path.is_absolute());
-        assert!(path.starts_with(app.server.storage_dir()));
+        assert!(path.starts_with(app.dir()));
         assert_eq!(
             sha256_hex(&std::fs::read(&path).unwrap()),
             sha256_hex(&content),
@@ -119,7 +119,7 @@ async fn round_trips_are_byte_exact_for_0_1_1mib_and_64mib() {
     assert_eq!(uploads.len(), 4);
     assert_eq!(uploads[3].sha256, sha256_hex(&data(64 << 20)));
     // Nothing is left half-written.
-    assert!(files_under(&app.server.storage_dir().join(".partial")).is_empty());
+    assert!(files_under(&app.dir().join(".partial")).is_empty());
 }
 
 #[tokio::test]
@@ -197,7 +197,7 @@ async fn hostile_names_are_stored_inside_the_storage_dir_under_a_safe_base_name(
         let path = std::path::PathBuf::from(body["local_file_path"].as_str().unwrap());
         let stored = std::fs::canonicalize(&path).unwrap();
         assert!(
-            stored.starts_with(app.server.storage_dir()),
+            stored.starts_with(app.dir()),
             "{raw:?} escaped to {stored:?}"
         );
         assert_eq!(std::fs::read(&stored).unwrap(), b"secret");
@@ -213,7 +213,7 @@ async fn hostile_names_are_stored_inside_the_storage_dir_under_a_safe_base_name(
             .unwrap()
             .ends_with(&format!("/{name}")));
     }
-    assert!(!std::path::Path::new("/etc/passwd").starts_with(app.server.storage_dir()));
+    assert!(!std::path::Path::new("/etc/passwd").starts_with(app.dir()));
 }
 
 #[tokio::test]
@@ -229,10 +229,7 @@ async fn c0_and_c1_controls_in_an_encoded_filename_are_removed() {
     let body = json(resp).await;
     let path = std::path::PathBuf::from(body["local_file_path"].as_str().unwrap());
     assert_eq!(path.file_name().unwrap(), "abcd.txt");
-    assert_eq!(
-        path.parent().unwrap().parent().unwrap(),
-        app.server.storage_dir()
-    );
+    assert_eq!(path.parent().unwrap().parent().unwrap(), app.dir());
 }
 
 #[tokio::test]
@@ -504,7 +501,7 @@ async fn a_storage_failure_gets_500_and_leaves_no_partial_file() {
     let app = spawn_app().await;
     // Replace the partial-files directory by a plain file: every write fails,
     // even for root (a read-only mode would not stop root).
-    let partial = app.server.storage_dir().join(".partial");
+    let partial = app.dir().join(".partial");
     std::fs::remove_dir_all(&partial).unwrap();
     std::fs::write(&partial, b"").unwrap();
     for size in [10, 2 << 20] {
@@ -589,12 +586,12 @@ async fn public_url_and_bucket_shape_the_answer() {
 async fn shutdown_and_drop_remove_the_temp_dir_but_not_a_chosen_dir() {
     let app = spawn_app().await;
     app.upload(b"x".to_vec(), "a.txt").await;
-    let dir = app.server.storage_dir().to_owned();
+    let dir = app.dir().to_owned();
     app.server.shutdown().await;
     assert!(!dir.exists());
 
     let server = aymara_mock::MockServer::start().await.unwrap();
-    let dir = server.storage_dir().to_owned();
+    let dir = server.storage_dir().unwrap().to_owned();
     drop(server);
     assert!(!dir.exists());
 

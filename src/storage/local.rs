@@ -1,4 +1,4 @@
-//! Where uploads land: a directory (a fresh temp dir by default), written
+//! The local backend: a directory (a fresh temp dir by default), written
 //! through a `.partial/` file that is renamed into place only once complete.
 //!
 //! Layout: `<root>/<file_uuid>/<safe name>` for stored files, and
@@ -8,57 +8,37 @@
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use bytes::Bytes;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
+
+use futures_util::stream::BoxStream;
+
+use super::{Digest32, StorageError, Target};
 
 /// Files up to this size are written in one go when complete; larger ones are
 /// handed to a blocking writer thread as they arrive, so disk I/O and hashing
 /// never run on the async threads for long.
-const INLINE_LIMIT: usize = 64 * 1024;
+pub(super) const INLINE_LIMIT: usize = 64 * 1024;
 /// Chunks in flight to the writer thread: bounds memory per upload.
 const WRITER_QUEUE: usize = 4;
 /// The directory, under the storage root, for files being received.
 pub(crate) const PARTIAL_DIR: &str = ".partial";
 
-/// A stored upload, as listed by `GET /__admin/uploads` and recorded in the journal.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct StoredUpload {
-    /// The `file_uuid` the upload was answered with.
-    pub file_uuid: String,
-    /// The stored (safe) file name.
-    pub filename: String,
-    /// The content type the upload was answered with.
-    pub content_type: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// SHA-256 of the stored bytes, lowercase hex.
-    pub sha256: String,
-    /// Absolute path of the stored file.
-    pub local_file_path: PathBuf,
-    /// Where `GET` serves the file back.
-    pub file_url: String,
-}
-
 /// The storage directory.
 #[derive(Debug)]
-pub(crate) struct Storage {
+pub(crate) struct LocalStorage {
     root: PathBuf,
     partial_dir: PathBuf,
-    /// The temp dir, removed by [`Storage::cleanup`] or when dropped.
+    /// The temp dir, removed by [`LocalStorage::cleanup`] or when dropped.
     temp: std::sync::Mutex<Option<tempfile::TempDir>>,
-    quota: Option<u64>,
-    used: Arc<AtomicU64>,
 }
 
-impl Storage {
+impl LocalStorage {
     /// Opens `dir` (created if missing), or a fresh temp dir when `None`.
     /// With `keep`, a temp dir is left behind on exit.
-    pub(crate) fn open(dir: Option<&Path>, keep: bool, quota: Option<u64>) -> io::Result<Self> {
+    pub(crate) fn open(dir: Option<&Path>, keep: bool) -> io::Result<Self> {
         let (root, temp) = match dir {
             Some(dir) => {
                 create_private_dir_all(dir)?;
@@ -87,8 +67,6 @@ impl Storage {
             root,
             partial_dir,
             temp: std::sync::Mutex::new(temp),
-            quota,
-            used: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -109,33 +87,28 @@ impl Storage {
         &self.root
     }
 
+    /// Where `target` is stored once committed.
+    pub(crate) fn path_of(&self, target: &Target) -> PathBuf {
+        self.root.join(&target.file_uuid).join(&target.name)
+    }
+
     /// Starts receiving a file.
-    pub(crate) fn begin(&self) -> PartialFile {
+    pub(crate) fn begin(&self) -> Partial {
         let temp_path = self
             .partial_dir
             .join(format!("{}.part", crate::http_util::random_uuid().simple()));
-        PartialFile {
+        Partial {
             temp_path,
-            size: 0,
             mode: Mode::Buffer(Vec::new(), 0),
-            quota: self.quota,
-            used: Arc::clone(&self.used),
-            reserved: 0,
         }
     }
 
-    /// Moves a finished file to `<root>/<file_uuid>/<name>`; returns its path.
-    pub(crate) async fn commit(
-        &self,
-        mut file: FinishedFile,
-        file_uuid: &str,
-        name: &str,
-    ) -> io::Result<PathBuf> {
-        let dir = self.root.join(file_uuid);
-        let path = dir.join(name);
+    /// Moves a finished file to `<root>/<file_uuid>/<name>`.
+    pub(crate) async fn commit(&self, mut file: Finished, target: &Target) -> io::Result<()> {
+        let dir = self.root.join(&target.file_uuid);
+        let path = dir.join(&target.name);
         let temp_path = file.temp_path.clone();
         let small = std::mem::take(&mut file.in_memory);
-        let target = path.clone();
         // One hop to a blocking thread for all the file-system work of a
         // commit: a slow file-system call must not stall the async workers
         // (and every connection queued on them).
@@ -144,7 +117,7 @@ impl Storage {
                 write_all_new(&temp_path, &chunks)?;
             }
             std::fs::create_dir(&dir)?;
-            if let Err(err) = std::fs::rename(&temp_path, &target) {
+            if let Err(err) = std::fs::rename(&temp_path, &path) {
                 let _ = std::fs::remove_dir(&dir);
                 return Err(err);
             }
@@ -153,21 +126,16 @@ impl Storage {
         .await
         .unwrap_or_else(|join| Err(io::Error::other(join)));
         moved?;
-        file.committed();
-        Ok(path)
+        file.temp_path = PathBuf::new();
+        Ok(())
     }
 
     /// Removes a stored file and its directory.
-    pub(crate) fn remove(&self, upload: &StoredUpload) {
-        if let Some(dir) = upload.local_file_path.parent() {
-            if dir.starts_with(&self.root) && dir != self.root {
-                let _ = std::fs::remove_dir_all(dir);
-            }
+    pub(crate) fn remove(&self, file_uuid: &str) {
+        let dir = self.root.join(file_uuid);
+        if !file_uuid.is_empty() && dir.parent() == Some(self.root.as_path()) {
+            let _ = std::fs::remove_dir_all(dir);
         }
-        self.used.fetch_sub(
-            upload.size.min(self.used.load(Ordering::Relaxed)),
-            Ordering::Relaxed,
-        );
     }
 }
 
@@ -188,8 +156,6 @@ enum Msg {
     Finish,
 }
 
-type Digest32 = [u8; 32];
-
 enum Mode {
     /// Small so far: chunks kept in memory (bounded by `INLINE_LIMIT`).
     Buffer(Vec<Bytes>, usize),
@@ -201,49 +167,24 @@ enum Mode {
     Done,
 }
 
-/// A file being received. Dropping it before [`PartialFile::finish`] removes
-/// whatever was written.
-pub(crate) struct PartialFile {
+/// A file being received into `.partial/`. Dropping it before
+/// [`Partial::finish`] removes whatever was written.
+pub(crate) struct Partial {
     temp_path: PathBuf,
-    size: u64,
     mode: Mode,
-    quota: Option<u64>,
-    used: Arc<AtomicU64>,
-    /// Bytes of the quota this file holds.
-    reserved: u64,
 }
 
-impl std::fmt::Debug for PartialFile {
+impl std::fmt::Debug for Partial {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PartialFile")
+        f.debug_struct("Partial")
             .field("temp_path", &self.temp_path)
-            .field("size", &self.size)
             .finish()
     }
 }
 
-/// Why a write failed.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum StorageError {
-    #[error("the storage quota (--max-storage) is full")]
-    QuotaFull,
-    #[error("{0}")]
-    Io(#[from] io::Error),
-}
-
-impl PartialFile {
-    /// Bytes received so far.
-    pub(crate) fn size(&self) -> u64 {
-        self.size
-    }
-
+impl Partial {
     /// Appends a chunk.
     pub(crate) async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
-        if chunk.is_empty() {
-            return Ok(());
-        }
-        self.reserve(chunk.len() as u64)?;
-        self.size += chunk.len() as u64;
         match &mut self.mode {
             Mode::Buffer(chunks, len) => {
                 *len += chunk.len();
@@ -262,18 +203,6 @@ impl PartialFile {
             }
             Mode::Done => Err(io::Error::other("write after finish").into()),
         }
-    }
-
-    fn reserve(&mut self, n: u64) -> Result<(), StorageError> {
-        if let Some(quota) = self.quota {
-            let prev = self.used.fetch_add(n, Ordering::Relaxed);
-            if prev + n > quota {
-                self.used.fetch_sub(n, Ordering::Relaxed);
-                return Err(StorageError::QuotaFull);
-            }
-        }
-        self.reserved += n;
-        Ok(())
     }
 
     async fn start_thread(&mut self, chunks: Vec<Bytes>) -> io::Result<()> {
@@ -359,7 +288,7 @@ impl PartialFile {
     }
 
     /// Completes the file: everything is on disk under the temp name, hashed.
-    pub(crate) async fn finish(mut self) -> Result<FinishedFile, StorageError> {
+    pub(crate) async fn finish(mut self) -> Result<(Finished, Digest32), StorageError> {
         let mut in_memory = None;
         let digest = match std::mem::replace(&mut self.mode, Mode::Done) {
             Mode::Buffer(chunks, _) => {
@@ -382,21 +311,16 @@ impl PartialFile {
             }
             Mode::Done => return Err(io::Error::other("finished twice").into()),
         };
-        let reserved = std::mem::take(&mut self.reserved);
-        Ok(FinishedFile {
+        let finished = Finished {
             temp_path: std::mem::take(&mut self.temp_path),
             in_memory,
-            size: self.size,
-            sha256: hex(&digest),
-            used: Arc::clone(&self.used),
-            reserved,
-        })
+        };
+        Ok((finished, digest))
     }
 }
 
-impl Drop for PartialFile {
+impl Drop for Partial {
     fn drop(&mut self) {
-        self.used.fetch_sub(self.reserved, Ordering::Relaxed);
         // In thread mode, dropping the sender makes the thread remove the file;
         // in buffer mode nothing was written yet.
         if matches!(self.mode, Mode::Done) && !self.temp_path.as_os_str().is_empty() {
@@ -424,141 +348,77 @@ fn write_all_new(path: &Path, chunks: &[Bytes]) -> io::Result<()> {
     result
 }
 
-/// A complete file under its temp name. Dropping it without committing removes it.
+/// A complete file under its temp name (or, when small, still in memory).
+/// Dropping it without committing removes it.
 #[derive(Debug)]
-pub(crate) struct FinishedFile {
+pub(crate) struct Finished {
     temp_path: PathBuf,
     /// A small file's bytes, written by the commit; `None` once on disk.
     in_memory: Option<Vec<Bytes>>,
-    /// Size in bytes.
-    pub(crate) size: u64,
-    /// SHA-256, lowercase hex.
-    pub(crate) sha256: String,
-    used: Arc<AtomicU64>,
-    reserved: u64,
 }
 
-impl FinishedFile {
-    fn committed(mut self) {
-        // The bytes now belong to a stored file: keep them counted.
-        self.reserved = 0;
-        self.temp_path = PathBuf::new();
-    }
-}
-
-impl Drop for FinishedFile {
+impl Drop for Finished {
     fn drop(&mut self) {
-        self.used.fetch_sub(self.reserved, Ordering::Relaxed);
         if self.in_memory.is_none() && !self.temp_path.as_os_str().is_empty() {
             let _ = std::fs::remove_file(&self.temp_path);
         }
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
+/// Chunk size for reading a stored file back.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// `count` bytes of the file at `path` from `start`, as a stream.
+pub(crate) async fn read(
+    path: &Path,
+    start: u64,
+    count: u64,
+) -> io::Result<BoxStream<'static, io::Result<Bytes>>> {
+    use futures_util::StreamExt;
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+    let mut file = open_no_follow(path).await?;
+    if start > 0 {
+        file.seek(io::SeekFrom::Start(start)).await?;
     }
-    s
+    let stream = futures_util::stream::unfold((file, count), |(mut file, left)| async move {
+        if left == 0 {
+            return None;
+        }
+        let want = READ_CHUNK.min(usize::try_from(left).unwrap_or(READ_CHUNK));
+        let mut buf = bytes::BytesMut::with_capacity(want);
+        match (&mut file).take(want as u64).read_buf(&mut buf).await {
+            Ok(0) => Some((
+                Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "stored file is shorter than recorded",
+                )),
+                (file, 0),
+            )),
+            Ok(n) => Some((Ok(buf.freeze()), (file, left - n as u64))),
+            Err(err) => Some((Err(err), (file, 0))),
+        }
+    });
+    Ok(stream.boxed())
 }
 
-/// Is this error the disk being full?
-pub(crate) fn is_storage_full(err: &io::Error) -> bool {
-    err.kind() == io::ErrorKind::StorageFull || err.raw_os_error() == Some(28)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entries(dir: &Path) -> Vec<PathBuf> {
-        let mut found = Vec::new();
-        for entry in walk(dir) {
-            found.push(entry);
+/// Opens a stored file without following a symlink planted in its place
+/// (or in place of its directory): only what the emulator wrote is served.
+async fn open_no_follow(path: &Path) -> io::Result<tokio::fs::File> {
+    if let Some(dir) = path.parent() {
+        if tokio::fs::symlink_metadata(dir)
+            .await?
+            .file_type()
+            .is_symlink()
+        {
+            return Err(io::Error::other(
+                "the upload's directory was replaced by a symlink",
+            ));
         }
-        found
     }
-
-    fn walk(dir: &Path) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        if let Ok(rd) = std::fs::read_dir(dir) {
-            for e in rd.flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    out.extend(walk(&p));
-                } else {
-                    out.push(p);
-                }
-            }
-        }
-        out
-    }
-
-    #[tokio::test]
-    async fn small_and_large_files_hash_and_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        let storage = Storage::open(Some(dir.path()), false, None).unwrap();
-        for size in [
-            0usize,
-            1,
-            INLINE_LIMIT,
-            INLINE_LIMIT + 1,
-            3 * INLINE_LIMIT + 7,
-        ] {
-            let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-            let mut file = storage.begin();
-            for chunk in data.chunks(10_000) {
-                file.write(Bytes::copy_from_slice(chunk)).await.unwrap();
-            }
-            let done = file.finish().await.unwrap();
-            assert_eq!(done.size, size as u64);
-            assert_eq!(done.sha256, hex(&Sha256::digest(&data)));
-            let id = uuid::Uuid::new_v4().to_string();
-            let path = storage.commit(done, &id, "f.bin").await.unwrap();
-            assert_eq!(std::fs::read(&path).unwrap(), data);
-        }
-        assert!(walk(&dir.path().join(PARTIAL_DIR)).is_empty());
-    }
-
-    #[tokio::test]
-    async fn dropped_partial_files_leave_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let storage = Storage::open(Some(dir.path()), false, None).unwrap();
-        let mut file = storage.begin();
-        file.write(Bytes::from(vec![1u8; 3 * INLINE_LIMIT]))
-            .await
-            .unwrap();
-        drop(file);
-        let finished = {
-            let mut f = storage.begin();
-            f.write(Bytes::from_static(b"abc")).await.unwrap();
-            f.finish().await.unwrap()
-        };
-        drop(finished);
-        // The writer thread removes its file when the sender is dropped; wait for it
-        // by polling (bounded) rather than sleeping a fixed time.
-        for _ in 0..200 {
-            if entries(dir.path()).is_empty() {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
-    }
-
-    #[tokio::test]
-    async fn quota_refuses_writes_past_the_limit() {
-        let dir = tempfile::tempdir().unwrap();
-        let storage = Storage::open(Some(dir.path()), false, Some(10)).unwrap();
-        let mut file = storage.begin();
-        file.write(Bytes::from_static(b"12345")).await.unwrap();
-        let err = file.write(Bytes::from_static(b"123456")).await.unwrap_err();
-        assert!(matches!(err, StorageError::QuotaFull));
-        drop(file);
-        // The quota is released by the dropped file.
-        let mut file = storage.begin();
-        file.write(Bytes::from_static(b"1234567890")).await.unwrap();
-    }
+    let mut options = tokio::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    options.custom_flags(libc::O_NOFOLLOW);
+    options.open(path).await
 }

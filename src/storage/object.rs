@@ -1,0 +1,540 @@
+//! The object-store backend: uploads streamed to an S3-compatible store (or
+//! any [`object_store::ObjectStore`]) with a multipart upload, parts sent as
+//! the body arrives.
+//!
+//! Layout under the prefix: `uploads/<workspace>/<file_uuid>/<name>` holds
+//! the bytes (with the upload's Content-Type); `.aymara-mock/uploads/<file_uuid>.json`
+//! holds the upload's record, so that any server sharing the bucket can serve
+//! `/__files/<file_uuid>/<name>`.
+//!
+//! A file smaller than one part is sent with one PUT when committed; a larger
+//! one starts a multipart upload once its first part is full, keeps at most
+//! [`PARTS_IN_FLIGHT`] parts in flight, and is completed only when committed.
+//! Every other end aborts the multipart upload, so no parts are left behind.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use object_store::path::{Path, PathPart};
+use object_store::{
+    Attribute, Attributes, GetOptions, MultipartUpload, ObjectStore, ObjectStoreExt,
+    PutMultipartOptions, PutOptions, PutPayload,
+};
+use sha2::{Digest, Sha256};
+use tokio::task::JoinSet;
+
+use super::{Digest32, StorageError, StoredUpload, Target};
+use futures_util::stream::BoxStream;
+
+/// Size of a multipart upload's parts (S3 wants at least 5 MiB but for the last).
+const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Parts of one upload being sent at once: with the part being filled, this
+/// bounds an upload's memory to `(PARTS_IN_FLIGHT + 1) * PART_SIZE`.
+const PARTS_IN_FLIGHT: usize = 2;
+/// Where upload records live, under the prefix.
+const INDEX_DIR: &str = ".aymara-mock";
+/// Largest upload record read back from the store.
+const MAX_RECORD: usize = 64 * 1024;
+
+/// An S3-compatible store to keep uploads in: `s3://BUCKET/PREFIX`, an
+/// optional endpoint (MinIO, LocalStack, Ceph, moto; AWS when absent), and
+/// credentials from the standard AWS environment variables.
+///
+/// ```
+/// use aymara_mock::S3Config;
+/// let config = S3Config::parse("s3://staging-uploads/aymara")?
+///     .endpoint("http://127.0.0.1:9000");
+/// assert_eq!(config.bucket(), "staging-uploads");
+/// assert_eq!(config.prefix(), "aymara");
+/// # Ok::<(), String>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Config {
+    bucket: String,
+    prefix: String,
+    endpoint: Option<String>,
+    credentials: Option<(String, String)>,
+}
+
+impl S3Config {
+    /// Parses `s3://BUCKET` or `s3://BUCKET/PREFIX`.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| format!("{url:?} is not an s3://BUCKET/PREFIX URL"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let valid_bucket = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !valid_bucket {
+            return Err(format!(
+                "{bucket:?} is not a valid bucket name (3 to 63 characters: lowercase letters, digits, '-' and '.')"
+            ));
+        }
+        let prefix = prefix.trim_matches('/');
+        if let Err(err) = Path::parse(prefix) {
+            return Err(format!("{prefix:?} is not a valid key prefix: {err}"));
+        }
+        Ok(Self {
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+            endpoint: None,
+            credentials: None,
+        })
+    }
+
+    /// The endpoint to talk to instead of AWS (e.g. `http://minio:9000`).
+    #[must_use]
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Some(url.into());
+        self
+    }
+
+    /// Credentials to sign with, instead of those in the environment.
+    #[must_use]
+    pub fn credentials(
+        mut self,
+        access_key_id: impl Into<String>,
+        secret_access_key: impl Into<String>,
+    ) -> Self {
+        self.credentials = Some((access_key_id.into(), secret_access_key.into()));
+        self
+    }
+
+    /// The bucket.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The key prefix, without leading or trailing `/` (may be empty).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Builds the S3 client: credentials and region from the AWS environment
+    /// variables, requests retried briefly so that an unreachable store is
+    /// reported within seconds.
+    pub(crate) fn build(&self) -> Result<Arc<dyn ObjectStore>, String> {
+        let mut builder = object_store::aws::AmazonS3Builder::from_env()
+            .with_bucket_name(&self.bucket)
+            .with_retry(object_store::RetryConfig {
+                backoff: object_store::BackoffConfig {
+                    init_backoff: Duration::from_millis(100),
+                    max_backoff: Duration::from_secs(1),
+                    base: 2.0,
+                },
+                max_retries: 3,
+                retry_timeout: Duration::from_secs(10),
+            })
+            .with_client_options(
+                object_store::ClientOptions::new()
+                    .with_connect_timeout(Duration::from_secs(3))
+                    .with_timeout(Duration::from_secs(120)),
+            );
+        if std::env::var_os("AWS_REGION").is_none()
+            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+        {
+            builder = builder.with_region("us-east-1");
+        }
+        if let Some((key, secret)) = &self.credentials {
+            builder = builder
+                .with_access_key_id(key)
+                .with_secret_access_key(secret);
+        }
+        if let Some(endpoint) = &self.endpoint {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"));
+        }
+        let store = builder
+            .build()
+            .map_err(|err| format!("cannot use s3://{}: {err}", self.bucket))?;
+        Ok(Arc::new(store))
+    }
+}
+
+/// Uploads kept in an object store.
+#[derive(Debug)]
+pub(crate) struct ObjectStorage {
+    store: Arc<dyn ObjectStore>,
+    bucket: String,
+    prefix: String,
+}
+
+impl ObjectStorage {
+    /// Keeps uploads in `store` under `prefix` (`bucket` names it in `remote_uri`).
+    pub(crate) fn new(store: Arc<dyn ObjectStore>, bucket: &str, prefix: &str) -> Self {
+        Self {
+            store,
+            bucket: bucket.to_owned(),
+            prefix: prefix.trim_matches('/').to_owned(),
+        }
+    }
+
+    pub(crate) fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("s3://{}", self.bucket)
+        } else {
+            format!("s3://{}/{}", self.bucket, self.prefix)
+        }
+    }
+
+    /// A path under the prefix: each segment kept as is when the store
+    /// allows it, percent-encoded otherwise (a `/` in a workspace, say).
+    fn path(&self, segments: &[&str]) -> Path {
+        self.prefix
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .chain(segments.iter().copied())
+            .map(|s| PathPart::parse(s).unwrap_or_else(|_| PathPart::from(s)))
+            .collect()
+    }
+
+    /// The object key of an upload's bytes.
+    pub(crate) fn key(&self, target: &Target) -> Path {
+        self.path(&[
+            "uploads",
+            &target.workspace,
+            &target.file_uuid,
+            &target.name,
+        ])
+    }
+
+    /// The object key of an upload's record.
+    fn record_key(&self, file_uuid: &str) -> Path {
+        self.path(&[INDEX_DIR, "uploads", &format!("{file_uuid}.json")])
+    }
+
+    /// Lists the prefix once, to tell at start whether the store answers.
+    pub(crate) async fn probe(&self) -> Result<(), StorageError> {
+        let prefix = self.path(&[]);
+        self.store
+            .list_with_delimiter(Some(&prefix))
+            .await
+            .map(drop)
+            .map_err(classify)
+    }
+
+    pub(crate) fn begin(&self, target: &Target) -> Partial {
+        Partial {
+            store: Arc::clone(&self.store),
+            key: self.key(target),
+            content_type: target.content_type.clone(),
+            buffered: Vec::new(),
+            buffered_len: 0,
+            upload: None,
+            parts: JoinSet::new(),
+            hasher: Sha256::new(),
+        }
+    }
+
+    /// Makes the object visible (completes its multipart upload, or PUTs a
+    /// small one), then writes its record; undoes the object if that fails.
+    pub(crate) async fn commit(
+        &self,
+        mut file: Finished,
+        record: &StoredUpload,
+    ) -> Result<(), StorageError> {
+        let attributes = content_type_attributes(&file.content_type);
+        match file.body.take() {
+            Some(Body::Small(chunks)) => {
+                let payload: PutPayload = chunks.into_iter().collect();
+                self.store
+                    .put_opts(&file.key, payload, PutOptions::from(attributes))
+                    .await
+                    .map_err(classify)?;
+            }
+            Some(Body::Multipart(mut upload)) => {
+                if let Err(err) = upload.complete().await {
+                    abort_upload(upload, &file.key).await;
+                    return Err(classify(err));
+                }
+            }
+            None => return Err(io::Error::other("committed twice").into()),
+        }
+        let json = serde_json::to_vec(record).map_err(io::Error::other)?;
+        let record_key = self.record_key(&record.file_uuid);
+        let attributes = content_type_attributes("application/json");
+        if let Err(err) = self
+            .store
+            .put_opts(&record_key, json.into(), PutOptions::from(attributes))
+            .await
+        {
+            if let Err(undo) = self.store.delete(&file.key).await {
+                tracing::warn!(key = %file.key, error = %undo, "could not delete an object whose record failed");
+            }
+            return Err(classify(err));
+        }
+        Ok(())
+    }
+
+    /// Deletes an upload's object and its record.
+    pub(crate) async fn remove(&self, upload: &StoredUpload) {
+        let keys = [
+            Path::parse(&upload.remote_file_path),
+            Ok(self.record_key(&upload.file_uuid)),
+        ];
+        for key in keys.into_iter().flatten() {
+            match self.store.delete(&key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(err) => {
+                    tracing::warn!(%key, error = %err, "could not delete an uploaded object")
+                }
+            }
+        }
+    }
+
+    /// The record of an upload stored by any server sharing this prefix.
+    pub(crate) async fn lookup(
+        &self,
+        file_uuid: &str,
+    ) -> Result<Option<StoredUpload>, StorageError> {
+        if uuid::Uuid::try_parse(file_uuid).is_err() {
+            return Ok(None);
+        }
+        let got = match self.store.get(&self.record_key(file_uuid)).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(err) => return Err(classify(err)),
+        };
+        if got.meta.size > MAX_RECORD as u64 {
+            return Err(StorageError::Store(format!(
+                "the record of upload {file_uuid} is {} bytes, more than a record can be",
+                got.meta.size
+            )));
+        }
+        let bytes = got.bytes().await.map_err(classify)?;
+        let record: StoredUpload = serde_json::from_slice(&bytes).map_err(|err| {
+            StorageError::Store(format!(
+                "the record of upload {file_uuid} is not valid: {err}"
+            ))
+        })?;
+        Ok(Some(record).filter(|r| r.file_uuid == file_uuid))
+    }
+
+    /// `count` bytes of an upload's object from `start`.
+    pub(crate) async fn read(
+        &self,
+        upload: &StoredUpload,
+        start: u64,
+        count: u64,
+    ) -> Result<BoxStream<'static, io::Result<Bytes>>, StorageError> {
+        if count == 0 {
+            return Ok(futures_util::stream::empty().boxed());
+        }
+        let key = Path::parse(&upload.remote_file_path)
+            .map_err(|err| StorageError::Store(format!("bad object key: {err}")))?;
+        let options = GetOptions {
+            range: Some((start..start + count).into()),
+            ..GetOptions::default()
+        };
+        let got = self.store.get_opts(&key, options).await.map_err(classify)?;
+        Ok(got
+            .into_stream()
+            .map(|r| r.map_err(io::Error::other))
+            .boxed())
+    }
+}
+
+fn content_type_attributes(content_type: &str) -> Attributes {
+    let mut attributes = Attributes::new();
+    attributes.insert(Attribute::ContentType, content_type.to_owned().into());
+    attributes
+}
+
+/// Unavailable (503) when the store could not be reached, a store error
+/// (500) when it answered with one.
+fn classify(err: object_store::Error) -> StorageError {
+    use object_store::client::{HttpError, HttpErrorKind};
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(e) = source {
+        if let Some(http) = e.downcast_ref::<HttpError>() {
+            if matches!(
+                http.kind(),
+                HttpErrorKind::Connect
+                    | HttpErrorKind::Request
+                    | HttpErrorKind::Timeout
+                    | HttpErrorKind::Interrupted
+            ) {
+                return StorageError::Unavailable(err.to_string());
+            }
+        }
+        source = e.source();
+    }
+    StorageError::Store(err.to_string())
+}
+
+async fn abort_upload(mut upload: Box<dyn MultipartUpload>, key: &Path) {
+    if let Err(err) = upload.abort().await {
+        tracing::warn!(%key, error = %err, "could not abort a multipart upload");
+    }
+}
+
+/// Aborts a multipart upload from a destructor: on the runtime, in the background.
+fn abort_later(upload: Box<dyn MultipartUpload>, key: Path) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move { abort_upload(upload, &key).await });
+    }
+}
+
+/// An object being received.
+pub(crate) struct Partial {
+    store: Arc<dyn ObjectStore>,
+    key: Path,
+    content_type: String,
+    /// Bytes of the part being filled.
+    buffered: Vec<Bytes>,
+    buffered_len: usize,
+    /// Started once the first part is full.
+    upload: Option<Box<dyn MultipartUpload>>,
+    parts: JoinSet<object_store::Result<()>>,
+    hasher: Sha256,
+}
+
+impl std::fmt::Debug for Partial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Partial")
+            .field("key", &self.key)
+            .field("multipart", &self.upload.is_some())
+            .finish()
+    }
+}
+
+impl Partial {
+    pub(crate) async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
+        self.hasher.update(&chunk);
+        self.buffered_len += chunk.len();
+        self.buffered.push(chunk);
+        if self.buffered_len >= PART_SIZE {
+            self.send_part().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends what is buffered as the next part, once fewer than
+    /// `PARTS_IN_FLIGHT` are in flight.
+    async fn send_part(&mut self) -> Result<(), StorageError> {
+        let upload = match &mut self.upload {
+            Some(upload) => upload,
+            None => {
+                let options =
+                    PutMultipartOptions::from(content_type_attributes(&self.content_type));
+                let upload = self
+                    .store
+                    .put_multipart_opts(&self.key, options)
+                    .await
+                    .map_err(classify)?;
+                self.upload.insert(upload)
+            }
+        };
+        while self.parts.len() >= PARTS_IN_FLIGHT {
+            join_one(&mut self.parts).await?;
+        }
+        let payload: PutPayload = std::mem::take(&mut self.buffered).into_iter().collect();
+        self.buffered_len = 0;
+        self.parts.spawn(upload.put_part(payload));
+        Ok(())
+    }
+
+    /// Stops sending parts and aborts the multipart upload, waiting for the store.
+    pub(crate) async fn abort(mut self) {
+        self.parts.abort_all();
+        while self.parts.join_next().await.is_some() {}
+        if let Some(upload) = self.upload.take() {
+            abort_upload(upload, &self.key).await;
+        }
+    }
+
+    /// Sends the last part and waits for every part to be stored.
+    pub(crate) async fn finish(mut self) -> Result<(Finished, Digest32), StorageError> {
+        let sent = async {
+            if self.upload.is_some() {
+                if self.buffered_len > 0 {
+                    self.send_part().await?;
+                }
+                while !self.parts.is_empty() {
+                    join_one(&mut self.parts).await?;
+                }
+            }
+            Ok::<_, StorageError>(())
+        }
+        .await;
+        if let Err(err) = sent {
+            self.abort().await;
+            return Err(err);
+        }
+        let digest = std::mem::take(&mut self.hasher).finalize().into();
+        let body = match self.upload.take() {
+            Some(upload) => Body::Multipart(upload),
+            None => Body::Small(std::mem::take(&mut self.buffered)),
+        };
+        let finished = Finished {
+            key: self.key.clone(),
+            content_type: std::mem::take(&mut self.content_type),
+            body: Some(body),
+        };
+        Ok((finished, digest))
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        // The part tasks stop with the JoinSet; the upload is aborted in the background.
+        if let Some(upload) = self.upload.take() {
+            abort_later(upload, self.key.clone());
+        }
+    }
+}
+
+async fn join_one(parts: &mut JoinSet<object_store::Result<()>>) -> Result<(), StorageError> {
+    match parts.join_next().await {
+        None | Some(Ok(Ok(()))) => Ok(()),
+        Some(Ok(Err(err))) => Err(classify(err)),
+        Some(Err(join)) => Err(io::Error::other(join).into()),
+    }
+}
+
+enum Body {
+    /// Smaller than a part: sent with one PUT when committed.
+    Small(Vec<Bytes>),
+    /// Every part stored; completed when committed.
+    Multipart(Box<dyn MultipartUpload>),
+}
+
+/// A received object, not yet visible.
+pub(crate) struct Finished {
+    key: Path,
+    content_type: String,
+    body: Option<Body>,
+}
+
+impl std::fmt::Debug for Finished {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Finished").field("key", &self.key).finish()
+    }
+}
+
+impl Finished {
+    /// Aborts the multipart upload (if any), waiting for the store.
+    pub(crate) async fn discard(mut self) {
+        if let Some(Body::Multipart(upload)) = self.body.take() {
+            abort_upload(upload, &self.key).await;
+        }
+    }
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        if let Some(Body::Multipart(upload)) = self.body.take() {
+            abort_later(upload, self.key.clone());
+        }
+    }
+}
