@@ -7,6 +7,7 @@
 //! - `admin`: the admin API and the library's test-control methods.
 //! - `robustness`: hostile and slow clients, full disks, connection limits.
 //! - `fuzz`: property tests over mutated multipart bodies and rule JSON.
+//! - `object_store`: uploads kept in an (in-memory) object store; S3 flags.
 //! - `openapi`: `GET /openapi.json` matches what the server does.
 //! - `soak`: ignored by default; 10,000 uploads then 1,000 cut ones (CI, release).
 
@@ -21,6 +22,7 @@ mod cli;
 mod faults;
 mod fuzz;
 mod helpers;
+mod object_store;
 mod openapi;
 mod robustness;
 mod soak;
