@@ -130,8 +130,13 @@ struct ServeArgs {
     /// Base URL used in file_url (default: the URL listened on).
     #[arg(long, env = "AYMARA_MOCK_PUBLIC_URL", value_name = "URL")]
     public_url: Option<String>,
-    /// Bucket name used in remote_uri.
-    #[arg(long, env = "AYMARA_MOCK_BUCKET", default_value = "aymara-mock")]
+    /// Bucket name used in remote_uri (with --storage, its bucket is used).
+    #[arg(
+        long,
+        env = "AYMARA_MOCK_BUCKET",
+        default_value = "aymara-mock",
+        conflicts_with = "storage"
+    )]
     bucket: String,
     /// Requests kept in the journal (oldest dropped).
     #[arg(

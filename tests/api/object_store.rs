@@ -249,7 +249,11 @@ async fn an_unreachable_store_answers_503_and_the_server_stays_up() {
 
 #[test]
 fn storage_flags_are_checked_before_binding() {
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["--storage", "s3://good-bucket", "--bucket", "other"],
+            "--bucket",
+        ),
         (&["--storage", "/tmp/x"], "s3://"),
         (&["--storage", "s3://UPPER"], "bucket"),
         (
