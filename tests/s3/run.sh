@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# S3 suite: aymara-mock's S3 storage backend (--storage s3://BUCKET/PREFIX --s3-endpoint URL)
+# against moto in server mode, with boto3 checking the bucket.
+#
+#   tests/s3/run.sh                 # build the binary, set up tests/s3/.venv, run pytest
+#   tests/s3/run.sh -k shared -x    # extra arguments go to pytest
+#   AYMARA_MOCK_BIN=/path/to/aymara-mock tests/s3/run.sh   # use that binary, skip the build
+#   PYTHON=python3.12 tests/s3/run.sh                      # interpreter for the venv
+#
+# Idempotent: the venv is created once and reused; pip only installs what changed.
+# The suite starts moto itself on free loopback ports; nothing leaves 127.0.0.1.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+venv="$here/.venv"
+python="${PYTHON:-python3}"
+
+if [[ ! -x "$venv/bin/python" ]]; then
+    echo "s3: creating $venv" >&2
+    "$python" -m venv "$venv"
+fi
+
+"$venv/bin/python" -m pip --disable-pip-version-check -q install -r "$here/requirements.txt"
+
+if [[ -z "${AYMARA_MOCK_BIN:-}" ]]; then
+    (cd "$root" && cargo build --release --bin aymara-mock)
+    AYMARA_MOCK_BIN="$root/target/release/aymara-mock"
+fi
+if [[ ! -x "$AYMARA_MOCK_BIN" ]]; then
+    echo "s3: AYMARA_MOCK_BIN=$AYMARA_MOCK_BIN is not an executable" >&2
+    exit 1
+fi
+export AYMARA_MOCK_BIN
+
+cd "$root"
+exec "$venv/bin/python" -m pytest tests/s3 -q "$@"

@@ -1,0 +1,412 @@
+"""aymara-mock's S3 storage backend (`--storage s3://BUCKET/PREFIX --s3-endpoint URL`) against a
+real S3-compatible server (moto), checked from the outside with boto3."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import socket
+import struct
+import time
+import uuid
+from typing import Any, Iterator
+
+import httpx
+import pytest
+
+from conftest import API_KEY, UPLOAD_PATH, Emulator, Moto, empty_bucket, poll, unique_bucket
+
+MiB = 1024 * 1024
+PART = 8 * MiB  # the emulator's multipart part size
+PREFIX = "aymara"
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def keys(s3: Any, bucket: str, prefix: str) -> list[str]:
+    """Every object key under `prefix`."""
+    out: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        out += [o["Key"] for o in page.get("Contents", [])]
+    return sorted(out)
+
+
+def multipart_uploads(s3: Any, bucket: str) -> list[dict[str, Any]]:
+    """Multipart uploads in progress in the bucket (neither completed nor aborted)."""
+    return s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+
+
+def record_key(prefix: str, file_uuid: str) -> str:
+    return f"{prefix}/.aymara-mock/uploads/{file_uuid}.json"
+
+
+def get_bytes(s3: Any, bucket: str, key: str) -> bytes:
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def csv_bytes(size: int) -> bytes:
+    rng = random.Random(1)
+    lines = [b"id,name,score\n"]
+    n = 0
+    while sum(map(len, lines)) < size:
+        n += 1
+        lines.append(f"{n},name-{rng.randrange(10**6)},{rng.random():.6f}\n".encode())
+    return b"".join(lines)[:size]
+
+
+def multipart_framing(filename: str, content_type: str) -> tuple[str, bytes, bytes]:
+    """(boundary, bytes before the file's content, bytes after it) of a one-part form."""
+    boundary = f"s3suite{uuid.uuid4().hex}"
+    head = (
+        f"--{boundary}\r\n"
+        f'Content-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        f"Content-Type: {content_type}\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    return boundary, head, tail
+
+
+def assert_nothing_stored(s3: Any, emulator: Emulator, what: str) -> None:
+    """No multipart upload in progress, no object or record under the prefix, nothing listed."""
+    bucket, prefix = emulator.bucket, emulator.prefix
+    poll(
+        lambda: not multipart_uploads(s3, bucket),
+        timeout=15,
+        what=f"{what}: the multipart upload to be aborted (list_multipart_uploads empty); "
+        f"emulator stderr:\n{emulator.stderr()}",
+    )
+    assert keys(s3, bucket, f"{prefix}/") == [], f"{what}: objects left; stderr:\n{emulator.stderr()}"
+    assert emulator.uploads() == []
+
+
+# -- 1. uploads land in the bucket -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "size, filename, content_type, parts",
+    [
+        pytest.param(5 * 1024 + 17, "report.csv", "text/csv", 0, id="small-csv-one-put"),
+        pytest.param(20 * MiB + 123, "scan.pdf", "application/pdf", 3, id="20MiB-pdf-multipart"),
+    ],
+)
+def test_upload_is_stored_in_the_bucket(
+    s3: Any, bucket: str, moto: Moto, start_emulator: Any,
+    size: int, filename: str, content_type: str, parts: int,
+) -> None:
+    emu = start_emulator(moto.endpoint, bucket, PREFIX)
+    data = csv_bytes(size) if content_type == "text/csv" else random.Random(size).randbytes(size)
+
+    r = emu.upload(data, filename, content_type, workspace="ws-42")
+    assert r.status_code == 200, f"{r.status_code} {r.text}\nstderr:\n{emu.stderr()}"
+    body = r.json()
+    file_uuid = body["file_uuid"]
+    assert str(uuid.UUID(file_uuid)) == file_uuid
+    key = f"{PREFIX}/uploads/ws-42/{file_uuid}/{filename}"
+    assert body["remote_file_path"] == key
+    assert body["remote_uri"] == f"s3://{bucket}/{key}"
+    assert body["local_file_path"] is None
+    assert body["content_type"] == content_type
+    assert body["processing_status"] == "completed"
+    assert body["file_url"] == f"{emu.url}/__files/{file_uuid}/{filename}"
+
+    # The bucket, seen by another client: exactly the bytes, with the part's content type.
+    obj = s3.get_object(Bucket=bucket, Key=key)
+    assert obj["ContentType"] == content_type
+    assert obj["ContentLength"] == size
+    stored = obj["Body"].read()
+    assert stored == data, "the object's bytes differ from the bytes uploaded"
+    etag = obj["ETag"].strip('"')
+    if parts:
+        assert etag.endswith(f"-{parts}"), f"expected a {parts}-part multipart object, ETag {etag}"
+    else:
+        assert "-" not in etag, f"expected a single PUT, ETag {etag}"
+    assert multipart_uploads(s3, bucket) == []
+
+    # The record object next to it.
+    record = json.loads(get_bytes(s3, bucket, record_key(PREFIX, file_uuid)))
+    sha = hashlib.sha256(data).hexdigest()
+    assert record["file_uuid"] == file_uuid
+    assert record["filename"] == filename
+    assert record["content_type"] == content_type
+    assert record["size"] == size
+    assert record["sha256"] == sha
+    assert record["local_file_path"] is None
+    assert record["remote_file_path"] == key
+    assert record["remote_uri"] == body["remote_uri"]
+    assert record["file_url"] == body["file_url"]
+    assert keys(s3, bucket, "") == sorted([key, record_key(PREFIX, file_uuid)])
+
+    # Served back from the store, whole and by range (across a part boundary for the large one).
+    with httpx.Client(timeout=60, trust_env=False) as client:
+        got = client.get(body["file_url"])
+        assert got.status_code == 200, got.text
+        assert got.content == data
+        assert got.headers["content-type"].startswith(content_type)
+        start = PART - 100 if size > PART else 100
+        end = start + 1000
+        ranged = client.get(body["file_url"], headers={"Range": f"bytes={start}-{end}"})
+        assert ranged.status_code == 206, ranged.text
+        assert ranged.content == data[start : end + 1]
+        assert ranged.headers["content-range"] == f"bytes {start}-{end}/{size}"
+
+    # The admin API and the journal.
+    (listed,) = emu.uploads()
+    assert listed["sha256"] == sha
+    assert listed["size"] == size
+    assert listed["remote_file_path"] == key
+    assert listed["local_file_path"] is None
+    (entry,) = emu.journal()
+    assert entry["status"] == 200
+    assert entry["upload"]["sha256"] == sha
+
+
+# -- 2. a client that goes away mid-upload leaves nothing ------------------------------------
+
+
+@pytest.mark.parametrize("close", ["fin", "rst"])
+def test_cut_off_upload_leaves_nothing(
+    s3: Any, bucket: str, moto: Moto, start_emulator: Any, close: str
+) -> None:
+    emu = start_emulator(moto.endpoint, bucket, PREFIX)
+    announced, sent = 30 * MiB, 20 * MiB
+    boundary, head, tail = multipart_framing("cut.mp4", "video/mp4")
+    host, port = emu.url.removeprefix("http://").split(":")
+    request_head = (
+        f"POST {UPLOAD_PATH}?workspace_uuid=cut HTTP/1.1\r\n"
+        f"Host: {host}:{port}\r\n"
+        f"x-api-key: {API_KEY}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"Content-Length: {len(head) + announced + len(tail)}\r\n\r\n"
+    ).encode()
+    rng = random.Random(2)
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    try:
+        sock.sendall(request_head + head)
+        for _ in range(sent // MiB):
+            sock.sendall(rng.randbytes(MiB))
+        # The emulator has read most of those 20 MiB: its multipart upload is under way.
+        poll(
+            lambda: multipart_uploads(s3, bucket),
+            timeout=15,
+            what=f"a multipart upload in progress while the body streams in; stderr:\n{emu.stderr()}",
+        )
+        in_flight = multipart_uploads(s3, bucket)
+        assert [u["Key"].split("/")[:3] for u in in_flight] == [[PREFIX, "uploads", "cut"]]
+    finally:
+        if close == "rst":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+
+    assert_nothing_stored(s3, emu, f"upload cut off ({close}) after {sent} of {announced} bytes")
+    assert emu.alive()
+    (entry,) = poll(emu.journal, timeout=5, what="the cut-off request in the journal")
+    assert entry["upload"] is None
+    # Still works.
+    r = emu.upload(b"after", "after.txt", "text/plain")
+    assert r.status_code == 200, r.text
+
+
+# -- 3. an upload refused by a rule leaves nothing -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "rule, expect",
+    [
+        pytest.param({"phase": "complete", "respond": {"status": 500}}, 500, id="respond-500-at-complete"),
+        pytest.param({"fault": {"kind": "reset", "after_bytes": 10_000_000}}, "reset", id="reset-after-10MB"),
+    ],
+)
+def test_rejected_upload_leaves_nothing(
+    s3: Any, bucket: str, moto: Moto, start_emulator: Any, rule: dict[str, Any], expect: Any
+) -> None:
+    emu = start_emulator(moto.endpoint, bucket, PREFIX)
+    emu.add_rules([rule])
+    data = random.Random(3).randbytes(20 * MiB)  # 8 MiB parts: two sent before the body ends
+
+    if expect == "reset":
+        with pytest.raises(httpx.TransportError):
+            emu.upload(data, "big.bin", "application/octet-stream")
+    else:
+        r = emu.upload(data, "big.bin", "application/octet-stream")
+        assert r.status_code == expect, r.text
+        assert r.json()["error"]["code"] == "server.internal_error"
+
+    assert_nothing_stored(s3, emu, f"upload refused by {rule}")
+    (entry,) = poll(emu.journal, timeout=5, what="the refused request in the journal")
+    assert entry["upload"] is None
+    assert emu.alive()
+
+
+# -- 4. two emulators sharing a bucket and prefix --------------------------------------------
+
+
+def test_two_emulators_share_a_prefix(s3: Any, bucket: str, moto: Moto, start_emulator: Any) -> None:
+    unrelated = {
+        f"{PREFIX}/notes/keep.txt": b"not an upload",
+        f"{PREFIX}/uploads/default/{uuid.uuid4()}/manual.txt": b"put there by hand",
+    }
+    for key, value in unrelated.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=value)
+    a = start_emulator(moto.endpoint, bucket, PREFIX)
+    b = start_emulator(moto.endpoint, bucket, PREFIX)
+    data_a, data_b = b"from A " * 1000, random.Random(4).randbytes(9 * MiB)
+
+    ra, rb = a.upload(data_a, "a.txt", "text/plain"), b.upload(data_b, "b.bin", "image/png")
+    assert ra.status_code == 200, ra.text
+    assert rb.status_code == 200, rb.text
+    up_a, up_b = ra.json(), rb.json()
+
+    for server in (a, b):
+        for up, data in ((up_a, data_a), (up_b, data_b)):
+            got = server.http.get(f"/__files/{up['file_uuid']}/{up['remote_file_path'].rsplit('/', 1)[1]}")
+            assert got.status_code == 200, (
+                f"{server.url} serving {up['file_url']}: {got.status_code} {got.text}\n{server.stderr()}"
+            )
+            assert got.content == data
+    assert [u["file_uuid"] for u in a.uploads()] == [up_a["file_uuid"]]
+    assert [u["file_uuid"] for u in b.uploads()] == [up_b["file_uuid"]]
+
+    r = a.http.delete("/__admin/uploads")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"deleted": 1}
+
+    left = keys(s3, bucket, "")
+    assert up_a["remote_file_path"] not in left
+    assert record_key(PREFIX, up_a["file_uuid"]) not in left
+    assert up_b["remote_file_path"] in left
+    assert record_key(PREFIX, up_b["file_uuid"]) in left
+    for key, value in unrelated.items():
+        assert get_bytes(s3, bucket, key) == value, key
+    assert sorted(left) == sorted(
+        [up_b["remote_file_path"], record_key(PREFIX, up_b["file_uuid"]), *unrelated]
+    )
+    assert get_bytes(s3, bucket, up_b["remote_file_path"]) == data_b
+    assert a.uploads() == []
+    assert [u["file_uuid"] for u in b.uploads()] == [up_b["file_uuid"]]
+    # A's file is gone for both; B's is still served by both.
+    for server in (a, b):
+        gone = server.http.get(f"/__files/{up_a['file_uuid']}/a.txt")
+        assert gone.status_code == 404, gone.text
+        kept = server.http.get(f"/__files/{up_b['file_uuid']}/b.bin")
+        assert kept.status_code == 200 and kept.content == data_b
+
+    # Stopping the emulators leaves the bucket as it is: the objects outlive them.
+    for server in (a, b):
+        assert server.stop() == 0, server.stderr()
+    assert keys(s3, bucket, "") == left
+
+
+# -- 5. the store goes down and comes back ---------------------------------------------------
+
+
+def test_store_down_then_back(own_moto: Moto, start_emulator: Any) -> None:
+    s3 = own_moto.client()
+    name = unique_bucket()
+    s3.create_bucket(Bucket=name)
+    emu = start_emulator(own_moto.endpoint, name, PREFIX)
+    port = own_moto.port
+    small, large = b"x" * 4096, random.Random(5).randbytes(10 * MiB)
+
+    r = emu.upload(small, "before.txt", "text/plain")
+    assert r.status_code == 200, r.text
+
+    own_moto.stop()
+    for data, label in ((small, "small (one PUT)"), (large, "10 MiB (multipart)")):
+        t0 = time.monotonic()
+        r = emu.upload(data, "down.bin", "application/octet-stream")
+        elapsed = time.monotonic() - t0
+        print(f"store down, {label}: {r.status_code} after {elapsed:.2f}s")
+        assert r.status_code == 503, f"{label} with the store down: {r.status_code} {r.text}\n{emu.stderr()}"
+        assert r.json()["error"]["code"] == "server.unavailable", r.text
+        assert elapsed < 15, f"{label}: 503 took {elapsed:.1f}s"
+        assert emu.alive(), f"emulator exited with the store down; stderr:\n{emu.stderr()}"
+    health = emu.http.get("/health")
+    assert health.status_code == 200, health.text
+
+    own_moto.start(port)  # same port: the emulator is not told anything
+    assert own_moto.port == port
+    s3 = own_moto.client()
+    s3.create_bucket(Bucket=name)  # moto's state did not survive the restart
+    for data, filename in ((small, "after.txt"), (large, "after.bin")):
+        r = emu.upload(data, filename, "application/octet-stream")
+        assert r.status_code == 200, f"after the store came back: {r.status_code} {r.text}\n{emu.stderr()}"
+        assert get_bytes(s3, name, r.json()["remote_file_path"]) == data
+    assert multipart_uploads(s3, name) == []
+
+
+# -- 6. memory stays flat on a large streamed upload -----------------------------------------
+
+
+def test_256mib_upload_streams_in_bounded_memory(
+    s3: Any, bucket: str, moto: Moto, start_emulator: Any
+) -> None:
+    emu = start_emulator(moto.endpoint, bucket, PREFIX)
+    size, chunk = 256 * MiB, MiB
+    boundary, head, tail = multipart_framing("huge.bin", "application/octet-stream")
+    sha = hashlib.sha256()
+
+    def body() -> Iterator[bytes]:
+        yield head
+        rng = random.Random(6)
+        for _ in range(size // chunk):
+            block = rng.randbytes(chunk)
+            sha.update(block)
+            yield block
+        yield tail
+
+    r = emu.http.post(
+        UPLOAD_PATH,
+        headers={
+            "x-api-key": API_KEY,
+            "content-type": f"multipart/form-data; boundary={boundary}",
+            "content-length": str(len(head) + size + len(tail)),
+        },
+        content=body(),
+        timeout=300,
+    )
+    assert r.status_code == 200, f"{r.status_code} {r.text}\nstderr:\n{emu.stderr()}"
+    peak_kib = emu.vm_hwm_kib()
+    print(f"emulator peak RSS after a 256 MiB upload: {peak_kib / 1024:.1f} MiB")
+    assert peak_kib < 64 * 1024, f"emulator peak RSS {peak_kib / 1024:.1f} MiB (limit 64 MiB)"
+
+    key = r.json()["remote_file_path"]
+    head_obj = s3.head_object(Bucket=bucket, Key=key)
+    assert head_obj["ContentLength"] == size
+    assert head_obj["ETag"].strip('"').endswith(f"-{size // PART}")
+    (listed,) = emu.uploads()
+    assert listed["size"] == size
+    assert listed["sha256"] == sha.hexdigest()
+    # And the bytes in the bucket are those hashed, read back in chunks.
+    stored = hashlib.sha256()
+    for piece in s3.get_object(Bucket=bucket, Key=key)["Body"].iter_chunks(4 * MiB):
+        stored.update(piece)
+    assert stored.hexdigest() == sha.hexdigest()
+    assert multipart_uploads(s3, bucket) == []
+
+
+# -- 7. the bucket does not exist ------------------------------------------------------------
+
+
+def test_missing_bucket_answers_500(s3: Any, moto: Moto, start_emulator: Any) -> None:
+    name = unique_bucket()  # never created
+    emu = start_emulator(moto.endpoint, name, PREFIX)
+    for data, label in ((b"hello", "small"), (random.Random(7).randbytes(10 * MiB), "10 MiB")):
+        r = emu.upload(data, "x.bin", "application/octet-stream")
+        assert r.status_code == 500, f"{label}: {r.status_code} {r.text}\nstderr:\n{emu.stderr()}"
+        error = r.json()["error"]
+        assert error["code"] == "server.internal_error", r.text
+        assert isinstance(error["message"], str) and error["message"]
+        assert emu.alive(), f"emulator exited; stderr:\n{emu.stderr()}"
+    assert emu.uploads() == []
+    assert all(e["upload"] is None for e in emu.journal())
+
+    # Once the bucket exists, uploads work without a restart.
+    s3.create_bucket(Bucket=name)
+    try:
+        r = emu.upload(b"hello", "x.txt", "text/plain")
+        assert r.status_code == 200, f"{r.status_code} {r.text}\nstderr:\n{emu.stderr()}"
+        assert get_bytes(s3, name, r.json()["remote_file_path"]) == b"hello"
+    finally:
+        empty_bucket(s3, name)
