@@ -1,7 +1,7 @@
 //! `UploadBody`: the request body as a stream of chunks, with the limits and
 //! faults that apply while it is read — the size cap, the body timeout, a
 //! throttle, and `reset` after N bytes. The handler changes throttle and reset
-//! through a shared [`BodyControl`] while multer owns the stream.
+//! through a shared [`BodyControl`] while the multipart parser owns the stream.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -45,18 +45,18 @@ impl BodyFailure {
     }
 }
 
-/// The error the stream yields; the handler reads the cause from [`BodyControl`]
-/// because multer wraps stream errors.
+/// The error the stream yields; the handler reads the cause from [`BodyControl`],
+/// which also knows it after the parser has passed the error on.
 #[derive(Debug, thiserror::Error)]
 #[error("upload body: {0:?}")]
 pub(crate) struct BodyError(pub(crate) BodyFailure);
 
 const NO_LIMIT: u64 = u64::MAX;
 
-/// How far reading may run ahead of the parser's progress. multer buffers a
-/// part's headers (and anything before the first boundary) whole, without a
-/// limit of its own; this caps that buffer. It must exceed the largest body
-/// frame hyper hands over in one go (about 400 KiB).
+/// How far reading may run ahead of the parser's progress: a body whose first
+/// boundary does not come within this many bytes is cut off (the parser bounds
+/// its own buffers; this bounds the time spent on a body that is not multipart).
+/// It must exceed the largest body frame hyper hands over in one go (about 400 KiB).
 pub(crate) const MAX_UNPARSED: u64 = 1024 * 1024;
 
 /// Settings shared between the handler and the stream.

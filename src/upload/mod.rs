@@ -3,6 +3,7 @@
 //! (request → upload → complete) as the facts they need become known.
 
 pub(crate) mod body;
+pub(crate) mod multipart;
 pub(crate) mod name;
 
 use std::sync::Arc;
@@ -20,10 +21,9 @@ use crate::server::handler::{Answer, Exchange, Finish};
 use crate::server::state::AppState;
 use crate::storage::{FinishedFile, StoredUpload, Target};
 use body::{BodyControl, BodyFailure, UploadBody};
+use multipart::{Multipart, MultipartError, MAX_PART_HEADERS};
 use name::SafeFileName;
 
-/// Largest header block of one multipart part.
-const MAX_PART_HEADERS: usize = 8 * 1024;
 /// Slack over `--max-upload-size` for the multipart framing and other parts.
 const FRAMING_ALLOWANCE: u64 = 1024 * 1024;
 /// Bounds on reading a body we will not use, so its client can read our answer.
@@ -215,32 +215,19 @@ async fn receive(
 
     // Phases `upload` and `complete`: stream the parts.
     let received = {
-        let mut multipart = multer::Multipart::new(&mut *body, boundary);
+        let mut multipart = Multipart::new(&mut *body, &boundary);
         let mut received: Option<Received> = None;
         loop {
-            let mut field = match multipart.next_field().await {
-                Ok(Some(field)) => field,
+            let part = match multipart.next_part().await {
+                Ok(Some(part)) => part,
                 Ok(None) => break,
                 Err(err) => return body_error(ctl, max, &err),
             };
             ctl.mark_progress();
-            let header_bytes: usize = field
-                .headers()
-                .iter()
-                .map(|(k, v)| k.as_str().len() + v.len() + 4)
-                .sum();
-            if header_bytes > MAX_PART_HEADERS {
-                return Finish::Answer(Answer::error(
-                    ApiError::bad_request(format!(
-                        "A multipart part's headers are {header_bytes} bytes; at most {MAX_PART_HEADERS} are accepted."
-                    ))
-                    .with_details(serde_json::json!({"field": "body"})),
-                ));
-            }
-            if received.is_some() || field.name() != Some("file") {
+            if received.is_some() || part.name().as_deref() != Some("file") {
                 // Other parts, and a second `file` part, are read and dropped.
                 loop {
-                    match field.chunk().await {
+                    match multipart.chunk().await {
                         Ok(Some(_)) => ctl.mark_progress(),
                         Ok(None) => break,
                         Err(err) => return body_error(ctl, max, &err),
@@ -248,9 +235,9 @@ async fn receive(
                 }
                 continue;
             }
-            let raw_filename = name::disposition_filename(field.headers()).unwrap_or_default();
+            let raw_filename = name::disposition_filename(&part.headers).unwrap_or_default();
             let filename = SafeFileName::parse(&raw_filename);
-            let content_type = part_content_type(field.headers(), filename.as_ref());
+            let content_type = part_content_type(&part.headers, filename.as_ref());
             if rules_apply {
                 let part = Some((raw_filename.as_str(), content_type.as_str()));
                 let decision = decide(state, Phase::Upload, headers, &query, part, None);
@@ -262,7 +249,7 @@ async fn receive(
                 workspace: workspace(&query).to_owned(),
                 content_type: content_type.clone(),
             };
-            match receive_file(state, field, target, max, ctl).await {
+            match receive_file(state, &mut multipart, target, max, ctl).await {
                 Ok(file) => received = Some(Received { raw_filename, file }),
                 Err(finish) => return finish,
             }
@@ -326,14 +313,14 @@ fn decide(
 /// removed before the answer goes out.
 async fn receive_file(
     state: &AppState,
-    mut field: multer::Field<'_>,
+    multipart: &mut Multipart<&mut UploadBody>,
     target: Target,
     max: u64,
     ctl: &BodyControl,
 ) -> Result<FinishedFile, Finish> {
     let mut partial = state.storage.begin(target);
     let failure = loop {
-        match field.chunk().await {
+        match multipart.chunk().await {
             Ok(Some(chunk)) => {
                 ctl.mark_progress();
                 if partial.size() + chunk.len() as u64 > max {
@@ -432,7 +419,7 @@ fn workspace(query: &[(String, String)]) -> &str {
 }
 
 /// Maps a failure while reading the body to what the client gets.
-fn body_error(ctl: &BodyControl, max: u64, err: &multer::Error) -> Finish {
+fn body_error(ctl: &BodyControl, max: u64, err: &MultipartError) -> Finish {
     match ctl.failure() {
         Some(BodyFailure::TooLarge) => {
             Finish::Answer(Answer::error(ApiError::payload_too_large(max)).closing())
@@ -456,6 +443,17 @@ fn body_error(ctl: &BodyControl, max: u64, err: &multer::Error) -> Finish {
                     "The upload stalled: no data arrived within the body timeout (--body-timeout).",
                 )
                 .with_code("validation.invalid_request"),
+            )
+            .closing(),
+        ),
+        // An oversized header block is cut off unread: close the connection
+        // rather than drain a body that may never end.
+        None if matches!(err, MultipartError::HeadersTooLarge) => Finish::Answer(
+            Answer::error(
+                ApiError::bad_request(format!(
+                    "Malformed multipart body: a part's headers are longer than {MAX_PART_HEADERS} bytes."
+                ))
+                .with_details(serde_json::json!({"field": "body"})),
             )
             .closing(),
         ),
@@ -491,7 +489,7 @@ fn boundary(headers: &HeaderMap) -> Result<String, ApiError> {
             ),
         ));
     }
-    multer::parse_boundary(content_type).map_err(|_| {
+    multipart::parse_boundary(content_type).ok_or_else(|| {
         ApiError::bad_request(
             "The multipart/form-data Content-Type has no valid boundary parameter.",
         )

@@ -90,6 +90,15 @@ pub(crate) fn disposition_filename(headers: &http::HeaderMap) -> Option<String> 
     plain
 }
 
+/// The `name` of a part's `Content-Disposition`: which form field it is.
+pub(crate) fn disposition_name(headers: &http::HeaderMap) -> Option<String> {
+    let value = headers.get(http::header::CONTENT_DISPOSITION)?.as_bytes();
+    disposition_params(value)
+        .into_iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(b"name"))
+        .map(|(_, val)| String::from_utf8_lossy(&val).into_owned())
+}
+
 /// Splits `form-data; name="a"; filename="b;c"` into (key, unquoted value) pairs.
 fn disposition_params(value: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut params = Vec::new();
