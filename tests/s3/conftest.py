@@ -9,14 +9,11 @@ port 0; one moto serves the whole session, and a test that needs to stop the sto
 
 from __future__ import annotations
 
-import os
-import queue
 import re
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -26,15 +23,12 @@ import boto3
 import httpx
 import pytest
 from botocore.config import Config
+from sidecar import Sidecar, child_env, mock_bin
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 UPLOAD_PATH = "/v2/files/-/uploads"
 API_KEY = "test-key"
-READY_LINE = re.compile(r"^aymara-mock listening on (http://127\.0\.0\.1:(\d+))$")
-START_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 20.0
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1"}
-_PROXY_VARS = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
+_PROXY_VARS = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy"})
 
 
 def poll(
@@ -68,13 +62,7 @@ def free_port() -> int:
 def _child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The caller's environment without settings that would change the emulator or its S3
     client (AYMARA_MOCK_*, AWS_*, proxies), plus `extra`."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("AYMARA_MOCK_", "AYMARA_AI_", "AWS_")) and k.lower() not in _PROXY_VARS
-    }
-    env.update(extra or {})
-    return env
+    return child_env(("AWS_",), _PROXY_VARS, extra)
 
 
 # -- moto ------------------------------------------------------------------------------------
@@ -237,70 +225,17 @@ def bucket(s3: Any) -> Iterator[str]:
 # -- the emulator ----------------------------------------------------------------------------
 
 
-def mock_bin() -> Path:
-    """The binary under test: $AYMARA_MOCK_BIN, else the release build in this repo."""
-    env = os.environ.get("AYMARA_MOCK_BIN")
-    path = Path(env) if env else REPO_ROOT / "target" / "release" / "aymara-mock"
-    if not path.is_file() or not os.access(path, os.X_OK):
-        pytest.fail(
-            f"aymara-mock binary not found at {path}: run tests/s3/run.sh, or "
-            "`cargo build --release --bin aymara-mock`, or set AYMARA_MOCK_BIN",
-            pytrace=False,
-        )
-    return path
-
-
-class Emulator:
+class Emulator(Sidecar):
     """One aymara-mock process storing in s3://bucket/prefix."""
 
     def __init__(self, argv: list[str], stderr_path: Path, bucket: str, prefix: str) -> None:
-        self.argv = argv
+        super().__init__(argv, stderr_path, _child_env(AWS_ENV))
         self.bucket = bucket
         self.prefix = prefix
-        self.stderr_path = stderr_path
-        self._stderr = open(stderr_path, "wb")
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            env=_child_env(AWS_ENV),
-            text=True,
-        )
-        self.url = self._read_ready_line()
         self.http = httpx.Client(base_url=self.url, timeout=60.0, trust_env=False)
-        self.returncode: int | None = None
-        self.extra_stdout = ""
 
-    def _read_ready_line(self) -> str:
-        assert self.proc.stdout is not None
-        lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=lambda: lines.put(self.proc.stdout.readline()), daemon=True).start()
-        try:
-            line = lines.get(timeout=START_TIMEOUT_S)
-        except queue.Empty:
-            line = None
-        match = READY_LINE.match(line.rstrip("\n")) if line is not None else None
-        if not match:
-            self.proc.kill()
-            self.proc.wait()
-            pytest.fail(
-                f"no 'aymara-mock listening on http://127.0.0.1:PORT' line on stdout "
-                f"(got {line!r}, exit {self.proc.returncode}); stderr:\n{self.stderr()}"
-            )
-        return match.group(1)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stderr(self, chars: int = 3000) -> str:
-        if not self._stderr.closed:
-            self._stderr.flush()
-        return self.stderr_path.read_text(errors="replace")[-chars:]
+    def close_clients(self) -> None:
+        self.http.close()
 
     def vm_hwm_kib(self) -> int:
         """Peak resident set size of the process (VmHWM), in KiB."""
@@ -341,27 +276,6 @@ class Emulator:
         assert r.status_code == 201, r.text
         return r.json()["ids"]
 
-    # -- lifecycle ----------------------------------------------------------------------------
-
-    def stop(self) -> int:
-        """SIGTERM, as a supervisor would; returns the exit code."""
-        if self.returncode is not None:
-            return self.returncode
-        self.http.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.returncode = self.proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            self.returncode = -9
-        assert self.proc.stdout is not None
-        self.extra_stdout = self.proc.stdout.read()
-        self.proc.stdout.close()
-        self._stderr.close()
-        return self.returncode
-
 
 @pytest.fixture
 def start_emulator(tmp_path: Path) -> Iterator[Callable[..., Emulator]]:
@@ -378,7 +292,7 @@ def start_emulator(tmp_path: Path) -> Iterator[Callable[..., Emulator]]:
     ) -> Emulator:
         n = next(counter)
         storage = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
-        argv = [str(mock_bin()), "--port", "0", "--storage", storage, "--s3-endpoint", endpoint]
+        argv = [str(mock_bin("tests/s3/run.sh")), "--port", "0", "--storage", storage, "--s3-endpoint", endpoint]
         argv += list(args)
         emulator = Emulator(argv, tmp_path / f"emulator-{n}.stderr", bucket, prefix)
         emulators.append(emulator)

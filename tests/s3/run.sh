@@ -14,24 +14,14 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 venv="$here/.venv"
-python="${PYTHON:-python3}"
+# shellcheck source=../pyshared/lib.sh
+source "$here/../pyshared/lib.sh"
 
-if [[ ! -x "$venv/bin/python" ]]; then
-    echo "s3: creating $venv" >&2
-    "$python" -m venv "$venv"
-fi
+suite_venv s3 "$here"
 
 "$venv/bin/python" -m pip --disable-pip-version-check -q install -r "$here/requirements.txt"
 
-if [[ -z "${AYMARA_MOCK_BIN:-}" ]]; then
-    (cd "$root" && cargo build --release --bin aymara-mock)
-    AYMARA_MOCK_BIN="$root/target/release/aymara-mock"
-fi
-if [[ ! -x "$AYMARA_MOCK_BIN" ]]; then
-    echo "s3: AYMARA_MOCK_BIN=$AYMARA_MOCK_BIN is not an executable" >&2
-    exit 1
-fi
-export AYMARA_MOCK_BIN
+suite_bin s3 "$root"
 
 cd "$root"
 exec "$venv/bin/python" -m pytest tests/s3 -q "$@"

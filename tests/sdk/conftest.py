@@ -9,12 +9,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import os
-import queue
-import re
-import signal
-import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
@@ -22,82 +16,22 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import httpx
 import pytest
 from aymara_ai import AsyncAymaraAI, AymaraAI
+from sidecar import Sidecar, child_env, mock_bin
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 UPLOAD_PATH = "/v2/files/-/uploads"
 API_KEY = "test-key"
-READY_LINE = re.compile(r"^aymara-mock listening on (http://127\.0\.0\.1:(\d+))$")
-START_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 20.0
 
 
-def mock_bin() -> Path:
-    """The binary under test: $AYMARA_MOCK_BIN, else the release build in this repo."""
-    env = os.environ.get("AYMARA_MOCK_BIN")
-    path = Path(env) if env else REPO_ROOT / "target" / "release" / "aymara-mock"
-    if not path.is_file() or not os.access(path, os.X_OK):
-        pytest.fail(
-            f"aymara-mock binary not found at {path}: run tests/sdk/run.sh, or "
-            "`cargo build --release --bin aymara-mock`, or set AYMARA_MOCK_BIN",
-            pytrace=False,
-        )
-    return path
-
-
-def _clean_env() -> dict[str, str]:
-    """The caller's environment without settings that would change the server or the SDK."""
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("AYMARA_MOCK_") and not k.startswith("AYMARA_AI_")
-    }
-
-
-class MockServer:
+class MockServer(Sidecar):
     """One aymara-mock process, started the way a sidecar user starts it."""
 
     def __init__(self, argv: list[str], stderr_path: Path, storage_dir: Path | None) -> None:
-        self.argv = argv
+        super().__init__(argv, stderr_path, child_env())
         self.storage_dir = storage_dir
-        self.stderr_path = stderr_path
-        self._stderr = open(stderr_path, "wb")
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            env=_clean_env(),
-            text=True,
-        )
-        self.url = self._read_ready_line()
-        self.port = int(self.url.rsplit(":", 1)[1])
         self.admin = httpx.Client(base_url=self.url, timeout=10.0)
-        self.returncode: int | None = None
 
-    def _read_ready_line(self) -> str:
-        assert self.proc.stdout is not None
-        lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=lambda: lines.put(self.proc.stdout.readline()), daemon=True).start()
-        try:
-            line = lines.get(timeout=START_TIMEOUT_S)
-        except queue.Empty:
-            self.proc.kill()
-            self.proc.wait()
-            pytest.fail(f"no ready line within {START_TIMEOUT_S}s; stderr:\n{self.stderr()}")
-        match = READY_LINE.match(line.rstrip("\n"))
-        if not match:
-            self.proc.kill()
-            self.proc.wait()
-            pytest.fail(
-                f"expected 'aymara-mock listening on http://127.0.0.1:PORT' on stdout, got {line!r}"
-                f" (exit {self.proc.returncode}); stderr:\n{self.stderr()}"
-            )
-        assert int(match.group(2)) != 0, "--port 0 must print the port actually bound"
-        return match.group(1)
-
-    def stderr(self) -> str:
-        self._stderr.flush()
-        return self.stderr_path.read_text(errors="replace")[-4000:]
+    def close_clients(self) -> None:
+        self.admin.close()
 
     # -- admin API -------------------------------------------------------------------------
 
@@ -140,27 +74,6 @@ class MockServer:
         r = self.admin.post("/__admin/reset")
         assert r.status_code in (200, 204), r.text
 
-    # -- lifecycle -------------------------------------------------------------------------
-
-    def stop(self) -> int:
-        """SIGTERM, as a supervisor would; returns the exit code. Checks nothing more was printed."""
-        if self.returncode is not None:
-            return self.returncode
-        self.admin.close()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.returncode = self.proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            self._stderr.close()
-            pytest.fail(f"aymara-mock did not exit within {STOP_TIMEOUT_S}s of SIGTERM")
-        assert self.proc.stdout is not None
-        self.extra_stdout = self.proc.stdout.read()
-        self.proc.stdout.close()
-        self._stderr.close()
-        return self.returncode
-
 
 def write_fixture(directory: Path, rules: list[dict[str, Any]], name: str | None = None) -> Path:
     """Write a fixture file (SPEC §5 format) into `directory`; returns its path."""
@@ -191,7 +104,7 @@ def start_mock(tmp_path: Path) -> Iterator[Callable[..., MockServer]]:
         storage: bool = True,
     ) -> MockServer:
         n = next(counter)
-        argv = [str(mock_bin()), "--port", "0"]
+        argv = [str(mock_bin("tests/sdk/run.sh")), "--port", "0"]
         storage_dir = None
         if storage:
             storage_dir = tmp_path / f"storage-{n}"

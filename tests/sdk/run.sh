@@ -12,12 +12,10 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 venv="$here/.venv"
-python="${PYTHON:-python3}"
+# shellcheck source=../pyshared/lib.sh
+source "$here/../pyshared/lib.sh"
 
-if [[ ! -x "$venv/bin/python" ]]; then
-    echo "sdk: creating $venv" >&2
-    "$python" -m venv "$venv"
-fi
+suite_venv sdk "$here"
 
 pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
 "${pip[@]}" install -r "$here/requirements.txt"
@@ -27,15 +25,7 @@ pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
 "$venv/bin/python" -c 'import aymara_ai' \
     || { echo "sdk: aymara_ai does not import with the pinned requirements" >&2; exit 1; }
 
-if [[ -z "${AYMARA_MOCK_BIN:-}" ]]; then
-    (cd "$root" && cargo build --release --bin aymara-mock)
-    AYMARA_MOCK_BIN="$root/target/release/aymara-mock"
-fi
-if [[ ! -x "$AYMARA_MOCK_BIN" ]]; then
-    echo "sdk: AYMARA_MOCK_BIN=$AYMARA_MOCK_BIN is not an executable" >&2
-    exit 1
-fi
-export AYMARA_MOCK_BIN
+suite_bin sdk "$root"
 
 cd "$root"
 exec "$venv/bin/python" -m pytest tests/sdk -q "$@"
