@@ -429,7 +429,7 @@ fn body_error(ctl: &BodyControl, max: u64, err: &MultipartError) -> Finish {
         Some(BodyFailure::Unparsed) => Finish::Answer(
             Answer::error(
                 ApiError::bad_request(format!(
-                    "Malformed multipart body: more than {} bytes without a complete part header or boundary.",
+                    "Malformed multipart body: no boundary in the first {} bytes.",
                     body::MAX_UNPARSED
                 ))
                 .with_details(serde_json::json!({"field": "body"})),

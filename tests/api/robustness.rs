@@ -72,6 +72,23 @@ async fn an_endless_part_header_is_cut_off_without_buffering_it() {
 }
 
 #[tokio::test]
+async fn a_body_without_a_boundary_is_cut_off_after_1_mib() {
+    let app = spawn_app().await;
+    // 16 MiB that never contain the boundary: refused once 1 MiB has been read
+    // (the rest is drained, bounded, so that the client can read the answer).
+    let body = vec![b'x'; 16 << 20];
+    let mut request = upload_head(app.server.address(), body.len(), "").into_bytes();
+    request.extend_from_slice(&body);
+    let (status, head, answer) = raw_exchange(app.server.address(), &request).await.unwrap();
+    assert_eq!(status, 400);
+    assert_eq!(header(&head, "connection").as_deref(), Some("close"));
+    let answer: Value = serde_json::from_slice(&answer).unwrap();
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("no boundary in the first"), "{answer}");
+    assert!(app.stored_files().is_empty());
+}
+
+#[tokio::test]
 async fn ten_thousand_parts_are_skipped_and_the_file_part_stored() {
     let app = spawn_app().await;
     let mut body = Vec::new();
