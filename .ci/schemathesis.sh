@@ -9,11 +9,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${VENV:-target/ci-venv}
-bin=target/debug/aymara-mock
+bin=${AYMARA_MOCK_BIN:-target/debug/aymara-mock}
 work=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 
-cargo build --quiet --bin aymara-mock
+[ -n "${AYMARA_MOCK_BIN:-}" ] || cargo build --quiet --bin aymara-mock
 "$bin" --port 0 --api-key k --log-level warn --storage-dir "$work/storage" --ready-file "$work/url" >"$work/out" 2>"$work/err" &
 pid=$!
 for _ in $(seq 1 200); do [ -s "$work/url" ] && break; sleep 0.05; done

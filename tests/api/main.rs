@@ -9,7 +9,8 @@
 //! - `fuzz`: property tests over mutated multipart bodies and rule JSON.
 //! - `object_store`: uploads kept in an (in-memory) object store; S3 flags.
 //! - `openapi`: `GET /openapi.json` matches what the server does.
-//! - `soak`: ignored by default; 10,000 uploads then 1,000 cut ones (CI, release).
+//!
+//! The soak test is its own binary, `tests/soak`.
 
 #![allow(
     clippy::unwrap_used,
@@ -25,5 +26,4 @@ mod helpers;
 mod object_store;
 mod openapi;
 mod robustness;
-mod soak;
 mod upload;

@@ -3,6 +3,7 @@
 # against moto in server mode, with boto3 checking the bucket.
 #
 #   tests/s3/run.sh                 # build the binary, set up tests/s3/.venv, run pytest
+#   tests/s3/run.sh --setup-only     # only set up the venv (CI does this while cargo builds)
 #   tests/s3/run.sh -k shared -x    # extra arguments go to pytest
 #   AYMARA_MOCK_BIN=/path/to/aymara-mock tests/s3/run.sh   # use that binary, skip the build
 #   PYTHON=python3.12 tests/s3/run.sh                      # interpreter for the venv
@@ -20,6 +21,8 @@ source "$here/../pyshared/lib.sh"
 suite_venv s3 "$here"
 
 "$venv/bin/python" -m pip --disable-pip-version-check -q install -r "$here/requirements.txt"
+
+if [[ "${1:-}" == --setup-only ]]; then exit 0; fi
 
 suite_bin s3 "$root"
 

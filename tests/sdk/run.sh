@@ -2,6 +2,7 @@
 # Conformance suite: the official Python SDK (aymara-ai-sdk) against aymara-mock.
 #
 #   tests/sdk/run.sh                 # build the binary, set up tests/sdk/.venv, run pytest
+#   tests/sdk/run.sh --setup-only    # only set up the venv (CI does this while cargo builds)
 #   tests/sdk/run.sh -k retries -x   # extra arguments go to pytest
 #   AYMARA_MOCK_BIN=/path/to/aymara-mock tests/sdk/run.sh   # use that binary, skip the build
 #   PYTHON=python3.12 tests/sdk/run.sh                      # interpreter for the venv
@@ -24,6 +25,8 @@ pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
 "${pip[@]}" install --no-deps -r "$here/requirements-sdk.txt"
 "$venv/bin/python" -c 'import aymara_ai' \
     || { echo "sdk: aymara_ai does not import with the pinned requirements" >&2; exit 1; }
+
+if [[ "${1:-}" == --setup-only ]]; then exit 0; fi
 
 suite_bin sdk "$root"
 

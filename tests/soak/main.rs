@@ -1,10 +1,19 @@
 //! Soak (ignored by default; `.ci/run` runs it in release mode):
-//! `cargo test --release --test api soak -- --ignored --nocapture`.
+//! `cargo test --release --test soak -- --ignored --nocapture`.
+//!
+//! A test binary of its own, so that the release build CI needs for it does
+//! not compile the whole `api` suite a second time.
 //!
 //! 10,000 uploads at concurrency 64 with sizes random in 0–1 MiB, each stored
 //! file's sha256 checked and the journal exact; then 1,000 uploads cut at
 //! random byte offsets: no file left, open descriptors back to the baseline,
 //! memory back near it.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test that cannot go on should panic with the cause"
+)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +21,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
-use crate::helpers::*;
+#[path = "../api/helpers.rs"]
+mod helpers;
+
+use helpers::*;
 
 fn proc_status(pid: u32, field: &str) -> u64 {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
