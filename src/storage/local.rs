@@ -21,8 +21,12 @@ use super::{Digest32, StorageError, Target};
 /// handed to a blocking writer thread as they arrive, so disk I/O and hashing
 /// never run on the async threads for long.
 pub(super) const INLINE_LIMIT: usize = 64 * 1024;
-/// Chunks in flight to the writer thread: bounds memory per upload.
-const WRITER_QUEUE: usize = 4;
+/// Chunks are handed to the writer (and on to the hasher) in batches of about
+/// this many bytes: one wake-up per batch rather than per chunk of the body.
+const BATCH_BYTES: usize = 1024 * 1024;
+/// Batches in flight to each of the writer and hasher threads: with the batch
+/// being filled, about 6 MiB per upload at most.
+const WRITER_QUEUE: usize = 2;
 /// The directory, under the storage root, for files being received.
 pub(crate) const PARTIAL_DIR: &str = ".partial";
 
@@ -152,17 +156,19 @@ fn create_private_dir_all(dir: &Path) -> io::Result<()> {
 
 /// Message to the writer thread.
 enum Msg {
-    Data(Bytes),
+    Data(Vec<Bytes>),
     Finish,
 }
 
 enum Mode {
     /// Small so far: chunks kept in memory (bounded by `INLINE_LIMIT`).
     Buffer(Vec<Bytes>, usize),
-    /// Streaming to a writer thread.
+    /// Streaming to a writer thread; `batch` is filled before it is sent.
     Thread {
         tx: mpsc::Sender<Msg>,
         done: tokio::task::JoinHandle<io::Result<Digest32>>,
+        batch: Vec<Bytes>,
+        batch_len: usize,
     },
     Done,
 }
@@ -195,9 +201,20 @@ impl Partial {
                 }
                 Ok(())
             }
-            Mode::Thread { tx, .. } => {
-                if tx.send(Msg::Data(chunk)).await.is_err() {
-                    return Err(self.thread_error().await.into());
+            Mode::Thread {
+                tx,
+                batch,
+                batch_len,
+                ..
+            } => {
+                *batch_len += chunk.len();
+                batch.push(chunk);
+                if *batch_len >= BATCH_BYTES {
+                    *batch_len = 0;
+                    let full = std::mem::take(batch);
+                    if tx.send(Msg::Data(full)).await.is_err() {
+                        return Err(self.thread_error().await.into());
+                    }
                 }
                 Ok(())
             }
@@ -217,22 +234,24 @@ impl Partial {
                 // Hashing runs on its own thread, beside the writes: each is
                 // about half of the work per byte, so a large upload moves
                 // at the pace of the slower one rather than of both added up.
-                let (hash_tx, hash_rx) = std::sync::mpsc::sync_channel::<Bytes>(WRITER_QUEUE);
+                let (hash_tx, hash_rx) = std::sync::mpsc::sync_channel::<Vec<Bytes>>(WRITER_QUEUE);
                 let hasher = std::thread::Builder::new()
                     .name("upload-sha256".into())
                     .spawn(move || {
                         let mut hasher = Sha256::new();
-                        for chunk in hash_rx {
+                        for chunk in hash_rx.iter().flatten() {
                             hasher.update(&chunk);
                         }
                         Digest32::from(hasher.finalize())
                     })?;
                 while let Some(msg) = rx.blocking_recv() {
                     match msg {
-                        Msg::Data(chunk) => {
+                        Msg::Data(batch) => {
                             // A send fails only if the hasher died; the join below reports it.
-                            let _ = hash_tx.send(chunk.clone());
-                            file.write_all(&chunk)?;
+                            let _ = hash_tx.send(batch.clone());
+                            for chunk in &batch {
+                                file.write_all(chunk)?;
+                            }
                         }
                         Msg::Finish => {
                             file.flush()?;
@@ -253,14 +272,13 @@ impl Partial {
             }
             result
         });
-        self.mode = Mode::Thread { tx, done };
-        for chunk in chunks {
-            if let Mode::Thread { tx, .. } = &self.mode {
-                if tx.send(Msg::Data(chunk)).await.is_err() {
-                    return Err(self.thread_error().await);
-                }
-            }
-        }
+        let batch_len = chunks.iter().map(Bytes::len).sum();
+        self.mode = Mode::Thread {
+            tx,
+            done,
+            batch: chunks,
+            batch_len,
+        };
         Ok(())
     }
 
@@ -279,7 +297,7 @@ impl Partial {
     /// Gives up on the file and waits until whatever was written is removed,
     /// so that no partial file outlives the answer.
     pub(crate) async fn abort(mut self) {
-        if let Mode::Thread { tx, done } = std::mem::replace(&mut self.mode, Mode::Done) {
+        if let Mode::Thread { tx, done, .. } = std::mem::replace(&mut self.mode, Mode::Done) {
             drop(tx);
             let _ = done.await;
         }
@@ -300,9 +318,14 @@ impl Partial {
                 in_memory = Some(chunks);
                 hasher.finalize().into()
             }
-            Mode::Thread { tx, done } => {
-                // If the send fails the thread has already stopped with an error,
+            Mode::Thread {
+                tx, done, batch, ..
+            } => {
+                // If a send fails the thread has already stopped with an error,
                 // which `done` returns.
+                if !batch.is_empty() {
+                    let _ = tx.send(Msg::Data(batch)).await;
+                }
                 let _ = tx.send(Msg::Finish).await;
                 match done.await {
                     Ok(result) => result?,
