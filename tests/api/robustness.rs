@@ -49,26 +49,27 @@ async fn part_headers_over_8_kib_get_400() {
     assert!(app.stored_files().is_empty());
 }
 
+/// Sends `body` raw; the answer must be a 400 that closes the connection, with
+/// `needle` in its message, and nothing stored.
+async fn assert_refused_and_closed(app: &TestApp, body: &[u8], needle: &str) {
+    let mut request = upload_head(app.server.address(), body.len(), "").into_bytes();
+    request.extend_from_slice(body);
+    let (status, head, answer) = raw_exchange(app.server.address(), &request).await.unwrap();
+    assert_eq!(status, 400);
+    assert_eq!(header(&head, "connection").as_deref(), Some("close"));
+    let answer: Value = serde_json::from_slice(&answer).unwrap();
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains(needle), "{answer}");
+    assert!(app.stored_files().is_empty());
+}
+
 #[tokio::test]
 async fn an_endless_part_header_is_cut_off_without_buffering_it() {
     let app = spawn_app().await;
     // 8 MiB of header line and never a blank line: the parser would buffer all of it.
     let mut body = format!("--{BOUNDARY}\r\nX-Endless: ").into_bytes();
     body.extend(std::iter::repeat_n(b'a', 8 << 20));
-    let mut request = upload_head(app.server.address(), body.len(), "").into_bytes();
-    request.extend_from_slice(&body);
-    let (status, head, answer) = raw_exchange(app.server.address(), &request).await.unwrap();
-    assert_eq!(status, 400);
-    assert_eq!(header(&head, "connection").as_deref(), Some("close"));
-    let answer: Value = serde_json::from_slice(&answer).unwrap();
-    assert!(
-        answer["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("Malformed multipart"),
-        "{answer}"
-    );
-    assert!(app.stored_files().is_empty());
+    assert_refused_and_closed(&app, &body, "Malformed multipart").await;
 }
 
 #[tokio::test]
@@ -77,15 +78,7 @@ async fn a_body_without_a_boundary_is_cut_off_after_1_mib() {
     // 16 MiB that never contain the boundary: refused once 1 MiB has been read
     // (the rest is drained, bounded, so that the client can read the answer).
     let body = vec![b'x'; 16 << 20];
-    let mut request = upload_head(app.server.address(), body.len(), "").into_bytes();
-    request.extend_from_slice(&body);
-    let (status, head, answer) = raw_exchange(app.server.address(), &request).await.unwrap();
-    assert_eq!(status, 400);
-    assert_eq!(header(&head, "connection").as_deref(), Some("close"));
-    let answer: Value = serde_json::from_slice(&answer).unwrap();
-    let message = answer["error"]["message"].as_str().unwrap();
-    assert!(message.contains("no boundary in the first"), "{answer}");
-    assert!(app.stored_files().is_empty());
+    assert_refused_and_closed(&app, &body, "no boundary in the first").await;
 }
 
 #[tokio::test]
