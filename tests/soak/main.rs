@@ -90,24 +90,18 @@ fn soak_ten_thousand_uploads_then_a_thousand_cut_ones() {
     let expected = rt.block_on(upload_many(&client, &url, 10_000));
     let elapsed = started.elapsed();
 
-    let (uploads, journal): (Value, Value) = rt.block_on(async {
-        let u = client
-            .get(format!("{url}/__admin/uploads"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let j = client
-            .get(format!("{url}/__admin/requests"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        (u, j)
+    let get_json = |path: &str| {
+        let request = client.get(format!("{url}{path}"));
+        async move {
+            let answer = request.send().await.unwrap();
+            answer.json::<Value>().await.unwrap()
+        }
+    };
+    let (uploads, journal) = rt.block_on(async {
+        (
+            get_json("/__admin/uploads").await,
+            get_json("/__admin/requests").await,
+        )
     });
     let stored: std::collections::HashMap<&str, (&str, u64)> = uploads["uploads"]
         .as_array()
