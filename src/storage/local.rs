@@ -197,7 +197,7 @@ impl Partial {
                 chunks.push(chunk);
                 if *len > INLINE_LIMIT {
                     let chunks = std::mem::take(chunks);
-                    self.start_thread(chunks).await?;
+                    self.start_thread(chunks);
                 }
                 Ok(())
             }
@@ -222,7 +222,8 @@ impl Partial {
         }
     }
 
-    async fn start_thread(&mut self, chunks: Vec<Bytes>) -> io::Result<()> {
+    /// Hands the file to a writer thread; `chunks` become its first batch.
+    fn start_thread(&mut self, chunks: Vec<Bytes>) {
         let (tx, mut rx) = mpsc::channel::<Msg>(WRITER_QUEUE);
         let path = self.temp_path.clone();
         let done = tokio::task::spawn_blocking(move || {
@@ -279,7 +280,6 @@ impl Partial {
             batch: chunks,
             batch_len,
         };
-        Ok(())
     }
 
     /// The writer thread stopped early: fetch its error.

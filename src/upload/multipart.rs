@@ -77,9 +77,6 @@ pub(crate) struct Multipart<S> {
     /// Bytes read and not yet consumed.
     pending: Bytes,
     stage: Stage,
-    /// Whether preamble bytes were dropped: `--boundary` then opens the body
-    /// no longer, and must follow a CRLF.
-    dropped_preamble: bool,
 }
 
 impl<S> std::fmt::Debug for Multipart<S> {
@@ -107,7 +104,6 @@ where
             finder,
             pending: Bytes::new(),
             stage: Stage::Preamble,
-            dropped_preamble: false,
         }
     }
 
@@ -150,29 +146,33 @@ where
         }
     }
 
-    /// Skips to just past the first `--boundary`. The boundary may open the
-    /// body or follow a preamble's CRLF.
+    /// Skips to just past the first `--boundary`, which opens the body or a
+    /// line of the preamble.
     async fn skip_preamble(&mut self) -> Result<(), MultipartError> {
-        // `--boundary`, the delimiter without its CRLF.
-        let first = self.delimiter.len() - 2;
-        loop {
-            if !self.dropped_preamble && self.pending.starts_with(&self.delimiter[2..]) {
-                self.pending.advance(first);
-                self.stage = Stage::AfterBoundary;
-                return Ok(());
+        // At the body's start: `--boundary`, the delimiter without its CRLF.
+        let opening = 2..self.delimiter.len();
+        while self.pending.len() < opening.len()
+            && self.delimiter[opening.clone()].starts_with(&self.pending)
+        {
+            if !self.fill().await? {
+                return Err(MultipartError::Incomplete);
             }
+        }
+        if self.pending.starts_with(&self.delimiter[opening.clone()]) {
+            self.pending.advance(opening.len());
+            self.stage = Stage::AfterBoundary;
+            return Ok(());
+        }
+        // Then in a later line of the preamble, after a CRLF.
+        loop {
             if let Some(at) = self.finder.find(&self.pending) {
                 self.pending.advance(at + self.delimiter.len());
                 self.stage = Stage::AfterBoundary;
                 return Ok(());
             }
-            // Keep only what could still begin the boundary: the body's first
-            // bytes, or a tail that could begin a delimiter.
-            if self.dropped_preamble || !self.delimiter[2..].starts_with(&self.pending) {
-                let keep = partial_delimiter_len(&self.pending, &self.delimiter);
-                self.pending.advance(self.pending.len() - keep);
-                self.dropped_preamble = true;
-            }
+            // Drop the preamble, but for a tail that could begin a delimiter.
+            let keep = partial_delimiter_len(&self.pending, &self.delimiter);
+            self.pending.advance(self.pending.len() - keep);
             if !self.fill().await? {
                 return Err(MultipartError::Incomplete);
             }
