@@ -1,6 +1,7 @@
 # Sourced by the Python suites' run.sh (tests/sdk, tests/s3). Not executable on its own.
 #
-#   suite_venv NAME DIR    create DIR/.venv with $PYTHON (default python3) unless it exists
+#   suite_venv NAME DIR    create DIR/.venv with $PYTHON (default python3) unless it exists,
+#                          and install DIR/requirements.txt into it
 #   suite_bin NAME ROOT    export AYMARA_MOCK_BIN: as given, or ROOT's release build (built now)
 
 suite_venv() {
@@ -9,6 +10,7 @@ suite_venv() {
         echo "$name: creating $dir/.venv" >&2
         "${PYTHON:-python3}" -m venv "$dir/.venv"
     fi
+    "$dir/.venv/bin/python" -m pip --disable-pip-version-check -q install -r "$dir/requirements.txt"
 }
 
 suite_bin() {

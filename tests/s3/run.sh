@@ -20,8 +20,6 @@ source "$here/../pyshared/lib.sh"
 
 suite_venv s3 "$here"
 
-"$venv/bin/python" -m pip --disable-pip-version-check -q install -r "$here/requirements.txt"
-
 if [[ "${1:-}" == --setup-only ]]; then exit 0; fi
 
 suite_bin s3 "$root"

@@ -18,11 +18,9 @@ source "$here/../pyshared/lib.sh"
 
 suite_venv sdk "$here"
 
-pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
-"${pip[@]}" install -r "$here/requirements.txt"
 # The SDK declares heavy dependencies (pandas, matplotlib, boto3, jupyter, ...)
 # that its client never imports: install it alone; requirements.txt pins what it uses.
-"${pip[@]}" install --no-deps -r "$here/requirements-sdk.txt"
+"$venv/bin/python" -m pip --disable-pip-version-check -q install --no-deps -r "$here/requirements-sdk.txt"
 "$venv/bin/python" -c 'import aymara_ai' \
     || { echo "sdk: aymara_ai does not import with the pinned requirements" >&2; exit 1; }
 

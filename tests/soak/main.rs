@@ -18,6 +18,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use reqwest::Method;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
@@ -25,6 +26,20 @@ use tokio::io::AsyncWriteExt;
 mod helpers;
 
 use helpers::*;
+
+/// Sends `method` to an admin route of the server at `url`.
+async fn admin(
+    client: &reqwest::Client,
+    method: Method,
+    url: &str,
+    path: &str,
+) -> reqwest::Response {
+    client
+        .request(method, format!("{url}{path}"))
+        .send()
+        .await
+        .unwrap()
+}
 
 fn proc_status(pid: u32, field: &str) -> u64 {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -73,16 +88,8 @@ fn soak_ten_thousand_uploads_then_a_thousand_cut_ones() {
     // "back near the baseline" then means nothing grows with the load.
     rt.block_on(upload_many(&client, &url, 1_000));
     rt.block_on(async {
-        client
-            .delete(format!("{url}/__admin/uploads"))
-            .send()
-            .await
-            .unwrap();
-        client
-            .delete(format!("{url}/__admin/requests"))
-            .send()
-            .await
-            .unwrap();
+        admin(&client, Method::DELETE, &url, "/__admin/uploads").await;
+        admin(&client, Method::DELETE, &url, "/__admin/requests").await;
     });
     let (fd_base, rss_base) = (open_fds(pid), proc_status(pid, "VmRSS:"));
 
@@ -90,18 +97,10 @@ fn soak_ten_thousand_uploads_then_a_thousand_cut_ones() {
     let expected = rt.block_on(upload_many(&client, &url, 10_000));
     let elapsed = started.elapsed();
 
-    let get_json = |path: &str| {
-        let request = client.get(format!("{url}{path}"));
-        async move {
-            let answer = request.send().await.unwrap();
-            answer.json::<Value>().await.unwrap()
-        }
-    };
-    let (uploads, journal) = rt.block_on(async {
-        (
-            get_json("/__admin/uploads").await,
-            get_json("/__admin/requests").await,
-        )
+    let (uploads, journal): (Value, Value) = rt.block_on(async {
+        let uploads = admin(&client, Method::GET, &url, "/__admin/uploads").await;
+        let journal = admin(&client, Method::GET, &url, "/__admin/requests").await;
+        (uploads.json().await.unwrap(), journal.json().await.unwrap())
     });
     let stored: std::collections::HashMap<&str, (&str, u64)> = uploads["uploads"]
         .as_array()
@@ -145,11 +144,7 @@ fn soak_ten_thousand_uploads_then_a_thousand_cut_ones() {
 
     // Clear storage, then 1,000 uploads cut at random offsets.
     rt.block_on(async {
-        client
-            .delete(format!("{url}/__admin/uploads"))
-            .send()
-            .await
-            .unwrap();
+        admin(&client, Method::DELETE, &url, "/__admin/uploads").await;
         let mut tasks = Vec::new();
         for i in 0..1_000u64 {
             tasks.push(tokio::spawn(async move {
@@ -175,13 +170,7 @@ fn soak_ten_thousand_uploads_then_a_thousand_cut_ones() {
         }
     });
     let leftover = || files_under(storage.path());
-    rt.block_on(async {
-        client
-            .delete(format!("{url}/__admin/requests"))
-            .send()
-            .await
-            .unwrap();
-    });
+    rt.block_on(admin(&client, Method::DELETE, &url, "/__admin/requests"));
     let settled = rt.block_on(eventually(Duration::from_secs(30), || {
         leftover().is_empty() && open_fds(pid) <= fd_base
     }));
