@@ -21,11 +21,13 @@ use super::{Digest32, StorageError, Target};
 /// handed to a blocking writer thread as they arrive, so disk I/O and hashing
 /// never run on the async threads for long.
 pub(super) const INLINE_LIMIT: usize = 64 * 1024;
-/// Chunks are handed to the writer (and on to the hasher) in batches of about
-/// this many bytes: one wake-up per batch rather than per chunk of the body.
-const BATCH_BYTES: usize = 1024 * 1024;
-/// Batches in flight to each of the writer and hasher threads: with the batch
-/// being filled, about 6 MiB per upload at most.
+/// The body is copied into batches of this many bytes, handed to the writer
+/// and then to the hasher: one wake-up and one `write` per batch rather than
+/// per chunk of the body.
+pub(super) const BATCH_BYTES: usize = 1024 * 1024;
+/// Batches queued for each of the writer and hasher threads. With the one
+/// being filled and the one each thread works on, an upload holds at most 7
+/// batches (7 MiB), reused from one batch to the next.
 const WRITER_QUEUE: usize = 2;
 /// The directory, under the storage root, for files being received.
 pub(crate) const PARTIAL_DIR: &str = ".partial";
@@ -156,7 +158,7 @@ fn create_private_dir_all(dir: &Path) -> io::Result<()> {
 
 /// Message to the writer thread.
 enum Msg {
-    Data(Vec<Bytes>),
+    Data(Vec<u8>),
     Finish,
 }
 
@@ -167,8 +169,10 @@ enum Mode {
     Thread {
         tx: mpsc::Sender<Msg>,
         done: tokio::task::JoinHandle<io::Result<Digest32>>,
-        batch: Vec<Bytes>,
-        batch_len: usize,
+        /// The batch being filled (capacity `BATCH_BYTES`).
+        batch: Vec<u8>,
+        /// Batches the hasher is done with, to be filled again.
+        spare: std::sync::mpsc::Receiver<Vec<u8>>,
     },
     Done,
 }
@@ -197,24 +201,31 @@ impl Partial {
                 chunks.push(chunk);
                 if *len > INLINE_LIMIT {
                     let chunks = std::mem::take(chunks);
-                    self.start_thread(chunks);
+                    self.start_thread(&chunks);
                 }
                 Ok(())
             }
             Mode::Thread {
-                tx,
-                batch,
-                batch_len,
-                ..
+                tx, batch, spare, ..
             } => {
-                *batch_len += chunk.len();
-                batch.push(chunk);
-                if *batch_len >= BATCH_BYTES {
-                    *batch_len = 0;
-                    let full = std::mem::take(batch);
-                    if tx.send(Msg::Data(full)).await.is_err() {
-                        return Err(self.thread_error().await.into());
+                // The chunk is copied into a batch of our own rather than
+                // kept: hyper then reuses its read buffer for the next read
+                // instead of allocating (and faulting in) a fresh one, and
+                // the batches themselves circulate writer → hasher → here.
+                let mut rest = &chunk[..];
+                while !rest.is_empty() {
+                    if batch.len() >= BATCH_BYTES {
+                        let next = spare
+                            .try_recv()
+                            .unwrap_or_else(|_| Vec::with_capacity(BATCH_BYTES));
+                        let full = std::mem::replace(batch, next);
+                        if tx.send(Msg::Data(full)).await.is_err() {
+                            return Err(self.thread_error().await.into());
+                        }
                     }
+                    let take = rest.len().min(BATCH_BYTES - batch.len());
+                    batch.extend_from_slice(&rest[..take]);
+                    rest = &rest[take..];
                 }
                 Ok(())
             }
@@ -222,9 +233,10 @@ impl Partial {
         }
     }
 
-    /// Hands the file to a writer thread; `chunks` become its first batch.
-    fn start_thread(&mut self, chunks: Vec<Bytes>) {
+    /// Hands the file to a writer thread; `chunks` begin its first batch.
+    fn start_thread(&mut self, chunks: &[Bytes]) {
         let (tx, mut rx) = mpsc::channel::<Msg>(WRITER_QUEUE);
+        let (spare_tx, spare) = std::sync::mpsc::channel::<Vec<u8>>();
         let path = self.temp_path.clone();
         let done = tokio::task::spawn_blocking(move || {
             let result = (|| {
@@ -232,27 +244,29 @@ impl Partial {
                     .write(true)
                     .create_new(true)
                     .open(&path)?;
-                // Hashing runs on its own thread, beside the writes: each is
-                // about half of the work per byte, so a large upload moves
-                // at the pace of the slower one rather than of both added up.
-                let (hash_tx, hash_rx) = std::sync::mpsc::sync_channel::<Vec<Bytes>>(WRITER_QUEUE);
+                // Hashing runs on its own thread, one batch behind the
+                // writes: each is about half of the work per byte, so a large
+                // upload moves at the pace of the slower one rather than of
+                // both added up.
+                let (hash_tx, hash_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(WRITER_QUEUE);
                 let hasher = std::thread::Builder::new()
                     .name("upload-sha256".into())
                     .spawn(move || {
                         let mut hasher = Sha256::new();
-                        for chunk in hash_rx.iter().flatten() {
-                            hasher.update(&chunk);
+                        for mut batch in hash_rx.iter() {
+                            hasher.update(&batch);
+                            batch.clear();
+                            // Fails only once the upload is over: then it is freed.
+                            let _ = spare_tx.send(batch);
                         }
                         Digest32::from(hasher.finalize())
                     })?;
                 while let Some(msg) = rx.blocking_recv() {
                     match msg {
                         Msg::Data(batch) => {
+                            file.write_all(&batch)?;
                             // A send fails only if the hasher died; the join below reports it.
-                            let _ = hash_tx.send(batch.clone());
-                            for chunk in &batch {
-                                file.write_all(chunk)?;
-                            }
+                            let _ = hash_tx.send(batch);
                         }
                         Msg::Finish => {
                             file.flush()?;
@@ -273,12 +287,15 @@ impl Partial {
             }
             result
         });
-        let batch_len = chunks.iter().map(Bytes::len).sum();
+        let mut batch = Vec::with_capacity(BATCH_BYTES);
+        for chunk in chunks {
+            batch.extend_from_slice(chunk);
+        }
         self.mode = Mode::Thread {
             tx,
             done,
-            batch: chunks,
-            batch_len,
+            batch,
+            spare,
         };
     }
 

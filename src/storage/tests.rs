@@ -7,7 +7,7 @@ use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt};
 use sha2::{Digest, Sha256};
 
-use super::local::{INLINE_LIMIT, PARTIAL_DIR};
+use super::local::{BATCH_BYTES, INLINE_LIMIT, PARTIAL_DIR};
 use super::*;
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -91,6 +91,29 @@ async fn small_and_large_files_hash_and_commit() {
         assert_eq!(
             upload.remote_uri,
             format!("s3://bucket/uploads/ws/{}/f.bin", upload.file_uuid)
+        );
+    }
+    assert!(walk(&dir.path().join(PARTIAL_DIR)).is_empty());
+}
+
+#[tokio::test]
+async fn files_spanning_batches_keep_every_byte_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = local(dir.path(), None);
+    // Chunks smaller than a batch, one that ends exactly on a batch edge, and
+    // chunks larger than a whole batch.
+    for (size, chunk) in [
+        (BATCH_BYTES, 10_000),
+        (2 * BATCH_BYTES + 5, 10_000),
+        (3 * BATCH_BYTES, BATCH_BYTES / 4),
+        (3 * BATCH_BYTES + 1, BATCH_BYTES + 3),
+    ] {
+        let data = data(size);
+        let upload = put(&storage, "big.bin", &data, chunk).await;
+        let path = upload.local_file_path.clone().unwrap();
+        assert!(
+            std::fs::read(&path).unwrap() == data,
+            "{size} bytes in chunks of {chunk}"
         );
     }
     assert!(walk(&dir.path().join(PARTIAL_DIR)).is_empty());
