@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 use futures_util::stream::BoxStream;
 
+use super::fs_pool::FsPool;
 use super::{Digest32, StorageError, Target};
 
 /// Files up to this size are written in one go when complete; larger ones are
@@ -39,6 +40,8 @@ pub(crate) struct LocalStorage {
     partial_dir: PathBuf,
     /// The temp dir, removed by [`LocalStorage::cleanup`] or when dropped.
     temp: std::sync::Mutex<Option<tempfile::TempDir>>,
+    /// Threads for the file-system work of commits.
+    pool: FsPool,
 }
 
 impl LocalStorage {
@@ -73,6 +76,7 @@ impl LocalStorage {
             root,
             partial_dir,
             temp: std::sync::Mutex::new(temp),
+            pool: FsPool::default(),
         })
     }
 
@@ -115,23 +119,22 @@ impl LocalStorage {
         let path = dir.join(&target.name);
         let temp_path = file.temp_path.clone();
         let small = std::mem::take(&mut file.in_memory);
-        // One hop to a blocking thread for all the file-system work of a
-        // commit: a slow file-system call must not stall the async workers
-        // (and every connection queued on them).
-        let moved = tokio::task::spawn_blocking(move || {
-            if let Some(chunks) = small {
-                write_all_new(&temp_path, &chunks)?;
-            }
-            std::fs::create_dir(&dir)?;
-            if let Err(err) = std::fs::rename(&temp_path, &path) {
-                let _ = std::fs::remove_dir(&dir);
-                return Err(err);
-            }
-            Ok(())
-        })
-        .await
-        .unwrap_or_else(|join| Err(io::Error::other(join)));
-        moved?;
+        // One hop to a pool thread for all the file-system work of a commit:
+        // a slow file-system call must not stall the async workers (and every
+        // connection queued on them).
+        self.pool
+            .run(move || {
+                if let Some(chunks) = small {
+                    write_all_new(&temp_path, &chunks)?;
+                }
+                std::fs::create_dir(&dir)?;
+                if let Err(err) = std::fs::rename(&temp_path, &path) {
+                    let _ = std::fs::remove_dir(&dir);
+                    return Err(err);
+                }
+                Ok(())
+            })
+            .await?;
         file.temp_path = PathBuf::new();
         Ok(())
     }

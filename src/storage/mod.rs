@@ -3,6 +3,7 @@
 //! calls [`Storage::begin`], writes chunks, finishes, then commits or drops
 //! the file; it never learns which backend holds the bytes.
 
+mod fs_pool;
 mod local;
 mod object;
 
