@@ -3,7 +3,7 @@
 
 Reads `perf script -F tid,period,ip,sym,dso --no-inline` output (samples with
 DWARF call chains) on stdin and prints, for every sample's thread role (async
-worker or blocking/writer thread):
+worker, blocking/writer thread or commit pool thread):
 
   - buckets: the first pattern below that matches a frame, leaf to root
     (so a memcpy done by the kernel for a socket read counts as "socket recv"
@@ -55,6 +55,8 @@ def role_of(frames):
         return "async worker threads"
     if "blocking::pool" in syms:
         return "blocking pool thread (storage writer)"
+    if "fs_pool::work" in syms:
+        return "file-system pool thread (commits)"
     # DWARF unwinding copies 16 KiB of user stack per sample: deep stacks
     # (async frames plus a long kernel path) stop before the thread's root.
     return "stack not unwound to its thread root (mostly async workers)"
