@@ -34,9 +34,7 @@ impl AppState {
     /// Removes every stored file; returns how many.
     pub(crate) async fn clear_uploads(&self) -> usize {
         let removed = self.uploads.take_all();
-        for upload in &removed {
-            self.storage.remove(upload).await;
-        }
+        self.storage.remove(&removed).await;
         removed.len()
     }
 }

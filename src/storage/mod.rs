@@ -245,13 +245,22 @@ impl Storage {
         Ok(())
     }
 
-    /// Deletes a stored upload (what this server stored, nothing else).
-    pub(crate) async fn remove(&self, upload: &StoredUpload) {
+    /// Deletes stored uploads (what this server stored, nothing else).
+    pub(crate) async fn remove(&self, uploads: &[StoredUpload]) {
         match &self.backend {
-            Backend::Local { dir, .. } => dir.remove(&upload.file_uuid),
-            Backend::Object(store) => store.remove(upload).await,
+            Backend::Local { dir, .. } => {
+                dir.remove(uploads.iter().map(|u| u.file_uuid.clone()).collect())
+                    .await;
+            }
+            Backend::Object(store) => {
+                for upload in uploads {
+                    store.remove(upload).await;
+                }
+            }
         }
-        self.quota.release(upload.size);
+        for upload in uploads {
+            self.quota.release(upload.size);
+        }
     }
 
     /// A file stored by another server sharing the same store (object

@@ -162,7 +162,7 @@ async fn quota_refuses_writes_past_the_limit_and_frees_on_remove() {
         Err(StorageError::QuotaFull)
     ));
     drop(file);
-    storage.remove(&stored).await;
+    storage.remove(std::slice::from_ref(&stored)).await;
     put(&storage, "d", b"1234567890", 10).await;
 }
 
@@ -212,7 +212,7 @@ async fn object_store_keeps_bytes_key_and_content_type() {
             other.lookup(&upload.file_uuid).await.unwrap(),
             Some(upload.clone())
         );
-        storage.remove(&upload).await;
+        storage.remove(std::slice::from_ref(&upload)).await;
         assert_eq!(other.lookup(&upload.file_uuid).await.unwrap(), None);
     }
     let left: Vec<_> = store.list(None).try_collect().await.unwrap();
