@@ -22,6 +22,9 @@ pub use object::S3Config;
 
 type Digest32 = [u8; 32];
 
+/// Object-store deletes in flight at once when clearing uploads.
+const REMOVE_CONCURRENCY: usize = 16;
+
 /// A stored upload, as listed by `GET /__admin/uploads` and recorded in the journal.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct StoredUpload {
@@ -253,9 +256,11 @@ impl Storage {
                     .await;
             }
             Backend::Object(store) => {
-                for upload in uploads {
-                    store.remove(upload).await;
-                }
+                // A request per object: a few at a time, not one by one.
+                use futures_util::StreamExt;
+                futures_util::stream::iter(uploads)
+                    .for_each_concurrent(REMOVE_CONCURRENCY, |upload| store.remove(upload))
+                    .await;
             }
         }
         for upload in uploads {

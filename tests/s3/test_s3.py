@@ -257,6 +257,10 @@ def test_two_emulators_share_a_prefix(s3: Any, bucket: str, moto: Moto, start_em
     assert ra.status_code == 200, ra.text
     assert rb.status_code == 200, rb.text
     up_a, up_b = ra.json(), rb.json()
+    # More of A's uploads, so that clearing deletes many objects at once.
+    extra = [a.upload(f"extra {i}".encode(), f"x{i}.txt", "text/plain") for i in range(20)]
+    assert all(r.status_code == 200 for r in extra), [r.text for r in extra]
+    extra_ids = [r.json()["file_uuid"] for r in extra]
 
     for server in (a, b):
         for up, data in ((up_a, data_a), (up_b, data_b)):
@@ -265,12 +269,12 @@ def test_two_emulators_share_a_prefix(s3: Any, bucket: str, moto: Moto, start_em
                 f"{server.url} serving {up['file_url']}: {got.status_code} {got.text}\n{server.stderr()}"
             )
             assert got.content == data
-    assert [u["file_uuid"] for u in a.uploads()] == [up_a["file_uuid"]]
+    assert [u["file_uuid"] for u in a.uploads()] == [up_a["file_uuid"], *extra_ids]
     assert [u["file_uuid"] for u in b.uploads()] == [up_b["file_uuid"]]
 
     r = a.http.delete("/__admin/uploads")
     assert r.status_code == 200, r.text
-    assert r.json() == {"deleted": 1}
+    assert r.json() == {"deleted": 21}
 
     left = keys(s3, bucket, "")
     assert up_a["remote_file_path"] not in left
