@@ -22,6 +22,7 @@ W3_RUNS=${W3_RUNS:-5}
 W4_RULES=${W4_RULES:-1000}
 BENCH_INFO_NOTE=${BENCH_INFO_NOTE:-1}
 BENCH_DISK_NOTE=${BENCH_DISK_NOTE:-0}
+BENCH_NGINX=${BENCH_NGINX:-auto}
 BENCH_BUILD=${BENCH_BUILD:-1}
 BENCH_STRICT=${BENCH_STRICT:-0}
 BENCH_STORAGE=${BENCH_STORAGE:-tmpfs}
@@ -41,6 +42,22 @@ need_wrk() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
   fi
   command -v wrk >/dev/null 2>&1 || die "wrk is missing: install it (Debian/Ubuntu: apt-get install wrk)"
+}
+# nginx is W1's reference (the issue's yardstick): `auto` uses it when it is
+# installed, `1` requires it (installing nginx-light when root), `0` skips it.
+need_nginx() {
+  case $BENCH_NGINX in
+    0) return 1 ;;
+    auto) command -v nginx >/dev/null 2>&1 ;;
+    *)
+      if ! command -v nginx >/dev/null 2>&1 && [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        log "nginx is missing: installing it (apt-get install -y nginx-light)"
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null
+      fi
+      command -v nginx >/dev/null 2>&1 || die "BENCH_NGINX=1 but nginx is missing (Debian/Ubuntu: apt-get install nginx-light)"
+      ;;
+  esac
 }
 for tool in curl awk python3; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool is missing"
@@ -149,7 +166,65 @@ start_server() { # start_server NAME LOG_LEVEL [extra args...]
   SRV_URL=${line##* }
 }
 
-vm_hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$SRV_PID/status"; }
+vm_hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/${1:-$SRV_PID}/status"; }
+
+# nginx as W1's reference: stock settings but for what storing a PUT body
+# needs (the WebDAV module writes the body to a temp file on the storage
+# filesystem and renames it into place), one worker, no access log.
+NGX_PID=
+NGX_URL=
+NGX_DIR=
+start_nginx() {
+  NGX_DIR=$STORAGE_BASE/nginx
+  rm -rf "$NGX_DIR" && mkdir -p "$NGX_DIR/root" "$NGX_DIR/tmp"
+  local port user='' i
+  # The master runs as us; as root its worker would drop to nobody, which
+  # cannot write to the 0700 storage tmpfs.
+  if [[ $(id -u) -eq 0 ]]; then user='user root;'; fi
+  for ((i = 0; i < 5; i++)); do
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    cat >"$OUT/nginx.conf" <<CONF
+$user
+worker_processes 1;
+daemon off;
+pid $NGX_DIR/nginx.pid;
+error_log $OUT/nginx-error.log warn;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path $NGX_DIR/tmp;
+  client_max_body_size 0;
+  server {
+    listen 127.0.0.1:$port;
+    root $NGX_DIR/root;
+    location / { dav_methods PUT; }
+  }
+}
+CONF
+    nginx -c "$OUT/nginx.conf" -p "$NGX_DIR" -e "$OUT/nginx-error.log" 2>>"$OUT/nginx-error.log" &
+    NGX_PID=$!
+    NGX_URL=http://127.0.0.1:$port
+    # Ready when it answers (404 for /); gone when the port was taken meanwhile.
+    while kill -0 "$NGX_PID" 2>/dev/null; do
+      if curl -s -o /dev/null "$NGX_URL/"; then return 0; fi
+      sleep 0.05
+    done
+    wait "$NGX_PID" 2>/dev/null || true
+  done
+  die "nginx did not start; see $OUT/nginx-error.log"
+}
+ngx_worker_hwm_kib() { # the worker's VmHWM (the master only forks it)
+  local w
+  w=$(pgrep -P "$NGX_PID" | head -n 1)
+  if [[ -n $w ]]; then vm_hwm_kib "$w"; else echo 0; fi
+}
+stop_nginx() {
+  [[ -n $NGX_PID ]] || return 0
+  kill -QUIT "$NGX_PID" 2>/dev/null || true
+  wait "$NGX_PID" 2>/dev/null || true
+  NGX_PID=''
+  rm -rf "$NGX_DIR"
+}
 
 stop_server() {
   [[ -n $SRV_PID ]] || return 0
@@ -170,8 +245,9 @@ stop_server() {
 
 cleanup() {
   stop_server
+  stop_nginx
   rm -f "$FIFO"
-  rm -rf "$STORAGE_BASE/server" "$STORAGE_BASE/copy" "$STORAGE_BASE/w3" "$DISK_BASE"
+  rm -rf "$STORAGE_BASE/server" "$STORAGE_BASE/copy" "$STORAGE_BASE/w3" "$STORAGE_BASE/nginx" "$DISK_BASE"
   if [[ -n $MOUNTED ]]; then
     umount "$MOUNTED" || log "could not unmount the tmpfs at $MOUNTED"
   fi

@@ -5,6 +5,7 @@
 # workload), and reports:
 #   W1  one 1 GiB upload (curl, prebuilt multipart body): MiB/s and the server's
 #       peak RSS (VmHWM), beside a plain `cat file > dir/x` copy of the same bytes
+#       and, when nginx is installed, nginx storing them (the issue's reference)
 #   W2  4 KiB uploads, 32 connections, 10 s (wrk + bench/upload.lua):
 #       req/s, p50, p99, errors (socket errors + non-2xx)
 #   W3  exec to first answer: spawn → first 200 from GET /health, median of 5
@@ -27,6 +28,9 @@
 #                        bench/data/storage when root, else a dir in /dev/shm),
 #                        `disk` (bench/data/disk-storage, the work tree's filesystem),
 #                        or a directory path
+#   BENCH_NGINX=auto  W1's reference: nginx storing the same bytes (a PUT through
+#                     its WebDAV module), measured beside each upload; `auto`
+#                     when nginx is installed, `1` to require it, `0` to skip
 #   BENCH_DISK_NOTE=0 1: also run W2 with storage on disk, as a note (slow: ext4
 #                     inode allocation and deleting ~30k files add ~1.5 min)
 #   BENCH_STRICT=0    1: exit 1 when any target FAILs
@@ -44,15 +48,30 @@ run_w1() {
   # Warm the page cache: read both inputs once; nothing is dropped.
   cat "$PAYLOAD" >/dev/null
   cat "$BODY" >/dev/null
+  W1_NGINX=0
+  if need_nginx; then
+    W1_NGINX=1
+    start_nginx
+  fi
   start_server w1 warn
   W1_HWM_START_KIB=$(vm_hwm_kib)
-  local rep t0 t1 res code secs copies=() uploads=() got_sha
+  local rep t0 t1 res code secs copies=() uploads=() nginx=() got_sha
   for ((rep = 1; rep <= W1_REPS; rep++)); do
     t0=$(now_ns)
     cat "$PAYLOAD" >"$COPY_DIR/x"
     t1=$(now_ns)
     copies+=("$(awk -v ns=$((t1 - t0)) 'BEGIN {printf "%.6f", ns / 1e9}')")
     rm -f "$COPY_DIR/x"
+
+    if ((W1_NGINX)); then
+      # The reference: nginx storing the raw payload (PUT, no multipart, no hash).
+      res=$(curl -sS -o /dev/null -w '%{http_code} %{time_total}' -T "$PAYLOAD" -H 'Expect:' "$NGX_URL/w1.bin")
+      code=${res% *} secs=${res#* }
+      [[ $code == 201 || $code == 204 ]] || die "W1 nginx PUT answered $code; see $OUT/nginx-error.log"
+      [[ $(stat -c %s "$NGX_DIR/root/w1.bin") -eq $W1_BYTES ]] || die "W1: nginx stored a file of the wrong size"
+      rm -f "$NGX_DIR/root/w1.bin"
+      nginx+=("$secs")
+    fi
 
     # -T streams the prebuilt body from disk (no encoding, no buffering in
     # curl); -X POST makes it a POST; `Expect:` drops the 100-continue round trip.
@@ -68,10 +87,15 @@ run_w1() {
       [[ $got_sha == "$PAYLOAD_SHA" ]] || die "W1: stored sha256 $got_sha != $PAYLOAD_SHA"
     fi
     clear_uploads >/dev/null
-    log "  rep $rep: copy ${copies[-1]} s, upload ${uploads[-1]} s"
+    log "  rep $rep: copy ${copies[-1]} s, upload ${uploads[-1]} s${nginx:+, nginx ${nginx[-1]} s}"
   done
   W1_HWM_KIB=$(vm_hwm_kib)
   stop_server
+  if ((W1_NGINX)); then
+    W1_NGINX_HWM_MIB=$(awk -v k="$(ngx_worker_hwm_kib)" 'BEGIN {printf "%.1f", k / 1024}')
+    stop_nginx
+    W1_NGINX_MIBS=$(awk -v m="$W1_SIZE_MIB" -v s="$(printf '%s\n' "${nginx[@]}" | median)" 'BEGIN {printf "%.1f", m / s}')
+  fi
   rm -rf "$COPY_DIR"
   W1_COPY_S=$(printf '%s\n' "${copies[@]}" | median)
   W1_UPLOAD_S=$(printf '%s\n' "${uploads[@]}" | median)
@@ -81,6 +105,11 @@ run_w1() {
   W1_HWM_MIB=$(awk -v k="$W1_HWM_KIB" 'BEGIN {printf "%.1f", k / 1024}')
   W1_HWM_START_MIB=$(awk -v k="$W1_HWM_START_KIB" 'BEGIN {printf "%.1f", k / 1024}')
   log "  median: upload $W1_UPLOAD_MIBS MiB/s, copy $W1_COPY_MIBS MiB/s, ratio $W1_RATIO, VmHWM $W1_HWM_MIB MiB"
+  if ((W1_NGINX)); then
+    W1_NGINX_RATIO=$(awk -v n="$W1_NGINX_MIBS" -v c="$W1_COPY_MIBS" 'BEGIN {printf "%.3f", n / c}')
+    W1_VS_NGINX=$(awk -v u="$W1_UPLOAD_MIBS" -v n="$W1_NGINX_MIBS" 'BEGIN {printf "%.3f", u / n}')
+    log "  nginx reference: $W1_NGINX_MIBS MiB/s (/ copy $W1_NGINX_RATIO), upload / nginx $W1_VS_NGINX, nginx worker VmHWM $W1_NGINX_HWM_MIB MiB"
+  fi
 }
 
 # ---------------------------------------------------------------- W2 / W4 / note
@@ -215,6 +244,10 @@ ELAPSED=$(awk -v ns=$(($(now_ns) - STARTED)) 'BEGIN {printf "%.0f", ns / 1e9}')
   printf '%-4s %-44s %-22s %-26s %s\n' "" "plain copy MiB/s (cat > file, median)" "$W1_COPY_MIBS" "" ""
   printf '%-4s %-44s %-22s %-26s %s\n' "" "upload / copy" "$W1_RATIO" ">= 0.6" "$V_W1_TPUT"
   printf '%-4s %-44s %-22s %-26s %s\n' "" "server peak RSS (VmHWM; $W1_HWM_START_MIB at start)" "$W1_HWM_MIB MiB" "<= 32 MiB" "$V_W1_RSS"
+  if ((W1_NGINX)); then
+    printf '%-4s %-44s %-22s %-26s %s\n' "" "reference: nginx PUT MiB/s (median) / copy" "$W1_NGINX_MIBS / $W1_NGINX_RATIO" "(no target)" ""
+    printf '%-4s %-44s %-22s %-26s %s\n' "" "upload / nginx; nginx worker VmHWM" "$W1_VS_NGINX; $W1_NGINX_HWM_MIB MiB" "(no target)" ""
+  fi
   printf '%-4s %-44s %-22s %-26s %s\n' W2 "req/s (4 KiB, $W2_CONNECTIONS conns, ${W2_DURATION} s)" "$W2_RPS" ">= 10000" "$V_W2_RPS"
   printf '%-4s %-44s %-22s %-26s %s\n' "" "p50 / p99 latency" "$W2_P50 / $W2_P99 ms" "p99 <= 10 ms" "$V_W2_P99"
   printf '%-4s %-44s %-22s %-26s %s\n' "" "errors (socket + non-2xx)" "$W2_ERRORS" "0" "$V_W2_ERR"
@@ -246,6 +279,9 @@ W1_UPLOAD_MIBS=$W1_UPLOAD_MIBS
 W1_COPY_MIBS=$W1_COPY_MIBS
 W1_RATIO=$W1_RATIO
 W1_PEAK_RSS_MIB=$W1_HWM_MIB
+W1_NGINX_MIBS=${W1_NGINX_MIBS:-}
+W1_NGINX_RATIO=${W1_NGINX_RATIO:-}
+W1_UPLOAD_PER_NGINX=${W1_VS_NGINX:-}
 W2_RPS=$W2_RPS
 W2_P50_MS=$W2_P50
 W2_P99_MS=$W2_P99
