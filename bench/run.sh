@@ -7,9 +7,10 @@
 #       peak RSS (VmHWM), beside a plain `cat file > dir/x` copy of the same bytes
 #       and, when nginx is installed, nginx storing them (the issue's reference)
 #   W2  4 KiB uploads, 32 connections, 10 s (wrk + bench/upload.lua):
-#       req/s, p50, p99, errors (socket errors + non-2xx)
+#       req/s, p50, p99, errors (socket errors + non-2xx); twice by default,
+#       alternating with W4 (W2 W4 W4 W2), so drift of the VM touches both alike
 #   W3  exec to first answer: spawn → first 200 from GET /health, median of 5
-#   W4  W2 with 1,000 non-matching fault rules loaded
+#   W4  W2 with 1,000 non-matching fault rules loaded (W4 / W2 from the same minutes)
 #   note: W2 again with --log-level info (stderr to a file)
 # then a summary table with each target as PASS/FAIL.
 #
@@ -21,6 +22,7 @@
 #   W1_SIZE_MIB=1024  W1_REPS=5          size and repetitions of W1 (median)
 #   W2_DURATION=10    W2_CONNECTIONS=32  W2_THREADS=2   wrk settings (W2, W4, note)
 #   W2_WARMUP=3       seconds of unmeasured W2 load first (0 to skip)
+#   W24_ROUNDS=2      runs each of W2 and W4, alternating W2 W4 W4 W2 …
 #   W3_RUNS=5         W4_RULES=1000
 #   BENCH_INFO_NOTE=1 run the info-level W2 note (0 to skip)
 #   BENCH_BUILD=1     run `cargo build --release` first (0 to use the binary as is)
@@ -141,7 +143,8 @@ run_wrk() {
   stop_server
   line=$(grep '^BENCH ' "$OUT/$name-wrk.txt") || die "no BENCH line in $OUT/$name-wrk.txt"
   R_REQS=$(kv requests "$line")
-  R_RPS=$(awk -v n="$R_REQS" -v us="$(kv duration_us "$line")" 'BEGIN {printf "%.0f", n / (us / 1e6)}')
+  R_US=$(kv duration_us "$line")
+  R_RPS=$(awk -v n="$R_REQS" -v us="$R_US" 'BEGIN {printf "%.0f", n / (us / 1e6)}')
   R_P50=$(awk -v us="$(kv p50_us "$line")" 'BEGIN {printf "%.2f", us / 1000}')
   R_P99=$(awk -v us="$(kv p99_us "$line")" 'BEGIN {printf "%.2f", us / 1000}')
   R_MAX=$(awk -v us="$(kv max_us "$line")" 'BEGIN {printf "%.2f", us / 1000}')
@@ -151,7 +154,36 @@ run_wrk() {
   log "  $R_RPS req/s, p50 $R_P50 ms, p99 $R_P99 ms, max $R_MAX ms, errors $R_ERRORS (socket $R_ERR_SOCK, non-2xx $R_ERR_STATUS), stored $R_STORED, VmHWM $R_HWM_MIB MiB; CPU: server $R_CPU_SERVER%, wrk $R_CPU_WRK%, other $R_CPU_OTHER% of $(nproc) cores"
 }
 
-run_w2() {
+# W2 and W4 alternate, W24_ROUNDS runs of W2_DURATION each, in the order
+# W2 W4 W4 W2 (then again): a ±10% drift of the VM between runs then touches
+# both alike, where one W2 run followed by one W4 run put all of it into
+# W4 / W2. Per workload: req/s over all its runs, p50 the median of its runs'
+# p50s, p99 the worst run's p99, errors and stored uploads summed.
+add_run() { # add_run W: appends this run's R_* figures to workload W's lists
+  local w=$1
+  eval "${w}_REQS_ALL+=(\"\$R_REQS\") ${w}_US_ALL+=(\"\$R_US\") ${w}_P50_ALL+=(\"\$R_P50\")"
+  eval "${w}_P99_ALL+=(\"\$R_P99\") ${w}_ERR_ALL+=(\"\$R_ERRORS\") ${w}_STORED_ALL+=(\"\$R_STORED\")"
+  eval "${w}_HWM_ALL+=(\"\$R_HWM_MIB\") ${w}_CPU_ALL+=(\"\$R_CPU_SERVER \$R_CPU_WRK \$R_CPU_OTHER\")"
+}
+sum_of() { awk '{s += $1} END {printf "%.0f", s}'; }
+max_of() { sort -g | tail -n 1; }
+summarize() { # summarize W: sets W_RPS, W_P50, W_P99, W_ERRORS, W_REQS, W_STORED, W_HWM, W_CPU
+  local w=$1 reqs us
+  local -n r_reqs=${w}_REQS_ALL r_us=${w}_US_ALL r_p50=${w}_P50_ALL r_p99=${w}_P99_ALL
+  local -n r_err=${w}_ERR_ALL r_stored=${w}_STORED_ALL r_hwm=${w}_HWM_ALL r_cpu=${w}_CPU_ALL
+  reqs=$(printf '%s\n' "${r_reqs[@]}" | sum_of)
+  us=$(printf '%s\n' "${r_us[@]}" | sum_of)
+  printf -v "${w}_REQS" '%s' "$reqs"
+  printf -v "${w}_RPS" '%s' "$(awk -v n="$reqs" -v us="$us" 'BEGIN {printf "%.0f", n / (us / 1e6)}')"
+  printf -v "${w}_P50" '%.2f' "$(printf '%s\n' "${r_p50[@]}" | median)"
+  printf -v "${w}_P99" '%s' "$(printf '%s\n' "${r_p99[@]}" | max_of)"
+  printf -v "${w}_ERRORS" '%s' "$(printf '%s\n' "${r_err[@]}" | sum_of)"
+  printf -v "${w}_STORED" '%s' "$(printf '%s\n' "${r_stored[@]}" | sum_of)"
+  printf -v "${w}_HWM" '%s' "$(printf '%s\n' "${r_hwm[@]}" | max_of)"
+  printf -v "${w}_CPU" '%s' "$(printf '%s\n' "${r_cpu[@]}" | awk '{s += $1; w += $2; o += $3} END {printf "server %.0f%%, wrk %.0f%%, other %.0f%%", s / NR, w / NR, o / NR}')"
+}
+
+run_w2_w4() {
   if ((W2_WARMUP > 0)); then
     # Unmeasured: the first burst of file creations on a fresh tmpfs grows the
     # kernel's dentry and inode caches; without it W2 paid for that and W4,
@@ -159,11 +191,27 @@ run_w2() {
     log "W2 warm-up: ${W2_WARMUP} s, not measured"
     W2_DURATION=$W2_WARMUP run_wrk w2-warmup warn
   fi
-  log "W2: 4 KiB uploads, $W2_CONNECTIONS connections, ${W2_DURATION} s (wrk -t$W2_THREADS)"
-  run_wrk w2 warn
-  W2_RPS=$R_RPS W2_P50=$R_P50 W2_P99=$R_P99 W2_ERRORS=$R_ERRORS
-  W2_REQS=$R_REQS W2_STORED=$R_STORED W2_HWM=$R_HWM_MIB
-  W2_CPU="server $R_CPU_SERVER%, wrk $R_CPU_WRK%, other $R_CPU_OTHER%"
+  W2_REQS_ALL=() W2_US_ALL=() W2_P50_ALL=() W2_P99_ALL=() W2_ERR_ALL=() W2_STORED_ALL=() W2_HWM_ALL=() W2_CPU_ALL=()
+  W4_REQS_ALL=() W4_US_ALL=() W4_P50_ALL=() W4_P99_ALL=() W4_ERR_ALL=() W4_STORED_ALL=() W4_HWM_ALL=() W4_CPU_ALL=()
+  local round w order
+  ((W24_ROUNDS >= 1)) || die "W24_ROUNDS must be 1 or more"
+  for ((round = 1; round <= W24_ROUNDS; round++)); do
+    if ((round % 2)); then order="W2 W4"; else order="W4 W2"; fi
+    for w in $order; do
+      if [[ $w == W2 ]]; then
+        log "W2 ($round/$W24_ROUNDS): 4 KiB uploads, $W2_CONNECTIONS connections, ${W2_DURATION} s (wrk -t$W2_THREADS)"
+        run_wrk "w2-$round" warn
+      else
+        log "W4 ($round/$W24_ROUNDS): W2 with $W4_RULES non-matching fault rules ($FIXTURE)"
+        run_wrk "w4-$round" warn --fixtures "$FIXTURE"
+      fi
+      add_run "$w"
+    done
+  done
+  summarize W2
+  summarize W4
+  W4_RATIO=$(awk -v a="$W4_RPS" -v b="$W2_RPS" 'BEGIN {printf "%.3f", a / b}')
+  log "  W2 $W2_RPS req/s (runs: ${W2_REQS_ALL[*]} requests), W4 $W4_RPS req/s (runs: ${W4_REQS_ALL[*]}), W4 / W2 $W4_RATIO"
 }
 
 run_w3() {
@@ -175,14 +223,6 @@ run_w3() {
   line=$(grep '^BENCH ' "$OUT/w3.txt")
   W3_MEDIAN=$(kv median_ms "$line") W3_ALL=$(kv all_ms "$line")
   log "  median $W3_MEDIAN ms (all: $W3_ALL)"
-}
-
-run_w4() {
-  log "W4: W2 with $W4_RULES non-matching fault rules ($FIXTURE)"
-  run_wrk w4 warn --fixtures "$FIXTURE"
-  W4_RPS=$R_RPS W4_P50=$R_P50 W4_P99=$R_P99 W4_ERRORS=$R_ERRORS
-  W4_CPU="server $R_CPU_SERVER%, wrk $R_CPU_WRK%, other $R_CPU_OTHER%"
-  W4_RATIO=$(awk -v a="$W4_RPS" -v b="$W2_RPS" 'BEGIN {printf "%.3f", a / b}')
 }
 
 run_note() {
@@ -211,9 +251,8 @@ if ((BUSY_BEFORE > 10)); then
 fi
 STARTED=$(now_ns)
 run_w1
-run_w2
+run_w2_w4
 run_w3
-run_w4
 if [[ $BENCH_INFO_NOTE == 1 ]]; then run_note; fi
 if [[ $BENCH_DISK_NOTE == 1 ]]; then run_disk_note; fi
 
@@ -248,18 +287,18 @@ ELAPSED=$(awk -v ns=$(($(now_ns) - STARTED)) 'BEGIN {printf "%.0f", ns / 1e9}')
     printf '%-4s %-44s %-22s %-26s %s\n' "" "reference: nginx PUT MiB/s (median) / copy" "$W1_NGINX_MIBS / $W1_NGINX_RATIO" "(no target)" ""
     printf '%-4s %-44s %-22s %-26s %s\n' "" "upload / nginx; nginx worker VmHWM" "$W1_VS_NGINX; $W1_NGINX_HWM_MIB MiB" "(no target)" ""
   fi
-  printf '%-4s %-44s %-22s %-26s %s\n' W2 "req/s (4 KiB, $W2_CONNECTIONS conns, ${W2_DURATION} s)" "$W2_RPS" ">= 10000" "$V_W2_RPS"
-  printf '%-4s %-44s %-22s %-26s %s\n' "" "p50 / p99 latency" "$W2_P50 / $W2_P99 ms" "p99 <= 10 ms" "$V_W2_P99"
+  printf '%-4s %-44s %-22s %-26s %s\n' W2 "req/s (4 KiB, $W2_CONNECTIONS conns, $W24_ROUNDS x ${W2_DURATION} s)" "$W2_RPS" ">= 10000" "$V_W2_RPS"
+  printf '%-4s %-44s %-22s %-26s %s\n' "" "p50 / p99 latency (p99: worst run)" "$W2_P50 / $W2_P99 ms" "p99 <= 10 ms" "$V_W2_P99"
   printf '%-4s %-44s %-22s %-26s %s\n' "" "errors (socket + non-2xx)" "$W2_ERRORS" "0" "$V_W2_ERR"
   printf '%-4s %-44s %-22s %-26s %s\n' "" "stored by server / answered (wrk)" "$W2_STORED / $W2_REQS" "" ""
   printf '%-4s %-44s %-22s %-26s %s\n' "" "server peak RSS (VmHWM)" "$W2_HWM MiB" "" ""
-  printf '%-4s %-44s %s\n' "" "CPU share of $(nproc) cores during the run" "$W2_CPU"
+  printf '%-4s %-44s %s\n' "" "CPU share of $(nproc) cores during the runs" "$W2_CPU"
   printf '%-4s %-44s %-22s %-26s %s\n' W3 "exec -> first 200 /health (median of $W3_RUNS)" "$W3_MEDIAN ms" "<= 25 ms" "$V_W3"
   printf '%-4s %-44s %-22s %-26s %s\n' "" "all runs" "$W3_ALL" "" ""
-  printf '%-4s %-44s %-22s %-26s %s\n' W4 "req/s with $W4_RULES non-matching rules" "$W4_RPS" "" ""
+  printf '%-4s %-44s %-22s %-26s %s\n' W4 "req/s, $W4_RULES non-matching rules ($W24_ROUNDS x ${W2_DURATION} s)" "$W4_RPS" "" ""
   printf '%-4s %-44s %-22s %-26s %s\n' "" "W4 / W2" "$W4_RATIO" ">= 0.9" "$V_W4"
   printf '%-4s %-44s %-22s %-26s %s\n' "" "p50 / p99, errors" "$W4_P50 / $W4_P99 ms, $W4_ERRORS" "" ""
-  printf '%-4s %-44s %s\n' "" "CPU share of $(nproc) cores during the run" "$W4_CPU"
+  printf '%-4s %-44s %s\n' "" "CPU share of $(nproc) cores during the runs" "$W4_CPU"
   if [[ $BENCH_INFO_NOTE == 1 ]]; then
     printf '%-4s %-44s %-22s %-26s %s\n' note "W2 at --log-level info: req/s" "$NOTE_RPS" "(no target)" ""
     printf '%-4s %-44s %-22s %-26s %s\n' "" "p50 / p99, errors" "$NOTE_P50 / $NOTE_P99 ms, $NOTE_ERRORS" "" ""
