@@ -4,46 +4,45 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
-    limit_malloc_arenas();
     // clap exits with 2 on bad flags, after printing what is wrong.
     aymara_mock::cli::run(aymara_mock::cli::Cli::parse())
 }
 
-/// glibc gives every thread that allocates its own malloc arena, keeps freed
-/// memory in them, and returns to the system only what is freed at the top of
-/// a heap. Uploads are written by short-lived blocking threads, so after a
-/// burst of concurrent uploads RSS stayed about twice as high as before it,
-/// for good (see the soak test). Two arenas, and a trim every 10 s, give the
-/// memory back once the burst is over. Buffers up to 32 MiB come from the
-/// heap rather than fresh mmaps, so a long upload reuses pages instead of
-/// faulting new ones in (W1 in BENCHMARKS.md). The trim threshold stays at its
-/// default: a thread arena's free top is only given back at `free` (never by
-/// `malloc_trim`), so a high threshold kept it for good (the soak test caught
-/// +16 MiB).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+/// The binary allocates with mimalloc: with glibc's malloc, allocation was
+/// 13% of the server's time under many small uploads (W2 in BENCHMARKS.md)
+/// and kept a burst's memory unless capped to two arenas and trimmed.
+/// mimalloc's defaults favour speed over footprint: it commits its arenas
+/// eagerly and returns freed memory only after a second, which put a 1 GiB
+/// upload's peak RSS at 50 MiB instead of 17. Committing on demand and giving
+/// freed memory back after 100 ms keeps the footprint of the glibc setup.
+/// The options must be set before the first allocation reserves an arena,
+/// which the Rust runtime makes before `main`: hence a constructor, run by
+/// the loader with the other `.init_array` entries. A library user keeps
+/// their own allocator.
+#[cfg(target_os = "linux")]
 #[allow(
     unsafe_code,
-    reason = "two libc allocator calls with no memory-safety preconditions"
+    reason = "a constructor entry; mi_option_set has no memory-safety preconditions"
 )]
-fn limit_malloc_arenas() {
-    // SAFETY: mallopt only changes allocator parameters; it is called first
-    // thing in main, before the runtime starts any thread.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+#[used]
+#[link_section = ".init_array"]
+static CONFIGURE_ALLOCATOR: extern "C" fn() = {
+    extern "C" fn configure_allocator() {
+        // The values of `mi_option_e` in mimalloc.h (v3, the version
+        // Cargo.lock pins); the Rust bindings leave them out on purpose.
+        const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+        const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+        // SAFETY: the loader runs constructors on one thread, before `main`
+        // starts any other (mi_option_set is not thread-safe); the options
+        // only tune the allocator.
+        unsafe {
+            libmimalloc_sys::mi_option_set(ARENA_EAGER_COMMIT, 0);
+            libmimalloc_sys::mi_option_set(PURGE_DELAY, 100);
+        }
     }
-    let _ = std::thread::Builder::new()
-        .name("malloc-trim".into())
-        .spawn(|| loop {
-            std::thread::sleep(std::time::Duration::from_secs(10));
-            // SAFETY: malloc_trim is thread-safe (it takes each arena's lock) and
-            // only releases free pages.
-            unsafe {
-                libc::malloc_trim(0);
-            }
-        });
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn limit_malloc_arenas() {}
+    configure_allocator
+};
