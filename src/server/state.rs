@@ -69,8 +69,15 @@ impl UploadIndex {
     }
 
     pub(crate) fn list(&self) -> Vec<StoredUpload> {
-        let order = lock(&self.inner).order.clone();
-        order.into_iter().map(Arc::unwrap_or_clone).collect()
+        self.snapshot()
+            .into_iter()
+            .map(Arc::unwrap_or_clone)
+            .collect()
+    }
+
+    /// The stored uploads in storage order, shared rather than copied.
+    pub(crate) fn snapshot(&self) -> Vec<Arc<StoredUpload>> {
+        lock(&self.inner).order.clone()
     }
 
     fn take_all(&self) -> Vec<StoredUpload> {
