@@ -30,13 +30,15 @@ const FRAMING_ALLOWANCE: u64 = 1024 * 1024;
 pub(crate) const DRAIN_MAX_BYTES: u64 = 64 * 1024 * 1024;
 pub(crate) const DRAIN_MAX_TIME: Duration = Duration::from_secs(5);
 
-/// The 200 answer.
+/// The 200 answer, its fields in the real API's order: the upstream page's
+/// four (`local_file_path`, `file_uuid`, `file_url`, `remote_file_path`), then
+/// the three the SDK also reads.
 #[derive(Debug, Serialize)]
 struct UploadAnswer<'a> {
-    file_uuid: &'a str,
     local_file_path: Option<String>,
-    remote_file_path: &'a str,
+    file_uuid: &'a str,
     file_url: &'a str,
+    remote_file_path: &'a str,
     content_type: &'a str,
     processing_status: &'static str,
     remote_uri: &'a str,
@@ -363,13 +365,13 @@ async fn store_and_answer(
     );
     let location = state.storage.locate(&target);
     let answer = UploadAnswer {
-        file_uuid: &target.file_uuid,
         local_file_path: location
             .local_file_path
             .as_ref()
             .map(|p| p.display().to_string()),
-        remote_file_path: &location.remote_file_path,
+        file_uuid: &target.file_uuid,
         file_url: &file_url,
+        remote_file_path: &location.remote_file_path,
         content_type: &target.content_type,
         processing_status: "completed",
         remote_uri: &location.remote_uri,
