@@ -251,3 +251,26 @@ fn json_logs_are_one_object_per_line() {
     assert_eq!(request_line["fields"]["status"], "200");
     assert_eq!(request_line["fields"]["method"], "POST");
 }
+
+/// The binary sets two mimalloc options by their numbers in mimalloc.h
+/// (src/main.rs); mimalloc's verbose start-up lists every option by name, so
+/// a mimalloc whose numbering moved would show here as the wrong option set.
+#[test]
+fn the_binary_sets_the_allocator_options_it_documents() {
+    let out = Command::new(bin_path())
+        .arg("--version")
+        .env("MIMALLOC_VERBOSE", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for line in [
+        "option 'arena_eager_commit': 0",
+        "option 'purge_delay': 100",
+    ] {
+        assert!(
+            stderr.lines().any(|l| l.trim_end() == line),
+            "no line {line:?} in:\n{stderr}"
+        );
+    }
+}
