@@ -139,20 +139,21 @@ impl LocalStorage {
         Ok(())
     }
 
-    /// Removes stored files and their directories, on a blocking thread:
+    /// Removes stored files and their directories, as one job on the pool:
     /// clearing 100k uploads takes seconds, which must not stall the async
     /// workers (a `/health` check waited 2.5 s behind 74k when it did).
     pub(crate) async fn remove(&self, file_uuids: Vec<String>) {
         let root = self.root.clone();
-        let removed = tokio::task::spawn_blocking(move || {
+        let removed = self.pool.run(move || {
             for file_uuid in file_uuids {
                 let dir = root.join(&file_uuid);
                 if !file_uuid.is_empty() && dir.parent() == Some(root.as_path()) {
                     let _ = std::fs::remove_dir_all(dir);
                 }
             }
+            Ok(())
         });
-        // Fails only if the thread panicked: the files stay, nothing else breaks.
+        // Fails only if the job panicked: the files stay, nothing else breaks.
         let _ = removed.await;
     }
 }
