@@ -5,12 +5,12 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 
-use crate::error::{json_response, ApiError};
+use crate::error::{json_body_response, json_response, ApiError};
 use crate::http_util::{BoxError, ResponseBody};
 use crate::rules::{AddRuleError, RuleStatus};
 use crate::server::state::AppState;
@@ -38,7 +38,9 @@ pub(crate) async fn handle(
 ) -> Response<ResponseBody> {
     match route(state, req).await {
         Ok(Reply::Json(status, body)) => json_response(status, &body),
-        Ok(Reply::Uploads(uploads)) => uploads_response(uploads),
+        Ok(Reply::Uploads(uploads)) => {
+            json_body_response(StatusCode::OK, UploadsJson::new(uploads).boxed())
+        }
         Err(err) => err.into_response(request_id),
     }
 }
@@ -48,15 +50,6 @@ enum Reply {
     Json(StatusCode, Value),
     /// `GET /__admin/uploads`: streamed, see [`UploadsJson`].
     Uploads(Vec<Arc<StoredUpload>>),
-}
-
-fn uploads_response(uploads: Vec<Arc<StoredUpload>>) -> Response<ResponseBody> {
-    let mut response = Response::new(UploadsJson::new(uploads).boxed());
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
 }
 
 /// Uploads serialized per frame rather than in one go.

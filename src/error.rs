@@ -228,7 +228,12 @@ impl std::error::Error for ApiError {}
 /// A JSON response with the given status.
 pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response<ResponseBody> {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-    let mut response = Response::new(full(Bytes::from(bytes)));
+    json_body_response(status, full(Bytes::from(bytes)))
+}
+
+/// A response whose body, already JSON (possibly streamed), is sent as is.
+pub(crate) fn json_body_response(status: StatusCode, body: ResponseBody) -> Response<ResponseBody> {
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
