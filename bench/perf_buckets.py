@@ -87,7 +87,9 @@ def samples(stream):
                 yield period, frames
             frames, period = [], 0
             continue
-        if not line.startswith(("\t", " ")):
+        # A sample's first line is "tid period" (perf right-aligns the tid, so
+        # it may begin with spaces); its call-chain frames begin with a tab.
+        if not line.startswith("\t"):
             parts = line.split()
             period = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 1
             continue
