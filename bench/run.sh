@@ -55,7 +55,8 @@ run_w1() {
     W1_NGINX=1
     start_nginx
   fi
-  start_server w1 warn
+  # The default configuration: log level info (one line per request), sha256 on.
+  start_server w1 info
   W1_HWM_START_KIB=$(vm_hwm_kib)
   local rep t0 t1 res code secs copies=() uploads=() nginx=() got_sha
   for ((rep = 1; rep <= W1_REPS; rep++)); do
