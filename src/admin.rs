@@ -14,7 +14,7 @@ use crate::error::{json_body_response, json_response, ApiError};
 use crate::http_util::{BoxError, ResponseBody};
 use crate::rules::{AddRuleError, RuleStatus};
 use crate::server::state::AppState;
-use crate::storage::StoredUpload;
+use crate::storage::{StoredUpload, UploadRecord};
 
 /// Largest admin request body accepted.
 const MAX_ADMIN_BODY: usize = 4 * 1024 * 1024;
@@ -32,14 +32,16 @@ pub(crate) fn rule_json(status: &RuleStatus) -> Value {
 }
 
 pub(crate) async fn handle(
-    state: &AppState,
+    state: &Arc<AppState>,
     req: Request<Incoming>,
     request_id: &str,
 ) -> Response<ResponseBody> {
     match route(state, req).await {
         Ok(Reply::Json(status, body)) => json_response(status, &body),
         Ok(Reply::Uploads(uploads)) => {
-            json_body_response(StatusCode::OK, UploadsJson::new(uploads).boxed())
+            let state = Arc::clone(state);
+            let body = UploadsJson::new(uploads, move |record| state.upload_of(record));
+            json_body_response(StatusCode::OK, body.boxed())
         }
         Err(err) => err.into_response(request_id),
     }
@@ -49,8 +51,11 @@ pub(crate) async fn handle(
 enum Reply {
     Json(StatusCode, Value),
     /// `GET /__admin/uploads`: streamed, see [`UploadsJson`].
-    Uploads(Vec<Arc<StoredUpload>>),
+    Uploads(Vec<Arc<UploadRecord>>),
 }
+
+/// Spells out an upload's record (see [`AppState::upload_of`]).
+type Describe = Box<dyn Fn(&UploadRecord) -> StoredUpload + Send + Sync>;
 
 /// Uploads serialized per frame rather than in one go.
 const UPLOADS_PER_FRAME: usize = 256;
@@ -61,7 +66,8 @@ const UPLOADS_PER_FRAME: usize = 256;
 /// waited 1.1 s behind it) and ~200 MB at once; now the worker is free between
 /// frames and the socket's pace bounds the memory.
 struct UploadsJson {
-    uploads: Vec<Arc<StoredUpload>>,
+    uploads: Vec<Arc<UploadRecord>>,
+    describe: Describe,
     next: usize,
     done: bool,
     /// Whether the last poll gave a frame (the next one yields).
@@ -69,9 +75,13 @@ struct UploadsJson {
 }
 
 impl UploadsJson {
-    fn new(uploads: Vec<Arc<StoredUpload>>) -> Self {
+    fn new(
+        uploads: Vec<Arc<UploadRecord>>,
+        describe: impl Fn(&UploadRecord) -> StoredUpload + Send + Sync + 'static,
+    ) -> Self {
         UploadsJson {
             uploads,
+            describe: Box::new(describe),
             next: 0,
             done: false,
             yield_next: false,
@@ -93,7 +103,7 @@ impl UploadsJson {
                 out.push(b',');
             }
             // Writing plain strings and numbers into a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut out, upload.as_ref());
+            let _ = serde_json::to_writer(&mut out, &(self.describe)(upload));
         }
         self.next = end;
         if end == self.uploads.len() {
@@ -233,18 +243,33 @@ mod tests {
 
     use super::*;
 
-    fn upload(i: usize) -> Arc<StoredUpload> {
-        Arc::new(StoredUpload {
-            file_uuid: format!("00000000-0000-4000-8000-{i:012}"),
-            filename: format!("f\"{i}\".txt"),
-            content_type: "text/plain".into(),
+    fn record(i: usize) -> Arc<UploadRecord> {
+        Arc::new(UploadRecord {
+            target: crate::storage::Target {
+                file_uuid: format!("00000000-0000-4000-8000-{i:012}"),
+                name: format!("f\"{i}\".txt"),
+                workspace: "default".into(),
+                content_type: "text/plain".into(),
+            },
             size: i as u64,
-            sha256: "ab".repeat(32),
+            sha256: "ab".repeat(32).into(),
+        })
+    }
+
+    /// Stands in for `AppState::upload_of`.
+    fn describe(record: &UploadRecord) -> StoredUpload {
+        let i = record.size;
+        StoredUpload {
+            file_uuid: record.target.file_uuid.clone(),
+            filename: record.target.name.clone(),
+            content_type: record.target.content_type.clone(),
+            size: record.size,
+            sha256: record.sha256.to_string(),
             local_file_path: (i % 2 == 0).then(|| format!("/tmp/s/{i}/f.txt").into()),
             remote_file_path: format!("uploads/default/{i}/f.txt"),
             remote_uri: format!("s3://aymara-mock/uploads/default/{i}/f.txt"),
             file_url: format!("http://127.0.0.1:1/__files/{i}/f.txt"),
-        })
+        }
     }
 
     #[test]
@@ -256,8 +281,8 @@ mod tests {
             UPLOADS_PER_FRAME + 1,
             3 * UPLOADS_PER_FRAME + 7,
         ] {
-            let uploads: Vec<_> = (0..count).map(upload).collect();
-            let mut body = UploadsJson::new(uploads.clone());
+            let records: Vec<_> = (0..count).map(record).collect();
+            let mut body = UploadsJson::new(records.clone(), describe);
             let mut text = Vec::new();
             let mut frames = 0;
             while let Some(chunk) = body.next_chunk() {
@@ -276,7 +301,7 @@ mod tests {
                     String::from_utf8_lossy(&text)
                 )
             });
-            let expected: Vec<&StoredUpload> = uploads.iter().map(Arc::as_ref).collect();
+            let expected: Vec<StoredUpload> = records.iter().map(|r| describe(r)).collect();
             assert_eq!(parsed, json!({ "uploads": expected }), "{count} uploads");
         }
     }
@@ -284,7 +309,8 @@ mod tests {
     #[test]
     fn the_streamed_upload_list_yields_between_frames() {
         use std::task::{Context, Poll, Waker};
-        let mut body = UploadsJson::new((0..2 * UPLOADS_PER_FRAME + 1).map(upload).collect());
+        let records = (0..2 * UPLOADS_PER_FRAME + 1).map(record).collect();
+        let mut body = UploadsJson::new(records, describe);
         let mut cx = Context::from_waker(Waker::noop());
         let mut polls = Vec::new();
         loop {

@@ -22,7 +22,7 @@ pub(crate) async fn serve(
 ) -> Answer {
     let decoded = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
     let found = match state.uploads.get(file_uuid) {
-        Some(upload) => Some(upload),
+        Some(record) => Some(state.upload_of(&record)),
         // Stored by another server sharing the same object store?
         None => match state.storage.lookup(file_uuid).await {
             Ok(found) => found,

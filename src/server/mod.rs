@@ -584,7 +584,7 @@ impl MockServer {
 
     /// The stored uploads, oldest first.
     pub async fn uploads(&self) -> Vec<StoredUpload> {
-        self.state.uploads.list()
+        self.state.list_uploads()
     }
 
     /// Deletes every upload this server stored; returns how many.

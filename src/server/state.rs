@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::config::AuthPolicy;
 use crate::journal::{lock, Journal};
 use crate::rules::RuleEngine;
-use crate::storage::{Storage, StoredUpload};
+use crate::storage::{Storage, StoredUpload, UploadRecord};
 
 /// Settings fixed at start.
 #[derive(Debug, Clone)]
@@ -37,9 +37,21 @@ impl AppState {
         self.storage.remove(&removed).await;
         removed.len()
     }
+
+    /// A stored upload spelled out, as answered and listed.
+    pub(crate) fn upload_of(&self, record: &UploadRecord) -> StoredUpload {
+        self.storage.upload_of(record, &self.settings.public_url)
+    }
+
+    /// The stored uploads spelled out, oldest first.
+    pub(crate) fn list_uploads(&self) -> Vec<StoredUpload> {
+        let records = self.uploads.snapshot();
+        records.iter().map(|r| self.upload_of(r)).collect()
+    }
 }
 
-/// Stored uploads, by `file_uuid`, in the order they were stored.
+/// Stored uploads, by `file_uuid`, in the order they were stored. It keeps
+/// [`UploadRecord`]s, which [`AppState::upload_of`] spells out when asked.
 #[derive(Debug, Default)]
 pub(crate) struct UploadIndex {
     inner: Mutex<Uploads>,
@@ -51,83 +63,74 @@ pub(crate) struct UploadIndex {
 /// every request for tens of milliseconds (W2 p99 in BENCHMARKS.md).
 #[derive(Debug, Default)]
 struct Uploads {
-    order: Vec<Arc<StoredUpload>>,
-    by_id: BTreeMap<String, Arc<StoredUpload>>,
+    order: Vec<Arc<UploadRecord>>,
+    by_id: BTreeMap<String, Arc<UploadRecord>>,
 }
 
 impl UploadIndex {
-    pub(crate) fn insert(&self, upload: StoredUpload) {
-        let upload = Arc::new(upload);
+    pub(crate) fn insert(&self, record: UploadRecord) {
+        let record = Arc::new(record);
         let mut inner = lock(&self.inner);
-        inner.order.push(Arc::clone(&upload));
-        inner.by_id.insert(upload.file_uuid.clone(), upload);
+        inner.order.push(Arc::clone(&record));
+        inner.by_id.insert(record.target.file_uuid.clone(), record);
     }
 
-    pub(crate) fn get(&self, file_uuid: &str) -> Option<StoredUpload> {
-        let found = lock(&self.inner).by_id.get(file_uuid).cloned();
-        found.map(Arc::unwrap_or_clone)
-    }
-
-    pub(crate) fn list(&self) -> Vec<StoredUpload> {
-        self.snapshot()
-            .into_iter()
-            .map(Arc::unwrap_or_clone)
-            .collect()
+    pub(crate) fn get(&self, file_uuid: &str) -> Option<Arc<UploadRecord>> {
+        lock(&self.inner).by_id.get(file_uuid).cloned()
     }
 
     /// The stored uploads in storage order, shared rather than copied.
-    pub(crate) fn snapshot(&self) -> Vec<Arc<StoredUpload>> {
+    pub(crate) fn snapshot(&self) -> Vec<Arc<UploadRecord>> {
         lock(&self.inner).order.clone()
     }
 
-    fn take_all(&self) -> Vec<StoredUpload> {
+    fn take_all(&self) -> Vec<Arc<UploadRecord>> {
         // Out of the lock first: freeing a large index takes a while.
         let Uploads { order, by_id } = std::mem::take(&mut *lock(&self.inner));
         drop(by_id);
-        order.into_iter().map(Arc::unwrap_or_clone).collect()
+        order
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::Target;
 
-    fn upload(file_uuid: String) -> StoredUpload {
-        StoredUpload {
-            filename: "a.txt".into(),
-            content_type: "text/plain".into(),
+    fn record(file_uuid: String) -> UploadRecord {
+        UploadRecord {
+            target: Target {
+                file_uuid,
+                name: "a.txt".into(),
+                workspace: "default".into(),
+                content_type: "text/plain".into(),
+            },
             size: 1,
-            sha256: String::new(),
-            local_file_path: None,
-            remote_file_path: format!("uploads/default/{file_uuid}/a.txt"),
-            remote_uri: String::new(),
-            file_url: String::new(),
-            file_uuid,
+            sha256: "".into(),
         }
+    }
+
+    fn ids(records: &[Arc<UploadRecord>]) -> Vec<String> {
+        records.iter().map(|r| r.target.file_uuid.clone()).collect()
     }
 
     #[test]
     fn the_index_lists_in_storage_order_finds_by_id_and_empties() {
         let index = UploadIndex::default();
         // Ids that sort differently from the order they are stored in.
-        let ids: Vec<String> = (0..1000)
+        let stored: Vec<String> = (0..1000)
             .map(|i| format!("{:04}", (i * 7919) % 1000))
             .collect();
-        for id in &ids {
-            index.insert(upload(id.clone()));
+        for id in &stored {
+            index.insert(record(id.clone()));
         }
-        let listed: Vec<String> = index.list().into_iter().map(|u| u.file_uuid).collect();
-        assert_eq!(listed, ids);
-        let found = index.get(&ids[10]).unwrap();
-        assert_eq!(
-            found.remote_file_path,
-            format!("uploads/default/{}/a.txt", ids[10])
-        );
+        assert_eq!(ids(&index.snapshot()), stored);
+        let found = index.get(&stored[10]).unwrap();
+        assert_eq!(found.target.file_uuid, stored[10]);
         assert!(index.get("missing").is_none());
 
-        let taken: Vec<String> = index.take_all().into_iter().map(|u| u.file_uuid).collect();
-        assert_eq!(taken, ids);
-        assert!(index.list().is_empty());
-        assert!(index.get(&ids[10]).is_none());
+        assert_eq!(ids(&index.take_all()), stored);
+        assert!(index.snapshot().is_empty());
+        assert!(index.get(&stored[10]).is_none());
     }
 }

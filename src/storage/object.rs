@@ -277,12 +277,9 @@ impl ObjectStorage {
     }
 
     /// Deletes an upload's object and its record.
-    pub(crate) async fn remove(&self, upload: &StoredUpload) {
-        let keys = [
-            Path::parse(&upload.remote_file_path),
-            Ok(self.record_key(&upload.file_uuid)),
-        ];
-        for key in keys.into_iter().flatten() {
+    pub(crate) async fn remove(&self, target: &Target) {
+        let keys = [self.key(target), self.record_key(&target.file_uuid)];
+        for key in keys {
             match self.store.delete(&key).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(err) => {

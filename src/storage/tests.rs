@@ -38,24 +38,23 @@ fn local(dir: &Path, quota: Option<u64>) -> Storage {
     Storage::local(Some(dir), false, "bucket".into(), quota).unwrap()
 }
 
+/// What the server would list for `file` (`file_url` relative to the server).
 fn record(storage: &Storage, file: &FinishedFile) -> StoredUpload {
-    let target = file.target();
-    let location = storage.locate(target);
-    StoredUpload {
-        file_uuid: target.file_uuid.clone(),
-        filename: target.name.clone(),
-        content_type: target.content_type.clone(),
-        size: file.size,
-        sha256: file.sha256.clone(),
-        local_file_path: location.local_file_path,
-        remote_file_path: location.remote_file_path,
-        remote_uri: location.remote_uri,
-        file_url: String::new(),
-    }
+    storage.upload_of(&file.record(), "")
 }
 
-/// Stores `data` in chunks of `chunk` bytes; returns the record.
+/// Stores `data` in chunks of `chunk` bytes; returns what the server would list.
 async fn put(storage: &Storage, name: &str, data: &[u8], chunk: usize) -> StoredUpload {
+    put_record(storage, name, data, chunk).await.1
+}
+
+/// [`put`], also returning the record the server would keep.
+async fn put_record(
+    storage: &Storage,
+    name: &str,
+    data: &[u8],
+    chunk: usize,
+) -> (Arc<UploadRecord>, StoredUpload) {
     let mut file = storage.begin(target(name));
     for piece in data.chunks(chunk) {
         file.write(Bytes::copy_from_slice(piece)).await.unwrap();
@@ -63,9 +62,10 @@ async fn put(storage: &Storage, name: &str, data: &[u8], chunk: usize) -> Stored
     let done = file.finish().await.unwrap();
     assert_eq!(done.size, data.len() as u64);
     assert_eq!(done.sha256, hex(&Sha256::digest(data)));
-    let record = record(storage, &done);
-    storage.commit(done, &record).await.unwrap();
-    record
+    let kept = Arc::new(done.record());
+    let upload = record(storage, &done);
+    storage.commit(done, &upload).await.unwrap();
+    (kept, upload)
 }
 
 async fn read_all(storage: &Storage, upload: &StoredUpload, start: u64, count: u64) -> Vec<u8> {
@@ -155,7 +155,7 @@ async fn quota_refuses_writes_past_the_limit_and_frees_on_remove() {
     assert!(matches!(err, StorageError::QuotaFull));
     drop(file);
     // The quota is released by the dropped file; a stored one keeps it.
-    let stored = put(&storage, "b", b"1234567890", 4).await;
+    let (stored, _) = put_record(&storage, "b", b"1234567890", 4).await;
     let mut file = storage.begin(target("c"));
     assert!(matches!(
         file.write(Bytes::from_static(b"1")).await,
@@ -181,7 +181,7 @@ async fn object_store_keeps_bytes_key_and_content_type() {
     // One PUT below a part, a multipart upload above (parts of 8 MiB).
     for size in [0, 5, 20 * 1024 * 1024 + 3] {
         let data = data(size);
-        let upload = put(&storage, "report [final].txt", &data, 64 * 1024).await;
+        let (kept, upload) = put_record(&storage, "report [final].txt", &data, 64 * 1024).await;
         assert_eq!(upload.local_file_path, None);
         let key = format!(
             "team/staging/uploads/ws/{}/report [final].txt",
@@ -212,7 +212,7 @@ async fn object_store_keeps_bytes_key_and_content_type() {
             other.lookup(&upload.file_uuid).await.unwrap(),
             Some(upload.clone())
         );
-        storage.remove(std::slice::from_ref(&upload)).await;
+        storage.remove(std::slice::from_ref(&kept)).await;
         assert_eq!(other.lookup(&upload.file_uuid).await.unwrap(), None);
     }
     let left: Vec<_> = store.list(None).try_collect().await.unwrap();

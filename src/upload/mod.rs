@@ -19,7 +19,7 @@ use crate::rules::model::{Action, Fault, Phase};
 use crate::rules::{Decision, RequestFacts};
 use crate::server::handler::{Answer, Exchange, Finish};
 use crate::server::state::AppState;
-use crate::storage::{FinishedFile, StoredUpload, Target};
+use crate::storage::{FinishedFile, Target};
 use body::{BodyControl, BodyFailure, UploadBody};
 use multipart::{Multipart, MultipartError, MAX_PART_HEADERS};
 use name::SafeFileName;
@@ -355,26 +355,19 @@ async fn store_and_answer(
     plan: Plan,
     ex: &mut Exchange,
 ) -> Finish {
-    let target = received.file.target().clone();
-    let name = target.name.as_str();
-    let file_url = format!(
-        "{}/__files/{}/{}",
-        state.settings.public_url,
-        target.file_uuid,
-        crate::http_util::encode_segment(name)
-    );
-    let location = state.storage.locate(&target);
+    let record = received.file.record();
+    let stored = state.upload_of(&record);
     let answer = UploadAnswer {
-        local_file_path: location
+        local_file_path: stored
             .local_file_path
             .as_ref()
             .map(|p| p.display().to_string()),
-        file_uuid: &target.file_uuid,
-        file_url: &file_url,
-        remote_file_path: &location.remote_file_path,
-        content_type: &target.content_type,
+        file_uuid: &stored.file_uuid,
+        file_url: &stored.file_url,
+        remote_file_path: &stored.remote_file_path,
+        content_type: &stored.content_type,
         processing_status: "completed",
-        remote_uri: &location.remote_uri,
+        remote_uri: &stored.remote_uri,
     };
     let normal = serde_json::to_value(&answer).unwrap_or(Value::Null);
     let mut reply = match &plan.deferred {
@@ -390,21 +383,10 @@ async fn store_and_answer(
         received.file.discard().await;
         return Finish::Answer(reply);
     }
-    let stored = StoredUpload {
-        file_uuid: target.file_uuid.clone(),
-        filename: name.to_owned(),
-        content_type: target.content_type.clone(),
-        size: received.file.size,
-        sha256: received.file.sha256.clone(),
-        local_file_path: location.local_file_path,
-        remote_file_path: location.remote_file_path,
-        remote_uri: location.remote_uri,
-        file_url,
-    };
     if let Err(err) = state.storage.commit(received.file, &stored).await {
         return Finish::Answer(Answer::error(ApiError::storage(&err)));
     }
-    state.uploads.insert(stored.clone());
+    state.uploads.insert(record);
     ex.upload = Some(stored);
     Finish::Answer(reply)
 }
