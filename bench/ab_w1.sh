@@ -40,10 +40,7 @@ upload_once() {
   BIN=$2
   start_server "ab-$name" warn
   c0=$(proc_ticks "$SRV_PID")
-  res=$(curl -sS -o "$OUT/ab-response.json" -w '%{http_code} %{time_total}' \
-    -X POST -T "$BODY" -H 'Expect:' \
-    -H "Content-Type: multipart/form-data; boundary=$BOUNDARY" \
-    -H "x-api-key: $API_KEY" "$SRV_URL$UPLOAD_PATH")
+  res=$(w1_post "$OUT/ab-response.json")
   c1=$(proc_ticks "$SRV_PID")
   hwm=$(vm_hwm_kib)
   stop_server
@@ -54,13 +51,7 @@ upload_once() {
 }
 
 copy_once() { # MiB/s of a plain copy of the payload to the storage filesystem
-  local t0 t1
-  mkdir -p "$COPY_DIR"
-  t0=$(now_ns)
-  cat "$PAYLOAD" >"$COPY_DIR/x"
-  t1=$(now_ns)
-  rm -f "$COPY_DIR/x"
-  awk -v m="$W1_SIZE_MIB" -v ns=$((t1 - t0)) 'BEGIN {printf "%.1f", m / (ns / 1e9)}'
+  awk -v m="$W1_SIZE_MIB" -v s="$(w1_copy_secs)" 'BEGIN {printf "%.1f", m / s}'
 }
 
 log "W1 A/B: $PAIRS pairs of ${W1_SIZE_MIB} MiB uploads; A=$BIN_A B=$BIN_B"

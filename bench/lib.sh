@@ -263,6 +263,28 @@ clear_uploads() { # prints how many uploads the server deleted
 
 now_ns() { date +%s%N; }
 
+# w1_post OUTFILE: POSTs W1's prebuilt multipart body to the server, the answer
+# to OUTFILE; prints "HTTP_CODE SECONDS". -T streams the body from disk (no
+# encoding, no buffering in curl); -X POST makes it a POST; `Expect:` drops
+# the 100-continue round trip.
+w1_post() {
+  curl -sS -o "$1" -w '%{http_code} %{time_total}' -X POST -T "$BODY" -H 'Expect:' \
+    -H "Content-Type: multipart/form-data; boundary=$BOUNDARY" \
+    -H "x-api-key: $API_KEY" "$SRV_URL$UPLOAD_PATH"
+}
+
+# w1_copy_secs: seconds a plain `cat PAYLOAD > COPY_DIR/x` takes (W1's
+# denominator, on the storage filesystem); the copy is removed again.
+w1_copy_secs() {
+  local t0 t1
+  mkdir -p "$COPY_DIR"
+  t0=$(now_ns)
+  cat "$PAYLOAD" >"$COPY_DIR/x"
+  t1=$(now_ns)
+  rm -f "$COPY_DIR/x"
+  awk -v ns=$((t1 - t0)) 'BEGIN {printf "%.6f", ns / 1e9}'
+}
+
 # median of numbers on stdin
 median() { sort -g | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 

@@ -71,10 +71,9 @@ report() { # report NAME: text reports from perf-NAME.data / perf-NAME-cg.data
   fi
 }
 
-w1_upload() {
-  curl -sS -o /dev/null -w '%{http_code} %{time_total}s\n' -X POST -T "$BODY" -H 'Expect:' \
-    -H "Content-Type: multipart/form-data; boundary=$BOUNDARY" \
-    -H "x-api-key: $API_KEY" "$SRV_URL$UPLOAD_PATH"
+w1_upload() { # prints "HTTP_CODE SECONDS"
+  w1_post /dev/null
+  echo
 }
 
 wrk_pass() {

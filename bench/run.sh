@@ -58,13 +58,9 @@ run_w1() {
   # The default configuration: log level info (one line per request), sha256 on.
   start_server w1 info
   W1_HWM_START_KIB=$(vm_hwm_kib)
-  local rep t0 t1 res code secs copies=() uploads=() nginx=() got_sha
+  local rep res code secs copies=() uploads=() nginx=() got_sha
   for ((rep = 1; rep <= W1_REPS; rep++)); do
-    t0=$(now_ns)
-    cat "$PAYLOAD" >"$COPY_DIR/x"
-    t1=$(now_ns)
-    copies+=("$(awk -v ns=$((t1 - t0)) 'BEGIN {printf "%.6f", ns / 1e9}')")
-    rm -f "$COPY_DIR/x"
+    copies+=("$(w1_copy_secs)")
 
     if ((W1_NGINX)); then
       # The reference: nginx storing the raw payload (PUT, no multipart, no hash).
@@ -76,12 +72,7 @@ run_w1() {
       nginx+=("$secs")
     fi
 
-    # -T streams the prebuilt body from disk (no encoding, no buffering in
-    # curl); -X POST makes it a POST; `Expect:` drops the 100-continue round trip.
-    res=$(curl -sS -o "$OUT/w1-response.json" -w '%{http_code} %{time_total}' \
-      -X POST -T "$BODY" -H 'Expect:' \
-      -H "Content-Type: multipart/form-data; boundary=$BOUNDARY" \
-      -H "x-api-key: $API_KEY" "$SRV_URL$UPLOAD_PATH")
+    res=$(w1_post "$OUT/w1-response.json")
     code=${res% *} secs=${res#* }
     [[ $code == 200 ]] || die "W1 upload answered $code: $(cat "$OUT/w1-response.json")"
     uploads+=("$secs")
@@ -215,8 +206,7 @@ run_w2_w4() {
   for ((i = 0; i < W24_ROUNDS; i++)); do
     ratios+=("$(awk -v a="${W4_RPS_ALL[i]}" -v b="${W2_RPS_ALL[i]}" 'BEGIN {printf "%.3f", a / b}')")
   done
-  W4_RATIO=$(printf '%s\n' "${ratios[@]}" | median)
-  W4_RATIO=$(awk -v r="$W4_RATIO" 'BEGIN {printf "%.3f", r}')
+  printf -v W4_RATIO '%.3f' "$(printf '%s\n' "${ratios[@]}" | median)"
   W4_RATIOS=${ratios[*]}
   log "  W2 median $W2_RPS req/s (runs: ${W2_RPS_ALL[*]}), W4 median $W4_RPS req/s (runs: ${W4_RPS_ALL[*]}), W4 / W2 by round: $W4_RATIOS, median $W4_RATIO"
 }
