@@ -38,23 +38,18 @@ fn local(dir: &Path, quota: Option<u64>) -> Storage {
     Storage::local(Some(dir), false, "bucket".into(), quota).unwrap()
 }
 
-/// What the server would list for `file` (`file_url` relative to the server).
-fn record(storage: &Storage, file: &FinishedFile) -> StoredUpload {
-    storage.upload_of(&file.record(), "")
+/// What the server would list for `record` (`file_url` relative to the server).
+fn listed(storage: &Storage, record: &UploadRecord) -> StoredUpload {
+    storage.upload_of(record, "")
 }
 
 /// Stores `data` in chunks of `chunk` bytes; returns what the server would list.
 async fn put(storage: &Storage, name: &str, data: &[u8], chunk: usize) -> StoredUpload {
-    put_record(storage, name, data, chunk).await.1
+    listed(storage, &*put_record(storage, name, data, chunk).await)
 }
 
-/// [`put`], also returning the record the server would keep.
-async fn put_record(
-    storage: &Storage,
-    name: &str,
-    data: &[u8],
-    chunk: usize,
-) -> (Arc<UploadRecord>, StoredUpload) {
+/// Stores `data` in chunks of `chunk` bytes; returns the record the server keeps.
+async fn put_record(storage: &Storage, name: &str, data: &[u8], chunk: usize) -> Arc<UploadRecord> {
     let mut file = storage.begin(target(name));
     for piece in data.chunks(chunk) {
         file.write(Bytes::copy_from_slice(piece)).await.unwrap();
@@ -62,10 +57,12 @@ async fn put_record(
     let done = file.finish().await.unwrap();
     assert_eq!(done.size, data.len() as u64);
     assert_eq!(done.sha256, hex(&Sha256::digest(data)));
-    let kept = Arc::new(done.record());
-    let upload = record(storage, &done);
-    storage.commit(done, &upload).await.unwrap();
-    (kept, upload)
+    let record = done.record();
+    storage
+        .commit(done, &listed(storage, &record))
+        .await
+        .unwrap();
+    Arc::new(record)
 }
 
 async fn read_all(storage: &Storage, upload: &StoredUpload, start: u64, count: u64) -> Vec<u8> {
@@ -155,7 +152,7 @@ async fn quota_refuses_writes_past_the_limit_and_frees_on_remove() {
     assert!(matches!(err, StorageError::QuotaFull));
     drop(file);
     // The quota is released by the dropped file; a stored one keeps it.
-    let (stored, _) = put_record(&storage, "b", b"1234567890", 4).await;
+    let stored = put_record(&storage, "b", b"1234567890", 4).await;
     let mut file = storage.begin(target("c"));
     assert!(matches!(
         file.write(Bytes::from_static(b"1")).await,
@@ -181,7 +178,8 @@ async fn object_store_keeps_bytes_key_and_content_type() {
     // One PUT below a part, a multipart upload above (parts of 8 MiB).
     for size in [0, 5, 20 * 1024 * 1024 + 3] {
         let data = data(size);
-        let (kept, upload) = put_record(&storage, "report [final].txt", &data, 64 * 1024).await;
+        let kept = put_record(&storage, "report [final].txt", &data, 64 * 1024).await;
+        let upload = listed(&storage, &kept);
         assert_eq!(upload.local_file_path, None);
         let key = format!(
             "team/staging/uploads/ws/{}/report [final].txt",
@@ -256,8 +254,8 @@ async fn unreachable_store_is_unavailable() {
     let mut file = storage.begin(target("a"));
     file.write(Bytes::from_static(b"abc")).await.unwrap();
     let done = file.finish().await.unwrap();
-    let record = record(&storage, &done);
-    let err = storage.commit(done, &record).await.unwrap_err();
+    let upload = listed(&storage, &done.record());
+    let err = storage.commit(done, &upload).await.unwrap_err();
     assert!(matches!(err, StorageError::Unavailable(_)), "{err:?}");
 }
 
