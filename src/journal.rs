@@ -34,8 +34,14 @@ pub struct RequestRecord {
     pub rule: Option<String>,
     /// The network fault carried out (`reset`, `hang`, `truncate`), if any.
     pub fault: Option<String>,
+    /// The client's connection ended before the request body was complete
+    /// (its `Content-Length` or chunked terminator never came): no answer was
+    /// sent and nothing was stored.
+    pub cut: bool,
     /// The stored file, for an upload that was stored.
     pub upload: Option<StoredUpload>,
+    /// Request body bytes received (chunked transfer framing not counted).
+    pub body_bytes: u64,
     /// Milliseconds from arrival to the end of the answer.
     pub duration_ms: u64,
 }
@@ -138,7 +144,9 @@ mod tests {
             status: Some(200),
             rule: None,
             fault: None,
+            cut: false,
             upload: None,
+            body_bytes: 0,
             duration_ms: 0,
         }
     }

@@ -39,6 +39,8 @@ pub(crate) struct Exchange {
     pub(crate) upload: Option<StoredUpload>,
     pub(crate) delay_ms: u64,
     pub(crate) body_bytes: u64,
+    /// The client's body ended before its framing said it would.
+    pub(crate) cut: bool,
 }
 
 /// How a request ends.
@@ -278,7 +280,9 @@ pub(crate) async fn handle(
         status: None,
         rule: None,
         fault: None,
+        cut: false,
         upload: None,
+        body_bytes: 0,
         duration_ms: 0,
     };
     let mut flight = InFlight {
@@ -330,7 +334,10 @@ pub(crate) async fn handle(
             }
             Err(Abort("hang"))
         }
-        Finish::ClientGone => Err(Abort("client closed the connection")),
+        Finish::ClientGone => {
+            flight.ex.cut = true;
+            Err(Abort("client closed the connection"))
+        }
     }
     // `flight` is dropped here, or earlier if hyper drops this future because
     // the client went away: either way the request is logged and journaled.
@@ -363,6 +370,8 @@ impl Drop for InFlight {
         record.rule = self.ex.rule.clone();
         record.fault = self.ex.fault.map(str::to_owned);
         record.upload = self.ex.upload.take();
+        record.cut = self.ex.cut;
+        record.body_bytes = self.ex.body_bytes;
         record.duration_ms = self.started.elapsed().as_millis() as u64;
         log_line(
             &self.method,

@@ -9,6 +9,7 @@ pub(crate) mod name;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use http::{HeaderMap, Request, StatusCode};
 use hyper::body::Incoming;
 use serde::Serialize;
@@ -258,6 +259,15 @@ async fn receive(
         }
         received
     };
+    // The closing boundary is not the end of the request: until the body has
+    // its declared length (or its chunked terminator), the client may still be
+    // cut off, and a cut request is never stored nor decided at `complete`.
+    if let Err(finish) = read_to_end(body, ctl, max).await {
+        if let Some(received) = received {
+            received.file.discard().await;
+        }
+        return finish;
+    }
     let Some(received) = received else {
         return Finish::Answer(Answer::error(ApiError::unprocessable(
             "file",
@@ -345,6 +355,18 @@ async fn receive_file(
     };
     partial.abort().await;
     Err(failure)
+}
+
+/// Reads what follows the closing boundary (the epilogue, usually empty) to
+/// the end of the HTTP body, under the same limits as the parts.
+async fn read_to_end(body: &mut UploadBody, ctl: &BodyControl, max: u64) -> Result<(), Finish> {
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(_) => ctl.mark_progress(),
+            Err(err) => return Err(body_error(ctl, max, &MultipartError::Body(err))),
+        }
+    }
+    Ok(())
 }
 
 /// Builds the answer; stores the file when the client is told it succeeded

@@ -3,6 +3,7 @@
 //! - `helpers`: `spawn_app()`, the test client, raw-socket helpers, the binary runner.
 //! - `upload`: the emulated endpoint through the library: bytes, names, errors, limits.
 //! - `cli`: the real binary: ready line, flags, env vars, signals.
+//! - `cut_body`: bodies that end before their HTTP framing says: never stored.
 //! - `faults`: fault rules, fixtures, phases, network faults, `Prefer`.
 //! - `admin`: the admin API and the library's test-control methods.
 //! - `robustness`: hostile and slow clients, full disks, connection limits.
@@ -20,6 +21,7 @@
 
 mod admin;
 mod cli;
+mod cut_body;
 mod faults;
 mod fuzz;
 mod helpers;
