@@ -208,6 +208,47 @@ def test_cut_off_upload_leaves_nothing(
     assert r.status_code == 200, r.text
 
 
+@pytest.mark.parametrize("close", ["half-close", "close"])
+def test_body_cut_after_the_closing_boundary_leaves_nothing(
+    s3: Any, bucket: str, moto: Moto, start_emulator: Any, close: str
+) -> None:
+    """The whole multipart body arrives, closing boundary included, but the HTTP body ends 1000
+    bytes short of its Content-Length: a cut request, so no object and no multipart upload."""
+    emu = start_emulator(moto.endpoint, bucket, PREFIX)
+    boundary, head, tail = multipart_framing("whole.mp4", "video/mp4")
+    data = random.Random(5).randbytes(20 * MiB)  # 8 MiB parts: a multipart upload under way
+    host, port = emu.url.removeprefix("http://").split(":")
+    body = head + data + tail
+    request_head = (
+        f"POST {UPLOAD_PATH}?workspace_uuid=cut HTTP/1.1\r\n"
+        f"Host: {host}:{port}\r\n"
+        f"x-api-key: {API_KEY}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"Content-Length: {len(body) + 1000}\r\n\r\n"
+    ).encode()
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    answer = b""
+    try:
+        sock.sendall(request_head + body)
+        poll(
+            lambda: multipart_uploads(s3, bucket),
+            timeout=15,
+            what=f"a multipart upload in progress; stderr:\n{emu.stderr()}",
+        )
+        if close == "half-close":
+            sock.shutdown(socket.SHUT_WR)
+            while chunk := sock.recv(65536):
+                answer += chunk
+    finally:
+        sock.close()
+
+    assert answer == b"", f"answered {answer[:200]!r}"
+    assert_nothing_stored(s3, emu, f"body cut after the closing boundary ({close})")
+    (entry,) = poll(emu.journal, timeout=5, what="the cut request in the journal")
+    assert (entry["status"], entry["upload"], entry["cut"]) == (None, None, True)
+    assert entry["body_bytes"] == len(body)
+
+
 # -- 3. an upload refused by a rule leaves nothing -------------------------------------------
 
 
