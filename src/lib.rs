@@ -59,7 +59,7 @@ pub use object_store;
 pub use rules::glob::{Glob, GlobError};
 pub use rules::model::{
     Action, Fault, Fixture, Headers, Match, Pass, Phase, Probability, Respond, Rule, SizeRange,
-    Status, When,
+    Status, Wait, When, FALLBACK_READ_TIMEOUT_MS, MAX_WAIT_MS,
 };
 pub use rules::schema::SCHEMA as FIXTURE_SCHEMA;
 pub use rules::{AddRuleError, FixtureError, RuleStatus};

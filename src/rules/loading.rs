@@ -288,6 +288,24 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_wait_names_its_field_line_and_forms() {
+        let text =
+            "{\"rules\": [\n {\"fault\": {\"kind\": \"hang\",\n  \"for_ms\": \"timeout+5\"}}\n]}";
+        let err = parse_fixture("f.json", text).unwrap_err();
+        assert_eq!(err.line, Some(3), "{err}");
+        assert!(err.message.starts_with("rules[0].fault"), "{err}");
+        assert!(err.message.contains("\"read_timeout+N\""), "{err}");
+        let err = parse_fixture("f.json", r#"{"rules":[{"pass":{},"delay_ms":-5}]}"#).unwrap_err();
+        assert!(err.message.starts_with("rules[0].delay_ms: "), "{err}");
+        let err = parse_fixture(
+            "f.json",
+            r#"{"rules":[{"pass":{},"delay_ms":99999999999999}]}"#,
+        )
+        .unwrap_err();
+        assert!(err.message.contains("longest wait"), "{err}");
+    }
+
+    #[test]
     fn value_errors_name_the_field() {
         let text = "{\"rules\": [\n {\"pass\": {}, \"when\": {\"probability\": 2}}\n]}";
         let err = parse_fixture("f.json", text).unwrap_err();

@@ -214,6 +214,157 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// The read timeout assumed for a client that announces none: the official
+/// Python SDK's default (`DEFAULT_TIMEOUT`, 60 s).
+pub const FALLBACK_READ_TIMEOUT_MS: u64 = 60_000;
+
+/// Longest wait a rule may ask for: 7 days, in milliseconds.
+pub const MAX_WAIT_MS: u64 = 7 * 24 * 3600 * 1000;
+
+/// A wait of a `delay_ms` or a `hang`'s `for_ms`: fixed milliseconds (a JSON
+/// integer), or relative to the read timeout the client announced in its
+/// `x-stainless-read-timeout` header, as the official SDK does on every
+/// request (a JSON string: `"read_timeout"`, `"read_timeout+500"`,
+/// `"read_timeout-500"`). A client that announces none is taken to have
+/// [`FALLBACK_READ_TIMEOUT_MS`]; a relative wait below zero is no wait.
+///
+/// ```
+/// use aymara_mock::Wait;
+/// let past: Wait = serde_json::from_str(r#""read_timeout+500""#).unwrap();
+/// assert_eq!(past, Wait::ReadTimeout { offset_ms: 500 });
+/// assert_eq!(past.millis(Some(2_000)), 2_500);
+/// assert_eq!(past.millis(None), 60_500);
+/// assert_eq!(Wait::Fixed(40).millis(Some(2_000)), 40);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// This many milliseconds.
+    Fixed(u64),
+    /// The client's announced read timeout plus `offset_ms` (which may be negative).
+    ReadTimeout {
+        /// Milliseconds added to the read timeout.
+        offset_ms: i64,
+    },
+}
+
+impl Wait {
+    /// No wait.
+    pub const NONE: Wait = Wait::Fixed(0);
+
+    /// The wait in milliseconds, for a client that announced `read_timeout_ms`.
+    pub fn millis(self, read_timeout_ms: Option<u64>) -> u64 {
+        match self {
+            Wait::Fixed(ms) => ms,
+            Wait::ReadTimeout { offset_ms } => {
+                let base = read_timeout_ms.unwrap_or(FALLBACK_READ_TIMEOUT_MS);
+                base.saturating_add_signed(offset_ms).min(MAX_WAIT_MS)
+            }
+        }
+    }
+
+    fn is_none(&self) -> bool {
+        *self == Wait::NONE
+    }
+}
+
+impl Default for Wait {
+    fn default() -> Self {
+        Wait::NONE
+    }
+}
+
+impl fmt::Display for Wait {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Wait::Fixed(ms) => write!(f, "{ms}"),
+            Wait::ReadTimeout { offset_ms: 0 } => f.write_str("read_timeout"),
+            Wait::ReadTimeout { offset_ms } => write!(f, "read_timeout{offset_ms:+}"),
+        }
+    }
+}
+
+impl Serialize for Wait {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Wait::Fixed(ms) => serializer.serialize_u64(*ms),
+            relative => serializer.collect_str(relative),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Wait {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Wait;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "milliseconds (an integer), or \"read_timeout\", \"read_timeout+N\" or \"read_timeout-N\"",
+                )
+            }
+            fn visit_u64<E: serde::de::Error>(self, ms: u64) -> Result<Wait, E> {
+                if ms > MAX_WAIT_MS {
+                    return Err(E::custom(format!(
+                        "{ms} ms is more than the longest wait, {MAX_WAIT_MS} ms (7 days)"
+                    )));
+                }
+                Ok(Wait::Fixed(ms))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Wait, E> {
+                parse_relative_wait(s).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+fn parse_relative_wait(s: &str) -> Result<Wait, String> {
+    let Some(offset) = s.trim().strip_prefix("read_timeout").map(str::trim_start) else {
+        return Err(format!(
+            "{s:?} is not a wait: give milliseconds (an integer), or \"read_timeout\", \"read_timeout+N\" or \"read_timeout-N\" (N in milliseconds)"
+        ));
+    };
+    if offset.is_empty() {
+        return Ok(Wait::ReadTimeout { offset_ms: 0 });
+    }
+    let sign = match offset.as_bytes()[0] {
+        b'+' => 1,
+        b'-' => -1,
+        _ => {
+            return Err(format!(
+                "{s:?}: after \"read_timeout\" comes +N or -N (milliseconds)"
+            ))
+        }
+    };
+    let digits = offset[1..].trim_start();
+    let n = digits
+        .parse::<u64>()
+        .ok()
+        .filter(|n| digits.bytes().all(|b| b.is_ascii_digit()) && *n <= MAX_WAIT_MS)
+        .ok_or_else(|| {
+            format!("{s:?}: the offset must be whole milliseconds, at most {MAX_WAIT_MS}")
+        })?;
+    // n <= MAX_WAIT_MS fits in an i64.
+    Ok(Wait::ReadTimeout {
+        offset_ms: sign * n as i64,
+    })
+}
+
+/// The read timeout a client announced in `x-stainless-read-timeout` (seconds,
+/// as the official SDK sends it: `"2.0"`, `"60"`), in milliseconds; `None` when
+/// absent or not a sane number of seconds.
+pub(crate) fn announced_read_timeout_ms(headers: &http::HeaderMap) -> Option<u64> {
+    let secs: f64 = headers
+        .get("x-stainless-read-timeout")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (secs.is_finite() && secs >= 0.0 && secs * 1000.0 <= MAX_WAIT_MS as f64)
+        .then(|| (secs * 1000.0).round() as u64)
+}
+
 /// A probability in `0.0..=1.0`.
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
 #[serde(try_from = "f64", into = "f64")]
@@ -366,9 +517,9 @@ pub enum Fault {
     },
     /// Read nothing more and answer nothing for `for_ms` (default: until the client gives up), then close.
     Hang {
-        /// How long to hang, in milliseconds.
+        /// How long to hang: milliseconds, or relative to the client's read timeout.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        for_ms: Option<u64>,
+        for_ms: Option<Wait>,
     },
     /// Send the headers with the full `Content-Length`, then half the body, then close.
     Truncate,
@@ -432,8 +583,9 @@ pub struct Rule {
     pub phase: Phase,
     /// What it does.
     pub action: Action,
-    /// Milliseconds to wait before answering.
-    pub delay_ms: u64,
+    /// How long to wait before answering: milliseconds, or relative to the
+    /// client's read timeout.
+    pub delay_ms: Wait,
     /// Read the upload at this rate.
     pub throttle_bytes_per_sec: Option<u64>,
     /// Keep the stored file even though the client sees an error.
@@ -449,7 +601,7 @@ impl Rule {
             when: When::default(),
             phase: Phase::Request,
             action,
-            delay_ms: 0,
+            delay_ms: Wait::NONE,
             throttle_bytes_per_sec: None,
             keep_upload: false,
         }
@@ -534,8 +686,8 @@ struct RuleDef {
     fault: Option<Fault>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pass: Option<Pass>,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    delay_ms: u64,
+    #[serde(default, skip_serializing_if = "Wait::is_none")]
+    delay_ms: Wait,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     throttle_bytes_per_sec: Option<u64>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -657,6 +809,88 @@ mod tests {
 
     fn parse(json: &str) -> Result<Rule, String> {
         serde_json::from_str::<Rule>(json).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn waits_are_milliseconds_or_relative_to_the_read_timeout() {
+        let wait = |json: &str| serde_json::from_str::<Wait>(json).map_err(|e| e.to_string());
+        for (json, expect) in [
+            ("0", Wait::NONE),
+            ("1500", Wait::Fixed(1500)),
+            (r#""read_timeout""#, Wait::ReadTimeout { offset_ms: 0 }),
+            (
+                r#""read_timeout+500""#,
+                Wait::ReadTimeout { offset_ms: 500 },
+            ),
+            (
+                r#"" read_timeout - 250 ""#,
+                Wait::ReadTimeout { offset_ms: -250 },
+            ),
+        ] {
+            assert_eq!(wait(json), Ok(expect), "{json}");
+        }
+        for bad in [
+            "-1",
+            "1.5",
+            r#""500""#,
+            r#""read_timeout*2""#,
+            r#""read_timeout+""#,
+            r#""read_timeout++5""#,
+            r#""read_timeout+5s""#,
+            r#""read_timeout+99999999999999""#,
+            "null",
+        ] {
+            assert!(wait(bad).is_err(), "{bad} was accepted");
+        }
+        // Written back as read: the fixture format round-trips.
+        for w in [Wait::Fixed(7), Wait::ReadTimeout { offset_ms: -500 }] {
+            let json = serde_json::to_string(&w).unwrap();
+            assert_eq!(wait(&json), Ok(w), "{json}");
+        }
+        assert_eq!(
+            serde_json::to_string(&Wait::ReadTimeout { offset_ms: 0 }).unwrap(),
+            r#""read_timeout""#
+        );
+    }
+
+    #[test]
+    fn a_relative_wait_resolves_against_the_announced_timeout_or_the_fallback() {
+        let minus = Wait::ReadTimeout { offset_ms: -500 };
+        assert_eq!(minus.millis(Some(2_000)), 1_500);
+        assert_eq!(minus.millis(Some(100)), 0, "below zero is no wait");
+        assert_eq!(minus.millis(None), FALLBACK_READ_TIMEOUT_MS - 500);
+        let huge = Wait::ReadTimeout {
+            offset_ms: MAX_WAIT_MS as i64,
+        };
+        assert_eq!(huge.millis(Some(MAX_WAIT_MS)), MAX_WAIT_MS, "capped");
+
+        let announced = |value: &str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("x-stainless-read-timeout", value.parse().unwrap());
+            announced_read_timeout_ms(&headers)
+        };
+        assert_eq!(announced("2.0"), Some(2_000));
+        assert_eq!(announced("60"), Some(60_000));
+        assert_eq!(announced(" 0.25 "), Some(250));
+        for bad in ["-1", "NaN", "inf", "1e300", "two"] {
+            assert_eq!(announced(bad), None, "{bad}");
+        }
+        assert_eq!(announced_read_timeout_ms(&http::HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn a_hang_and_a_delay_take_relative_waits() {
+        let rule = parse(
+            r#"{"fault":{"kind":"hang","for_ms":"read_timeout+500"},"delay_ms":"read_timeout-100"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            rule.action,
+            Action::Fault(Fault::Hang {
+                for_ms: Some(Wait::ReadTimeout { offset_ms: 500 })
+            })
+        );
+        assert_eq!(rule.delay_ms, Wait::ReadTimeout { offset_ms: -100 });
     }
 
     #[test]

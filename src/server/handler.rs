@@ -41,6 +41,8 @@ pub(crate) struct Exchange {
     pub(crate) body_bytes: u64,
     /// The client's body ended before its framing said it would.
     pub(crate) cut: bool,
+    /// The read timeout the client announced (`x-stainless-read-timeout`), in ms.
+    pub(crate) read_timeout_ms: Option<u64>,
 }
 
 /// How a request ends.
@@ -290,6 +292,7 @@ pub(crate) async fn handle(
         record: Some(record),
         ex: Exchange {
             query,
+            read_timeout_ms: crate::rules::model::announced_read_timeout_ms(req.headers()),
             ..Exchange::default()
         },
         method: method.clone(),
@@ -490,7 +493,7 @@ async fn other_route(
                 None => None,
                 Some(decision) => {
                     ex.rule = Some(decision.id.clone());
-                    ex.delay_ms = decision.rule.delay_ms;
+                    ex.delay_ms = decision.rule.delay_ms.millis(ex.read_timeout_ms);
                     match decision.action() {
                         Action::Pass => None,
                         Action::Respond(r) if r.status.is_success() => {
@@ -502,7 +505,9 @@ async fn other_route(
                             ex.fault = Some(fault.name());
                             match fault {
                                 Fault::Reset { .. } => Some(Finish::Reset),
-                                Fault::Hang { for_ms } => Some(Finish::Hang(*for_ms)),
+                                Fault::Hang { for_ms } => {
+                                    Some(Finish::Hang(for_ms.map(|w| w.millis(ex.read_timeout_ms))))
+                                }
                                 Fault::Truncate => {
                                     truncate = true;
                                     None

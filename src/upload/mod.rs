@@ -126,7 +126,7 @@ fn apply(
     };
     let rule = Arc::clone(&decision.rule);
     ex.rule = Some(decision.id.clone());
-    ex.delay_ms = ex.delay_ms.max(rule.delay_ms);
+    ex.delay_ms = ex.delay_ms.max(rule.delay_ms.millis(ex.read_timeout_ms));
     plan.keep_upload |= rule.keep_upload;
     if let Some(rate) = rule.throttle_bytes_per_sec {
         ctl.set_throttle(rate);
@@ -157,7 +157,9 @@ fn apply(
                         Step::Continue
                     }
                 }
-                Fault::Hang { for_ms } => Step::Stop(Finish::Hang(for_ms)),
+                Fault::Hang { for_ms } => {
+                    Step::Stop(Finish::Hang(for_ms.map(|w| w.millis(ex.read_timeout_ms))))
+                }
                 Fault::Truncate => {
                     plan.truncate = true;
                     Step::Continue

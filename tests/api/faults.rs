@@ -260,7 +260,7 @@ fn the_committed_schema_is_what_aymara_mock_schema_prints() {
 async fn the_whole_fixtures_dir_loads_in_file_name_order() {
     let app = with_fixture(FIXTURES_DIR).await;
     let rules = app.server.rules().await;
-    assert_eq!(rules.len(), 21);
+    assert_eq!(rules.len(), 22);
     let sources: Vec<&str> = rules.iter().map(|r| r.source.as_str()).collect();
     let mut sorted = sources.clone();
     sorted.sort();
@@ -270,7 +270,7 @@ async fn the_whole_fixtures_dir_loads_in_file_name_order() {
         "{sources:?}"
     );
     assert!(
-        sources[20].ends_with("scenarios/timeout.json"),
+        sources[21].ends_with("scenarios/timeout.json"),
         "{sources:?}"
     );
     // The first rule (the 400 example) decides.
@@ -1366,4 +1366,78 @@ async fn send_unanswered(app: &TestApp, content: Vec<u8>, wait_ms: u64) -> TcpSt
         "the connection was answered or closed: {held:?}"
     );
     stream
+}
+
+// ------------------------------------------- waits relative to the client
+
+/// `raw_upload` with an `x-stainless-read-timeout` header, as the SDK sends it.
+fn raw_upload_announcing(addr: std::net::SocketAddr, read_timeout: &str) -> Vec<u8> {
+    let request = raw_upload(addr, "a.bin", &data(1024));
+    let at = request
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head");
+    let mut out = request[..at + 2].to_vec();
+    out.extend_from_slice(format!("x-stainless-read-timeout: {read_timeout}\r\n").as_bytes());
+    out.extend_from_slice(&request[at + 2..]);
+    out
+}
+
+#[tokio::test]
+async fn past_client_timeout_hangs_until_500_ms_past_the_announced_read_timeout() {
+    let app = with_fixture(fixture!("scenarios/past-client-timeout.json")).await;
+    let addr = app.server.address();
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let started = Instant::now();
+    stream
+        .write_all(&raw_upload_announcing(addr, "0.2"))
+        .await
+        .expect("request");
+    let (got, _) = read_to_close(&mut stream).await;
+    let elapsed = started.elapsed();
+    assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+    assert!(
+        elapsed >= Duration::from_millis(700),
+        "closed after {elapsed:?}, before 0.2 s + 500 ms"
+    );
+    assert!(elapsed < Duration::from_secs(5), "closed after {elapsed:?}");
+    let records = journal(&app, 1).await;
+    assert_eq!(
+        (records[0].rule.as_deref(), records[0].fault.as_deref()),
+        (Some("past-client-timeout"), Some("hang"))
+    );
+    assert_nothing_on_disk(&app).await;
+}
+
+#[tokio::test]
+async fn a_relative_delay_follows_each_clients_timeout_or_the_sdk_default() {
+    // 60 s (the SDK's default) minus 59.6 s: 400 ms for a client that says nothing.
+    let app = with_rule(json!({
+        "id": "late", "match": {"path": "*"}, "delay_ms": "read_timeout - 59600", "pass": {},
+    }))
+    .await;
+    let addr = app.server.address();
+    for (announced, at_least) in [(Some("1.0"), 0), (Some("60"), 400), (None, 400)] {
+        let request = match announced {
+            Some(secs) => raw_upload_announcing(addr, secs),
+            None => raw_upload(addr, "a.bin", &data(1024)),
+        };
+        let started = Instant::now();
+        let (status, _, _) = raw_exchange(addr, &request).await.expect("answered");
+        let elapsed = started.elapsed();
+        assert_eq!(status, 200, "{announced:?}");
+        assert!(
+            elapsed >= Duration::from_millis(at_least),
+            "{announced:?}: answered after {elapsed:?}"
+        );
+        if at_least == 0 {
+            // 1 s − 59.6 s is no wait at all, not an error or a huge one.
+            assert!(elapsed < Duration::from_millis(400), "{elapsed:?}");
+        }
+    }
+    // The same on a route other than the upload.
+    let started = Instant::now();
+    let resp = app.call(reqwest::Method::GET, "/health").await;
+    assert_eq!(resp.status(), 200);
+    assert!(started.elapsed() >= Duration::from_millis(400));
 }
