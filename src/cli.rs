@@ -198,7 +198,15 @@ fn parse_duration(input: &str) -> Result<Duration, String> {
         "m" => value * 60.0,
         _ => return Err(format!("invalid duration {input:?}: units are ms, s and m")),
     };
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("invalid duration {input:?}"))
+    let duration =
+        Duration::try_from_secs_f64(secs).map_err(|_| format!("invalid duration {input:?}"))?;
+    if duration > crate::config::MAX_DURATION {
+        return Err(format!(
+            "{input:?} is longer than the longest duration accepted, 7 days ({}s)",
+            crate::config::MAX_DURATION.as_secs()
+        ));
+    }
+    Ok(duration)
 }
 
 /// Runs the command line; the exit code is 2 for bad flags or fixtures.
@@ -429,6 +437,11 @@ mod tests {
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5h").is_err());
+        assert_eq!(parse_duration("10080m"), Ok(crate::config::MAX_DURATION));
+        for too_long in ["10081m", "604801", "10000000000000000000s", "1e400"] {
+            let err = parse_duration(too_long).unwrap_err();
+            assert!(err.contains(too_long), "{err}");
+        }
     }
 
     #[test]

@@ -1,7 +1,12 @@
-//! Validated configuration values: sizes and the authentication policy.
+//! Validated configuration values: sizes, durations and the authentication policy.
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
+
+/// Longest duration any setting or rule may give (7 days): far beyond any
+/// test, and far below what a deadline (`now + duration`) can hold.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// A size in bytes, parsed from human forms such as `512MiB`, `5GiB`, `10MB` or `1024`.
 ///

@@ -50,7 +50,7 @@ pub(crate) mod server;
 pub(crate) mod storage;
 pub(crate) mod upload;
 
-pub use config::{AuthPolicy, ByteSize, ByteSizeError};
+pub use config::{AuthPolicy, ByteSize, ByteSizeError, MAX_DURATION};
 pub use error::{default_error_code, ApiError, DOCUMENTED_ERROR_STATUSES};
 pub use journal::{RequestRecord, REDACTED};
 /// The object-store crate behind [`MockServerBuilder::object_store`], re-exported

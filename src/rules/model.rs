@@ -219,7 +219,7 @@ fn is_zero(n: &u64) -> bool {
 pub const FALLBACK_READ_TIMEOUT_MS: u64 = 60_000;
 
 /// Longest wait a rule may ask for: 7 days, in milliseconds.
-pub const MAX_WAIT_MS: u64 = 7 * 24 * 3600 * 1000;
+pub const MAX_WAIT_MS: u64 = crate::config::MAX_DURATION.as_secs() * 1000;
 
 /// A wait of a `delay_ms` or a `hang`'s `for_ms`: fixed milliseconds (a JSON
 /// integer), or relative to the read timeout the client announced in its

@@ -277,21 +277,24 @@ impl MockServerBuilder {
         self
     }
 
-    /// How long shutdown waits for in-flight requests (default 10 s).
+    /// How long shutdown waits for in-flight requests (default 10 s; at most
+    /// [`MAX_DURATION`](crate::MAX_DURATION), longer is taken as that).
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
-        self.shutdown_timeout = timeout;
+        self.shutdown_timeout = timeout.min(crate::config::MAX_DURATION);
         self
     }
 
-    /// How long a client may take to send its request headers (default 10 s).
+    /// How long a client may take to send its request headers (default 10 s;
+    /// at most [`MAX_DURATION`](crate::MAX_DURATION), longer is taken as that).
     pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
-        self.header_read_timeout = timeout;
+        self.header_read_timeout = timeout.min(crate::config::MAX_DURATION);
         self
     }
 
-    /// How long an upload body may stall before it is aborted (default 60 s).
+    /// How long an upload body may stall before it is aborted (default 60 s;
+    /// at most [`MAX_DURATION`](crate::MAX_DURATION), longer is taken as that).
     pub fn body_timeout(mut self, timeout: Duration) -> Self {
-        self.body_timeout = timeout;
+        self.body_timeout = timeout.min(crate::config::MAX_DURATION);
         self
     }
 

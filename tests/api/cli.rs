@@ -114,8 +114,13 @@ fn in_flight_uploads_finish_after_sigterm() {
 
 #[test]
 fn bad_flags_exit_2_with_a_message_before_binding() {
-    let cases: [&[&str]; 5] = [
+    let cases: [&[&str]; 9] = [
         &["--max-upload-size", "ten"],
+        // Durations a deadline cannot hold: every upload panicked once.
+        &["--body-timeout", "10000000000000000000s"],
+        &["--header-read-timeout", "10000000000000000000s"],
+        &["--shutdown-timeout", "10000000000000000000s"],
+        &["--body-timeout", "8d"],
         &["--port", "http"],
         &["--no-such-flag"],
         &["--fixtures", "/no/such/fixture.json"],

@@ -480,3 +480,17 @@ fn a_non_loopback_address_without_keys_logs_a_warning_and_credentials_are_never_
     assert!(bin.wait_for_log("aymara-mock started", Duration::from_secs(5)));
     assert!(!bin.stderr_text().contains("non-loopback"));
 }
+
+#[tokio::test]
+async fn timeouts_beyond_what_a_deadline_holds_are_capped_not_a_panic() {
+    // `now + Duration::MAX` overflows: every upload's answer once panicked away.
+    let app = spawn_with(|b| {
+        b.body_timeout(Duration::MAX)
+            .header_read_timeout(Duration::MAX)
+            .shutdown_timeout(Duration::MAX)
+    })
+    .await;
+    let resp = app.upload(data(1000), "a.bin").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(app.server.uploads().await.len(), 1);
+}
