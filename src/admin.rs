@@ -162,7 +162,7 @@ fn authorized(state: &AppState, req: &Request<Incoming>) -> Result<(), ApiError>
     }
 }
 
-async fn route(state: &AppState, req: Request<Incoming>) -> Result<Reply, ApiError> {
+async fn route(state: &Arc<AppState>, req: Request<Incoming>) -> Result<Reply, ApiError> {
     authorized(state, &req)?;
     let path = req.uri().path().trim_end_matches('/').to_owned();
     let method = req.method().clone();
@@ -209,11 +209,9 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Reply, ApiErr
         }
         ("/reset", &Method::POST) => {
             state
-                .rules
                 .reset()
+                .await
                 .map_err(|e| ApiError::internal(format!("Could not reload the fixtures: {e}")))?;
-            state.journal.clear();
-            state.clear_uploads().await;
             Ok(Reply::Json(StatusCode::OK, json!({ "status": "reset" })))
         }
         ("/rules" | "/requests" | "/uploads", _) => Err(ApiError::method_not_allowed(match tail {

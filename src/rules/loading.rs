@@ -1,7 +1,9 @@
 //! Reading fixture files: files and directories in order, strict JSON, errors
 //! that name the file, line, column and field.
 
+use std::collections::HashSet;
 use std::fmt;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -52,7 +54,8 @@ pub(crate) struct LoadedFile {
 
 /// The fixture files a path stands for: itself, or a directory's `*.json`
 /// files (recursively, sorted by path). A directory's `schema.json` is the
-/// JSON Schema, not a fixture, and is skipped.
+/// JSON Schema, not a fixture, and is skipped. Symbolic links are followed,
+/// but a directory reached twice (a link back to a parent: a loop) is an error.
 pub(crate) fn expand(path: &Path) -> Result<Vec<PathBuf>, FixtureError> {
     let display = path.display().to_string();
     let meta = std::fs::metadata(path)
@@ -61,28 +64,80 @@ pub(crate) fn expand(path: &Path) -> Result<Vec<PathBuf>, FixtureError> {
         return Ok(vec![path.to_owned()]);
     }
     let mut files = Vec::new();
-    collect_json(path, &mut files)?;
+    let mut seen = HashSet::new();
+    collect_json(path, &meta, &mut seen, &mut files)?;
     files.sort();
     Ok(files)
 }
 
-fn collect_json(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), FixtureError> {
+fn collect_json(
+    dir: &Path,
+    meta: &std::fs::Metadata,
+    seen: &mut HashSet<(u64, u64)>,
+    out: &mut Vec<PathBuf>,
+) -> Result<(), FixtureError> {
     let display = dir.display().to_string();
+    if !seen.insert((meta.dev(), meta.ino())) {
+        return Err(FixtureError::whole(
+            &display,
+            "this directory was already read through another path: a symbolic link loop (or a second link to it); remove the link",
+        ));
+    }
     let entries = std::fs::read_dir(dir)
         .map_err(|e| FixtureError::whole(&display, format!("cannot list directory: {e}")))?;
     for entry in entries {
         let entry = entry
             .map_err(|e| FixtureError::whole(&display, format!("cannot list directory: {e}")))?;
         let path = entry.path();
-        if path.is_dir() {
-            collect_json(&path, out)?;
-        } else if path.extension().is_some_and(|e| e == "json")
-            && path.file_name().is_some_and(|n| n != "schema.json")
-        {
-            out.push(path);
+        // Follows links; a dangling one is left to `load_file` to report if it is a fixture.
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_dir() => collect_json(&path, &meta, seen, out)?,
+            _ if path.extension().is_some_and(|e| e == "json")
+                && path.file_name().is_some_and(|n| n != "schema.json") =>
+            {
+                out.push(path)
+            }
+            _ => {}
         }
     }
     Ok(())
+}
+
+/// Reads a fixture file's bytes. Only a regular file is read: a FIFO, socket
+/// or device is refused (opening a FIFO for reading blocks until a writer
+/// comes; a device may never end). It is opened non-blocking, then checked,
+/// so that the check is of the file actually read.
+pub(crate) fn read_fixture_bytes(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
+
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("cannot read fixture: {e}"))?;
+    let kind = file
+        .metadata()
+        .map_err(|e| format!("cannot read fixture: {e}"))?
+        .file_type();
+    if !kind.is_file() {
+        let what = if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_socket() {
+            "a socket"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else {
+            "a directory"
+        };
+        return Err(format!(
+            "cannot read fixture: it is {what}, not a regular file"
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read fixture: {e}"))?;
+    Ok(bytes)
 }
 
 /// Loads every fixture path, in order. Rule ids must be unique across all of them.
@@ -100,8 +155,9 @@ pub(crate) fn load_paths(paths: &[PathBuf]) -> Result<Vec<LoadedFile>, FixtureEr
 /// Loads one fixture file.
 pub(crate) fn load_file(path: &Path) -> Result<LoadedFile, FixtureError> {
     let source = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| FixtureError::whole(&source, format!("cannot read fixture: {e}")))?;
+    let bytes = read_fixture_bytes(path).map_err(|e| FixtureError::whole(&source, e))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| FixtureError::whole(&source, "cannot read fixture: it is not UTF-8 text"))?;
     let rules = parse_fixture(&source, &text)?;
     Ok(LoadedFile { source, rules })
 }

@@ -30,7 +30,7 @@ fn fingerprint(paths: &[PathBuf]) -> Fingerprint {
         let files = loading::expand(path).unwrap_or_else(|_| vec![path.clone()]);
         for file in files {
             let meta = std::fs::metadata(&file).ok();
-            let content = std::fs::read(&file).ok().map(|bytes| {
+            let content = loading::read_fixture_bytes(&file).ok().map(|bytes| {
                 let mut hasher = DefaultHasher::new();
                 bytes.hash(&mut hasher);
                 hasher.finish()
@@ -64,17 +64,29 @@ pub(crate) fn watch(
                 () = tokio::time::sleep(POLL) => {}
                 _ = stop.changed() => return,
             }
-            let now = fingerprint(&paths);
-            if now == last {
+            // File I/O on a blocking thread: a slow disk (or a file that
+            // never ends) must not hold an async worker, which serves requests.
+            let (paths_now, previous) = (paths.clone(), last.clone());
+            let state_now = Arc::clone(&state);
+            let polled = tokio::task::spawn_blocking(move || {
+                let now = fingerprint(&paths_now);
+                if now == previous {
+                    return (now, None);
+                }
+                let reloaded = loading::load_paths(&paths_now).and_then(|files| {
+                    let count: usize = files.iter().map(|f| f.rules.len()).sum();
+                    state_now.rules.replace_fixtures(files).map(|()| count)
+                });
+                (now, Some(reloaded))
+            });
+            let Ok((now, reloaded)) = polled.await else {
                 continue;
-            }
+            };
             last = now;
-            match loading::load_paths(&paths).and_then(|files| {
-                let count: usize = files.iter().map(|f| f.rules.len()).sum();
-                state.rules.replace_fixtures(files).map(|()| count)
-            }) {
-                Ok(count) => tracing::info!(rules = count, "fixtures reloaded"),
-                Err(err) => {
+            match reloaded {
+                None => {}
+                Some(Ok(count)) => tracing::info!(rules = count, "fixtures reloaded"),
+                Some(Err(err)) => {
                     tracing::error!("fixture reload failed, previous rules stay in force: {err}")
                 }
             }

@@ -335,7 +335,11 @@ impl MockServerBuilder {
         })?;
         let url = format!("http://{addr}");
         let seed = self.seed.unwrap_or_else(rand::random);
-        let rules = RuleEngine::new(self.fixtures, seed)?;
+        // File I/O on a blocking thread, as every fixture load is.
+        let fixtures = self.fixtures;
+        let rules = tokio::task::spawn_blocking(move || RuleEngine::new(fixtures, seed))
+            .await
+            .map_err(|e| StartError::Config(format!("loading the fixtures failed: {e}")))??;
         let quota = self.max_storage.map(ByteSize::bytes);
         let storage = match self.object_store {
             Some(_) if self.storage_dir.is_some() => {
@@ -598,10 +602,7 @@ impl MockServer {
     /// Back to the start: run-time rules removed, fixtures reloaded, counters
     /// zeroed, RNG re-seeded, journal and storage cleared.
     pub async fn reset(&self) -> Result<(), FixtureError> {
-        self.state.rules.reset()?;
-        self.state.journal.clear();
-        self.state.clear_uploads().await;
-        Ok(())
+        self.state.reset().await
     }
 
     /// Stops accepting, lets in-flight requests finish (bounded by the

@@ -38,6 +38,22 @@ impl AppState {
         removed.len()
     }
 
+    /// Back to the start: run-time rules removed, fixtures reloaded from disk
+    /// (on a blocking thread: file I/O must not hold an async worker),
+    /// counters zeroed, RNG re-seeded, journal and storage cleared. When the
+    /// fixtures cannot be reloaded nothing changes.
+    pub(crate) async fn reset(self: &Arc<Self>) -> Result<(), crate::rules::FixtureError> {
+        let state = Arc::clone(self);
+        tokio::task::spawn_blocking(move || state.rules.reset())
+            .await
+            .map_err(|e| {
+                crate::rules::FixtureError::whole("<fixtures>", format!("reload failed: {e}"))
+            })??;
+        self.journal.clear();
+        self.clear_uploads().await;
+        Ok(())
+    }
+
     /// A stored upload spelled out, as answered and listed.
     pub(crate) fn upload_of(&self, record: &UploadRecord) -> StoredUpload {
         self.storage.upload_of(record, &self.settings.public_url)

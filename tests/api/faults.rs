@@ -1441,3 +1441,119 @@ async fn a_relative_delay_follows_each_clients_timeout_or_the_sdk_default() {
     assert_eq!(resp.status(), 200);
     assert!(started.elapsed() >= Duration::from_millis(400));
 }
+
+// ------------------------------------- fixture paths that are not plain files
+
+fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+/// Runs `aymara-mock ARGS` to its end, or kills it after `limit`:
+/// (exit code, stderr); `None` as the code when it had to be killed.
+fn run_bounded(args: &[&str], limit: Duration) -> (Option<i32>, String) {
+    let mut child = Command::new(bin_path())
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("binary starts");
+    let deadline = Instant::now() + limit;
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status.code();
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+    }
+    (code, stderr)
+}
+
+#[test]
+fn a_fifo_among_the_fixtures_is_refused_by_check_and_at_start_not_waited_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_fixture(&dir.path().join("a.json"), "a", 503, "fine");
+    let fifo = dir.path().join("z.json");
+    mkfifo(&fifo);
+    let dir_str = dir.path().to_str().expect("utf-8");
+    for args in [
+        vec!["check", dir_str],
+        vec!["check", fifo.to_str().expect("utf-8")],
+        vec!["--port", "0", "--fixtures", dir_str],
+    ] {
+        let (code, stderr) = run_bounded(&args, Duration::from_secs(10));
+        assert_eq!(code, Some(2), "{args:?} (None: it hung): {stderr}");
+        assert!(
+            stderr.contains("z.json") && stderr.contains("a FIFO, not a regular file"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_symlink_loop_among_the_fixtures_is_an_error_not_an_endless_walk() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_fixture(&dir.path().join("a.json"), "a", 503, "fine");
+    std::os::unix::fs::symlink(".", dir.path().join("loop")).expect("symlink");
+    let dir_str = dir.path().to_str().expect("utf-8");
+    for args in [
+        vec!["check", dir_str],
+        vec!["--port", "0", "--fixtures", dir_str],
+    ] {
+        let (code, stderr) = run_bounded(&args, Duration::from_secs(10));
+        assert_eq!(code, Some(2), "{args:?} (None: it hung): {stderr}");
+        assert!(
+            stderr.contains("loop") && stderr.contains("symbolic link loop"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn watch_and_reset_refuse_a_fifo_added_later_and_keep_serving() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_fixture(&dir.path().join("a.json"), "watched", 503, "fine");
+    let dir_str = dir.path().to_str().expect("utf-8").to_owned();
+    let bin = start_binary(&["--fixtures", &dir_str, "--watch"], &[]);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    assert_eq!(binary_upload_status(&client, &bin.url).await, 503);
+
+    mkfifo(&dir.path().join("z.json"));
+    let reported = eventually(Duration::from_secs(5), || {
+        bin.stderr_text().contains("a FIFO, not a regular file")
+    })
+    .await;
+    assert!(reported, "stderr: {}", bin.stderr_text());
+    // Requests are still served, by the rules in force.
+    for _ in 0..3 {
+        assert_eq!(binary_upload_status(&client, &bin.url).await, 503);
+    }
+    // A reset that cannot reload says why, promptly, and changes nothing.
+    let resp = client
+        .post(format!("{}/__admin/reset", bin.url))
+        .send()
+        .await
+        .expect("reset answered");
+    assert_eq!(resp.status(), 500);
+    let body: Value = resp.json().await.expect("json");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("z.json") && message.contains("FIFO"),
+        "{body}"
+    );
+    assert_eq!(binary_upload_status(&client, &bin.url).await, 503);
+}
