@@ -694,6 +694,13 @@ struct RuleDef {
     keep_upload: bool,
 }
 
+fn action_fault_name(action: &Action) -> &'static str {
+    match action {
+        Action::Fault(fault) => fault.name(),
+        _ => "",
+    }
+}
+
 /// Ids name rules in URLs (`DELETE /__admin/rules/<id>`): keep them plain.
 fn check_id(id: &str) -> Result<(), String> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':');
@@ -734,6 +741,23 @@ impl TryFrom<RuleDef> for Rule {
                 return Err("respond takes \"body\" or \"merge\", not both".into());
             }
         }
+        // A reset or hang that keeps the upload keeps a whole one: it can
+        // only be carried out once the file is received.
+        let closes = matches!(
+            action,
+            Action::Fault(Fault::Reset { after_bytes: None } | Fault::Hang { .. })
+        );
+        if def.keep_upload {
+            if let Action::Fault(Fault::Reset {
+                after_bytes: Some(_),
+            }) = action
+            {
+                return Err(
+                    "keep_upload has no effect with fault.after_bytes: the upload is cut before it is received whole"
+                        .into(),
+                );
+            }
+        }
         let earliest = def.matcher.earliest_phase();
         let phase = match def.phase {
             Some(p) if p < earliest => {
@@ -742,7 +766,14 @@ impl TryFrom<RuleDef> for Rule {
                     def.matcher.latest_condition()
                 ))
             }
+            Some(p) if def.keep_upload && closes && p < Phase::Complete => {
+                return Err(format!(
+                    "keep_upload with a {} fault needs phase \"complete\": at phase \"{p}\" the file is not received yet (omit phase, or write \"complete\")",
+                    action_fault_name(&action)
+                ))
+            }
             Some(p) => p,
+            None if def.keep_upload && closes => Phase::Complete,
             None => earliest,
         };
         match def.throttle_bytes_per_sec {

@@ -20,7 +20,7 @@ use crate::rules::model::{Action, Fault, Phase};
 use crate::rules::{Decision, RequestFacts};
 use crate::server::handler::{Answer, Exchange, Finish};
 use crate::server::state::AppState;
-use crate::storage::{FinishedFile, Target};
+use crate::storage::{FinishedFile, StoredUpload, Target};
 use body::{BodyControl, BodyFailure, UploadBody};
 use multipart::{Multipart, MultipartError, MAX_PART_HEADERS};
 use name::SafeFileName;
@@ -290,7 +290,16 @@ async fn receive(
             part,
             Some(received.file.size),
         );
-        step!(apply(decision, &mut plan, ctl, ex, Phase::Complete));
+        if let Step::Stop(finish) = apply(decision, &mut plan, ctl, ex, Phase::Complete) {
+            // A reset or hang that keeps the upload: stored, then carried out.
+            if plan.keep_upload && matches!(finish, Finish::Reset | Finish::Hang(_)) {
+                let stored = state.upload_of(&received.file.record());
+                if let Err(err) = keep(state, received.file, stored, ex).await {
+                    return Finish::Answer(Answer::error(err));
+                }
+            }
+            return finish;
+        }
     }
     // `reset` with `after_bytes` larger than the whole body: close once it is read.
     if ctl.reset_pending() {
@@ -379,8 +388,7 @@ async fn store_and_answer(
     plan: Plan,
     ex: &mut Exchange,
 ) -> Finish {
-    let record = received.file.record();
-    let stored = state.upload_of(&record);
+    let stored = state.upload_of(&received.file.record());
     let answer = UploadAnswer {
         local_file_path: stored
             .local_file_path
@@ -407,12 +415,29 @@ async fn store_and_answer(
         received.file.discard().await;
         return Finish::Answer(reply);
     }
-    if let Err(err) = state.storage.commit(received.file, &stored).await {
-        return Finish::Answer(Answer::error(ApiError::storage(&err)));
+    if let Err(err) = keep(state, received.file, stored, ex).await {
+        return Finish::Answer(Answer::error(err));
     }
+    Finish::Answer(reply)
+}
+
+/// Makes the file visible as `stored` (its [`AppState::upload_of`]):
+/// committed to storage, in the index and the journal.
+async fn keep(
+    state: &AppState,
+    file: FinishedFile,
+    stored: StoredUpload,
+    ex: &mut Exchange,
+) -> Result<(), ApiError> {
+    let record = file.record();
+    state
+        .storage
+        .commit(file, &stored)
+        .await
+        .map_err(|err| ApiError::storage(&err))?;
     state.uploads.insert(record);
     ex.upload = Some(stored);
-    Finish::Answer(reply)
+    Ok(())
 }
 
 /// `workspace_uuid` from the query (the last one given), or `default`.

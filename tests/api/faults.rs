@@ -1557,3 +1557,64 @@ async fn watch_and_reset_refuse_a_fifo_added_later_and_keep_serving() {
     );
     assert_eq!(binary_upload_status(&client, &bin.url).await, 503);
 }
+
+// --------------------------------------- keep_upload with every action
+
+#[tokio::test]
+async fn keep_upload_stores_the_file_before_a_reset_or_a_hang_at_complete() {
+    for fault in [
+        json!({"kind": "reset"}),
+        json!({"kind": "hang", "for_ms": 200}),
+    ] {
+        // No phase given: a fault that keeps the upload is decided at `complete`.
+        let app = with_rule(json!({"id": "kept", "fault": fault, "keep_upload": true})).await;
+        assert_eq!(app.server.rules().await[0].rule.phase, Phase::Complete);
+        let content = data(300_000);
+        let addr = app.server.address();
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        stream
+            .write_all(&raw_upload(addr, "kept.bin", &content))
+            .await
+            .expect("request");
+        let (got, _) = read_to_close(&mut stream).await;
+        assert!(got.is_empty(), "{fault}: answered");
+
+        let records = journal(&app, 1).await;
+        let upload = records[0].upload.as_ref().expect("journaled as stored");
+        assert_eq!(upload.sha256, sha256_hex(&content), "{fault}");
+        assert_eq!(records[0].status, None, "{fault}");
+        assert_eq!(records[0].fault.as_deref(), fault["kind"].as_str());
+        let stored = app.server.uploads().await;
+        assert_eq!(stored.len(), 1, "{fault}");
+        let on_disk = std::fs::read(stored[0].local_file_path.as_ref().expect("local")).unwrap();
+        assert_eq!(on_disk, content, "{fault}");
+    }
+}
+
+#[test]
+fn keep_upload_where_no_whole_file_exists_is_refused_when_loaded() {
+    for (json, expect) in [
+        (
+            r#"{"phase": "request", "fault": {"kind": "reset"}, "keep_upload": true}"#,
+            "needs phase \"complete\"",
+        ),
+        (
+            r#"{"phase": "upload", "fault": {"kind": "hang"}, "keep_upload": true}"#,
+            "needs phase \"complete\"",
+        ),
+        (
+            r#"{"fault": {"kind": "reset", "after_bytes": 10}, "keep_upload": true}"#,
+            "cut before it is received whole",
+        ),
+    ] {
+        let err = Rule::from_json(json).expect_err(json).to_string();
+        assert!(err.contains(expect), "{json}: {err}");
+    }
+    // Truncate and respond keep what they can at any phase.
+    for json in [
+        r#"{"phase": "request", "fault": {"kind": "truncate"}, "keep_upload": true}"#,
+        r#"{"phase": "request", "respond": {"status": 500}, "keep_upload": true}"#,
+    ] {
+        assert!(Rule::from_json(json).is_ok(), "{json}");
+    }
+}
