@@ -419,22 +419,45 @@ fn log_line(
     );
 }
 
-/// Sends the status and headers with the full Content-Length, then half the body, then fails.
+/// Sends the status and headers with the full Content-Length, then half the
+/// body, then fails. The body streams through: a file's bytes are not held.
 async fn truncated(response: Response<ResponseBody>) -> Response<ResponseBody> {
+    use http_body::Body as _;
     let (mut parts, body) = response.into_parts();
-    let bytes = body
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
-    let half = bytes.slice(..bytes.len() / 2);
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let (total, body) = match declared.or_else(|| body.size_hint().exact()) {
+        Some(total) => (total, body),
+        // A body of unknown length (none of ours) is measured first.
+        None => {
+            let bytes = body
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            (bytes.len() as u64, crate::http_util::full(bytes))
+        }
+    };
     parts
         .headers
-        .insert(http::header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        .insert(http::header::CONTENT_LENGTH, HeaderValue::from(total));
+    let half = futures_util::stream::unfold((body, total / 2), |(mut body, left)| async move {
+        if left == 0 {
+            return None;
+        }
+        let mut data = body.frame().await?.ok()?.into_data().ok()?;
+        if data.len() as u64 > left {
+            data.truncate(left as usize);
+        }
+        let left = left - data.len() as u64;
+        Some((Ok(http_body::Frame::data(data)), (body, left)))
+    });
     // hyper flushes what it has buffered only when the body is pending: wait
     // a moment between the half and the failure, or the half is dropped
     // unsent along with the head.
-    let half = futures_util::stream::once(async move { Ok(http_body::Frame::data(half)) });
     let failure = futures_util::stream::once(async {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         Err::<http_body::Frame<Bytes>, crate::http_util::BoxError>(

@@ -494,3 +494,71 @@ async fn timeouts_beyond_what_a_deadline_holds_are_capped_not_a_panic() {
     assert_eq!(resp.status(), 200);
     assert_eq!(app.server.uploads().await.len(), 1);
 }
+
+/// A field of `/proc/PID/status`, in KiB.
+fn proc_kib(pid: u32, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+#[tokio::test]
+async fn a_truncate_fault_on_a_download_streams_half_the_file_without_holding_it() {
+    const SIZE: usize = 96 << 20;
+    let bin = start_binary(&[], &[]);
+    let pid = bin.child.id();
+    let client = reqwest::Client::new();
+    let content = data(SIZE);
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(content.clone()).file_name("big.bin"),
+    );
+    let stored: Value = client
+        .post(format!("{}/v2/files/-/uploads", bin.url))
+        .header("x-api-key", "k")
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    drop(content);
+    let resp = client
+        .post(format!("{}/__admin/rules", bin.url))
+        .json(&serde_json::json!({"match": {"method": "GET", "path": "/__files/*"}, "fault": {"kind": "truncate"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let peak_before = proc_kib(pid, "VmHWM:");
+
+    let url = stored["file_url"].as_str().unwrap();
+    let path = url.split_once("/__files/").map(|(_, p)| p).unwrap();
+    let addr: std::net::SocketAddr = bin.url.trim_start_matches("http://").parse().unwrap();
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("GET /__files/{path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut got)).await;
+    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&got[..head_end]).to_lowercase();
+    assert!(head.contains(&format!("content-length: {SIZE}")), "{head}");
+    assert_eq!(
+        got.len() - head_end,
+        SIZE / 2,
+        "half the file, then the close"
+    );
+    assert_eq!(&got[head_end..], &data(SIZE)[..SIZE / 2]);
+
+    let grown_mib = (proc_kib(pid, "VmHWM:") - peak_before) / 1024;
+    assert!(
+        grown_mib < 24,
+        "the peak grew by {grown_mib} MiB while truncating a 96 MiB download"
+    );
+}
