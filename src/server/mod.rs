@@ -23,6 +23,7 @@ use crate::config::{AuthPolicy, ByteSize};
 use crate::journal::{Journal, RequestRecord};
 use crate::rules::model::Rule;
 use crate::rules::{AddRuleError, FixtureError, RuleEngine, RuleStatus};
+use crate::same_origin::SameOrigin;
 use crate::storage::{ObjectStorage, S3Config, Storage, StoredUpload};
 use state::{AppState, Settings, UploadIndex};
 
@@ -392,6 +393,7 @@ impl MockServerBuilder {
             settings: Settings {
                 auth,
                 max_upload_size: self.max_upload_size.bytes(),
+                same_origin: SameOrigin::new(addr, &public_url, self.admin_token.is_some()),
                 public_url,
                 body_timeout: self.body_timeout,
                 admin_token: self.admin_token,
