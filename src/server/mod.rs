@@ -385,6 +385,12 @@ impl MockServerBuilder {
                 "listening on a non-loopback address without --api-key/--bearer-token: anyone who can reach it can upload"
             );
         }
+        if !addr.ip().is_loopback() && self.admin_token.is_none() {
+            tracing::warn!(
+                %addr,
+                "listening on a non-loopback address without --admin-token: anyone who can reach it can use the admin API (/__admin: add rules, read the journal, delete uploads)"
+            );
+        }
         let public_url = self
             .public_url
             .map(|u| u.trim_end_matches('/').to_owned())

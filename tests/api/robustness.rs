@@ -478,5 +478,30 @@ fn a_non_loopback_address_without_keys_logs_a_warning_and_credentials_are_never_
     assert!(!log.contains("super-secret"), "{log}");
     let bin = start_binary(&["--host", "0.0.0.0", "--api-key", "k"], &[]);
     assert!(bin.wait_for_log("aymara-mock started", Duration::from_secs(5)));
-    assert!(!bin.stderr_text().contains("non-loopback"));
+    // (The admin-token warning still shows: no --admin-token here.)
+    assert!(!bin.stderr_text().contains("without --api-key"));
+}
+
+#[test]
+fn a_non_loopback_address_without_an_admin_token_logs_that_the_admin_api_is_open() {
+    let bin = start_binary(&["--host", "0.0.0.0", "--api-key", "k"], &[]);
+    assert!(
+        bin.wait_for_log("without --admin-token", Duration::from_secs(5)),
+        "{}",
+        bin.stderr_text()
+    );
+    let bin = start_binary(
+        &["--host", "0.0.0.0", "--api-key", "k", "--admin-token", "t"],
+        &[],
+    );
+    assert!(bin.wait_for_log("aymara-mock started", Duration::from_secs(5)));
+    assert!(
+        !bin.stderr_text().contains("--admin-token"),
+        "{}",
+        bin.stderr_text()
+    );
+    // On loopback, no warning either.
+    let bin = start_binary(&["--api-key", "k"], &[]);
+    assert!(bin.wait_for_log("aymara-mock started", Duration::from_secs(5)));
+    assert!(!bin.stderr_text().contains("WARN"), "{}", bin.stderr_text());
 }
