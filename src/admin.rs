@@ -153,7 +153,7 @@ fn authorized(state: &AppState, req: &Request<Incoming>) -> Result<(), ApiError>
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim);
-    if presented == Some(token.as_str()) {
+    if presented.is_some_and(|p| crate::auth::constant_time_eq(p.as_bytes(), token.as_bytes())) {
         Ok(())
     } else {
         Err(ApiError::unauthorized(
