@@ -632,3 +632,40 @@ async fn with_an_admin_token_any_host_is_accepted_but_not_a_foreign_origin() {
     .await;
     assert_eq!(status, 403, "{body}");
 }
+
+#[tokio::test]
+async fn credential_headers_of_every_kind_are_journaled_redacted() {
+    let app = spawn_app().await;
+    let credentials = [
+        ("cookie", "session=secret-cookie"),
+        ("proxy-authorization", "Basic secret-proxy"),
+        ("x-admin-token", "secret-admin"),
+        ("x-auth-token", "secret-auth"),
+        ("x-access-token", "secret-access"),
+        ("x-amz-security-token", "secret-amz"),
+        ("x-csrf-token", "secret-csrf"),
+        ("api-key", "secret-api-key"),
+        ("x-goog-api-key", "secret-goog"),
+        ("x-client-secret", "secret-client"),
+    ];
+    let mut headers: Vec<(&str, &str)> = credentials.to_vec();
+    headers.push(("x-stainless-retry-count", "0"));
+    let resp = app
+        .upload_with(b"x".to_vec(), "a.txt", "secret-key", &headers)
+        .await;
+    assert_eq!(resp.status(), 200);
+    let journal = app.server.requests().await;
+    let recorded = &journal[0].headers;
+    for (name, _) in credentials.iter().chain([("x-api-key", "")].iter()) {
+        assert_eq!(recorded[*name], REDACTED, "{name}");
+    }
+    assert_eq!(recorded["x-stainless-retry-count"], "0");
+    assert_eq!(
+        recorded["content-type"]
+            .as_str()
+            .map(|c| c.starts_with("multipart/form-data")),
+        Some(true)
+    );
+    let text = get(&app, "/__admin/requests").await.to_string();
+    assert!(!text.contains("secret-"), "{text}");
+}
