@@ -505,3 +505,48 @@ fn a_non_loopback_address_without_an_admin_token_logs_that_the_admin_api_is_open
     assert!(bin.wait_for_log("aymara-mock started", Duration::from_secs(5)));
     assert!(!bin.stderr_text().contains("WARN"), "{}", bin.stderr_text());
 }
+
+#[tokio::test]
+async fn uploaded_html_svg_and_scripts_are_served_sandboxed_as_attachments_byte_exact() {
+    let app = spawn_app().await;
+    let page = b"<html><script>fetch('/__admin/reset',{method:'POST'})</script></html>".to_vec();
+    for (name, content_type, attachment) in [
+        ("x.html", "text/html", true),
+        ("x.svg", "image/svg+xml", true),
+        ("x.xml", "application/xml", true),
+        ("x.js", "text/javascript", true),
+        ("x.xhtml", "application/xhtml+xml; charset=utf-8", true),
+        ("x.png", "image/png", false),
+        ("x.txt", "text/plain", false),
+    ] {
+        let resp = app
+            .post_multipart(multipart_body(name, Some(content_type), &page))
+            .await;
+        assert_eq!(resp.status(), 200, "{name}");
+        let answer: Value = resp.json().await.unwrap();
+        let url = answer["file_url"].as_str().unwrap();
+        for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
+            let resp = app
+                .client
+                .request(method.clone(), url)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "{method} {name}");
+            let h = resp.headers().clone();
+            assert_eq!(h["content-type"], content_type, "{method} {name}");
+            assert_eq!(h["content-security-policy"], "sandbox", "{method} {name}");
+            assert_eq!(h["x-content-type-options"], "nosniff", "{method} {name}");
+            assert_eq!(
+                h.get("content-disposition")
+                    .map(|v| v.to_str().unwrap().to_owned()),
+                attachment.then(|| "attachment".to_owned()),
+                "{method} {name}"
+            );
+            if method == reqwest::Method::GET {
+                let body = resp.bytes().await.unwrap();
+                assert_eq!(sha256_hex(&body), sha256_hex(&page), "{name}");
+            }
+        }
+    }
+}
