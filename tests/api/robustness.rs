@@ -550,3 +550,57 @@ async fn uploaded_html_svg_and_scripts_are_served_sandboxed_as_attachments_byte_
         }
     }
 }
+
+/// A `GET /health` whose head (request line to blank line) is exactly `len`
+/// bytes, padded by one header.
+fn health_head_of(len: usize) -> Vec<u8> {
+    let start = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: ";
+    let end = b"\r\n\r\n";
+    let mut head = start.to_vec();
+    head.resize(len - end.len(), b'a');
+    head.extend_from_slice(end);
+    head
+}
+
+/// The sizes README gives (measured with a bisection over these helpers):
+/// hyper accepts a head of 128 KiB (`max_buf_size`), checks the limit only
+/// between reads, so a head written in one burst passes up to 195,557 bytes
+/// and a trickled one up to 131,072; beyond, 431. A request target over
+/// 65,534 bytes gets 414, more than 100 header lines 431 (or a close).
+#[tokio::test]
+async fn heads_up_to_128_kib_are_served_and_larger_ones_refused_with_431() {
+    let app = spawn_app().await;
+    let addr = app.server.address();
+    let (status, _, _) = raw_exchange(addr, &health_head_of(128 * 1024))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    for len in [195_558, 256 * 1024] {
+        // An answer must be a 431; closing without one is also a refusal.
+        if let Ok((status, _, _)) = raw_exchange(addr, &health_head_of(len)).await {
+            assert_eq!(status, 431, "{len}");
+        }
+    }
+    let target = |len: usize| {
+        let path = format!("/health?{}", "a".repeat(len - "/health?".len()));
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes()
+    };
+    let (status, _, _) = raw_exchange(addr, &target(65_534)).await.unwrap();
+    assert_eq!(status, 200);
+    let (status, _, _) = raw_exchange(addr, &target(65_535)).await.unwrap();
+    assert_eq!(status, 414);
+    // 100 header lines, `Host` included; one more is refused.
+    let headers = |count: usize| {
+        let mut head = String::from("GET /health HTTP/1.1\r\nHost: x\r\n");
+        for i in 1..count {
+            head.push_str(&format!("X-H{i}: v\r\n"));
+        }
+        head.push_str("\r\n");
+        head.into_bytes()
+    };
+    let (status, _, _) = raw_exchange(addr, &headers(100)).await.unwrap();
+    assert_eq!(status, 200);
+    if let Ok((status, _, _)) = raw_exchange(addr, &headers(101)).await {
+        assert_eq!(status, 431);
+    }
+}
