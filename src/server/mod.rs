@@ -254,6 +254,8 @@ impl MockServerBuilder {
     }
 
     /// Base URL used in `file_url` (default: the URL the server listens on).
+    /// Its host is also a name the admin API accepts in `Host`, and its
+    /// origin one it accepts in `Origin` (see README, "Admin API").
     pub fn public_url(mut self, url: impl Into<String>) -> Self {
         self.public_url = Some(url.into());
         self
@@ -272,7 +274,9 @@ impl MockServerBuilder {
         self
     }
 
-    /// Requires `Authorization: Bearer <token>` on the admin API.
+    /// Requires `Authorization: Bearer <token>` on the admin API. With a
+    /// token, the admin API accepts any `Host` name (a web page cannot know
+    /// the token), and no start-up warning is logged for a non-loopback host.
     pub fn admin_token(mut self, token: impl Into<String>) -> Self {
         self.admin_token = Some(token.into());
         self
