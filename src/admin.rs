@@ -153,7 +153,7 @@ fn authorized(state: &AppState, req: &Request<Incoming>) -> Result<(), ApiError>
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim);
-    if presented == Some(token.as_str()) {
+    if presented.is_some_and(|p| crate::auth::constant_time_eq(p.as_bytes(), token.as_bytes())) {
         Ok(())
     } else {
         Err(ApiError::unauthorized(
@@ -162,7 +162,22 @@ fn authorized(state: &AppState, req: &Request<Incoming>) -> Result<(), ApiError>
     }
 }
 
+/// The request's authority: from an absolute-form target, else `Host`.
+fn authority(req: &Request<Incoming>) -> Option<String> {
+    if let Some(authority) = req.uri().authority() {
+        return Some(authority.as_str().to_owned());
+    }
+    req.headers()
+        .get(http::header::HOST)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
 async fn route(state: &Arc<AppState>, req: Request<Incoming>) -> Result<Reply, ApiError> {
+    // Before the token: a browser's request is refused whatever it carries.
+    state
+        .settings
+        .same_origin
+        .check(authority(&req).as_deref(), req.headers())?;
     authorized(state, &req)?;
     let path = req.uri().path().trim_end_matches('/').to_owned();
     let method = req.method().clone();
@@ -173,6 +188,7 @@ async fn route(state: &Arc<AppState>, req: Request<Incoming>) -> Result<Reply, A
             Ok(Reply::Json(StatusCode::OK, json!({ "rules": rules })))
         }
         ("/rules", &Method::POST) => {
+            crate::same_origin::require_json(req.headers())?;
             let text = read_body(req).await?;
             let rules = crate::rules::loading::parse_rules("<admin>", &text).map_err(|e| {
                 ApiError::bad_request(format!("Invalid rule: {e}"))

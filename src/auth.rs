@@ -1,6 +1,7 @@
 //! Credential checking for the emulated API (`x-api-key` or `Authorization: Bearer`).
 
 use http::HeaderMap;
+use sha2::{Digest, Sha256};
 
 use crate::config::AuthPolicy;
 use crate::error::ApiError;
@@ -52,9 +53,14 @@ pub(crate) fn check(policy: &AuthPolicy, headers: &HeaderMap) -> Result<(), ApiE
             if presented.is_empty() {
                 return Err(missing());
             }
-            let accepted = presented.iter().any(|c| match c {
-                Credential::ApiKey(k) => api_keys.iter().any(|a| a == k),
-                Credential::Bearer(t) => bearer_tokens.iter().any(|b| b == t),
+            // Every accepted value is compared, so the time taken does not
+            // tell which one (or how much of one) matched.
+            let accepted = presented.iter().fold(false, |found, c| {
+                found
+                    | match c {
+                        Credential::ApiKey(k) => any_equal(api_keys, k),
+                        Credential::Bearer(t) => any_equal(bearer_tokens, t),
+                    }
             });
             if accepted {
                 Ok(())
@@ -65,6 +71,28 @@ pub(crate) fn check(policy: &AuthPolicy, headers: &HeaderMap) -> Result<(), ApiE
             }
         }
     }
+}
+
+/// Whether `presented` is one of `accepted`, comparing with every one.
+fn any_equal(accepted: &[String], presented: &str) -> bool {
+    accepted.iter().fold(false, |found, a| {
+        found | constant_time_eq(a.as_bytes(), presented.as_bytes())
+    })
+}
+
+/// Compares two secrets in a time that depends on neither their contents nor
+/// their lengths: both are hashed (SHA-256, already a dependency for uploads),
+/// then the digests are compared without stopping at the first difference.
+/// A plain `==` returns at the first differing byte, which lets a client on
+/// the network guess a key byte by byte from the answer times.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let (a, b) = (Sha256::digest(a), Sha256::digest(b));
+    let diff = a
+        .iter()
+        .zip(b.iter())
+        // black_box keeps the compiler from turning the fold into an early exit.
+        .fold(0u8, |acc, (x, y)| acc | std::hint::black_box(x ^ y));
+    diff == 0
 }
 
 fn missing() -> ApiError {
@@ -112,6 +140,18 @@ mod tests {
         assert!(check(&p, &headers(&[("x-api-key", "tok")])).is_err());
         let err = check(&p, &headers(&[])).err().map(|e| e.code);
         assert_eq!(err.as_deref(), Some("auth.invalid_key"));
+    }
+
+    #[test]
+    fn constant_time_eq_is_equality() {
+        assert!(constant_time_eq(b"", b""));
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret "));
+        assert!(!constant_time_eq(b"", b"x"));
+        assert!(any_equal(&["a".into(), "b".into()], "b"));
+        assert!(!any_equal(&["a".into(), "b".into()], "c"));
+        assert!(!any_equal(&[], "c"));
     }
 
     #[test]

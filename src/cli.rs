@@ -127,7 +127,8 @@ struct ServeArgs {
     /// Seed of the RNG behind rule probabilities (default: random, logged at start).
     #[arg(long, env = "AYMARA_MOCK_SEED")]
     seed: Option<u64>,
-    /// Base URL used in file_url (default: the URL listened on).
+    /// Base URL used in file_url (default: the URL listened on); its host is
+    /// also accepted as `Host` by the admin API.
     #[arg(long, env = "AYMARA_MOCK_PUBLIC_URL", value_name = "URL")]
     public_url: Option<String>,
     /// Bucket name used in remote_uri (with --storage, its bucket is used).
@@ -146,7 +147,8 @@ struct ServeArgs {
         value_name = "N"
     )]
     journal_size: usize,
-    /// Require `Authorization: Bearer TOKEN` on the admin API.
+    /// Require `Authorization: Bearer TOKEN` on the admin API (which then
+    /// accepts any `Host` name).
     #[arg(long, env = "AYMARA_MOCK_ADMIN_TOKEN", value_name = "TOKEN")]
     admin_token: Option<String>,
     /// Also write the listening URL to this file once ready.

@@ -8,8 +8,32 @@ use serde_json::{Map, Value};
 
 use crate::storage::StoredUpload;
 
-/// Headers whose values are never recorded.
-const REDACTED_HEADERS: [&str; 2] = ["x-api-key", "authorization"];
+/// Headers whose values are never recorded, by name.
+const REDACTED_HEADERS: [&str; 4] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+];
+/// Headers whose values are never recorded, by a part of their name: this
+/// catches `x-api-key`, `api-key`, `x-goog-api-key`, `x-admin-token`,
+/// `x-auth-token`, `x-amz-security-token`, `x-csrf-token`, `x-client-secret`,
+/// `x-session-id` and the like, which carry credentials whatever the vendor.
+const REDACTED_NAME_PARTS: [&str; 8] = [
+    "api-key",
+    "apikey",
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "session",
+    "credential",
+];
+
+/// Whether a header's value is a credential (names are lowercase).
+pub(crate) fn is_credential_header(name: &str) -> bool {
+    REDACTED_HEADERS.contains(&name) || REDACTED_NAME_PARTS.iter().any(|part| name.contains(part))
+}
 /// What a redacted header value is replaced with.
 pub const REDACTED: &str = "[redacted]";
 
@@ -51,7 +75,7 @@ pub(crate) fn record_headers(headers: &http::HeaderMap) -> Map<String, Value> {
     let mut out = Map::new();
     for name in headers.keys() {
         let key = name.as_str();
-        let value = if REDACTED_HEADERS.contains(&key) {
+        let value = if is_credential_header(key) {
             REDACTED.to_owned()
         } else {
             headers
@@ -170,10 +194,22 @@ mod tests {
             http::HeaderValue::from_static("Bearer secret"),
         );
         h.insert("x-other", http::HeaderValue::from_static("v"));
+        h.insert("cookie", http::HeaderValue::from_static("a=secret"));
+        h.insert("x-auth-token", http::HeaderValue::from_static("secret"));
         let rec = record_headers(&h);
         assert_eq!(rec["x-api-key"], REDACTED);
         assert_eq!(rec["authorization"], REDACTED);
+        assert_eq!(rec["cookie"], REDACTED);
+        assert_eq!(rec["x-auth-token"], REDACTED);
         assert_eq!(rec["x-other"], "v");
+        for plain in [
+            "content-type",
+            "x-stainless-retry-count",
+            "x-request-id",
+            "user-agent",
+        ] {
+            assert!(!is_credential_header(plain), "{plain}");
+        }
     }
 
     #[test]

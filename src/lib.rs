@@ -46,6 +46,7 @@ pub(crate) mod error;
 pub(crate) mod http_util;
 pub(crate) mod journal;
 pub(crate) mod rules;
+pub(crate) mod same_origin;
 pub(crate) mod server;
 pub(crate) mod storage;
 pub(crate) mod upload;

@@ -54,6 +54,7 @@ pub(crate) async fn serve(
     if let Ok(v) = HeaderValue::from_str(&upload.content_type) {
         headers.insert(http::header::CONTENT_TYPE, v);
     }
+    confine(&mut headers, &upload.content_type);
     headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(count));
     headers.insert(
         http::header::ACCEPT_RANGES,
@@ -90,6 +91,48 @@ pub(crate) async fn serve(
         headers,
         BodyExt::boxed(http_body_util::StreamBody::new(frames)),
     )
+}
+
+/// Keeps a stored file from acting as a page of this server's origin, the
+/// admin API's: an uploaded HTML, SVG or script opened in a browser would
+/// otherwise run with the right to call `/__admin`. `sandbox` gives the
+/// document an opaque origin (no scripts, and its requests carry
+/// `Origin: null`, which the admin API refuses); `nosniff` stops a browser
+/// from guessing an active type from the bytes; types a browser would render
+/// as a document are sent as attachments (downloaded, not opened) for
+/// browsers that ignore the sandbox. The bytes and `Content-Type` are left
+/// exactly as stored.
+fn confine(headers: &mut HeaderMap, content_type: &str) {
+    headers.insert(
+        http::header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox"),
+    );
+    headers.insert(
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if is_active(content_type) {
+        headers.insert(
+            http::header::CONTENT_DISPOSITION,
+            HeaderValue::from_static("attachment"),
+        );
+    }
+}
+
+/// Whether a browser would run or render this type as a document: HTML,
+/// XML (SVG, XHTML, `+xml`), scripts, PDF.
+fn is_active(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence.contains("html")
+        || essence.contains("xml")
+        || essence.contains("javascript")
+        || essence.contains("ecmascript")
+        || essence == "application/pdf"
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -145,6 +188,31 @@ fn parse_range(header: &str, len: u64) -> RangeSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn active_types_are_recognized() {
+        for active in [
+            "text/html",
+            "Text/HTML; charset=utf-8",
+            "image/svg+xml",
+            "application/xhtml+xml",
+            "text/xml",
+            "application/javascript",
+            "text/javascript",
+            "application/pdf",
+        ] {
+            assert!(is_active(active), "{active}");
+        }
+        for passive in [
+            "image/png",
+            "text/plain",
+            "video/mp4",
+            "application/json",
+            "",
+        ] {
+            assert!(!is_active(passive), "{passive}");
+        }
+    }
 
     #[test]
     fn ranges() {

@@ -23,6 +23,7 @@ use crate::config::{AuthPolicy, ByteSize};
 use crate::journal::{Journal, RequestRecord};
 use crate::rules::model::Rule;
 use crate::rules::{AddRuleError, FixtureError, RuleEngine, RuleStatus};
+use crate::same_origin::SameOrigin;
 use crate::storage::{ObjectStorage, S3Config, Storage, StoredUpload};
 use state::{AppState, Settings, UploadIndex};
 
@@ -253,6 +254,8 @@ impl MockServerBuilder {
     }
 
     /// Base URL used in `file_url` (default: the URL the server listens on).
+    /// Its host is also a name the admin API accepts in `Host`, and its
+    /// origin one it accepts in `Origin` (see README, "Admin API").
     pub fn public_url(mut self, url: impl Into<String>) -> Self {
         self.public_url = Some(url.into());
         self
@@ -271,7 +274,9 @@ impl MockServerBuilder {
         self
     }
 
-    /// Requires `Authorization: Bearer <token>` on the admin API.
+    /// Requires `Authorization: Bearer <token>` on the admin API. With a
+    /// token, the admin API accepts any `Host` name (a web page cannot know
+    /// the token), and no start-up warning is logged for a non-loopback host.
     pub fn admin_token(mut self, token: impl Into<String>) -> Self {
         self.admin_token = Some(token.into());
         self
@@ -391,6 +396,12 @@ impl MockServerBuilder {
                 "listening on a non-loopback address without --api-key/--bearer-token: anyone who can reach it can upload"
             );
         }
+        if !addr.ip().is_loopback() && self.admin_token.is_none() {
+            tracing::warn!(
+                %addr,
+                "listening on a non-loopback address without --admin-token: anyone who can reach it can use the admin API (/__admin: add rules, read the journal, delete uploads)"
+            );
+        }
         let public_url = self
             .public_url
             .map(|u| u.trim_end_matches('/').to_owned())
@@ -399,6 +410,7 @@ impl MockServerBuilder {
             settings: Settings {
                 auth,
                 max_upload_size: self.max_upload_size.bytes(),
+                same_origin: SameOrigin::new(addr, &public_url, self.admin_token.is_some()),
                 public_url,
                 body_timeout: self.body_timeout,
                 admin_token: self.admin_token,

@@ -18,6 +18,8 @@ pub(crate) struct Settings {
     pub(crate) public_url: String,
     pub(crate) body_timeout: Duration,
     pub(crate) admin_token: Option<String>,
+    /// What an admin request must look like to be this server's own.
+    pub(crate) same_origin: crate::same_origin::SameOrigin,
 }
 
 /// Shared by every connection.

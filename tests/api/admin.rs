@@ -397,3 +397,275 @@ async fn journal_and_counters_stay_exact_under_100_concurrent_uploads() {
     assert_eq!((rule.matched, rule.fired), (100, 100));
     assert_eq!(app.server.uploads().await.len(), 100);
 }
+
+// --- Browser-borne requests (CSRF, DNS rebinding) -------------------------
+
+/// A raw admin request: `method path` with the given extra header lines and body.
+async fn raw_admin(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, Value) {
+    let addr = app.server.address();
+    let port = addr.port();
+    // A test's own `Host:` line replaces the default one.
+    let host = if headers.to_ascii_lowercase().contains("host:") {
+        String::new()
+    } else {
+        format!("Host: 127.0.0.1:{port}\r\n")
+    };
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\n{host}{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let target = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let (status, _, body) = raw_exchange(target, request.as_bytes()).await.unwrap();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+const RULE: &str = r#"{"id":"from-a-web-page","respond":{"status":500}}"#;
+
+#[tokio::test]
+async fn a_cross_origin_text_plain_rule_post_is_refused_and_adds_nothing() {
+    let app = spawn_app().await;
+    let (status, body) = raw_admin(
+        &app,
+        "POST",
+        "/__admin/rules",
+        "Origin: http://evil.example\r\nContent-Type: text/plain\r\n",
+        RULE,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "auth.insufficient_permissions");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("http://evil.example"), "{message}");
+    assert!(app.server.rules().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_rule_post_that_is_not_json_is_refused_even_without_an_origin() {
+    let app = spawn_app().await;
+    for content_type in [
+        "Content-Type: text/plain\r\n",
+        "Content-Type: application/x-www-form-urlencoded\r\n",
+        "Content-Type: multipart/form-data; boundary=x\r\n",
+        "",
+    ] {
+        let (status, body) = raw_admin(&app, "POST", "/__admin/rules", content_type, RULE).await;
+        assert_eq!(status, 415, "{content_type:?}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("application/json"), "{message}");
+    }
+    assert!(app.server.rules().await.is_empty());
+    // JSON with parameters is JSON.
+    let (status, body) = raw_admin(
+        &app,
+        "POST",
+        "/__admin/rules",
+        "Content-Type: Application/JSON; charset=utf-8\r\n",
+        RULE,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+#[tokio::test]
+async fn reset_and_deletes_from_a_foreign_origin_are_refused_and_change_nothing() {
+    let app = spawn_app().await;
+    app.server
+        .add_rule(Rule::pass().with_id("keep"))
+        .await
+        .unwrap();
+    assert_eq!(app.upload(b"x".to_vec(), "a.txt").await.status(), 200);
+    for origin in [
+        "http://evil.example",
+        // A page on another port of the same machine is another origin.
+        "http://127.0.0.1:1",
+        "http://localhost:1",
+        // A sandboxed document (such as a served download) has an opaque origin.
+        "null",
+    ] {
+        for (method, path) in [
+            ("POST", "/__admin/reset"),
+            ("DELETE", "/__admin/rules"),
+            ("DELETE", "/__admin/uploads"),
+            ("DELETE", "/__admin/requests"),
+        ] {
+            let (status, body) =
+                raw_admin(&app, method, path, &format!("Origin: {origin}\r\n"), "").await;
+            assert_eq!(status, 403, "{origin} {method} {path}: {body}");
+            assert_eq!(body["error"]["code"], "auth.insufficient_permissions");
+        }
+    }
+    assert_eq!(app.server.rules().await.len(), 1);
+    assert_eq!(app.server.uploads().await.len(), 1);
+    assert_eq!(app.server.requests().await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_foreign_host_is_refused_as_dns_rebinding() {
+    let app = spawn_app().await;
+    let port = app.server.address().port();
+    for host in [
+        format!("evil.example:{port}"),
+        "evil.example".to_owned(),
+        format!("localhost.evil.example:{port}"),
+    ] {
+        let (status, body) = raw_admin(
+            &app,
+            "GET",
+            "/__admin/requests",
+            &format!("Host: {host}\r\n"),
+            "",
+        )
+        .await;
+        assert_eq!(status, 403, "{host}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("--public-url"), "{message}");
+    }
+}
+
+#[tokio::test]
+async fn same_origin_and_non_browser_admin_requests_keep_working() {
+    let app = spawn_app().await;
+    let port = app.server.address().port();
+    for (host, origin) in [
+        (format!("127.0.0.1:{port}"), None),
+        (
+            format!("127.0.0.1:{port}"),
+            Some(format!("http://127.0.0.1:{port}")),
+        ),
+        (
+            format!("localhost:{port}"),
+            Some(format!("http://localhost:{port}")),
+        ),
+        (
+            format!("[::1]:{port}"),
+            Some(format!("http://[::1]:{port}")),
+        ),
+        // A loopback alias of the same server (page on localhost, calls 127.0.0.1).
+        (
+            format!("127.0.0.1:{port}"),
+            Some(format!("http://localhost:{port}")),
+        ),
+        // Through a tunnel or a port mapping: the page and the call share the origin.
+        (
+            "localhost:9000".to_owned(),
+            Some("http://localhost:9000".to_owned()),
+        ),
+        ("localhost".to_owned(), None),
+    ] {
+        let mut headers = format!("Host: {host}\r\n");
+        if let Some(origin) = &origin {
+            headers.push_str(&format!("Origin: {origin}\r\n"));
+        }
+        let (status, body) = raw_admin(&app, "GET", "/__admin/rules", &headers, "").await;
+        assert_eq!(status, 200, "{host} {origin:?}: {body}");
+        let with_json = format!("{headers}Content-Type: application/json\r\n");
+        let (status, body) =
+            raw_admin(&app, "POST", "/__admin/rules", &with_json, r#"{"pass":{}}"#).await;
+        assert_eq!(status, 201, "{host} {origin:?}: {body}");
+        // A body-less reset, as `httpx.post(url + "/__admin/reset")` sends it.
+        let (status, body) = raw_admin(&app, "POST", "/__admin/reset", &headers, "").await;
+        assert_eq!(status, 200, "{host} {origin:?}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn the_public_url_host_is_accepted() {
+    let app = spawn_with(|b| b.public_url("https://mock.example.test")).await;
+    let (status, body) = raw_admin(
+        &app,
+        "GET",
+        "/__admin/rules",
+        "Host: mock.example.test\r\nOrigin: https://mock.example.test\r\n",
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn on_a_wildcard_address_ip_literals_and_single_label_names_are_accepted() {
+    let app = spawn_with(|b| b.host("0.0.0.0")).await;
+    let port = app.server.address().port();
+    for (host, expected) in [
+        (format!("10.1.2.3:{port}"), 200),
+        // A docker compose service name.
+        (format!("mock:{port}"), 200),
+        (format!("mock.evil.example:{port}"), 403),
+    ] {
+        let (status, body) = raw_admin(
+            &app,
+            "GET",
+            "/__admin/rules",
+            &format!("Host: {host}\r\n"),
+            "",
+        )
+        .await;
+        assert_eq!(status, expected, "{host}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn with_an_admin_token_any_host_is_accepted_but_not_a_foreign_origin() {
+    let app = spawn_with(|b| b.admin_token("t0k")).await;
+    let (status, body) = raw_admin(
+        &app,
+        "GET",
+        "/__admin/rules",
+        "Host: mock.cluster.example\r\nAuthorization: Bearer t0k\r\n",
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = raw_admin(
+        &app,
+        "POST",
+        "/__admin/reset",
+        "Origin: http://evil.example\r\nAuthorization: Bearer t0k\r\n",
+        "",
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+}
+
+#[tokio::test]
+async fn credential_headers_of_every_kind_are_journaled_redacted() {
+    let app = spawn_app().await;
+    let credentials = [
+        ("cookie", "session=secret-cookie"),
+        ("proxy-authorization", "Basic secret-proxy"),
+        ("x-admin-token", "secret-admin"),
+        ("x-auth-token", "secret-auth"),
+        ("x-access-token", "secret-access"),
+        ("x-amz-security-token", "secret-amz"),
+        ("x-csrf-token", "secret-csrf"),
+        ("api-key", "secret-api-key"),
+        ("x-goog-api-key", "secret-goog"),
+        ("x-client-secret", "secret-client"),
+    ];
+    let mut headers: Vec<(&str, &str)> = credentials.to_vec();
+    headers.push(("x-stainless-retry-count", "0"));
+    let resp = app
+        .upload_with(b"x".to_vec(), "a.txt", "secret-key", &headers)
+        .await;
+    assert_eq!(resp.status(), 200);
+    let journal = app.server.requests().await;
+    let recorded = &journal[0].headers;
+    for (name, _) in credentials.iter().chain([("x-api-key", "")].iter()) {
+        assert_eq!(recorded[*name], REDACTED, "{name}");
+    }
+    assert_eq!(recorded["x-stainless-retry-count"], "0");
+    assert_eq!(
+        recorded["content-type"]
+            .as_str()
+            .map(|c| c.starts_with("multipart/form-data")),
+        Some(true)
+    );
+    let text = get(&app, "/__admin/requests").await.to_string();
+    assert!(!text.contains("secret-"), "{text}");
+}

@@ -478,7 +478,131 @@ fn a_non_loopback_address_without_keys_logs_a_warning_and_credentials_are_never_
     assert!(!log.contains("super-secret"), "{log}");
     let bin = start_binary(&["--host", "0.0.0.0", "--api-key", "k"], &[]);
     assert!(bin.wait_for_log("aymara-mock started", Duration::from_secs(5)));
-    assert!(!bin.stderr_text().contains("non-loopback"));
+    // (The admin-token warning still shows: no --admin-token here.)
+    assert!(!bin.stderr_text().contains("without --api-key"));
+}
+
+#[test]
+fn a_non_loopback_address_without_an_admin_token_logs_that_the_admin_api_is_open() {
+    let bin = start_binary(&["--host", "0.0.0.0", "--api-key", "k"], &[]);
+    assert!(
+        bin.wait_for_log("without --admin-token", Duration::from_secs(5)),
+        "{}",
+        bin.stderr_text()
+    );
+    let bin = start_binary(
+        &["--host", "0.0.0.0", "--api-key", "k", "--admin-token", "t"],
+        &[],
+    );
+    assert!(bin.wait_for_log("aymara-mock started", Duration::from_secs(5)));
+    assert!(
+        !bin.stderr_text().contains("--admin-token"),
+        "{}",
+        bin.stderr_text()
+    );
+    // On loopback, no warning either.
+    let bin = start_binary(&["--api-key", "k"], &[]);
+    assert!(bin.wait_for_log("aymara-mock started", Duration::from_secs(5)));
+    assert!(!bin.stderr_text().contains("WARN"), "{}", bin.stderr_text());
+}
+
+#[tokio::test]
+async fn uploaded_html_svg_and_scripts_are_served_sandboxed_as_attachments_byte_exact() {
+    let app = spawn_app().await;
+    let page = b"<html><script>fetch('/__admin/reset',{method:'POST'})</script></html>".to_vec();
+    for (name, content_type, attachment) in [
+        ("x.html", "text/html", true),
+        ("x.svg", "image/svg+xml", true),
+        ("x.xml", "application/xml", true),
+        ("x.js", "text/javascript", true),
+        ("x.xhtml", "application/xhtml+xml; charset=utf-8", true),
+        ("x.png", "image/png", false),
+        ("x.txt", "text/plain", false),
+    ] {
+        let resp = app
+            .post_multipart(multipart_body(name, Some(content_type), &page))
+            .await;
+        assert_eq!(resp.status(), 200, "{name}");
+        let answer: Value = resp.json().await.unwrap();
+        let url = answer["file_url"].as_str().unwrap();
+        for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
+            let resp = app
+                .client
+                .request(method.clone(), url)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "{method} {name}");
+            let h = resp.headers().clone();
+            assert_eq!(h["content-type"], content_type, "{method} {name}");
+            assert_eq!(h["content-security-policy"], "sandbox", "{method} {name}");
+            assert_eq!(h["x-content-type-options"], "nosniff", "{method} {name}");
+            assert_eq!(
+                h.get("content-disposition")
+                    .map(|v| v.to_str().unwrap().to_owned()),
+                attachment.then(|| "attachment".to_owned()),
+                "{method} {name}"
+            );
+            if method == reqwest::Method::GET {
+                let body = resp.bytes().await.unwrap();
+                assert_eq!(sha256_hex(&body), sha256_hex(&page), "{name}");
+            }
+        }
+    }
+}
+
+/// A `GET /health` whose head (request line to blank line) is exactly `len`
+/// bytes, padded by one header.
+fn health_head_of(len: usize) -> Vec<u8> {
+    let start = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: ";
+    let end = b"\r\n\r\n";
+    let mut head = start.to_vec();
+    head.resize(len - end.len(), b'a');
+    head.extend_from_slice(end);
+    head
+}
+
+/// The sizes README gives (measured with a bisection over these helpers):
+/// hyper accepts a head of 128 KiB (`max_buf_size`), checks the limit only
+/// between reads, so a head written in one burst passes up to 195,557 bytes
+/// and a trickled one up to 131,072; beyond, 431. A request target over
+/// 65,534 bytes gets 414, more than 100 header lines 431 (or a close).
+#[tokio::test]
+async fn heads_up_to_128_kib_are_served_and_larger_ones_refused_with_431() {
+    let app = spawn_app().await;
+    let addr = app.server.address();
+    let (status, _, _) = raw_exchange(addr, &health_head_of(128 * 1024))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    for len in [195_558, 256 * 1024] {
+        // An answer must be a 431; closing without one is also a refusal.
+        if let Ok((status, _, _)) = raw_exchange(addr, &health_head_of(len)).await {
+            assert_eq!(status, 431, "{len}");
+        }
+    }
+    let target = |len: usize| {
+        let path = format!("/health?{}", "a".repeat(len - "/health?".len()));
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes()
+    };
+    let (status, _, _) = raw_exchange(addr, &target(65_534)).await.unwrap();
+    assert_eq!(status, 200);
+    let (status, _, _) = raw_exchange(addr, &target(65_535)).await.unwrap();
+    assert_eq!(status, 414);
+    // 100 header lines, `Host` included; one more is refused.
+    let headers = |count: usize| {
+        let mut head = String::from("GET /health HTTP/1.1\r\nHost: x\r\n");
+        for i in 1..count {
+            head.push_str(&format!("X-H{i}: v\r\n"));
+        }
+        head.push_str("\r\n");
+        head.into_bytes()
+    };
+    let (status, _, _) = raw_exchange(addr, &headers(100)).await.unwrap();
+    assert_eq!(status, 200);
+    if let Ok((status, _, _)) = raw_exchange(addr, &headers(101)).await {
+        assert_eq!(status, 431);
+    }
 }
 
 #[tokio::test]
