@@ -187,6 +187,12 @@ class AymaraMock(AdminClient):
         """Start the process and wait until it listens; returns ``self``."""
         if self._proc is not None:
             raise AymaraMockError("this AymaraMock was already started")
+        binary = self.binary if self.binary is not None else find_binary()
+        if not binary.is_file() or not os.access(binary, os.X_OK):
+            raise AymaraMockError(
+                f"aymara-mock binary not found at {binary} (not an executable file)"
+            )
+        self.binary = binary
         self._workdir = tempfile.TemporaryDirectory(prefix="aymara-mock-")
         work = Path(self._workdir.name)
         if self._storage_option is None or self._storage_option is True:

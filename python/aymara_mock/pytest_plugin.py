@@ -7,14 +7,14 @@ Fixtures:
 - ``aymara_mock_session``: the same server, not reset (for session-scoped fixtures of your own);
 - ``aymara_mock_factory``: ``aymara_mock_factory(**options)`` starts a dedicated server with its
   own options (the keyword arguments of ``AymaraMock``), stopped after the test, which fails if
-  it does not exit 0;
+  it does not exit 0 or printed more than its ready line on stdout;
 - ``aymara_client``: an ``aymara_ai.AymaraAI`` pointed at ``aymara_mock`` (skips the test when
   the SDK is not installed).
 
 Options (command line, or the ini key in pytest.ini / pyproject.toml):
 
-- ``--aymara-mock-bin`` / ``aymara_mock_bin``: the binary (default: ``$AYMARA_MOCK_BIN``, else the
-  one the wheel installed);
+- ``--aymara-mock-bin`` / ``aymara_mock_bin``: the binary (the option, else ``$AYMARA_MOCK_BIN``,
+  else the ini key, else the one the wheel installed);
 - ``--aymara-mock-fixtures`` / ``aymara_mock_fixtures``: fixture files or directories of the
   session server (repeatable; ini: one a line, relative to the ini file);
 - ``--aymara-mock-seed`` / ``aymara_mock_seed``: RNG seed of every server the plugin starts
@@ -84,14 +84,15 @@ def _ini_path(config: pytest.Config, value: str) -> Path:
 
 
 def _binary(config: pytest.Config) -> Optional[Path]:
+    """The command line, else $AYMARA_MOCK_BIN, else the ini file, else the installed one."""
     cli = config.getoption("aymara_mock_bin")
     if cli:
         return Path(cli)
+    if os.environ.get("AYMARA_MOCK_BIN"):
+        return Path(os.environ["AYMARA_MOCK_BIN"])
     ini = str(config.getini("aymara_mock_bin")).strip()
     if ini:
         return _ini_path(config, ini)
-    if os.environ.get("AYMARA_MOCK_BIN"):
-        return Path(os.environ["AYMARA_MOCK_BIN"])
     return None  # AymaraMock finds the installed one
 
 
@@ -161,8 +162,13 @@ def aymara_mock_factory(
     for server in servers:
         already_stopped = server.returncode is not None
         code = server.stop(check=False)
-        if not already_stopped and code != 0:
+        if already_stopped:
+            continue  # the test stopped it and saw the code
+        if code != 0:
             problems.append(f"{server!r} exited with code {code}; stderr:\n{server.stderr()}")
+        elif server.extra_stdout:
+            problems.append(f"{server!r} printed on stdout after its ready line: "
+                            f"{server.extra_stdout!r}")
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
 
