@@ -198,7 +198,7 @@ class AymaraMock(AdminClient):
         if self._storage_option is None or self._storage_option is True:
             self.storage_dir = work / "storage"
         elif self._storage_option is not False:
-            self.storage_dir = Path(self._storage_option)  # type: ignore[arg-type]
+            self.storage_dir = Path(self._storage_option)
         self._stderr_path = work / "stderr.log"
         self._stderr = open(self._stderr_path, "wb")
         env = {k: v for k, v in os.environ.items() if not k.startswith("AYMARA_MOCK_")}
@@ -325,9 +325,9 @@ class AymaraMock(AdminClient):
     def __enter__(self) -> "AymaraMock":
         return self.start()
 
-    def __exit__(self, exc_type: Any, exc: Any = None, tb: Any = None) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         # A failure inside the block is the interesting one: do not hide it behind ours.
-        self.stop(check=exc_type is None)
+        self.stop(check=exc_info[0] is None)
 
     def close(self) -> None:
         """The same as :meth:`stop`."""

@@ -71,7 +71,8 @@ venv="$scratch/venv"
 "$python" -m venv "$venv"
 # The SDK alone (--no-deps), as tests/sdk/run.sh installs it; its client's runtime imports and
 # pytest are pinned in tests/sdk/requirements.txt. The wheel brings its own dependency, httpx.
-run_clean "$venv" python -m pip "${pip_flags[@]}" install "$wheel" -r "$root/tests/sdk/requirements.txt"
+run_clean "$venv" python -m pip "${pip_flags[@]}" install "$wheel" \
+    -r "$root/tests/sdk/requirements.txt" -r "$here/requirements.txt"
 run_clean "$venv" python -m pip "${pip_flags[@]}" install --no-deps -r "$root/tests/sdk/requirements-sdk.txt"
 run_clean "$venv" aymara-mock --version
 
