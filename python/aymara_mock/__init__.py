@@ -13,9 +13,17 @@ is installed) gives the fixtures ``aymara_mock``, ``aymara_mock_factory`` and ``
 
 from __future__ import annotations
 
+from importlib import metadata as _metadata
+
 from ._admin import UPLOAD_PATH, AdminClient, AdminError, format_journal
 from ._server import AymaraMock, AymaraMockError, find_binary
 from ._types import JournalEntry, Rule, RuleInfo, Upload
+
+try:
+    #: The package's version, which is the binary's (Cargo.toml's).
+    __version__ = _metadata.version("aymara-mock")
+except _metadata.PackageNotFoundError:  # imported from the source tree (tests/sdk)
+    __version__ = "0+source"
 
 __all__ = [
     "UPLOAD_PATH",

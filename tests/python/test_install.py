@@ -31,7 +31,7 @@ def test_binary_on_path_is_the_wheels_and_has_cargos_version():
     assert aymara_mock.find_binary() == Path(on_path)
     out = subprocess.run([on_path, "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == f"aymara-mock {cargo_version()}"
-    assert metadata.version("aymara-mock") == cargo_version()
+    assert metadata.version("aymara-mock") == aymara_mock.__version__ == cargo_version()
 
 
 def test_no_rust_toolchain_and_no_build_tree_needed():
