@@ -222,6 +222,7 @@ class AymaraMock(AdminClient):
             self._proc.wait()
             self.returncode = self._proc.returncode
             self._close_pipes()
+            self._cleanup()
             raise
         self.port = int(self.url.rsplit(":", 1)[1])
         self._connect(self.url, self.admin_token)

@@ -18,7 +18,7 @@ from aymara_ai import (
     PermissionDeniedError,
 )
 
-from aymara_mock import UPLOAD_PATH, AdminError, AymaraMock
+from aymara_mock import UPLOAD_PATH, AdminError, AymaraMock, AymaraMockError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -194,7 +194,16 @@ def test_a_server_of_ones_own_stops_cleanly_and_removes_its_storage():
 
 
 def test_a_bad_option_is_reported_with_the_servers_message():
-    with pytest.raises(Exception) as info:
+    with pytest.raises(AymaraMockError) as info:
         AymaraMock(max_upload_size="lots").start()
     assert "exited with code 2" in str(info.value)
     assert "lots" in str(info.value)
+
+
+def test_a_server_that_fails_to_start_leaves_no_temp_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # where AymaraMock makes its temp dirs
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    with pytest.raises(AymaraMockError, match="exited with code 2"):
+        AymaraMock(fixtures=tmp_path / "missing.json").start()
+    assert list(tmp_path.iterdir()) == []
