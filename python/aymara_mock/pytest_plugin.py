@@ -33,7 +33,7 @@ from typing import Any, Callable, Generator, Iterator, List, Optional
 import pytest
 
 from ._admin import format_journal
-from ._server import AymaraMock
+from ._server import AymaraMock, AymaraMockError, find_binary
 
 __all__ = ["AymaraMockFactory"]
 
@@ -115,6 +115,16 @@ def _used(node: pytest.Item) -> List[AymaraMock]:
     return node.stash.setdefault(_USED, [])
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    binary = _binary(config)
+    if binary is None:
+        try:
+            binary = find_binary()
+        except AymaraMockError as exc:
+            return f"aymara-mock: {exc}"
+    return f"aymara-mock: {binary}"
+
+
 @pytest.fixture(scope="session")
 def aymara_mock_session(pytestconfig: pytest.Config) -> Iterator[AymaraMock]:
     """The session's server (fixtures and seed from the plugin's options), not reset."""
@@ -187,7 +197,8 @@ def pytest_runtest_makereport(
 ) -> Generator[None, Any, None]:
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
-    if report.when != "call" or not report.failed:
+    # Setup too: a fixture of the user's that talks to the emulator may be what failed.
+    if report.when not in ("setup", "call") or not report.failed:
         return
     for server in item.stash.get(_USED, []):
         title = f"aymara-mock journal ({server.url}, seed {server.seed})"

@@ -24,6 +24,7 @@ def test_failing_test_report_shows_its_journal(pytester):
     result = pytester.runpytest_subprocess("--aymara-mock-seed", "99")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines([
+        "aymara-mock: */bin/aymara-mock",  # the report header: which binary is tested
         "*_ test_upload_fails_after_an_outage _*",
         "*- aymara-mock journal (http://127.0.0.1:*, seed 99) -*",
         "  1. POST /v2/files/-/uploads -> 503  rule=one-outage  retry=0",
@@ -146,3 +147,25 @@ def test_dedicated_server_that_cannot_stop_cleanly_fails_the_test(pytester):
     result = pytester.runpytest_subprocess()
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*exited with code -9*"])
+
+
+def test_a_failing_fixture_of_ones_own_gets_the_journal_too(pytester):
+    pytester.makepyfile(
+        test_setup="""
+        import httpx, pytest
+
+        @pytest.fixture
+        def uploaded(aymara_mock):
+            r = httpx.post(aymara_mock.url + "/v2/files/-/uploads", files={"file": ("a", b"a")})
+            assert r.status_code == 200   # fails: no API key
+
+        def test_uses_it(uploaded):
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([
+        "*- aymara-mock journal (http://127.0.0.1:*, seed *) -*",
+        "  1. POST /v2/files/-/uploads -> 401",
+    ])
