@@ -1,7 +1,9 @@
-"""Shared fixtures: start aymara-mock as a sidecar, talk to its admin API, drive the SDK.
+"""Shared fixtures: aymara-mock as a sidecar (the aymara_mock pytest plugin, from the package
+source in python/), its admin API, and the SDK.
 
 Only the public surface is used: the CLI (flags, the one stdout line, SIGTERM), HTTP, and the
-admin API under /__admin.  Each test gets its own server on port 0 with its own storage dir.
+admin API under /__admin.  `mock` is the plugin's session server, reset before each test;
+`start_mock` starts a server of the test's own, on port 0 with its own storage dir.
 """
 
 from __future__ import annotations
@@ -11,68 +13,19 @@ import functools
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import httpx
 import pytest
 from aymara_ai import AsyncAymaraAI, AymaraAI
-from sidecar import Sidecar, child_env, mock_bin
+from sidecar import mock_bin
 
-UPLOAD_PATH = "/v2/files/-/uploads"
+from aymara_mock import UPLOAD_PATH, AymaraMock
+
+# Loaded from the source (pytest.ini: pythonpath), not from an installed wheel.
+pytest_plugins = ["aymara_mock.pytest_plugin"]
+
 API_KEY = "test-key"
-
-
-class MockServer(Sidecar):
-    """One aymara-mock process, started the way a sidecar user starts it."""
-
-    def __init__(self, argv: list[str], stderr_path: Path, storage_dir: Path | None) -> None:
-        super().__init__(argv, stderr_path, child_env())
-        self.storage_dir = storage_dir
-        self.admin = httpx.Client(base_url=self.url, timeout=10.0)
-
-    def close_clients(self) -> None:
-        self.admin.close()
-
-    # -- admin API -------------------------------------------------------------------------
-
-    def journal(self, path: str | None = UPLOAD_PATH) -> list[dict[str, Any]]:
-        """GET /__admin/requests, oldest first; only requests to `path` unless path is None."""
-        r = self.admin.get("/__admin/requests")
-        assert r.status_code == 200, r.text
-        entries = r.json()["requests"]
-        return [e for e in entries if path is None or e["path"] == path]
-
-    def wait_for_journal(self, count: int, path: str = UPLOAD_PATH, timeout: float = 5.0) -> list[dict]:
-        """The journal once it holds `count` entries for `path`.
-
-        Used only after network faults: the server finishes a journal entry when it drops the
-        connection, which the client may notice first.  Bounded, and returns as soon as possible.
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            entries = self.journal(path)
-            if len(entries) >= count or time.monotonic() > deadline:
-                return entries
-            time.sleep(0.02)
-
-    def uploads(self) -> list[dict[str, Any]]:
-        r = self.admin.get("/__admin/uploads")
-        assert r.status_code == 200, r.text
-        return r.json()["uploads"]
-
-    def rules(self) -> list[dict[str, Any]]:
-        r = self.admin.get("/__admin/rules")
-        assert r.status_code == 200, r.text
-        return r.json()["rules"]
-
-    def add_rules(self, rules: list[dict[str, Any]]) -> list[str]:
-        r = self.admin.post("/__admin/rules", json={"rules": rules})
-        assert r.status_code == 201, r.text
-        return r.json()["ids"]
-
-    def reset(self) -> None:
-        r = self.admin.post("/__admin/reset")
-        assert r.status_code in (200, 204), r.text
 
 
 def write_fixture(directory: Path, rules: list[dict[str, Any]], name: str | None = None) -> Path:
@@ -86,14 +39,14 @@ def write_fixture(directory: Path, rules: list[dict[str, Any]], name: str | None
 
 
 @pytest.fixture
-def start_mock(tmp_path: Path) -> Iterator[Callable[..., MockServer]]:
+def start_mock(aymara_mock_factory, tmp_path: Path) -> Callable[..., AymaraMock]:
     """Factory: start_mock(rules=[...], fixtures=[paths], args=[...], storage=True).
 
-    `rules` are written to a fixture file under tmp_path and passed with --fixtures.
-    Every server started is stopped with SIGTERM at teardown and must exit 0 having printed
-    nothing to stdout beyond its ready line.
+    `rules` are written to a fixture file under tmp_path and passed with --fixtures; with
+    `storage` the server stores under tmp_path (kept), else in a temp dir of its own. The
+    plugin stops every server with SIGTERM after the test, which fails unless it exits 0
+    having printed nothing to stdout beyond its ready line.
     """
-    servers: list[MockServer] = []
     counter = iter(range(1_000_000))
 
     def start(
@@ -102,44 +55,26 @@ def start_mock(tmp_path: Path) -> Iterator[Callable[..., MockServer]]:
         fixtures: Iterable[Path] = (),
         args: Iterable[str] = (),
         storage: bool = True,
-    ) -> MockServer:
+    ) -> AymaraMock:
         n = next(counter)
-        argv = [str(mock_bin("tests/sdk/run.sh")), "--port", "0"]
-        storage_dir = None
-        if storage:
-            storage_dir = tmp_path / f"storage-{n}"
-            storage_dir.mkdir()
-            argv += ["--storage-dir", str(storage_dir)]
         fixture_paths = list(fixtures)
         if rules is not None:
             fixture_paths.append(write_fixture(tmp_path / f"fixtures-{n}", rules))
-        for p in fixture_paths:
-            argv += ["--fixtures", str(p)]
-        argv += list(args)
-        server = MockServer(argv, tmp_path / f"server-{n}.stderr", storage_dir)
-        servers.append(server)
-        return server
+        return aymara_mock_factory(
+            binary=mock_bin("tests/sdk/run.sh"),
+            fixtures=fixture_paths,
+            extra_args=list(args),
+            storage_dir=tmp_path / f"storage-{n}" if storage else False,
+        )
 
-    yield start
-
-    problems = []
-    for server in servers:
-        was_stopped = server.returncode is not None
-        rc = server.stop()
-        if was_stopped:
-            continue
-        if rc != 0:
-            problems.append(f"exit code {rc} after SIGTERM; stderr:\n{server.stderr()}")
-        elif server.extra_stdout:
-            problems.append(f"stdout beyond the ready line: {server.extra_stdout!r}")
-    if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
+    return start
 
 
 @pytest.fixture
-def mock(start_mock: Callable[..., MockServer]) -> MockServer:
-    """A server with default settings (any non-empty API key accepted, no rules)."""
-    return start_mock()
+def mock(aymara_mock: AymaraMock) -> AymaraMock:
+    """The session's server with default settings (any non-empty API key accepted, no rules),
+    reset before this test."""
+    return aymara_mock
 
 
 # -- the SDK, sync and async ---------------------------------------------------------------

@@ -18,6 +18,8 @@ from aymara_ai import (
     UnprocessableEntityError,
 )
 
+from conftest import UPLOAD_PATH
+
 # status -> (exception class the SDK raises, default error code of the real API)
 DOCUMENTED = {
     400: (BadRequestError, "validation.invalid_request"),
@@ -63,7 +65,7 @@ def test_status_forced_by_fixture(start_mock, sdk, status):
     assert type(info.value) is exc_class
     body = assert_envelope(info.value, status=status, code=code)
 
-    (entry,) = server.journal()
+    (entry,) = server.requests(UPLOAD_PATH)
     assert entry["status"] == status
     assert entry["rule"] == f"force-{status}"
     assert entry["id"] == body["request_id"]
@@ -79,7 +81,7 @@ def test_status_forced_by_prefer_header(mock, sdk, status):
     assert type(info.value) is exc_class
     body = assert_envelope(info.value, status=status, code=code)
 
-    (entry,) = mock.journal()
+    (entry,) = mock.requests(UPLOAD_PATH)
     assert entry["status"] == status
     assert entry["rule"] is None
     assert entry["id"] == body["request_id"]
@@ -105,7 +107,7 @@ def test_prefer_wins_over_rules(start_mock, sdk):
     server = start_mock([{"id": "always-403", "respond": {"status": 403}}])
     with pytest.raises(ConflictError):
         sdk(server, max_retries=0).upload(**UPLOAD, extra_headers={"Prefer": "code=409"})
-    (entry,) = server.journal()
+    (entry,) = server.requests(UPLOAD_PATH)
     assert entry["rule"] is None
 
 
@@ -150,7 +152,7 @@ def test_rule_matching_a_header(start_mock, sdk):
     with pytest.raises(RateLimitError):
         sdk(server, api_key="limited-123", max_retries=0).upload(**UPLOAD)
     assert sdk(server, api_key="normal-123", max_retries=0).upload(**UPLOAD).file_uuid
-    assert [e["rule"] for e in server.journal()] == ["limited-keys", None]
+    assert [e["rule"] for e in server.requests(UPLOAD_PATH)] == ["limited-keys", None]
 
 
 def test_rule_matching_a_filename(start_mock, sdk):
@@ -174,7 +176,7 @@ def test_rule_added_through_admin_api_then_reset(mock, sdk):
         sdk(mock, max_retries=0).upload(**UPLOAD)
     assert_envelope(info.value, status=503, code="server.unavailable")
     mock.reset()
-    assert mock.journal() == []
+    assert mock.requests(UPLOAD_PATH) == []
     assert sdk(mock, max_retries=0).upload(**UPLOAD).file_uuid
 
 
@@ -217,7 +219,7 @@ def test_upload_over_max_size_is_413_not_a_reset(start_mock, sdk):
         sdk(server).upload(file=("big.bin", b"\0" * (3 * 1024 * 1024), "application/octet-stream"))
     assert type(info.value) is APIStatusError
     assert_envelope(info.value, status=413, code="validation.invalid_request")
-    (entry,) = server.journal()
+    (entry,) = server.requests(UPLOAD_PATH)
     assert entry["status"] == 413
     assert server.uploads() == []
 

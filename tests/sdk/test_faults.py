@@ -10,7 +10,7 @@ import time
 import pytest
 from aymara_ai import APIConnectionError, APITimeoutError
 
-from conftest import header
+from conftest import UPLOAD_PATH, header
 
 BODY = os.urandom(512 * 1024)  # large enough that a cut after 1 KiB is mid-stream
 UPLOAD = {"file": ("video.mp4", BODY, "video/mp4")}
@@ -27,7 +27,7 @@ def test_reset_mid_upload_is_api_connection_error(start_mock, sdk):
         sdk(server, max_retries=0).upload(**UPLOAD)
     assert type(info.value) is APIConnectionError  # not a timeout, not a status error
 
-    (entry,) = server.wait_for_journal(1)
+    (entry,) = server.wait_for_requests(1, path=UPLOAD_PATH)
     assert entry["status"] is None
     assert entry["rule"] == "cut"
     assert entry["fault"] and "reset" in json.dumps(entry["fault"])
@@ -54,7 +54,7 @@ def test_reset_then_sdk_retry_succeeds(start_mock, sdk):
     with open(result.local_file_path, "rb") as f:
         assert f.read() == BODY
 
-    entries = server.wait_for_journal(2)
+    entries = server.wait_for_requests(2, path=UPLOAD_PATH)
     assert [e["status"] for e in entries] == [None, 200]
     assert [header(e["headers"], "x-stainless-retry-count") for e in entries] == ["0", "1"]
     assert [u["file_uuid"] for u in server.uploads()] == [result.file_uuid]
@@ -94,7 +94,7 @@ def test_hang_ends_when_the_client_gives_up(start_mock, sdk):
         file=("a.txt", b"small", "text/plain"))
     assert type(result) is APITimeoutError, repr(result)
 
-    entries = server.wait_for_journal(1, timeout=3.0)
+    entries = server.wait_for_requests(1, path=UPLOAD_PATH, timeout=3.0)
     assert len(entries) == 1, "the abandoned request never reached the journal"
     assert entries[0]["status"] is None
     assert entries[0]["rule"] == "stuck"
@@ -131,7 +131,7 @@ def test_stored_but_500_then_sdk_retry_leaves_two_files(start_mock, sdk):
     }])
     result = sdk(server).upload(**UPLOAD)
 
-    entries = server.journal()
+    entries = server.requests(UPLOAD_PATH)
     assert [e["status"] for e in entries] == [500, 200]
     assert [e["rule"] for e in entries] == ["stored-500", None]
     assert [header(e["headers"], "x-stainless-retry-count") for e in entries] == ["0", "1"]

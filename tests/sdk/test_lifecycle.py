@@ -8,12 +8,12 @@ import httpx
 import pytest
 from aymara_ai import AsyncAymaraAI, AymaraAI
 
-from conftest import header
+from conftest import UPLOAD_PATH, header
 
 
 def test_health_check(mock, sdk):
     assert sdk(mock).health() is None  # the SDK's check() returns None on 200
-    (entry,) = mock.journal(path=None)
+    (entry,) = mock.requests()
     assert entry["path"] == "/health/"  # the SDK's path has the trailing slash
     assert entry["status"] == 200
 
@@ -38,7 +38,7 @@ def test_base_url_from_environment(mock, sdk, monkeypatch):
     client = sdk(None)
     client.kwargs.pop("api_key")
     assert client.upload(file=("env.txt", b"from env", "text/plain")).file_uuid
-    (entry,) = mock.journal()
+    (entry,) = mock.requests(UPLOAD_PATH)
     assert entry["status"] == 200
 
 
@@ -47,7 +47,7 @@ def test_bearer_token_accepted(start_mock, sdk):
     server = start_mock(args=["--bearer-token", "tok-123"])
     result = sdk(server, api_key="unlisted", bearer_token="tok-123").upload(file=b"x")
     assert result.file_uuid
-    (entry,) = server.journal()
+    (entry,) = server.requests(UPLOAD_PATH)
     assert header(entry["headers"], "authorization") == "[redacted]"
 
 

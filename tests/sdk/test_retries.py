@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 from aymara_ai import DEFAULT_MAX_RETRIES, InternalServerError, RateLimitError
 
-from conftest import header
+from conftest import UPLOAD_PATH, header
 
 UPLOAD = {"file": ("doc.txt", b"retry me", "text/plain")}
 
@@ -30,7 +30,7 @@ def test_503_503_200_succeeds_with_default_retries(start_mock, sdk):
     server = start_mock([{"id": "flaky", "when": {"times": 2}, "respond": {"status": 503}}])
     result = sdk(server).upload(**UPLOAD)  # default max_retries, default backoff
 
-    entries = server.journal()
+    entries = server.requests(UPLOAD_PATH)
     assert [e["status"] for e in entries] == [503, 503, 200]
     assert [e["rule"] for e in entries] == ["flaky", "flaky", None]
     # The journal shows the SDK's retry counter on each attempt.
@@ -51,7 +51,7 @@ def test_three_503s_exhaust_default_retries(start_mock, sdk):
         sdk(server).upload(**UPLOAD)
     assert info.value.status_code == 503
     assert info.value.body["error"]["code"] == "server.unavailable"
-    entries = server.journal()
+    entries = server.requests(UPLOAD_PATH)
     assert [e["status"] for e in entries] == [503] * (DEFAULT_MAX_RETRIES + 1)
     assert retry_counts(entries) == ["0", "1", "2"]
     assert server.uploads() == []
@@ -63,7 +63,7 @@ def test_client_max_retries_option(start_mock, sdk):
         "respond": {"status": 500, "headers": {"retry-after-ms": "1"}},
     }])
     assert sdk(server, max_retries=4).upload(**UPLOAD).file_uuid
-    assert retry_counts(server.journal()) == ["0", "1", "2", "3", "4"]
+    assert retry_counts(server.requests(UPLOAD_PATH)) == ["0", "1", "2", "3", "4"]
 
 
 def test_retry_after_seconds_is_honoured(start_mock, sdk):
@@ -76,7 +76,7 @@ def test_retry_after_seconds_is_honoured(start_mock, sdk):
     assert not isinstance(result, Exception), result
     assert elapsed >= 1.0
     assert elapsed < 5.0
-    entries = server.journal()
+    entries = server.requests(UPLOAD_PATH)
     assert [e["status"] for e in entries] == [429, 200]
     assert retry_counts(entries) == ["0", "1"]
 
@@ -91,7 +91,7 @@ def test_retry_after_ms_is_honoured(start_mock, sdk):
     assert not isinstance(result, Exception), result
     assert elapsed >= 0.7
     assert elapsed < 5.0
-    assert [e["status"] for e in server.journal()] == [503, 200]
+    assert [e["status"] for e in server.requests(UPLOAD_PATH)] == [503, 200]
 
 
 def test_retry_after_header_reaches_the_client(start_mock, sdk):
@@ -113,7 +113,7 @@ def test_x_should_retry_false_stops_retries(start_mock, sdk):
     with pytest.raises(InternalServerError) as info:
         sdk(server).upload(**UPLOAD)  # default max_retries: would otherwise try 3 times
     assert info.value.status_code == 503
-    entries = server.journal()
+    entries = server.requests(UPLOAD_PATH)
     assert len(entries) == 1
     assert retry_counts(entries) == ["0"]
 
@@ -124,7 +124,7 @@ def test_x_should_retry_true_retries_a_400(start_mock, sdk):
         "respond": {"status": 400, "headers": {"x-should-retry": "true", "retry-after-ms": "1"}},
     }])
     assert sdk(server).upload(**UPLOAD).file_uuid
-    assert [e["status"] for e in server.journal()] == [400, 200]
+    assert [e["status"] for e in server.requests(UPLOAD_PATH)] == [400, 200]
 
 
 def test_rate_limit_burst_after_two(start_mock, sdk):
@@ -136,7 +136,7 @@ def test_rate_limit_burst_after_two(start_mock, sdk):
     client = sdk(server)
     for _ in range(3):
         assert client.upload(**UPLOAD).file_uuid
-    entries = server.journal()
+    entries = server.requests(UPLOAD_PATH)
     assert [e["status"] for e in entries] == [200, 200, 429, 200]
     assert retry_counts(entries) == ["0", "0", "0", "1"]
     assert len(server.uploads()) == 3

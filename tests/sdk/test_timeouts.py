@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from aymara_ai import APITimeoutError
+from aymara_mock import UPLOAD_PATH
 
 from conftest import header
 
@@ -23,7 +24,7 @@ def test_a_hang_past_the_read_timeout_is_api_timeout_error(start_mock, sdk):
     result, elapsed = sdk(server, max_retries=0, timeout=TIMEOUT).timed_upload(**UPLOAD)
     assert type(result) is APITimeoutError, repr(result)
     assert TIMEOUT - 0.1 <= elapsed < TIMEOUT + 5.0
-    (entry,) = server.wait_for_journal(1, timeout=5.0)
+    (entry,) = server.wait_for_requests(1, path=UPLOAD_PATH)
     assert header(entry["headers"], "x-stainless-read-timeout") == str(TIMEOUT)
     assert (entry["status"], entry["rule"], entry["fault"]) == (None, "past", "hang")
     assert server.uploads() == []
@@ -37,7 +38,7 @@ def test_a_delay_just_under_the_read_timeout_succeeds_just_in_time(start_mock, s
     assert not isinstance(result, Exception), repr(result)
     # The answer waited until 500 ms before the client's deadline, and made it.
     assert elapsed >= TIMEOUT - 0.5
-    (entry,) = server.journal()
+    (entry,) = server.requests(UPLOAD_PATH)
     assert (entry["status"], entry["rule"]) == (200, "just-in-time")
     assert [u["file_uuid"] for u in server.uploads()] == [result.file_uuid]
 
@@ -49,6 +50,6 @@ def test_the_same_rule_follows_each_clients_timeout(start_mock, sdk, timeout):
     result, elapsed = sdk(server, max_retries=0, timeout=timeout).timed_upload(**UPLOAD)
     assert type(result) is APITimeoutError, repr(result)
     assert timeout - 0.1 <= elapsed < timeout + 5.0
-    (entry,) = server.wait_for_journal(1, timeout=5.0)
+    (entry,) = server.wait_for_requests(1, path=UPLOAD_PATH)
     assert entry["rule"] == "past-client-timeout"
 

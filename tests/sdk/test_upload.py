@@ -63,7 +63,7 @@ def assert_upload_result(result, *, server, data: bytes, filename: str, content_
 
 def assert_journaled(server, result, *, data: bytes, filename: str, content_type: str):
     """The admin API records the stored upload, with the same identity as the SDK result."""
-    entries = server.journal()
+    entries = server.requests(UPLOAD_PATH)
     assert len(entries) == 1
     entry = entries[0]
     assert entry["method"] == "POST"
@@ -132,15 +132,15 @@ def test_upload_larger_file_is_intact(mock, sdk, tmp_path):
     path.write_bytes(data)
     result = sdk(mock).upload(file=path)
     assert Path(result.local_file_path).read_bytes() == data
-    assert mock.journal()[0]["upload"]["sha256"] == hashlib.sha256(data).hexdigest()
-    assert mock.journal()[0]["upload"]["size"] == len(data)
+    assert mock.requests(UPLOAD_PATH)[0]["upload"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert mock.requests(UPLOAD_PATH)[0]["upload"]["size"] == len(data)
 
 
 def test_upload_to_workspace(mock, sdk):
     result = sdk(mock).upload(file=("a.txt", b"hello", "text/plain"), workspace_uuid="ws-123")
     assert_upload_result(result, server=mock, data=b"hello", filename="a.txt",
                          content_type="text/plain", workspace="ws-123")
-    (entry,) = mock.journal()
+    (entry,) = mock.requests(UPLOAD_PATH)
     assert entry["query"] in ("workspace_uuid=ws-123", {"workspace_uuid": "ws-123"},
                               {"workspace_uuid": ["ws-123"]})
 
@@ -184,7 +184,7 @@ def test_filename_needing_percent_encoding_in_file_url(mock, sdk):
 
 def test_journal_shows_sdk_headers_with_key_redacted(mock, sdk):
     _, response = sdk(mock).raw_upload(file=b"x")
-    (entry,) = mock.journal()
+    (entry,) = mock.requests(UPLOAD_PATH)
     assert entry["id"] == response.headers["x-request-id"]
     assert header(entry["headers"], "x-api-key") == "[redacted]"
     assert header(entry["headers"], "x-stainless-retry-count") == "0"
@@ -194,7 +194,7 @@ def test_journal_shows_sdk_headers_with_key_redacted(mock, sdk):
 def test_client_request_id_is_echoed(mock, sdk):
     _, response = sdk(mock).raw_upload(file=b"x", extra_headers={"x-request-id": "req_mine_42"})
     assert response.headers["x-request-id"] == "req_mine_42"
-    (entry,) = mock.journal()
+    (entry,) = mock.requests(UPLOAD_PATH)
     assert entry["id"] == "req_mine_42"
 
 
@@ -219,4 +219,4 @@ async def test_async_client_concurrent_uploads(mock):
         assert Path(results[name].local_file_path).read_bytes() == data
     stored = {u["file_uuid"]: u for u in mock.uploads()}
     assert set(stored) == {r.file_uuid for r in results.values()}
-    assert all(e["status"] == 200 for e in mock.journal(UPLOAD_PATH))
+    assert all(e["status"] == 200 for e in mock.requests(UPLOAD_PATH))

@@ -1,0 +1,66 @@
+"""The JSON shapes of the admin API (README "Admin API"), as TypedDicts.
+
+They are plain dicts at run time (``entry["status"]`` works as in the README's examples); the
+types only tell a type checker and an editor which keys exist.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, TypedDict, Union
+
+__all__ = ["Upload", "JournalEntry", "Rule", "RuleInfo"]
+
+#: A fault rule in the fixture format (README "Rule reference"): ``id``, ``match``, ``when``,
+#: ``phase``, exactly one of ``respond`` / ``fault`` / ``pass``, and the modifiers.
+Rule = Dict[str, Any]
+
+
+class Upload(TypedDict):
+    """A stored upload, as ``GET /__admin/uploads`` and a journal entry's ``upload`` give it."""
+
+    file_uuid: str
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    local_file_path: Optional[str]
+    remote_file_path: str
+    remote_uri: str
+    file_url: str
+
+
+class _JournalEntryFields(TypedDict):
+    """The keys every journal entry has."""
+
+    id: str
+    time: str
+    method: str
+    path: str
+    query: Any
+    #: name -> value; ``x-api-key`` and ``authorization`` read ``"[redacted]"``
+    headers: Dict[str, Union[str, List[str]]]
+    #: ``None`` when no answer was sent (a reset, a hang)
+    status: Optional[int]
+    #: id of the rule that fired, if any
+    rule: Optional[str]
+    fault: Any
+    duration_ms: Any
+
+
+class JournalEntry(_JournalEntryFields, total=False):
+    """One request the emulator received (``GET /__admin/requests``), oldest first."""
+
+    #: the stored file, for an upload that was stored
+    upload: Optional[Upload]
+
+
+class RuleInfo(TypedDict, total=False):
+    """A rule as ``GET /__admin/rules`` lists it: its own fields plus these."""
+
+    id: str
+    #: fixture path, or ``"admin"`` for a rule added at run time
+    source: str
+    #: requests whose ``match`` held (including those ``when.after`` let through)
+    matched: int
+    #: times it decided a request
+    fired: int
