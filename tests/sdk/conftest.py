@@ -87,7 +87,7 @@ class Sdk:
     made and closed inside its own event loop.
     """
 
-    def __init__(self, kind: str, server: MockServer | None = None, **client_kwargs: Any) -> None:
+    def __init__(self, kind: str, server: AymaraMock | None = None, **client_kwargs: Any) -> None:
         self.kind = kind
         self.kwargs: dict[str, Any] = {"api_key": API_KEY}
         if server is not None:
