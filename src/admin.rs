@@ -185,8 +185,7 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Reply, ApiErr
             }
         }
         ("/rules", &Method::DELETE) => {
-            let count = state.rules.list().len();
-            state.rules.clear();
+            let count = state.rules.clear();
             Ok(Reply::Json(StatusCode::OK, json!({ "deleted": count })))
         }
         (t, &Method::DELETE) if t.starts_with("/rules/") => {
