@@ -114,7 +114,9 @@ fn in_flight_uploads_finish_after_sigterm() {
 
 #[test]
 fn bad_flags_exit_2_with_a_message_before_binding() {
-    let cases: [&[&str]; 5] = [
+    let cases: [&[&str]; 7] = [
+        &["--journal-bytes", "0"],
+        &["--journal-bytes", "lots"],
         &["--max-upload-size", "ten"],
         &["--port", "http"],
         &["--no-such-flag"],
@@ -155,6 +157,7 @@ fn help_lists_every_option_with_its_env_var() {
         ("--public-url", "AYMARA_MOCK_PUBLIC_URL"),
         ("--bucket", "AYMARA_MOCK_BUCKET"),
         ("--journal-size", "AYMARA_MOCK_JOURNAL_SIZE"),
+        ("--journal-bytes", "AYMARA_MOCK_JOURNAL_BYTES"),
         ("--admin-token", "AYMARA_MOCK_ADMIN_TOKEN"),
         ("--ready-file", "AYMARA_MOCK_READY_FILE"),
         ("--log-format", "AYMARA_MOCK_LOG_FORMAT"),
