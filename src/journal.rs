@@ -63,32 +63,33 @@ pub(crate) fn record_headers(headers: &http::HeaderMap) -> Map<String, Value> {
         let value = if REDACTED_HEADERS.contains(&key) {
             REDACTED.to_owned()
         } else {
-            headers
-                .get_all(name)
-                .iter()
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-                .collect::<Vec<_>>()
-                .join(", ")
+            header_value(headers.get_all(name))
         };
-        out.insert(key.to_owned(), Value::String(truncated(value)));
+        out.insert(key.to_owned(), Value::String(value));
     }
     out
 }
 
-/// `value`, cut to [`MAX_HEADER_VALUE`] bytes (at a character boundary) with
-/// a marker saying how long it was.
-fn truncated(mut value: String) -> String {
-    if value.len() <= MAX_HEADER_VALUE {
-        return value;
+/// A header's values joined by `, `, of which at most [`MAX_HEADER_VALUE`]
+/// bytes are kept, followed by a marker giving the full length when cut.
+/// Only the kept bytes are copied: the record owns no more than it shows.
+fn header_value(values: http::header::GetAll<'_, http::HeaderValue>) -> String {
+    let mut kept: Vec<u8> = Vec::new();
+    let mut full = 0usize;
+    for (i, value) in values.iter().enumerate() {
+        let separator: &[u8] = if i > 0 { b", " } else { b"" };
+        for piece in [separator, value.as_bytes()] {
+            full += piece.len();
+            let room = MAX_HEADER_VALUE.saturating_sub(kept.len());
+            kept.extend_from_slice(&piece[..piece.len().min(room)]);
+        }
     }
-    let full = value.len();
-    let mut cut = MAX_HEADER_VALUE;
-    while !value.is_char_boundary(cut) {
-        cut -= 1;
+    let mut text = String::from_utf8_lossy(&kept).into_owned();
+    if full > kept.len() {
+        text.push_str(&format!("…[truncated: {full} bytes]"));
     }
-    value.truncate(cut);
-    value.push_str(&format!("…[truncated: {full} bytes]"));
-    value
+    text.shrink_to_fit();
+    text
 }
 
 /// Roughly how many bytes a record holds on to.
