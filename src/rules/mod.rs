@@ -148,13 +148,18 @@ impl Entry {
 /// Which rules a request can possibly match, per phase, so that a request
 /// does not test every rule: a rule with a literal header condition (e.g.
 /// `"x-api-key": "limited-1"`) is only tried when the request carries that
-/// exact header value. Positions are in evaluation order (admin, then fixtures).
+/// exact header value, and otherwise a rule with a literal path (an omitted
+/// path is the upload endpoint) only for requests to that path. With 100k
+/// upload rules loaded, a `/health` request then tests none of them instead
+/// of taking ~5 ms. Positions are in evaluation order (admin, then fixtures).
 #[derive(Debug, Default)]
 struct Index {
     /// Per phase: rules tried for every request.
     unkeyed: [Vec<usize>; 3],
     /// Per phase: header name → literal value → rules.
     keyed: [HashMap<http::HeaderName, HashMap<String, Vec<usize>>>; 3],
+    /// Per phase: literal path → rules (those not keyed by a header).
+    by_path: [HashMap<String, Vec<usize>>; 3],
 }
 
 impl Index {
@@ -162,34 +167,44 @@ impl Index {
         let mut index = Index::default();
         for (position, entry) in entries.enumerate() {
             let phase = entry.rule.phase as usize;
-            let key = entry.rule.matcher.headers.iter().find_map(|(name, want)| {
+            let matcher = &entry.rule.matcher;
+            let key = matcher.headers.iter().find_map(|(name, want)| {
                 let literal = want.as_ref()?.literal()?;
                 let name = http::HeaderName::from_bytes(name.as_bytes()).ok()?;
                 Some((name, literal))
             });
-            match key {
-                Some((name, value)) => index.keyed[phase]
+            let path = match &matcher.path {
+                None => Some(UPLOAD_PATH.to_owned()),
+                Some(glob) => glob.literal(),
+            };
+            match (key, path) {
+                (Some((name, value)), _) => index.keyed[phase]
                     .entry(name)
                     .or_default()
                     .entry(value)
                     .or_default()
                     .push(position),
-                None => index.unkeyed[phase].push(position),
+                (None, Some(path)) => index.by_path[phase].entry(path).or_default().push(position),
+                (None, None) => index.unkeyed[phase].push(position),
             }
         }
         index
     }
 
     /// Positions of the rules worth testing for this request, in order: the
-    /// unkeyed list merged with the lists of the literal header values the
-    /// request carries (each sorted), without copying them.
+    /// unkeyed list merged with the lists of its path and of the literal
+    /// header values it carries (each sorted), without copying them.
     fn candidates<'a>(
         &'a self,
         phase: Phase,
+        path: &str,
         headers: &http::HeaderMap,
     ) -> impl Iterator<Item = usize> + 'a {
         let phase = phase as usize;
         let mut lists: Vec<&'a [usize]> = vec![&self.unkeyed[phase]];
+        if let Some(list) = self.by_path[phase].get(path) {
+            lists.push(list);
+        }
         for (name, by_value) in &self.keyed[phase] {
             for value in headers.get_all(name) {
                 if let Some(list) = value.to_str().ok().and_then(|v| by_value.get(v)) {
@@ -343,7 +358,7 @@ impl RuleEngine {
     /// The first rule of `phase` whose match and `when` hold, with counters updated.
     pub(crate) fn decide(&self, phase: Phase, facts: &RequestFacts<'_>) -> Option<Decision> {
         let snapshot = self.snapshot();
-        for position in snapshot.index.candidates(phase, facts.headers) {
+        for position in snapshot.index.candidates(phase, facts.path, facts.headers) {
             let Some(entry) = snapshot.at(position) else {
                 continue;
             };
@@ -650,6 +665,43 @@ mod tests {
         // Changing the rules rebuilds the index.
         assert!(e.remove("wild"));
         assert_eq!(fired(&h).as_deref(), Some("any"));
+    }
+
+    #[test]
+    fn a_request_tests_only_rules_for_its_path() {
+        let mut rules: Vec<String> = (0..1_000)
+            .map(|i| format!(r#"{{"id":"u{i}","respond":{{"status":500}},"when":{{"times":0}}}}"#))
+            .collect();
+        rules.push(r#"{"id":"h","respond":{"status":503},"match":{"path":"/health"}}"#.into());
+        rules.push(r#"{"id":"any","respond":{"status":502},"match":{"path":"/he*"}}"#.into());
+        let refs: Vec<&str> = rules.iter().map(String::as_str).collect();
+        let e = engine(&refs);
+        let h = HeaderMap::new();
+        let health = RequestFacts {
+            method: "GET",
+            path: "/health",
+            headers: &h,
+            query: &[],
+            filename: None,
+            content_type: None,
+            size: None,
+        };
+        let snapshot = e.snapshot();
+        let tried: Vec<usize> = snapshot
+            .index
+            .candidates(Phase::Request, "/health", &h)
+            .collect();
+        assert_eq!(tried, [1_000, 1_001]);
+        assert_eq!(
+            e.decide(Phase::Request, &health).map(|d| d.id).as_deref(),
+            Some("h")
+        );
+        let upload = e
+            .snapshot()
+            .index
+            .candidates(Phase::Request, UPLOAD_PATH, &h)
+            .count();
+        assert_eq!(upload, 1_001, "the upload rules and the wildcard one");
     }
 
     #[test]
