@@ -125,7 +125,7 @@ pub struct RuleStatus {
 /// them without a lock; entries are shared between snapshots, so counters
 /// survive other rules being added or removed.
 #[derive(Debug)]
-struct Entry {
+pub(crate) struct Entry {
     id: String,
     source: String,
     rule: Arc<Rule>,
@@ -134,6 +134,17 @@ struct Entry {
 }
 
 impl Entry {
+    /// The rule with its counters now.
+    pub(crate) fn status(&self) -> RuleStatus {
+        RuleStatus {
+            id: self.id.clone(),
+            source: self.source.clone(),
+            matched: self.matched.load(Ordering::SeqCst),
+            fired: self.fired.load(Ordering::SeqCst),
+            rule: (*self.rule).clone(),
+        }
+    }
+
     fn new(id: String, source: String, rule: Rule) -> Arc<Self> {
         Arc::new(Entry {
             id,
@@ -459,16 +470,13 @@ impl RuleEngine {
 
     /// Rules in evaluation order, with counters.
     pub(crate) fn list(&self) -> Vec<RuleStatus> {
-        self.snapshot()
-            .entries()
-            .map(|e| RuleStatus {
-                id: e.id.clone(),
-                source: e.source.clone(),
-                matched: e.matched.load(Ordering::SeqCst),
-                fired: e.fired.load(Ordering::SeqCst),
-                rule: (*e.rule).clone(),
-            })
-            .collect()
+        self.snapshot().entries().map(|e| e.status()).collect()
+    }
+
+    /// Rules in evaluation order, shared: listing them copies pointers, and
+    /// each one's status is read as it is written out.
+    pub(crate) fn entries(&self) -> Vec<Arc<Entry>> {
+        self.snapshot().entries().cloned().collect()
     }
 
     /// Replaces the fixture rules (fresh counters); run-time rules stay.
