@@ -192,7 +192,7 @@ fn authorized(state: &AppState, req: &Request<Incoming>) -> Result<(), ApiError>
     }
 }
 
-async fn route(state: &AppState, req: Request<Incoming>) -> Result<Reply, ApiError> {
+async fn route(state: &Arc<AppState>, req: Request<Incoming>) -> Result<Reply, ApiError> {
     authorized(state, &req)?;
     let path = req.uri().path().trim_end_matches('/').to_owned();
     let method = req.method().clone();
@@ -201,15 +201,23 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Result<Reply, ApiErr
         ("/rules", &Method::GET) => Ok(Reply::Rules(state.rules.entries())),
         ("/rules", &Method::POST) => {
             let text = read_body(req).await?;
-            let rules = crate::rules::loading::parse_rules("<admin>", &text).map_err(|e| {
-                ApiError::bad_request(format!("Invalid rule: {e}"))
-                    .with_details(json!({"line": e.line, "column": e.column, "message": e.message}))
-            })?;
-            match state.rules.add(rules) {
-                Ok(ids) => Ok(Reply::Json(StatusCode::CREATED, json!({ "ids": ids }))),
-                Err(err @ AddRuleError::DuplicateId(_)) => Err(ApiError::new(StatusCode::CONFLICT, err.to_string())),
-                Err(AddRuleError::Invalid(e)) => Err(ApiError::bad_request(e.to_string())),
-            }
+            // Parsing and indexing a batch of 100k rules (the body may be
+            // 4 MiB) takes a few hundred ms: off the async workers, so the
+            // requests they serve do not wait.
+            let state = Arc::clone(state);
+            let added = tokio::task::spawn_blocking(move || {
+                let rules = crate::rules::loading::parse_rules("<admin>", &text).map_err(|e| {
+                    ApiError::bad_request(format!("Invalid rule: {e}"))
+                        .with_details(json!({"line": e.line, "column": e.column, "message": e.message}))
+                })?;
+                state.rules.add(rules).map_err(|err| match err {
+                    AddRuleError::DuplicateId(_) => ApiError::new(StatusCode::CONFLICT, err.to_string()),
+                    AddRuleError::Invalid(e) => ApiError::bad_request(e.to_string()),
+                })
+            })
+            .await
+            .map_err(|e| ApiError::internal(format!("Adding the rules failed: {e}")))?;
+            added.map(|ids| Reply::Json(StatusCode::CREATED, json!({ "ids": ids })))
         }
         ("/rules", &Method::DELETE) => {
             let count = state.rules.clear();
