@@ -12,9 +12,10 @@ use serde_json::{json, Value};
 
 use crate::error::{json_body_response, json_response, ApiError};
 use crate::http_util::{BoxError, ResponseBody};
-use crate::rules::{AddRuleError, RuleStatus};
+use crate::journal::RequestRecord;
+use crate::rules::{AddRuleError, Entry, RuleStatus};
 use crate::server::state::AppState;
-use crate::storage::{StoredUpload, UploadRecord};
+use crate::storage::UploadRecord;
 
 /// Largest admin request body accepted.
 const MAX_ADMIN_BODY: usize = 4 * 1024 * 1024;
@@ -40,7 +41,21 @@ pub(crate) async fn handle(
         Ok(Reply::Json(status, body)) => json_response(status, &body),
         Ok(Reply::Uploads(uploads)) => {
             let state = Arc::clone(state);
-            let body = UploadsJson::new(uploads, move |record| state.upload_of(record));
+            let body = JsonList::new("uploads", uploads, move |record: &UploadRecord, out| {
+                serde_json::to_writer(out, &state.upload_of(record))
+            });
+            json_body_response(StatusCode::OK, body.boxed())
+        }
+        Ok(Reply::Rules(entries)) => {
+            let body = JsonList::new("rules", entries, |entry: &Entry, out| {
+                serde_json::to_writer(out, &rule_json(&entry.status()))
+            });
+            json_body_response(StatusCode::OK, body.boxed())
+        }
+        Ok(Reply::Requests(records)) => {
+            let body = JsonList::new("requests", records, |record: &RequestRecord, out| {
+                serde_json::to_writer(out, record)
+            });
             json_body_response(StatusCode::OK, body.boxed())
         }
         Err(err) => err.into_response(request_id),
@@ -50,38 +65,48 @@ pub(crate) async fn handle(
 /// What an admin route answers.
 enum Reply {
     Json(StatusCode, Value),
-    /// `GET /__admin/uploads`: streamed, see [`UploadsJson`].
+    /// `GET /__admin/uploads`: streamed, see [`JsonList`].
     Uploads(Vec<Arc<UploadRecord>>),
+    /// `GET /__admin/rules`: streamed, see [`JsonList`].
+    Rules(Vec<Arc<Entry>>),
+    /// `GET /__admin/requests`: streamed, see [`JsonList`].
+    Requests(Vec<Arc<RequestRecord>>),
 }
 
-/// Spells out an upload's record (see [`AppState::upload_of`]).
-type Describe = Box<dyn Fn(&UploadRecord) -> StoredUpload + Send + Sync>;
+/// Writes one item's JSON.
+type WriteItem<T> = Box<dyn Fn(&T, &mut Vec<u8>) -> serde_json::Result<()> + Send + Sync>;
 
-/// Uploads serialized per frame rather than in one go.
-const UPLOADS_PER_FRAME: usize = 256;
+/// Items serialized per frame rather than in one go.
+const ITEMS_PER_FRAME: usize = 256;
 
-/// The body of `GET /__admin/uploads`: `{"uploads":[...]}`, serialized a few
-/// hundred uploads per frame as hyper asks for them. Built in one piece, a
-/// list of 100k uploads took 1.3 s on an async worker (a `/health` request
-/// waited 1.1 s behind it) and ~200 MB at once; now the worker is free between
-/// frames and the socket's pace bounds the memory.
-struct UploadsJson {
-    uploads: Vec<Arc<UploadRecord>>,
-    describe: Describe,
+/// A streamed `{"<key>":[...]}` body, serialized a few hundred items per
+/// frame as hyper asks for them, from a snapshot of `Arc`s. Built in one
+/// piece, a list of 100k uploads took 1.3 s on an async worker (a `/health`
+/// request waited 1.1 s behind it) and ~200 MB at once, and a journal of
+/// 1,500 requests with 190 KB of headers peaked at 1.19 GB; now the worker is
+/// free between frames and the socket's pace bounds the memory. The rules
+/// list is streamed the same way: built in one piece, 100k rules kept
+/// `/health` waiting 0.5 s and peaked at 567 MB.
+struct JsonList<T> {
+    key: &'static str,
+    items: Vec<Arc<T>>,
+    write: WriteItem<T>,
     next: usize,
     done: bool,
     /// Whether the last poll gave a frame (the next one yields).
     yield_next: bool,
 }
 
-impl UploadsJson {
+impl<T> JsonList<T> {
     fn new(
-        uploads: Vec<Arc<UploadRecord>>,
-        describe: impl Fn(&UploadRecord) -> StoredUpload + Send + Sync + 'static,
+        key: &'static str,
+        items: Vec<Arc<T>>,
+        write: impl Fn(&T, &mut Vec<u8>) -> serde_json::Result<()> + Send + Sync + 'static,
     ) -> Self {
-        UploadsJson {
-            uploads,
-            describe: Box::new(describe),
+        JsonList {
+            key,
+            items,
+            write: Box::new(write),
             next: 0,
             done: false,
             yield_next: false,
@@ -93,20 +118,25 @@ impl UploadsJson {
         if self.done {
             return None;
         }
-        let end = (self.next + UPLOADS_PER_FRAME).min(self.uploads.len());
+        let end = (self.next + ITEMS_PER_FRAME).min(self.items.len());
         let mut out = Vec::with_capacity(512 * (end - self.next) + 16);
         if self.next == 0 {
-            out.extend_from_slice(b"{\"uploads\":[");
+            out.extend_from_slice(format!("{{\"{}\":[", self.key).as_bytes());
         }
-        for (i, upload) in self.uploads[self.next..end].iter().enumerate() {
+        for (i, item) in self.items[self.next..end].iter().enumerate() {
             if self.next + i > 0 {
                 out.push(b',');
             }
-            // Writing plain strings and numbers into a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut out, &(self.describe)(upload));
+            let mark = out.len();
+            // Plain strings, numbers and maps with string keys: writing them
+            // into a Vec cannot fail; should it, `null` keeps the JSON valid.
+            if (self.write)(item, &mut out).is_err() {
+                out.truncate(mark);
+                out.extend_from_slice(b"null");
+            }
         }
         self.next = end;
-        if end == self.uploads.len() {
+        if end == self.items.len() {
             out.extend_from_slice(b"]}");
             self.done = true;
         }
@@ -114,7 +144,7 @@ impl UploadsJson {
     }
 }
 
-impl http_body::Body for UploadsJson {
+impl<T> http_body::Body for JsonList<T> {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -183,26 +213,30 @@ async fn route(state: &Arc<AppState>, req: Request<Incoming>) -> Result<Reply, A
     let method = req.method().clone();
     let tail = path.strip_prefix("/__admin").unwrap_or_default();
     match (tail, &method) {
-        ("/rules", &Method::GET) => {
-            let rules: Vec<Value> = state.rules.list().iter().map(rule_json).collect();
-            Ok(Reply::Json(StatusCode::OK, json!({ "rules": rules })))
-        }
+        ("/rules", &Method::GET) => Ok(Reply::Rules(state.rules.entries())),
         ("/rules", &Method::POST) => {
             crate::same_origin::require_json(req.headers())?;
             let text = read_body(req).await?;
-            let rules = crate::rules::loading::parse_rules("<admin>", &text).map_err(|e| {
-                ApiError::bad_request(format!("Invalid rule: {e}"))
-                    .with_details(json!({"line": e.line, "column": e.column, "message": e.message}))
-            })?;
-            match state.rules.add(rules) {
-                Ok(ids) => Ok(Reply::Json(StatusCode::CREATED, json!({ "ids": ids }))),
-                Err(err @ AddRuleError::DuplicateId(_)) => Err(ApiError::new(StatusCode::CONFLICT, err.to_string())),
-                Err(AddRuleError::Invalid(e)) => Err(ApiError::bad_request(e.to_string())),
-            }
+            // Parsing and indexing a batch of 100k rules (the body may be
+            // 4 MiB) takes a few hundred ms: off the async workers, so the
+            // requests they serve do not wait.
+            let state = Arc::clone(state);
+            let added = tokio::task::spawn_blocking(move || {
+                let rules = crate::rules::loading::parse_rules("<admin>", &text).map_err(|e| {
+                    ApiError::bad_request(format!("Invalid rule: {e}"))
+                        .with_details(json!({"line": e.line, "column": e.column, "message": e.message}))
+                })?;
+                state.rules.add(rules).map_err(|err| match err {
+                    AddRuleError::DuplicateId(_) => ApiError::new(StatusCode::CONFLICT, err.to_string()),
+                    AddRuleError::Invalid(e) => ApiError::bad_request(e.to_string()),
+                })
+            })
+            .await
+            .map_err(|e| ApiError::internal(format!("Adding the rules failed: {e}")))?;
+            added.map(|ids| Reply::Json(StatusCode::CREATED, json!({ "ids": ids })))
         }
         ("/rules", &Method::DELETE) => {
-            let count = state.rules.list().len();
-            state.rules.clear();
+            let count = state.rules.clear();
             Ok(Reply::Json(StatusCode::OK, json!({ "deleted": count })))
         }
         (t, &Method::DELETE) if t.starts_with("/rules/") => {
@@ -213,7 +247,7 @@ async fn route(state: &Arc<AppState>, req: Request<Incoming>) -> Result<Reply, A
                 Err(ApiError::not_found(format!("No rule with id {id:?}.")))
             }
         }
-        ("/requests", &Method::GET) => Ok(Reply::Json(StatusCode::OK, json!({ "requests": state.journal.list() }))),
+        ("/requests", &Method::GET) => Ok(Reply::Requests(state.journal.snapshot())),
         ("/requests", &Method::DELETE) => {
             state.journal.clear();
             Ok(Reply::Json(StatusCode::OK, json!({})))
@@ -255,6 +289,8 @@ async fn read_body(req: Request<Incoming>) -> Result<String, ApiError> {
 mod tests {
     use http_body::Body as _;
 
+    use crate::storage::StoredUpload;
+
     use super::*;
 
     fn record(i: usize) -> Arc<UploadRecord> {
@@ -286,17 +322,57 @@ mod tests {
         }
     }
 
+    fn uploads_json(records: Vec<Arc<UploadRecord>>) -> JsonList<UploadRecord> {
+        JsonList::new("uploads", records, |r: &UploadRecord, out| {
+            serde_json::to_writer(out, &describe(r))
+        })
+    }
+
+    #[test]
+    fn the_streamed_journal_is_one_json_document_in_order() {
+        let journal = crate::journal::Journal::new(1_000, 64 << 20);
+        for i in 0..ITEMS_PER_FRAME + 3 {
+            journal.push(RequestRecord {
+                id: format!("r{i}"),
+                time: String::new(),
+                method: "GET".into(),
+                path: "/health".into(),
+                query: serde_json::Map::new(),
+                headers: serde_json::Map::new(),
+                status: Some(200),
+                rule: None,
+                fault: None,
+                cut: false,
+                upload: None,
+                body_bytes: 0,
+                duration_ms: 1,
+            });
+        }
+        let mut body = JsonList::new("requests", journal.snapshot(), |r: &RequestRecord, out| {
+            serde_json::to_writer(out, r)
+        });
+        let mut text = Vec::new();
+        let mut frames = 0;
+        while let Some(chunk) = body.next_chunk() {
+            text.extend_from_slice(&chunk);
+            frames += 1;
+        }
+        assert_eq!(frames, 2);
+        let parsed: Value = serde_json::from_slice(&text).unwrap();
+        assert_eq!(parsed, json!({ "requests": journal.list() }));
+    }
+
     #[test]
     fn the_streamed_upload_list_is_one_json_document_in_order() {
         for count in [
             0,
             1,
-            UPLOADS_PER_FRAME,
-            UPLOADS_PER_FRAME + 1,
-            3 * UPLOADS_PER_FRAME + 7,
+            ITEMS_PER_FRAME,
+            ITEMS_PER_FRAME + 1,
+            3 * ITEMS_PER_FRAME + 7,
         ] {
             let records: Vec<_> = (0..count).map(record).collect();
-            let mut body = UploadsJson::new(records.clone(), describe);
+            let mut body = uploads_json(records.clone());
             let mut text = Vec::new();
             let mut frames = 0;
             while let Some(chunk) = body.next_chunk() {
@@ -306,7 +382,7 @@ mod tests {
             assert!(body.is_end_stream());
             assert_eq!(
                 frames,
-                count.div_ceil(UPLOADS_PER_FRAME).max(1),
+                count.div_ceil(ITEMS_PER_FRAME).max(1),
                 "{count} uploads"
             );
             let parsed: Value = serde_json::from_slice(&text).unwrap_or_else(|e| {
@@ -323,8 +399,8 @@ mod tests {
     #[test]
     fn the_streamed_upload_list_yields_between_frames() {
         use std::task::{Context, Poll, Waker};
-        let records = (0..2 * UPLOADS_PER_FRAME + 1).map(record).collect();
-        let mut body = UploadsJson::new(records, describe);
+        let records = (0..2 * ITEMS_PER_FRAME + 1).map(record).collect();
+        let mut body = uploads_json(records);
         let mut cx = Context::from_waker(Waker::noop());
         let mut polls = Vec::new();
         loop {

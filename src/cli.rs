@@ -147,6 +147,15 @@ struct ServeArgs {
         value_name = "N"
     )]
     journal_size: usize,
+    /// Bytes the journal may hold, e.g. 64MiB (oldest dropped; each header value is cut at 8 KiB).
+    #[arg(
+        long,
+        env = "AYMARA_MOCK_JOURNAL_BYTES",
+        default_value = "64MiB",
+        value_name = "SIZE",
+        value_parser = parse_journal_bytes
+    )]
+    journal_bytes: ByteSize,
     /// Require `Authorization: Bearer TOKEN` on the admin API (which then
     /// accepts any `Host` name).
     #[arg(long, env = "AYMARA_MOCK_ADMIN_TOKEN", value_name = "TOKEN")]
@@ -185,6 +194,17 @@ struct ServeArgs {
 }
 
 /// Parses `250ms`, `10s`, `2m` or a plain number of seconds.
+fn parse_journal_bytes(input: &str) -> Result<ByteSize, String> {
+    let size: ByteSize = input.parse().map_err(|e| format!("{e}"))?;
+    if size.bytes() == 0 {
+        return Err(
+            "the journal needs room for at least one request; use --journal-size 0 to keep none"
+                .into(),
+        );
+    }
+    Ok(size)
+}
+
 fn parse_duration(input: &str) -> Result<Duration, String> {
     let s = input.trim();
     let split = s
@@ -317,6 +337,7 @@ async fn serve_async(args: ServeArgs) -> ExitCode {
         .max_upload_size(args.max_upload_size)
         .bucket(args.bucket)
         .journal_size(args.journal_size)
+        .journal_bytes(args.journal_bytes)
         .shutdown_timeout(args.shutdown_timeout)
         .header_read_timeout(args.header_read_timeout)
         .body_timeout(args.body_timeout);

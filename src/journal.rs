@@ -1,7 +1,7 @@
 //! The request journal: a bounded record of what clients sent and what they got.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -36,6 +36,15 @@ pub(crate) fn is_credential_header(name: &str) -> bool {
 }
 /// What a redacted header value is replaced with.
 pub const REDACTED: &str = "[redacted]";
+/// Longest header value journaled, in bytes; a longer one keeps its first
+/// 8 KiB and a marker with its full length. A request head may be ~400 KiB
+/// (hyper's limit), and the journal is listed by anyone who can reach it.
+pub(crate) const MAX_HEADER_VALUE: usize = 8 * 1024;
+/// What a journal entry costs besides its strings: the struct, the queue
+/// slot, the maps' nodes. An estimate; the byte bound is approximate.
+const RECORD_OVERHEAD: usize = 512;
+/// Per header or query parameter: its map node and `Value`.
+const FIELD_OVERHEAD: usize = 64;
 
 /// One request, as listed by `GET /__admin/requests`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -78,16 +87,64 @@ pub(crate) fn record_headers(headers: &http::HeaderMap) -> Map<String, Value> {
         let value = if is_credential_header(key) {
             REDACTED.to_owned()
         } else {
-            headers
-                .get_all(name)
-                .iter()
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-                .collect::<Vec<_>>()
-                .join(", ")
+            header_value(headers.get_all(name))
         };
         out.insert(key.to_owned(), Value::String(value));
     }
     out
+}
+
+/// A header's values joined by `, `, of which at most [`MAX_HEADER_VALUE`]
+/// bytes are kept, followed by a marker giving the full length when cut.
+/// Only the kept bytes are copied: the record owns no more than it shows.
+fn header_value(values: http::header::GetAll<'_, http::HeaderValue>) -> String {
+    let mut kept: Vec<u8> = Vec::new();
+    let mut full = 0usize;
+    for (i, value) in values.iter().enumerate() {
+        let separator: &[u8] = if i > 0 { b", " } else { b"" };
+        for piece in [separator, value.as_bytes()] {
+            full += piece.len();
+            let room = MAX_HEADER_VALUE.saturating_sub(kept.len());
+            kept.extend_from_slice(&piece[..piece.len().min(room)]);
+        }
+    }
+    let mut text = String::from_utf8_lossy(&kept).into_owned();
+    if full > kept.len() {
+        text.push_str(&format!("…[truncated: {full} bytes]"));
+    }
+    text.shrink_to_fit();
+    text
+}
+
+/// Roughly how many bytes a record holds on to.
+fn approximate_size(record: &RequestRecord) -> usize {
+    let map = |m: &Map<String, Value>| {
+        m.iter()
+            .map(|(k, v)| k.len() + v.as_str().map_or(16, str::len) + FIELD_OVERHEAD)
+            .sum::<usize>()
+    };
+    let upload = record.upload.as_ref().map_or(0, |u| {
+        u.file_uuid.len()
+            + u.filename.len()
+            + u.content_type.len()
+            + u.sha256.len()
+            + u.local_file_path
+                .as_ref()
+                .map_or(0, |p| p.as_os_str().len())
+            + u.remote_file_path.len()
+            + u.remote_uri.len()
+            + u.file_url.len()
+    });
+    RECORD_OVERHEAD
+        + record.id.len()
+        + record.time.len()
+        + record.method.len()
+        + record.path.len()
+        + map(&record.query)
+        + map(&record.headers)
+        + record.rule.as_ref().map_or(0, String::len)
+        + record.fault.as_ref().map_or(0, String::len)
+        + upload
 }
 
 /// Decodes `a=1&b=x%20y` into pairs.
@@ -112,38 +169,83 @@ fn decode_component(s: &str) -> String {
         .into_owned()
 }
 
-/// A bounded journal: the oldest records are dropped first.
+/// A journal bounded in entries and in bytes: the oldest records are dropped
+/// first. Records are shared (`Arc`), so listing copies pointers, not records.
 #[derive(Debug)]
 pub(crate) struct Journal {
     capacity: usize,
-    records: Mutex<VecDeque<RequestRecord>>,
+    max_bytes: usize,
+    inner: Mutex<Records>,
+}
+
+#[derive(Debug, Default)]
+struct Records {
+    /// Each record with its approximate size.
+    queue: VecDeque<(Arc<RequestRecord>, usize)>,
+    bytes: usize,
 }
 
 impl Journal {
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize, max_bytes: u64) -> Self {
         Self {
             capacity,
-            records: Mutex::new(VecDeque::with_capacity(capacity.min(1024))),
+            max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
+            inner: Mutex::new(Records {
+                queue: VecDeque::with_capacity(capacity.min(1024)),
+                bytes: 0,
+            }),
         }
     }
 
+    /// Records a request; the oldest go while the journal is over either
+    /// bound, but the newest record is always kept.
     pub(crate) fn push(&self, record: RequestRecord) {
         if self.capacity == 0 {
             return;
         }
-        let mut records = lock(&self.records);
-        while records.len() >= self.capacity {
-            records.pop_front();
-        }
-        records.push_back(record);
+        let size = approximate_size(&record);
+        let evicted = {
+            let mut inner = lock(&self.inner);
+            let mut evicted = Vec::new();
+            while !inner.queue.is_empty()
+                && (inner.queue.len() >= self.capacity
+                    || inner.bytes.saturating_add(size) > self.max_bytes)
+            {
+                if let Some((old, old_size)) = inner.queue.pop_front() {
+                    inner.bytes -= old_size;
+                    evicted.push(old);
+                }
+            }
+            inner.queue.push_back((Arc::new(record), size));
+            inner.bytes += size;
+            evicted
+        };
+        // Freed after the lock is released.
+        drop(evicted);
+    }
+
+    /// The records, oldest first, shared with the journal.
+    pub(crate) fn snapshot(&self) -> Vec<Arc<RequestRecord>> {
+        lock(&self.inner)
+            .queue
+            .iter()
+            .map(|(r, _)| Arc::clone(r))
+            .collect()
     }
 
     pub(crate) fn list(&self) -> Vec<RequestRecord> {
-        lock(&self.records).iter().cloned().collect()
+        self.snapshot().iter().map(|r| (**r).clone()).collect()
+    }
+
+    /// The journal's approximate size in bytes.
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
+        lock(&self.inner).bytes
     }
 
     pub(crate) fn clear(&self) {
-        lock(&self.records).clear();
+        let old = std::mem::take(&mut *lock(&self.inner));
+        drop(old);
     }
 }
 
@@ -177,12 +279,56 @@ mod tests {
 
     #[test]
     fn drops_oldest_when_full() {
-        let j = Journal::new(2);
+        let j = Journal::new(2, 1 << 20);
         for id in ["a", "b", "c"] {
             j.push(record(id));
         }
         let ids: Vec<_> = j.list().into_iter().map(|r| r.id).collect();
         assert_eq!(ids, ["b", "c"]);
+    }
+
+    #[test]
+    fn long_header_values_are_truncated_with_a_marker() {
+        let mut h = http::HeaderMap::new();
+        let long = "a".repeat(190_000);
+        h.insert("x-h", http::HeaderValue::from_str(&long).unwrap());
+        h.insert("x-short", http::HeaderValue::from_static("v"));
+        let rec = record_headers(&h);
+        let value = rec["x-h"].as_str().unwrap();
+        assert!(value.len() < MAX_HEADER_VALUE + 64, "{} bytes", value.len());
+        assert!(value.starts_with(&long[..MAX_HEADER_VALUE]));
+        assert!(
+            value.ends_with("…[truncated: 190000 bytes]"),
+            "{}",
+            &value[MAX_HEADER_VALUE..]
+        );
+        assert_eq!(rec["x-short"], "v");
+    }
+
+    #[test]
+    fn the_journal_is_bounded_in_bytes_and_keeps_the_newest() {
+        let with_headers = |id: &str| {
+            let mut r = record(id);
+            r.headers
+                .insert("x-h".into(), Value::String("a".repeat(10_000)));
+            r
+        };
+        let j = Journal::new(1_000, 50_000);
+        for i in 0..100 {
+            j.push(with_headers(&i.to_string()));
+        }
+        let ids: Vec<_> = j.list().into_iter().map(|r| r.id).collect();
+        assert!((3..=5).contains(&ids.len()), "{ids:?}");
+        assert_eq!(ids.last().map(String::as_str), Some("99"));
+        assert!(j.bytes() <= 50_000, "{}", j.bytes());
+        // One entry bigger than the whole budget is still kept, alone.
+        let j = Journal::new(1_000, 1_000);
+        j.push(with_headers("a"));
+        j.push(with_headers("b"));
+        let ids: Vec<_> = j.list().into_iter().map(|r| r.id).collect();
+        assert_eq!(ids, ["b"]);
+        j.clear();
+        assert_eq!(j.bytes(), 0);
     }
 
     #[test]

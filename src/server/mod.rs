@@ -97,6 +97,7 @@ pub struct MockServerBuilder {
     public_url: Option<String>,
     bucket: String,
     journal_size: usize,
+    journal_bytes: ByteSize,
     admin_token: Option<String>,
     shutdown_timeout: Duration,
     header_read_timeout: Duration,
@@ -124,6 +125,7 @@ impl Default for MockServerBuilder {
             public_url: None,
             bucket: "aymara-mock".to_owned(),
             journal_size: 10_000,
+            journal_bytes: ByteSize::new(64 << 20),
             admin_token: None,
             shutdown_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
@@ -274,6 +276,14 @@ impl MockServerBuilder {
         self
     }
 
+    /// How many bytes the journal may hold, approximately (default 64 MiB):
+    /// the oldest requests are dropped beyond it, and each journaled header
+    /// value is cut at 8 KiB. The newest request is always kept.
+    pub fn journal_bytes(mut self, size: impl Into<ByteSize>) -> Self {
+        self.journal_bytes = size.into();
+        self
+    }
+
     /// Requires `Authorization: Bearer <token>` on the admin API. With a
     /// token, the admin API accepts any `Host` name (a web page cannot know
     /// the token), and no start-up warning is logged for a non-loopback host.
@@ -417,7 +427,7 @@ impl MockServerBuilder {
             },
             storage,
             rules,
-            journal: Journal::new(self.journal_size),
+            journal: Journal::new(self.journal_size, self.journal_bytes.bytes()),
             uploads: UploadIndex::default(),
         });
         tracing::info!(

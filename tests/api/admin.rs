@@ -669,3 +669,51 @@ async fn credential_headers_of_every_kind_are_journaled_redacted() {
     let text = get(&app, "/__admin/requests").await.to_string();
     assert!(!text.contains("secret-"), "{text}");
 }
+
+#[tokio::test]
+async fn the_journal_is_bounded_in_bytes_and_cuts_long_headers() {
+    let app = spawn_with(|b| b.journal_bytes(200_000u64)).await;
+    let long = "a".repeat(100_000);
+    for _ in 0..50 {
+        let resp = app
+            .client
+            .get(app.url("/health"))
+            .header("x-h", &long)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let journal = get(&app, "/__admin/requests").await;
+    let requests = journal["requests"].as_array().unwrap();
+    // Each entry keeps 8 KiB of the header: about 9 KiB each, 200 kB in all.
+    assert!((10..=25).contains(&requests.len()), "{}", requests.len());
+    let value = requests[0]["headers"]["x-h"].as_str().unwrap();
+    assert!(value.starts_with(&long[..8 * 1024]));
+    assert!(
+        value.ends_with("…[truncated: 100000 bytes]"),
+        "{}",
+        &value[8 * 1024..]
+    );
+}
+
+#[tokio::test]
+async fn a_rule_with_a_pattern_over_1_kib_is_refused_naming_the_field() {
+    let app = spawn_app().await;
+    let body = format!(
+        r#"{{"match":{{"headers":{{"x-h":"*{}"}}}},"respond":{{"status":500}}}}"#,
+        "a".repeat(1_100)
+    );
+    let resp = post_rules(&app, &body).await;
+    assert_eq!(resp.status(), 400);
+    let answer: Value = resp.json().await.unwrap();
+    let message = answer["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+        + answer["error"]["details"]["message"]
+            .as_str()
+            .unwrap_or_default();
+    assert!(message.contains("longer than 1024 bytes"), "{answer}");
+    assert!(message.contains("x-h"), "{answer}");
+}

@@ -114,7 +114,9 @@ fn in_flight_uploads_finish_after_sigterm() {
 
 #[test]
 fn bad_flags_exit_2_with_a_message_before_binding() {
-    let cases: [&[&str]; 9] = [
+    let cases: [&[&str]; 11] = [
+        &["--journal-bytes", "0"],
+        &["--journal-bytes", "lots"],
         &["--max-upload-size", "ten"],
         // Durations a deadline cannot hold: every upload panicked once.
         &["--body-timeout", "10000000000000000000s"],
@@ -160,6 +162,7 @@ fn help_lists_every_option_with_its_env_var() {
         ("--public-url", "AYMARA_MOCK_PUBLIC_URL"),
         ("--bucket", "AYMARA_MOCK_BUCKET"),
         ("--journal-size", "AYMARA_MOCK_JOURNAL_SIZE"),
+        ("--journal-bytes", "AYMARA_MOCK_JOURNAL_BYTES"),
         ("--admin-token", "AYMARA_MOCK_ADMIN_TOKEN"),
         ("--ready-file", "AYMARA_MOCK_READY_FILE"),
         ("--log-format", "AYMARA_MOCK_LOG_FORMAT"),
