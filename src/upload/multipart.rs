@@ -25,6 +25,13 @@ pub(crate) const MAX_PART_HEADERS: usize = 8 * 1024;
 /// Most headers one part may have.
 const MAX_HEADERS_PER_PART: usize = 32;
 
+/// What follows `--boundary--` when it is not padding and CRLF or the end.
+pub(crate) const CLOSE_NOT_CRLF: &str =
+    "the closing boundary is followed by something other than CRLF";
+
+/// A part's header line that ends in LF alone.
+pub(crate) const LF_IN_HEADERS: &str = "a part's header line ends in LF without CR";
+
 /// Why the body is not a readable multipart stream.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum MultipartError {
@@ -45,7 +52,8 @@ pub(crate) enum MultipartError {
 /// One part's headers; its data follows through [`Multipart::chunk`].
 #[derive(Debug)]
 pub(crate) struct Part {
-    /// The part's headers (a repeated name keeps its last value).
+    /// The part's headers, in the order sent: `get` gives the first of a
+    /// repeated name, as Go's `mime/multipart` and Python's `email` do.
     pub(crate) headers: HeaderMap,
 }
 
@@ -62,6 +70,9 @@ enum Stage {
     Preamble,
     /// Right after a `--boundary`: `--` (the end) or padding and CRLF.
     AfterBoundary,
+    /// Right after the closing `--boundary--`: padding, then CRLF or the
+    /// body's end.
+    Closing,
     Headers,
     Data,
     /// After the closing `--boundary--`.
@@ -115,6 +126,7 @@ where
                 Stage::Preamble => self.skip_preamble().await?,
                 Stage::Data => while self.chunk().await?.is_some() {},
                 Stage::AfterBoundary => self.read_boundary_end().await?,
+                Stage::Closing => self.read_close_end().await?,
                 Stage::Headers => return self.read_headers().await.map(Some),
                 Stage::Done => return Ok(None),
             }
@@ -190,7 +202,8 @@ where
                 .unwrap_or(self.pending.len());
             let rest = &self.pending[padding..];
             if padding == 0 && rest.starts_with(b"--") {
-                self.stage = Stage::Done;
+                self.pending.advance(2);
+                self.stage = Stage::Closing;
                 return Ok(());
             }
             if rest.starts_with(b"\r\n") {
@@ -213,6 +226,40 @@ where
         }
     }
 
+    /// After `--boundary--`: transport padding, then CRLF (the epilogue,
+    /// left unread, follows) or the body's end. RFC 2046 allows nothing else
+    /// there; accepting `--boundary--garbage` would cut a file at a boundary
+    /// look-alike in its data and answer 200 for a body that is not one.
+    async fn read_close_end(&mut self) -> Result<(), MultipartError> {
+        loop {
+            let padding = self
+                .pending
+                .iter()
+                .position(|b| *b != b' ' && *b != b'\t')
+                .unwrap_or(self.pending.len());
+            let rest = &self.pending[padding..];
+            if rest.starts_with(b"\r\n") {
+                self.stage = Stage::Done;
+                return Ok(());
+            }
+            // Only padding so far, or a CR that may begin the CRLF.
+            let at_end_ok = rest.is_empty();
+            if !(at_end_ok || rest == b"\r") {
+                return Err(MultipartError::Malformed(CLOSE_NOT_CRLF.into()));
+            }
+            if padding > MAX_PART_HEADERS {
+                return Err(MultipartError::HeadersTooLarge);
+            }
+            if !self.fill().await? {
+                if at_end_ok {
+                    self.stage = Stage::Done;
+                    return Ok(());
+                }
+                return Err(MultipartError::Malformed(CLOSE_NOT_CRLF.into()));
+            }
+        }
+    }
+
     /// A part's header block, up to and including its blank line.
     async fn read_headers(&mut self) -> Result<Part, MultipartError> {
         loop {
@@ -221,6 +268,14 @@ where
                 Ok(httparse::Status::Complete((len, raw))) => {
                     if len > MAX_PART_HEADERS {
                         return Err(MultipartError::HeadersTooLarge);
+                    }
+                    // httparse also ends a line at a bare LF; RFC 2046 lines
+                    // end in CRLF, as the boundary lines must here.
+                    let block = &self.pending[..len];
+                    let bare_lf = memchr::memchr_iter(b'\n', block)
+                        .any(|at| at == 0 || block[at - 1] != b'\r');
+                    if bare_lf {
+                        return Err(MultipartError::Malformed(LF_IN_HEADERS.into()));
                     }
                     let headers = header_map(raw)?;
                     self.pending.advance(len);
@@ -288,7 +343,7 @@ fn header_map(raw: &[httparse::Header<'_>]) -> Result<HeaderMap, MultipartError>
         let value = HeaderValue::from_bytes(header.value).map_err(|_| {
             MultipartError::Malformed(format!("the part header {name} has an invalid value"))
         })?;
-        headers.insert(name, value);
+        headers.append(name, value);
     }
     Ok(headers)
 }
@@ -405,6 +460,9 @@ Content-Type: text/plain\r\n\r\n\r\r\n--XyQ\r\n-\r\n--XyZ\r\n\r\n\r\n--XyZ--\r\n
                 b"--XyZ\r\nBad Name: b\r\n\r\n\r\n--XyZ--",
                 "cannot be parsed",
             ),
+            (b"--XyZ\r\n\r\nx\r\n--XyZ--junk", "closing boundary"),
+            (b"--XyZ\r\n\r\nx\r\n--XyZ-- \r", "closing boundary"),
+            (b"--XyZ\r\nA: b\n\r\nx\r\n--XyZ--", "LF without CR"),
         ] {
             let err = block_on(parts_in(body, 3)).err().unwrap_or_default();
             assert!(
