@@ -206,6 +206,26 @@ fn explained(body: &[u8], boundary: &str, ours: &Ours, theirs: &Outcome) -> Opti
     if ours.headerless_part {
         return Some("D7 header-less part");
     }
+    // D10: an unquoted value (not a token, so malformed) runs to the next
+    // `;`, spaces and all; multer stops at the first space.
+    if let (
+        Outcome::File {
+            filename: Some(ours_name),
+            data: ours_data,
+        },
+        Outcome::File {
+            filename: Some(their_name),
+            data: their_data,
+        },
+    ) = (&ours.outcome, theirs)
+    {
+        let cut_at_space = ours_name
+            .split_once(' ')
+            .is_some_and(|(first, _)| first == their_name);
+        if ours_data == their_data && cut_at_space && sent_unquoted(body, ours_name) {
+            return Some("D10 unquoted value with spaces");
+        }
+    }
     // D8: the first `--boundary` is neither at the body's start nor at the
     // start of a line: we keep looking for one that is, multer takes it.
     let first = memchr::memmem::find(body, dash.as_bytes());
@@ -213,6 +233,12 @@ fn explained(body: &[u8], boundary: &str, ours: &Ours, theirs: &Outcome) -> Opti
         return Some("D8 first boundary inside a preamble line");
     }
     None
+}
+
+/// Whether `value` is in `body` right after `=` (and spaces): unquoted.
+fn sent_unquoted(body: &[u8], value: &str) -> bool {
+    memchr::memmem::find_iter(body, value.as_bytes())
+        .any(|at| body[..at].trim_ascii_end().ends_with(b"="))
 }
 
 /// Whether the close delimiter multer stops at (the first `--boundary--` at
@@ -901,4 +927,13 @@ fn d9_name_is_a_parameter_not_a_substring() {
     let (ours, multer) = both_on(body);
     assert_eq!(ours, Outcome::NoFile);
     assert_eq!(multer, file(Some("my name=file x"), b"abc"));
+}
+
+#[test]
+fn d10_an_unquoted_value_runs_to_the_next_semicolon() {
+    // Not a token, so not RFC 7578; a sloppy client's name keeps its spaces.
+    let body = b"--B\r\nContent-Disposition: form-data; name=file; filename=my file.txt\r\n\r\nabc\r\n--B--";
+    let (ours, multer) = both_on(body);
+    assert_eq!(ours, file(Some("my file.txt"), b"abc"));
+    assert_eq!(multer, file(Some("my"), b"abc"));
 }
