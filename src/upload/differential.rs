@@ -226,6 +226,12 @@ fn explained(body: &[u8], boundary: &str, ours: &Ours, theirs: &Outcome) -> Opti
             return Some("D10 unquoted value with spaces");
         }
     }
+    // D11: parameters are separated by `;`. In `form-data name=file` the
+    // key is `form-data name`, so there is no `name`; multer takes `name`
+    // after any whitespace.
+    if !ours.outcome.refused() && matches!(theirs, Outcome::File { .. }) && name_after_space(body) {
+        return Some("D11 parameter not separated by ';'");
+    }
     // D8: the first `--boundary` is neither at the body's start nor at the
     // start of a line: we keep looking for one that is, multer takes it.
     let first = memchr::memmem::find(body, dash.as_bytes());
@@ -233,6 +239,16 @@ fn explained(body: &[u8], boundary: &str, ours: &Ours, theirs: &Outcome) -> Opti
         return Some("D8 first boundary inside a preamble line");
     }
     None
+}
+
+/// Whether `name` follows whitespace that does not follow a `;` somewhere
+/// in `body`: where multer sees a parameter that is not one.
+fn name_after_space(body: &[u8]) -> bool {
+    memchr::memmem::find_iter(body, b"name").any(|at| {
+        let before = &body[..at];
+        let trimmed = before.trim_ascii_end();
+        trimmed.len() < before.len() && !trimmed.ends_with(b";")
+    })
 }
 
 /// Whether `value` is in `body` right after `=` (and spaces): unquoted.
@@ -936,4 +952,12 @@ fn d10_an_unquoted_value_runs_to_the_next_semicolon() {
     let (ours, multer) = both_on(body);
     assert_eq!(ours, file(Some("my file.txt"), b"abc"));
     assert_eq!(multer, file(Some("my"), b"abc"));
+}
+
+#[test]
+fn d11_parameters_are_separated_by_semicolons() {
+    let body = b"--B\r\nContent-Disposition: form-data name=\"file\"\r\n\r\nabc\r\n--B--";
+    let (ours, multer) = both_on(body);
+    assert_eq!(ours, Outcome::NoFile);
+    assert_eq!(multer, file(None, b"abc"));
 }
