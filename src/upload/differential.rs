@@ -226,6 +226,22 @@ fn explained(body: &[u8], boundary: &str, ours: &Ours, theirs: &Outcome) -> Opti
             return Some("D10 unquoted value with spaces");
         }
     }
+    // D6: a file name that is not UTF-8 is decoded lossily; multer drops it.
+    if let (
+        Outcome::File {
+            filename: Some(ours_name),
+            data: ours_data,
+        },
+        Outcome::File {
+            filename: None,
+            data: their_data,
+        },
+    ) = (&ours.outcome, theirs)
+    {
+        if ours_data == their_data && ours_name.contains('\u{fffd}') {
+            return Some("D6 file name not UTF-8");
+        }
+    }
     // D11: parameters are separated by `;`. In `form-data name=file` the
     // key is `form-data name`, so there is no `name`; multer takes `name`
     // after any whitespace.
