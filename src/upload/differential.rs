@@ -242,6 +242,12 @@ fn explained(body: &[u8], boundary: &str, ours: &Ours, theirs: &Outcome) -> Opti
             return Some("D6 file name not UTF-8");
         }
     }
+    // D12: a quoted value without its closing quote. Ours runs to the next
+    // quote or the header's end; multer drops the value, or finds `name=`
+    // inside it. Either reading is of a broken header.
+    if !ours.outcome.refused() && !theirs.refused() && unbalanced_quotes(body) {
+        return Some("D12 unterminated quoted value");
+    }
     // D11: parameters are separated by `;`. In `form-data name=file` the
     // key is `form-data name`, so there is no `name`; multer takes `name`
     // after any whitespace.
@@ -264,6 +270,17 @@ fn name_after_space(body: &[u8]) -> bool {
         let before = &body[..at];
         let trimmed = before.trim_ascii_end();
         trimmed.len() < before.len() && !trimmed.ends_with(b";")
+    })
+}
+
+/// Whether a header line with a `name` or `filename` parameter has an odd
+/// number of quotes that are not escaped.
+fn unbalanced_quotes(body: &[u8]) -> bool {
+    body.split(|b| *b == b'\n').any(|line| {
+        let quotes = (0..line.len())
+            .filter(|&i| line[i] == b'"' && (i == 0 || line[i - 1] != b'\\'))
+            .count();
+        memchr::memmem::find(&line.to_ascii_lowercase(), b"name").is_some() && quotes % 2 == 1
     })
 }
 
@@ -975,5 +992,13 @@ fn d11_parameters_are_separated_by_semicolons() {
     let body = b"--B\r\nContent-Disposition: form-data name=\"file\"\r\n\r\nabc\r\n--B--";
     let (ours, multer) = both_on(body);
     assert_eq!(ours, Outcome::NoFile);
+    assert_eq!(multer, file(None, b"abc"));
+}
+
+#[test]
+fn d12_an_unterminated_quoted_value_runs_to_the_header_end() {
+    let body = b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\r\n\r\nabc\r\n--B--";
+    let (ours, multer) = both_on(body);
+    assert_eq!(ours, file(Some("a.txt"), b"abc"));
     assert_eq!(multer, file(None, b"abc"));
 }
