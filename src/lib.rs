@@ -43,6 +43,9 @@ pub(crate) mod auth;
 pub mod cli;
 pub(crate) mod config;
 pub(crate) mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub(crate) mod http_util;
 pub(crate) mod journal;
 pub(crate) mod rules;

@@ -3,6 +3,8 @@
 //! (request → upload → complete) as the facts they need become known.
 
 pub(crate) mod body;
+#[cfg(test)]
+mod differential;
 pub(crate) mod multipart;
 pub(crate) mod name;
 

@@ -2,16 +2,29 @@
 //! slices of the body's own chunks.
 //!
 //! The body arrives as `Bytes` chunks from hyper. A part's data is cut out of
-//! each chunk with `Bytes::split_to` — no copy, no growing buffer — up to the
-//! next delimiter (`CRLF--boundary`). The only bytes ever copied are a few
-//! dozen at a chunk's end that could be the start of a delimiter, and part
-//! headers that straddle two chunks. Memory held by the parser is bounded by one
-//! chunk plus [`MAX_PART_HEADERS`].
+//! the pending bytes with `Bytes::split_to` up to the next delimiter
+//! (`CRLF--boundary`): handing data out never copies it.
+//!
+//! Bytes are copied in one place only, `Multipart::fill`, and only when
+//! bytes are still pending as the next chunk is read: then the pending bytes
+//! and that whole chunk are copied into one new buffer. When nothing is
+//! pending (the usual case) the chunk is taken as it is. What can be pending:
+//!
+//! - in a part's data or the preamble, a tail of at most `boundary + 3` bytes
+//!   (73 at most) that could begin a delimiter: this happens only when a chunk
+//!   ends in such a tail (CR, CR LF, CR LF `-`, …), and costs that tail plus
+//!   the next chunk;
+//! - in a part's header block, or in the padding after a boundary line, up to
+//!   [`MAX_PART_HEADERS`] bytes: the part of a header block read so far is
+//!   copied again for each further chunk the block spans.
+//!
+//! So one copy is at most [`MAX_PART_HEADERS`] plus one chunk, and the memory
+//! the parser holds is bounded by that too.
 //!
 //! The grammar is RFC 7578 / RFC 2046: a preamble (skipped), then
 //! `--boundary`, transport padding (spaces and tabs), CRLF, headers, a blank
-//! line, the data; the last delimiter is followed by `--`, and the epilogue is
-//! left unread.
+//! line, the data; the last delimiter is followed by `--`, transport padding
+//! and CRLF (or the body's end), and the epilogue after it is left unread.
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
@@ -24,6 +37,13 @@ use super::body::BodyError;
 pub(crate) const MAX_PART_HEADERS: usize = 8 * 1024;
 /// Most headers one part may have.
 const MAX_HEADERS_PER_PART: usize = 32;
+
+/// What follows `--boundary--` when it is not padding and CRLF or the end.
+pub(crate) const CLOSE_NOT_CRLF: &str =
+    "the closing boundary is followed by something other than CRLF";
+
+/// A part's header line that ends in LF alone.
+pub(crate) const LF_IN_HEADERS: &str = "a part's header line ends in LF without CR";
 
 /// Why the body is not a readable multipart stream.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +65,8 @@ pub(crate) enum MultipartError {
 /// One part's headers; its data follows through [`Multipart::chunk`].
 #[derive(Debug)]
 pub(crate) struct Part {
-    /// The part's headers (a repeated name keeps its last value).
+    /// The part's headers, in the order sent: `get` gives the first of a
+    /// repeated name, as Go's `mime/multipart` and Python's `email` do.
     pub(crate) headers: HeaderMap,
 }
 
@@ -62,6 +83,9 @@ enum Stage {
     Preamble,
     /// Right after a `--boundary`: `--` (the end) or padding and CRLF.
     AfterBoundary,
+    /// Right after the closing `--boundary--`: padding, then CRLF or the
+    /// body's end.
+    Closing,
     Headers,
     Data,
     /// After the closing `--boundary--`.
@@ -115,6 +139,7 @@ where
                 Stage::Preamble => self.skip_preamble().await?,
                 Stage::Data => while self.chunk().await?.is_some() {},
                 Stage::AfterBoundary => self.read_boundary_end().await?,
+                Stage::Closing => self.read_close_end().await?,
                 Stage::Headers => return self.read_headers().await.map(Some),
                 Stage::Done => return Ok(None),
             }
@@ -190,7 +215,8 @@ where
                 .unwrap_or(self.pending.len());
             let rest = &self.pending[padding..];
             if padding == 0 && rest.starts_with(b"--") {
-                self.stage = Stage::Done;
+                self.pending.advance(2);
+                self.stage = Stage::Closing;
                 return Ok(());
             }
             if rest.starts_with(b"\r\n") {
@@ -213,6 +239,40 @@ where
         }
     }
 
+    /// After `--boundary--`: transport padding, then CRLF (the epilogue,
+    /// left unread, follows) or the body's end. RFC 2046 allows nothing else
+    /// there; accepting `--boundary--garbage` would cut a file at a boundary
+    /// look-alike in its data and answer 200 for a body that is not one.
+    async fn read_close_end(&mut self) -> Result<(), MultipartError> {
+        loop {
+            let padding = self
+                .pending
+                .iter()
+                .position(|b| *b != b' ' && *b != b'\t')
+                .unwrap_or(self.pending.len());
+            let rest = &self.pending[padding..];
+            if rest.starts_with(b"\r\n") {
+                self.stage = Stage::Done;
+                return Ok(());
+            }
+            // Only padding so far, or a CR that may begin the CRLF.
+            let at_end_ok = rest.is_empty();
+            if !(at_end_ok || rest == b"\r") {
+                return Err(MultipartError::Malformed(CLOSE_NOT_CRLF.into()));
+            }
+            if padding > MAX_PART_HEADERS {
+                return Err(MultipartError::HeadersTooLarge);
+            }
+            if !self.fill().await? {
+                if at_end_ok {
+                    self.stage = Stage::Done;
+                    return Ok(());
+                }
+                return Err(MultipartError::Malformed(CLOSE_NOT_CRLF.into()));
+            }
+        }
+    }
+
     /// A part's header block, up to and including its blank line.
     async fn read_headers(&mut self) -> Result<Part, MultipartError> {
         loop {
@@ -221,6 +281,14 @@ where
                 Ok(httparse::Status::Complete((len, raw))) => {
                     if len > MAX_PART_HEADERS {
                         return Err(MultipartError::HeadersTooLarge);
+                    }
+                    // httparse also ends a line at a bare LF; RFC 2046 lines
+                    // end in CRLF, as the boundary lines must here.
+                    let block = &self.pending[..len];
+                    let bare_lf = memchr::memchr_iter(b'\n', block)
+                        .any(|at| at == 0 || block[at - 1] != b'\r');
+                    if bare_lf {
+                        return Err(MultipartError::Malformed(LF_IN_HEADERS.into()));
                     }
                     let headers = header_map(raw)?;
                     self.pending.advance(len);
@@ -288,7 +356,7 @@ fn header_map(raw: &[httparse::Header<'_>]) -> Result<HeaderMap, MultipartError>
         let value = HeaderValue::from_bytes(header.value).map_err(|_| {
             MultipartError::Malformed(format!("the part header {name} has an invalid value"))
         })?;
-        headers.insert(name, value);
+        headers.append(name, value);
     }
     Ok(headers)
 }
@@ -405,6 +473,9 @@ Content-Type: text/plain\r\n\r\n\r\r\n--XyQ\r\n-\r\n--XyZ\r\n\r\n\r\n--XyZ--\r\n
                 b"--XyZ\r\nBad Name: b\r\n\r\n\r\n--XyZ--",
                 "cannot be parsed",
             ),
+            (b"--XyZ\r\n\r\nx\r\n--XyZ--junk", "closing boundary"),
+            (b"--XyZ\r\n\r\nx\r\n--XyZ-- \r", "closing boundary"),
+            (b"--XyZ\r\nA: b\n\r\nx\r\n--XyZ--", "LF without CR"),
         ] {
             let err = block_on(parts_in(body, 3)).err().unwrap_or_default();
             assert!(
@@ -452,5 +523,161 @@ Content-Type: text/plain\r\n\r\n\r\r\n--XyQ\r\n-\r\n--XyZ\r\n\r\n\r\n--XyZ--\r\n
             parse_boundary(&format!("multipart/form-data; boundary={}", "b".repeat(71))),
             None
         );
+    }
+}
+
+/// Round trip: parts serialized as a client would, cut anywhere, parse back
+/// to the same parts.
+#[cfg(test)]
+mod round_trip {
+    use super::*;
+    use proptest::prelude::*;
+
+    const BOUNDARY: &str = "XyZ";
+    const DELIMITER: &[u8] = b"\r\n--XyZ";
+
+    #[derive(Debug, Clone)]
+    struct SentPart {
+        name: String,
+        filename: Option<String>,
+        extra: Vec<(String, String)>,
+        data: Vec<u8>,
+    }
+
+    /// Printable text with quotes, backslashes (not last: it would escape
+    /// the closing quote), semicolons and non-ASCII letters.
+    fn text() -> impl Strategy<Value = String> {
+        "[ -~é日]{0,12}".prop_filter("no trailing backslash", |s| !s.ends_with('\\'))
+    }
+
+    /// Data made of random bytes and boundary look-alikes that are not the
+    /// delimiter itself.
+    fn data() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..40),
+            Just(b"\r\n--Xy".to_vec()),
+            Just(b"\r\n--xyz".to_vec()),
+            Just(b"\n--XyZ".to_vec()),
+            Just(b"\r--XyZ--".to_vec()),
+            Just(b"--XyZ\r\n".to_vec()),
+            Just(b"\r\n-XyZ".to_vec()),
+            Just(b"\r\n\r\n".to_vec()),
+            Just(b"\r\n--X".to_vec()),
+        ];
+        proptest::collection::vec(piece, 0..6)
+            .prop_map(|pieces| pieces.concat())
+            .prop_filter("a client picks a boundary not in the data", |d| {
+                memchr::memmem::find(d, DELIMITER).is_none()
+            })
+    }
+
+    fn part() -> impl Strategy<Value = SentPart> {
+        let extra =
+            proptest::collection::vec(("X-[A-Za-z]{1,8}", "[!-~]([ -~]{0,10}[!-~])?"), 0..3);
+        (text(), proptest::option::of(text()), extra, data()).prop_map(
+            |(name, filename, extra, data)| SentPart {
+                name,
+                filename,
+                extra,
+                data,
+            },
+        )
+    }
+
+    fn quoted(v: &str) -> String {
+        format!("\"{}\"", v.replace('"', "\\\""))
+    }
+
+    fn serialize(parts: &[SentPart]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for p in parts {
+            body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
+            let mut cd = format!("Content-Disposition: form-data; name={}", quoted(&p.name));
+            if let Some(f) = &p.filename {
+                cd.push_str(&format!("; filename={}", quoted(f)));
+            }
+            body.extend_from_slice(cd.as_bytes());
+            body.extend_from_slice(b"\r\n");
+            for (k, v) in &p.extra {
+                body.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+            }
+            body.extend_from_slice(b"\r\n");
+            body.extend_from_slice(&p.data);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+        body
+    }
+
+    type Parsed = (
+        Option<String>,
+        Option<String>,
+        Vec<(String, String)>,
+        Vec<u8>,
+    );
+
+    fn parse(body: &[u8], cuts: &[usize]) -> Result<Vec<Parsed>, MultipartError> {
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        for &cut in cuts.iter().chain(std::iter::once(&body.len())) {
+            chunks.push(Ok::<_, BodyError>(Bytes::copy_from_slice(
+                &body[start..cut],
+            )));
+            start = cut;
+        }
+        let mut parser = Multipart::new(futures_util::stream::iter(chunks), BOUNDARY);
+        let run = async {
+            let mut out = Vec::new();
+            while let Some(part) = parser.next_part().await? {
+                let extra = part
+                    .headers
+                    .iter()
+                    .filter(|(k, _)| *k != http::header::CONTENT_DISPOSITION)
+                    .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("?").to_owned()))
+                    .collect();
+                let mut data = Vec::new();
+                while let Some(chunk) = parser.chunk().await? {
+                    data.extend_from_slice(&chunk);
+                }
+                out.push((
+                    part.name(),
+                    super::super::name::disposition_filename(&part.headers),
+                    extra,
+                    data,
+                ));
+            }
+            Ok(out)
+        };
+        futures_util::FutureExt::now_or_never(run).expect("stream::iter never waits")
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn serialized_parts_parse_back_however_the_body_is_cut(
+            parts in proptest::collection::vec(part(), 0..5),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
+        ) {
+            let body = serialize(&parts);
+            let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(body.len() + 1)).collect();
+            cuts.sort_unstable();
+            let mut parsed = parse(&body, &cuts).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            parsed.iter_mut().for_each(|p| p.2.sort());
+            let expected: Vec<Parsed> = parts
+                .iter()
+                .map(|p| {
+                    let mut extra: Vec<_> = p
+                        .extra
+                        .iter()
+                        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                        .collect();
+                    // A HeaderMap groups a repeated name's values.
+                    extra.sort();
+                    (Some(p.name.clone()), p.filename.clone(), extra, p.data.clone())
+                })
+                .collect();
+            prop_assert_eq!(parsed, expected);
+        }
     }
 }

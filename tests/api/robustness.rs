@@ -147,6 +147,47 @@ async fn of_two_file_parts_the_first_wins() {
 }
 
 #[tokio::test]
+async fn a_close_delimiter_look_alike_in_the_data_gets_400_not_a_cut_file() {
+    let app = spawn_app().await;
+    // The file's data holds `\r\n--BOUNDARY--garbage`: a close delimiter
+    // followed by something RFC 2046 does not allow there.
+    let data = format!("head\r\n--{BOUNDARY}--garbage\r\ntail");
+    let mut body = part(
+        "Content-Disposition: form-data; name=\"file\"; filename=\"cut.bin\"",
+        data.as_bytes(),
+    );
+    body.extend(close());
+    let (status, answer) = send_raw_body(&app, body).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("closing boundary"),
+        "{answer}"
+    );
+    assert!(app.stored_files().is_empty());
+    assert!(app.server.uploads().await.is_empty());
+}
+
+#[tokio::test]
+async fn of_two_content_dispositions_in_a_part_the_first_counts() {
+    let app = spawn_app().await;
+    let mut body = part(
+        "Content-Disposition: form-data; name=\"file\"; filename=\"first.txt\"\r\n\
+         Content-Disposition: form-data; name=\"other\"; filename=\"second.txt\"",
+        b"one",
+    );
+    body.extend(close());
+    let (status, answer) = send_raw_body(&app, body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["local_file_path"]
+        .as_str()
+        .unwrap()
+        .ends_with("/first.txt"));
+}
+
+#[tokio::test]
 async fn odd_filenames_are_stored_safely_and_reported_faithfully() {
     let app = spawn_app().await;
     let cases: [(&[u8], &str); 4] = [

@@ -1,0 +1,118 @@
+//! Entry points for the coverage-guided fuzz targets in `fuzz/`, behind the
+//! non-default `fuzzing` feature. Not an API: each function takes the
+//! fuzzer's bytes and panics when an invariant breaks, which is what a fuzz
+//! target reports as a crash.
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+
+use crate::upload::body::BodyError;
+use crate::upload::multipart::Multipart;
+use crate::upload::name::{disposition_filename, disposition_name, SafeFileName};
+
+/// Boundaries the first input byte chooses from: short, ordinary and the
+/// longest RFC 2046 allows.
+const BOUNDARIES: [&str; 4] = [
+    "B",
+    "XyZ",
+    "----WebKitFormBoundary7MA4YWxkTrZu0gW",
+    "0123456789012345678901234567890123456789012345678901234567890123456789",
+];
+
+/// One part as read: name, file name, the headers as text, the data.
+type ReadPart = (Option<String>, Option<String>, Vec<String>, Vec<u8>);
+
+/// Parses `body` cut into `size`-byte chunks; the error is the message.
+fn parse(body: &[u8], boundary: &str, size: usize) -> Result<Vec<ReadPart>, String> {
+    let chunks: Vec<Result<Bytes, BodyError>> = body
+        .chunks(size.max(1))
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    let mut parser = Multipart::new(futures_util::stream::iter(chunks), boundary);
+    let run = async {
+        let mut parts = Vec::new();
+        while let Some(part) = parser.next_part().await.map_err(|e| e.to_string())? {
+            let headers = part
+                .headers
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", String::from_utf8_lossy(v.as_bytes())))
+                .collect();
+            let mut data = Vec::new();
+            while let Some(chunk) = parser.chunk().await.map_err(|e| e.to_string())? {
+                assert!(!chunk.is_empty(), "the parser handed out an empty chunk");
+                data.extend_from_slice(&chunk);
+            }
+            parts.push((
+                disposition_name(&part.headers),
+                disposition_filename(&part.headers),
+                headers,
+                data,
+            ));
+        }
+        Ok(parts)
+    };
+    match run.now_or_never() {
+        Some(result) => result,
+        None => panic!("the parser waited on a stream that never waits"),
+    }
+}
+
+/// The multipart parser: input byte 0 picks the boundary, byte 1 the chunk
+/// size, the rest is the body. The parts (or the error) must not depend on
+/// how the body is cut, and every file name must come out safe.
+pub fn multipart(input: &[u8]) {
+    let [pick, size, body @ ..] = input else {
+        return;
+    };
+    let boundary = BOUNDARIES[usize::from(*pick) % BOUNDARIES.len()];
+    let whole = parse(body, boundary, body.len());
+    let cut = parse(body, boundary, usize::from(*size % 64) + 1);
+    assert_eq!(whole, cut, "the result depends on the chunking");
+    for (_, filename, _, _) in whole.iter().flatten() {
+        let safe = SafeFileName::parse(filename.as_deref().unwrap_or_default());
+        let safe = safe.as_ref();
+        assert!(!safe.is_empty() && safe.len() <= 255, "{safe:?}");
+        assert!(!safe.contains(['/', '\\']), "{safe:?}");
+        assert!(!safe.chars().any(char::is_control), "{safe:?}");
+        assert!(safe.chars().any(|c| c != '.'), "{safe:?}");
+    }
+}
+
+/// The fixture loader: input is fixture or admin-rule JSON. A refusal must
+/// point inside the text; accepted rules must print back to JSON that loads
+/// as the same rules.
+pub fn fixture(input: &[u8]) {
+    let Ok(text) = std::str::from_utf8(input) else {
+        return;
+    };
+    match crate::rules::loading::parse_rules("<fuzz>", text) {
+        Ok(rules) => {
+            let printed = match serde_json::to_string(&serde_json::json!({ "rules": rules })) {
+                Ok(printed) => printed,
+                Err(err) => panic!("accepted rules do not print as JSON: {err}"),
+            };
+            match crate::rules::loading::parse_fixture("<printed>", &printed) {
+                Ok(again) => assert_eq!(rules, again, "{printed}"),
+                Err(err) => panic!("printed rules do not load again: {err}\n{printed}"),
+            }
+        }
+        Err(err) => {
+            let lines = text.lines().count().max(1);
+            if let Some(line) = err.line {
+                assert!(line <= lines + 1, "line {line} of {lines}: {err}");
+            }
+            assert!(!err.message.is_empty());
+            let _ = err.to_string();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_entry_points_accept_what_the_tests_send() {
+        super::multipart(b"\x01\x03--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"../a\"\r\n\r\nabc\r\n--XyZ--\r\n");
+        super::fixture(br#"{"rules":[{"id":"a","respond":{"status":503},"when":{"times":1}}]}"#);
+        super::fixture(br#"{"rules":[{"pass":{},"zzz":1}]}"#);
+    }
+}
