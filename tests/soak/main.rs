@@ -339,6 +339,7 @@ fn health_stays_fast_under_100k_rules_a_crafted_glob_and_a_full_journal() {
     let resp = rt.block_on(
         client
             .post(format!("{url}/__admin/rules"))
+            .header("content-type", "application/json")
             .body(format!(r#"{{"rules":[{rules}]}}"#))
             .send(),
     );
@@ -357,6 +358,7 @@ fn health_stays_fast_under_100k_rules_a_crafted_glob_and_a_full_journal() {
     let resp = rt.block_on(
         client
             .post(format!("{url}/__admin/rules"))
+            .header("content-type", "application/json")
             .body(crafted)
             .send(),
     );
