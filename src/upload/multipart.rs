@@ -204,15 +204,19 @@ where
         }
     }
 
+    /// How many pending bytes are transport padding (spaces and tabs).
+    fn padding_len(&self) -> usize {
+        self.pending
+            .iter()
+            .position(|b| *b != b' ' && *b != b'\t')
+            .unwrap_or(self.pending.len())
+    }
+
     /// After `--boundary`: `--` ends the body; otherwise transport padding and
     /// CRLF open the next part's headers.
     async fn read_boundary_end(&mut self) -> Result<(), MultipartError> {
         loop {
-            let padding = self
-                .pending
-                .iter()
-                .position(|b| *b != b' ' && *b != b'\t')
-                .unwrap_or(self.pending.len());
+            let padding = self.padding_len();
             let rest = &self.pending[padding..];
             if padding == 0 && rest.starts_with(b"--") {
                 self.pending.advance(2);
@@ -245,11 +249,7 @@ where
     /// look-alike in its data and answer 200 for a body that is not one.
     async fn read_close_end(&mut self) -> Result<(), MultipartError> {
         loop {
-            let padding = self
-                .pending
-                .iter()
-                .position(|b| *b != b' ' && *b != b'\t')
-                .unwrap_or(self.pending.len());
+            let padding = self.padding_len();
             let rest = &self.pending[padding..];
             if rest.starts_with(b"\r\n") {
                 self.stage = Stage::Done;
