@@ -248,7 +248,7 @@ fn parse_unknown(message: &str, prefix: &str) -> Option<(String, Vec<String>)> {
 fn hint(unknown: &str, expected: &[String]) -> String {
     let best = expected
         .iter()
-        .map(|e| (levenshtein(unknown, e), e))
+        .map(|e| (strsim::levenshtein(unknown, e), e))
         .min_by_key(|(d, _)| *d);
     match best {
         Some((d, name)) if d <= 2.max(unknown.len() / 3) => format!(", did you mean \"{name}\"?"),
@@ -258,20 +258,6 @@ fn hint(unknown: &str, expected: &[String]) -> String {
             format!("; expected one of {}", list.join(", "))
         }
     }
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// serde_json reports an unknown key just after it; point at its opening quote.
