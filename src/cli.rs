@@ -11,12 +11,26 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{ByteSize, Config};
 use crate::server::{MockServer, StartError};
+#[cfg(feature = "s3")]
 use crate::storage::S3Config;
 
 /// The port the command line listens on by default, unlike the library's
 /// free one: the official SDK's `development` environment is
 /// `http://localhost:8000`.
 const PORT: u16 = 8000;
+
+/// Stands in for [`S3Config`] in a binary built without the `s3` feature:
+/// `--storage` is still a flag, and says why it cannot be used.
+#[cfg(not(feature = "s3"))]
+#[derive(Debug, Clone)]
+enum S3Config {}
+
+#[cfg(not(feature = "s3"))]
+impl S3Config {
+    fn parse(_: &str) -> Result<Self, String> {
+        Err("this aymara-mock was built without the `s3` feature".into())
+    }
+}
 
 /// A fast, faithful local emulator of the Aymara AI file-upload API.
 #[derive(Debug, Parser)]
@@ -345,11 +359,16 @@ async fn serve_async(args: ServeArgs) -> ExitCode {
     if let Some(dir) = args.storage_dir {
         builder = builder.storage_dir(dir);
     }
+    #[cfg(feature = "s3")]
     if let Some(mut config) = args.storage {
         if let Some(endpoint) = args.s3_endpoint {
             config = config.endpoint(endpoint);
         }
         builder = builder.s3(config);
+    }
+    #[cfg(not(feature = "s3"))]
+    if let Some(config) = args.storage {
+        match config {}
     }
     for path in &args.fixtures {
         builder = match builder.fixtures(path) {

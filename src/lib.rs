@@ -36,10 +36,30 @@
 //! Each `MockServer` listens on its own port with its own storage directory,
 //! rules, counters and journal, so tests can run in parallel.
 
+//!
+//! ## Features
+//!
+//! - `cli` (default): the `aymara-mock` binary, its command line (clap),
+//!   log output and allocator (mimalloc). A library user does not need it.
+//! - `s3` (default): storage in an S3-compatible bucket
+//!   (`MockServerBuilder::s3`, `S3Config`), with object_store's AWS
+//!   client and its HTTP and TLS stack. Without it, any
+//!   [`object_store::ObjectStore`] can still be given to
+//!   [`MockServerBuilder::object_store`].
+//!
+//! For tests, `default-features = false` compiles only the library:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! aymara-mock = { version = "0.1", default-features = false }
+//! ```
+
 #![deny(missing_docs)]
 
 pub(crate) mod admin;
 pub(crate) mod auth;
+#[cfg(feature = "cli")]
+#[doc(hidden)]
 pub mod cli;
 pub(crate) mod config;
 pub(crate) mod error;
@@ -68,7 +88,9 @@ pub use rules::model::{
 pub use rules::schema::SCHEMA as FIXTURE_SCHEMA;
 pub use rules::{AddRuleError, FixtureError, RuleStatus};
 pub use server::{MockServer, MockServerBuilder, StartError};
-pub use storage::{S3Config, StoredUpload};
+#[cfg(feature = "s3")]
+pub use storage::S3Config;
+pub use storage::StoredUpload;
 pub use upload::name::SafeFileName;
 
 /// The OpenAPI 3.1 document of every route, without the fixture schemas.

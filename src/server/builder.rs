@@ -18,10 +18,13 @@ use crate::config::{AuthPolicy, ByteSize, Config};
 use crate::journal::Journal;
 use crate::rules::{FixtureError, RuleEngine};
 use crate::same_origin::SameOrigin;
-use crate::storage::{ObjectStorage, S3Config, Storage};
+#[cfg(feature = "s3")]
+use crate::storage::S3Config;
+use crate::storage::{ObjectStorage, Storage};
 
 /// The object store chosen on the builder.
 enum ObjectStoreChoice {
+    #[cfg(feature = "s3")]
     S3(S3Config),
     Store {
         store: Arc<dyn object_store::ObjectStore>,
@@ -33,6 +36,7 @@ enum ObjectStoreChoice {
 impl std::fmt::Debug for ObjectStoreChoice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            #[cfg(feature = "s3")]
             Self::S3(config) => config.fmt(f),
             Self::Store { store, .. } => write!(f, "{store}"),
         }
@@ -78,6 +82,8 @@ impl MockServerBuilder {
 
     /// Stores uploads in an S3-compatible object store instead of a directory
     /// (`--storage s3://BUCKET/PREFIX`). `remote_uri` then names that bucket.
+    /// Only with the `s3` feature (on by default).
+    #[cfg(feature = "s3")]
     pub fn s3(mut self, config: S3Config) -> Self {
         self.object_store = Some(ObjectStoreChoice::S3(config));
         self
@@ -342,6 +348,7 @@ fn storage(
         Some(_) if config.storage_dir.is_some() => Err(StartError::Config(
             "choose one storage: --storage-dir or --storage s3://...".into(),
         )),
+        #[cfg(feature = "s3")]
         Some(ObjectStoreChoice::S3(s3)) => {
             let store = s3.build().map_err(StartError::Config)?;
             Ok(Storage::object(
