@@ -74,8 +74,8 @@ pub(crate) mod server;
 pub(crate) mod storage;
 pub(crate) mod upload;
 
-pub use config::{AuthPolicy, ByteSize, ByteSizeError, MAX_DURATION};
-pub use error::{default_error_code, ApiError, DOCUMENTED_ERROR_STATUSES};
+pub use config::{ByteSize, ByteSizeError, MAX_DURATION};
+pub use error::{default_error_code, DOCUMENTED_ERROR_STATUSES};
 pub use journal::{RequestRecord, REDACTED};
 /// The object-store crate behind [`MockServerBuilder::object_store`], re-exported
 /// so that the store you pass is of the same version.
@@ -91,7 +91,6 @@ pub use server::{MockServer, MockServerBuilder, StartError};
 #[cfg(feature = "s3")]
 pub use storage::S3Config;
 pub use storage::StoredUpload;
-pub use upload::name::SafeFileName;
 
 /// The OpenAPI 3.1 document of every route, without the fixture schemas.
 const OPENAPI: &str = include_str!("openapi.json");
