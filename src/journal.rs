@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::storage::StoredUpload;
+use crate::sync::lock;
 
 /// Headers whose values are never recorded, by name.
 const REDACTED_HEADERS: [&str; 4] = [
@@ -237,12 +238,6 @@ impl Journal {
         let old = std::mem::take(&mut *lock(&self.inner));
         drop(old);
     }
-}
-
-/// Locks a mutex, recovering the data if a panicking thread poisoned it: every
-/// structure guarded here stays consistent between statements.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -72,6 +72,7 @@ pub(crate) mod rules;
 pub(crate) mod same_origin;
 pub(crate) mod server;
 pub(crate) mod storage;
+pub(crate) mod sync;
 pub(crate) mod upload;
 
 pub use config::{ByteSize, ByteSizeError, MAX_DURATION};

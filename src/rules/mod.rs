@@ -25,7 +25,7 @@ use serde::Serialize;
 pub use loading::FixtureError;
 use model::{Action, Phase, Rule};
 
-use crate::journal::lock;
+use crate::sync::lock;
 use crate::UPLOAD_PATH;
 
 /// What a rule can see of a request; later phases fill in more.

@@ -5,9 +5,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::config::AuthPolicy;
-use crate::journal::{lock, Journal};
+use crate::journal::Journal;
 use crate::rules::RuleEngine;
 use crate::storage::{Storage, StoredUpload, UploadRecord};
+use crate::sync::lock;
 
 /// Settings fixed at start.
 #[derive(Debug, Clone)]
