@@ -177,6 +177,24 @@ pub(crate) fn parse_fixture(source: &str, text: &str) -> Result<Vec<Rule>, Fixtu
     Ok(rules)
 }
 
+// Here rather than in model.rs, so that the model does not import the loader
+// that imports it: the loader owns every way text becomes rules.
+impl Rule {
+    /// Parses one rule from JSON, with the same checks as fixture files.
+    pub fn from_json(json: &str) -> Result<Self, FixtureError> {
+        parse_rules("<rule>", json).and_then(|mut rules| {
+            if rules.len() == 1 {
+                Ok(rules.remove(0))
+            } else {
+                Err(FixtureError::whole(
+                    "<rule>",
+                    "expected one rule, not a list",
+                ))
+            }
+        })
+    }
+}
+
 /// Parses what `POST /__admin/rules` accepts: one rule, or `{"rules": […]}`.
 pub(crate) fn parse_rules(source: &str, text: &str) -> Result<Vec<Rule>, FixtureError> {
     let value: serde_json::Value = parse_json(source, text)?;
