@@ -1,6 +1,6 @@
 //! [`MockServerBuilder`]: the settings of a [`MockServer`], then [`start`]
-//! in three steps, each its own function: bind the listener, set up the
-//! storage, spawn the tasks.
+//! in steps, each its own function: bind the listener, load the rules, set
+//! up the storage, build the shared state, spawn the tasks.
 //!
 //! [`start`]: MockServerBuilder::start
 
@@ -256,33 +256,10 @@ impl MockServerBuilder {
         }
         let (listener, addr) = bind(&config, listener).await?;
         let seed = config.seed.unwrap_or_else(rand::random);
-        // File I/O on a blocking thread, as every fixture load is.
-        let fixtures = config.fixtures.clone();
-        let rules = tokio::task::spawn_blocking(move || RuleEngine::new(fixtures, seed))
-            .await
-            .map_err(|e| StartError::Config(format!("loading the fixtures failed: {e}")))??;
+        let rules = load_rules(&config, seed).await?;
         let storage = storage(&config, object_store)?;
         let url = format!("http://{addr}");
-        let auth = config.auth_policy();
-        warn_if_exposed(addr, &auth, config.admin_token.is_some());
-        let public_url = config
-            .public_url
-            .as_deref()
-            .map_or_else(|| url.clone(), |u| u.trim_end_matches('/').to_owned());
-        let state = Arc::new(AppState {
-            settings: Settings {
-                auth,
-                max_upload_size: config.max_upload_size.bytes(),
-                same_origin: SameOrigin::new(addr, &public_url, config.admin_token.is_some()),
-                public_url,
-                body_timeout: config.body_timeout,
-                admin_token: config.admin_token.clone(),
-            },
-            storage,
-            rules,
-            journal: Journal::new(config.journal_size, config.journal_bytes.bytes()),
-            uploads: UploadIndex::default(),
-        });
+        let state = Arc::new(shared_state(&config, addr, &url, storage, rules));
         tracing::info!(
             %url,
             seed,
@@ -299,6 +276,47 @@ impl MockServerBuilder {
             stop,
             task: Some(task),
         })
+    }
+}
+
+/// The fixtures' rules, read on a blocking thread, as every fixture load is.
+async fn load_rules(config: &Config, seed: u64) -> Result<RuleEngine, StartError> {
+    let fixtures = config.fixtures.clone();
+    tokio::task::spawn_blocking(move || RuleEngine::new(fixtures, seed))
+        .await
+        .map_err(|e| StartError::Config(format!("loading the fixtures failed: {e}")))?
+        .map_err(StartError::from)
+}
+
+/// What every connection shares: the settings fixed at start, the storage,
+/// the rules, an empty journal and upload index. Warns first if the address
+/// leaves the API or the admin API open.
+fn shared_state(
+    config: &Config,
+    addr: SocketAddr,
+    url: &str,
+    storage: Storage,
+    rules: RuleEngine,
+) -> AppState {
+    let auth = config.auth_policy();
+    warn_if_exposed(addr, &auth, config.admin_token.is_some());
+    let public_url = config
+        .public_url
+        .as_deref()
+        .map_or_else(|| url.to_owned(), |u| u.trim_end_matches('/').to_owned());
+    AppState {
+        settings: Settings {
+            auth,
+            max_upload_size: config.max_upload_size.bytes(),
+            same_origin: SameOrigin::new(addr, &public_url, config.admin_token.is_some()),
+            public_url,
+            body_timeout: config.body_timeout,
+            admin_token: config.admin_token.clone(),
+        },
+        storage,
+        rules,
+        journal: Journal::new(config.journal_size, config.journal_bytes.bytes()),
+        uploads: UploadIndex::default(),
     }
 }
 
