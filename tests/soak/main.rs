@@ -432,7 +432,10 @@ fn health_stays_fast_under_100k_rules_a_crafted_glob_and_a_full_journal() {
     );
     assert!(times.len() > 100, "only {} probes", times.len());
     assert!(ms(p99) < 50.0, "/health p99 {:.1} ms", ms(p99));
-    assert!(ms(max) < 50.0, "/health max {:.1} ms", ms(max));
+    // The worst single probe is scheduling noise on a shared 2-core VM as
+    // often as ours (79 ms seen while other builds ran); a stall of the accept
+    // loop behind a scan of 100k rules or the full journal would take seconds.
+    assert!(ms(max) < 500.0, "/health max {:.1} ms", ms(max));
     // 64 MiB of journal, 100k rules and the request buffers: well under the
     // ~2 GB the journal alone reached before it had a byte bound.
     assert!(hwm < 400 * 1024, "peak RSS {hwm} kB");
