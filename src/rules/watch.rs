@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
 use super::loading;
-use crate::server::state::AppState;
+use crate::state::AppState;
 
 const POLL: Duration = Duration::from_millis(250);
 

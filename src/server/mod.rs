@@ -1,16 +1,12 @@
 //! The public face of the server: [`MockServer`] and its builder.
 //!
 //! Plumbing, all private: `run` (accept loop and graceful shutdown), `conn`
-//! (the shared socket, for resets and hang detection), `router`, `handler`
-//! (every non-admin request), `files` (`/__files`), `state` (what the
-//! handlers share).
+//! (the shared socket, for resets and hang detection), `handler` (every
+//! request: routed by `crate::routes`, then finished, logged and journaled).
 
 pub(crate) mod conn;
-pub(crate) mod files;
 pub(crate) mod handler;
-pub(crate) mod router;
 pub(crate) mod run;
-pub(crate) mod state;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,12 +16,13 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::config::{AuthPolicy, ByteSize};
+use crate::files::Files;
 use crate::journal::{Journal, RequestRecord};
 use crate::rules::model::Rule;
 use crate::rules::{AddRuleError, FixtureError, RuleEngine, RuleStatus};
 use crate::same_origin::SameOrigin;
+use crate::state::{AppState, Settings};
 use crate::storage::{ObjectStorage, S3Config, Storage, StoredUpload};
-use state::{AppState, Settings, UploadIndex};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -428,7 +425,7 @@ impl MockServerBuilder {
             storage,
             rules,
             journal: Journal::new(self.journal_size, self.journal_bytes.bytes()),
-            uploads: UploadIndex::default(),
+            files: Files::default(),
         });
         tracing::info!(
             %url,
