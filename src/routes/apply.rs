@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use http::request::Parts;
 
 use super::answer::{prefer_code, prefer_error, rule_error, Answer, Exchange, Finish};
@@ -207,10 +208,11 @@ pub(crate) async fn finish_body(
     }
 }
 
-/// A route that answers without reading the request body: the body is read
-/// (bounded) after its answer, and a `reset` with `after_bytes` fires as the
-/// body reaches that many bytes, or at its end if it is shorter, as on the
-/// upload endpoint.
+/// A route that answers without reading the request body: when a rule
+/// throttles the body or resets after some of its bytes, the body is read
+/// first as the upload endpoint reads it (at the rule's rate; cut after
+/// `after_bytes`, or at its end if it is shorter), then the answer is given;
+/// otherwise it is read (bounded) after the answer.
 pub(crate) async fn after_body(
     parts: &Parts,
     body: &mut UploadBody,
@@ -218,11 +220,21 @@ pub(crate) async fn after_body(
     answer: Answer,
     ex: &mut Exchange,
 ) -> Finish {
-    if ctl.reset_pending() {
-        let complete = body.drain(DRAIN_MAX_BYTES, DRAIN_MAX_TIME).await;
+    if ctl.reset_pending() || ctl.throttled() {
+        let mut read = 0u64;
+        while read <= DRAIN_MAX_BYTES {
+            match body.next().await {
+                Some(Ok(chunk)) => read += chunk.len() as u64,
+                Some(Err(_)) => break,
+                None => break,
+            }
+        }
         ex.body_bytes = ctl.read();
-        if complete || matches!(ctl.failure(), Some(BodyFailure::ResetFault)) {
-            return Finish::Reset;
+        match ctl.failure() {
+            Some(BodyFailure::ResetFault) => return Finish::Reset,
+            Some(BodyFailure::Client) => return Finish::ClientGone,
+            _ if ctl.reset_pending() && body.is_finished() => return Finish::Reset,
+            _ => {}
         }
     }
     finish_body(parts, body, ctl, Finish::Answer(answer), ex).await

@@ -102,6 +102,11 @@ impl BodyControl {
         self.reset_after.store(bytes, Ordering::Relaxed);
     }
 
+    /// Whether a rule throttles the body.
+    pub(crate) fn throttled(&self) -> bool {
+        self.throttle.load(Ordering::Relaxed) > 0
+    }
+
     pub(crate) fn reset_pending(&self) -> bool {
         self.reset_after.load(Ordering::Relaxed) != NO_LIMIT
     }
