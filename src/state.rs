@@ -27,7 +27,8 @@ pub(crate) struct Settings {
 pub(crate) struct AppState {
     pub(crate) settings: Settings,
     pub(crate) storage: Storage,
-    pub(crate) rules: RuleEngine,
+    /// Shared with the fixture watcher.
+    pub(crate) rules: Arc<RuleEngine>,
     pub(crate) journal: Journal,
     /// The stored files.
     pub(crate) files: Files,

@@ -423,7 +423,7 @@ impl MockServerBuilder {
                 admin_token: self.admin_token,
             },
             storage,
-            rules,
+            rules: Arc::new(rules),
             journal: Journal::new(self.journal_size, self.journal_bytes.bytes()),
             files: Files::default(),
         });
@@ -453,7 +453,7 @@ impl MockServerBuilder {
         let (stop_tx, stop_rx) = watch::channel(false);
         if self.watch {
             tokio::spawn(crate::rules::watch::watch(
-                Arc::clone(&state),
+                Arc::clone(&state.rules),
                 stop_rx.clone(),
             ));
         }
