@@ -143,7 +143,7 @@ enum Resource {
 
 impl Resource {
     fn of(path: &str) -> Result<Resource, ApiError> {
-        if path == "/__admin" || path.starts_with("/__admin/") {
+        if is_admin_path(path) {
             return Self::admin(path);
         }
         Ok(match path {
