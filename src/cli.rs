@@ -9,9 +9,28 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::ByteSize;
+use crate::config::{ByteSize, Config};
 use crate::server::{MockServer, StartError};
+#[cfg(feature = "s3")]
 use crate::storage::S3Config;
+
+/// The port the command line listens on by default, unlike the library's
+/// free one: the official SDK's `development` environment is
+/// `http://localhost:8000`.
+const PORT: u16 = 8000;
+
+/// Stands in for [`S3Config`] in a binary built without the `s3` feature:
+/// `--storage` is still a flag, and says why it cannot be used.
+#[cfg(not(feature = "s3"))]
+#[derive(Debug, Clone)]
+enum S3Config {}
+
+#[cfg(not(feature = "s3"))]
+impl S3Config {
+    fn parse(_: &str) -> Result<Self, String> {
+        Err("this aymara-mock was built without the `s3` feature".into())
+    }
+}
 
 /// A fast, faithful local emulator of the Aymara AI file-upload API.
 #[derive(Debug, Parser)]
@@ -54,10 +73,10 @@ enum LogFormat {
 #[derive(Debug, Args)]
 struct ServeArgs {
     /// Address to listen on.
-    #[arg(long, env = "AYMARA_MOCK_HOST", default_value = "127.0.0.1")]
+    #[arg(long, env = "AYMARA_MOCK_HOST", default_value_t = Config::default().host)]
     host: String,
     /// Port to listen on (0 picks a free one).
-    #[arg(long, env = "AYMARA_MOCK_PORT", default_value_t = 8000)]
+    #[arg(long, env = "AYMARA_MOCK_PORT", default_value_t = PORT)]
     port: u16,
     /// Store uploads here (created if missing, kept on exit) instead of a fresh temp dir.
     #[arg(long, env = "AYMARA_MOCK_STORAGE_DIR", value_name = "DIR")]
@@ -117,7 +136,7 @@ struct ServeArgs {
     #[arg(
         long,
         env = "AYMARA_MOCK_MAX_UPLOAD_SIZE",
-        default_value = "5GiB",
+        default_value_t = Config::default().max_upload_size,
         value_name = "SIZE"
     )]
     max_upload_size: ByteSize,
@@ -135,7 +154,7 @@ struct ServeArgs {
     #[arg(
         long,
         env = "AYMARA_MOCK_BUCKET",
-        default_value = "aymara-mock",
+        default_value_t = Config::default().bucket,
         conflicts_with = "storage"
     )]
     bucket: String,
@@ -143,7 +162,7 @@ struct ServeArgs {
     #[arg(
         long,
         env = "AYMARA_MOCK_JOURNAL_SIZE",
-        default_value_t = 10_000,
+        default_value_t = Config::default().journal_size,
         value_name = "N"
     )]
     journal_size: usize,
@@ -151,7 +170,7 @@ struct ServeArgs {
     #[arg(
         long,
         env = "AYMARA_MOCK_JOURNAL_BYTES",
-        default_value = "64MiB",
+        default_value_t = Config::default().journal_bytes,
         value_name = "SIZE",
         value_parser = parse_journal_bytes
     )]
@@ -180,20 +199,20 @@ struct ServeArgs {
     )]
     log_level: String,
     /// How long shutdown waits for in-flight requests, e.g. 10s, 500ms.
-    #[arg(long, env = "AYMARA_MOCK_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
-    shutdown_timeout: Duration,
+    #[arg(long, env = "AYMARA_MOCK_SHUTDOWN_TIMEOUT", default_value_t = Config::default().shutdown_timeout.into(), value_parser = parse_duration, value_name = "DURATION")]
+    shutdown_timeout: humantime::Duration,
     /// How long a client may take to send its request headers.
-    #[arg(long, env = "AYMARA_MOCK_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
-    header_read_timeout: Duration,
+    #[arg(long, env = "AYMARA_MOCK_HEADER_READ_TIMEOUT", default_value_t = Config::default().header_read_timeout.into(), value_parser = parse_duration, value_name = "DURATION")]
+    header_read_timeout: humantime::Duration,
     /// How long an upload body may stall before it is aborted.
-    #[arg(long, env = "AYMARA_MOCK_BODY_TIMEOUT", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
-    body_timeout: Duration,
+    #[arg(long, env = "AYMARA_MOCK_BODY_TIMEOUT", default_value_t = Config::default().body_timeout.into(), value_parser = parse_duration, value_name = "DURATION")]
+    body_timeout: humantime::Duration,
     /// At most this many connections at once.
     #[arg(long, env = "AYMARA_MOCK_MAX_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_connections: Option<u64>,
 }
 
-/// Parses `250ms`, `10s`, `2m` or a plain number of seconds.
+/// A journal size in bytes, at least one.
 fn parse_journal_bytes(input: &str) -> Result<ByteSize, String> {
     let size: ByteSize = input.parse().map_err(|e| format!("{e}"))?;
     if size.bytes() == 0 {
@@ -205,30 +224,26 @@ fn parse_journal_bytes(input: &str) -> Result<ByteSize, String> {
     Ok(size)
 }
 
-fn parse_duration(input: &str) -> Result<Duration, String> {
+/// Parses a duration in humantime's forms (`250ms`, `10s`, `2m`, `1h 30m`),
+/// or a plain number of seconds (`2`, `0.5`), up to [`MAX_DURATION`](crate::MAX_DURATION).
+/// humantime (already compiled for object_store) replaces a hand-written
+/// parser that knew only ms, s and m.
+fn parse_duration(input: &str) -> Result<humantime::Duration, String> {
     let s = input.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration {input:?}: expected e.g. 500ms, 10s, 2m"))?;
-    let secs = match unit.trim() {
-        "ms" => value / 1000.0,
-        "" | "s" => value,
-        "m" => value * 60.0,
-        _ => return Err(format!("invalid duration {input:?}: units are ms, s and m")),
+    let duration = match s.parse::<f64>() {
+        Ok(secs) => Duration::try_from_secs_f64(secs)
+            .map_err(|_| format!("invalid duration {input:?}: expected e.g. 500ms, 10s, 2m"))?,
+        Err(_) => humantime::parse_duration(s).map_err(|e| {
+            format!("invalid duration {input:?} ({e}): expected e.g. 500ms, 10s, 2m")
+        })?,
     };
-    let duration =
-        Duration::try_from_secs_f64(secs).map_err(|_| format!("invalid duration {input:?}"))?;
     if duration > crate::config::MAX_DURATION {
         return Err(format!(
             "{input:?} is longer than the longest duration accepted, 7 days ({}s)",
             crate::config::MAX_DURATION.as_secs()
         ));
     }
-    Ok(duration)
+    Ok(duration.into())
 }
 
 /// Runs the command line; the exit code is 2 for bad flags or fixtures.
@@ -338,17 +353,22 @@ async fn serve_async(args: ServeArgs) -> ExitCode {
         .bucket(args.bucket)
         .journal_size(args.journal_size)
         .journal_bytes(args.journal_bytes)
-        .shutdown_timeout(args.shutdown_timeout)
-        .header_read_timeout(args.header_read_timeout)
-        .body_timeout(args.body_timeout);
+        .shutdown_timeout(args.shutdown_timeout.into())
+        .header_read_timeout(args.header_read_timeout.into())
+        .body_timeout(args.body_timeout.into());
     if let Some(dir) = args.storage_dir {
         builder = builder.storage_dir(dir);
     }
+    #[cfg(feature = "s3")]
     if let Some(mut config) = args.storage {
         if let Some(endpoint) = args.s3_endpoint {
             config = config.endpoint(endpoint);
         }
         builder = builder.s3(config);
+    }
+    #[cfg(not(feature = "s3"))]
+    if let Some(config) = args.storage {
+        match config {}
     }
     for path in &args.fixtures {
         builder = match builder.fixtures(path) {
@@ -454,17 +474,45 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5h").is_err());
-        assert_eq!(parse_duration("10080m"), Ok(crate::config::MAX_DURATION));
+        let parse = |s| parse_duration(s).map(Duration::from);
+        assert_eq!(parse("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse("1h 30m"), Ok(Duration::from_secs(5400)));
+        for bad in ["soon", "5 parsecs", "-1", "-1s", ""] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.contains("invalid duration"), "{bad}: {err}");
+        }
+        assert_eq!(parse("10080m"), Ok(crate::config::MAX_DURATION));
+        assert_eq!(parse("7days"), Ok(crate::config::MAX_DURATION));
         for too_long in ["10081m", "604801", "10000000000000000000s", "1e400"] {
-            let err = parse_duration(too_long).unwrap_err();
+            let err = parse(too_long).unwrap_err();
             assert!(err.contains(too_long), "{err}");
         }
+    }
+
+    #[test]
+    fn flag_defaults_are_the_library_defaults() {
+        let cli = Cli::try_parse_from(["aymara-mock"]).unwrap();
+        let defaults = Config::default();
+        let args = cli.serve;
+        assert_eq!(args.host, defaults.host);
+        assert_eq!(args.port, PORT);
+        assert_eq!(args.max_upload_size, defaults.max_upload_size);
+        assert_eq!(args.bucket, defaults.bucket);
+        assert_eq!(args.journal_size, defaults.journal_size);
+        assert_eq!(args.journal_bytes, defaults.journal_bytes);
+        assert_eq!(
+            Duration::from(args.shutdown_timeout),
+            defaults.shutdown_timeout
+        );
+        assert_eq!(
+            Duration::from(args.header_read_timeout),
+            defaults.header_read_timeout
+        );
+        assert_eq!(Duration::from(args.body_timeout), defaults.body_timeout);
     }
 
     #[test]

@@ -1,12 +1,108 @@
-//! Validated configuration values: sizes, durations and the authentication policy.
+//! A server's settings, [`Config`], with every default written once, and the
+//! validated values they are made of: sizes, durations and the
+//! authentication policy.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 /// Longest duration any setting or rule may give (7 days): far beyond any
 /// test, and far below what a deadline (`now + duration`) can hold.
 pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Every setting of a server. [`MockServerBuilder`](crate::MockServerBuilder)
+/// starts from [`Config::default`] and the command line shows the same values
+/// as its flags' defaults: each default is written here, once.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    /// The address to listen on.
+    pub(crate) host: String,
+    /// The port; 0 picks a free one (the command line's default is 8000).
+    pub(crate) port: u16,
+    /// Store uploads here instead of a fresh temp dir.
+    pub(crate) storage_dir: Option<PathBuf>,
+    /// Leave the temp dir behind on shutdown.
+    pub(crate) keep_files: bool,
+    /// Fixture files or directories, checked when added.
+    pub(crate) fixtures: Vec<PathBuf>,
+    /// Reload the fixtures when they change.
+    pub(crate) watch: bool,
+    /// Accepted `x-api-key` values (none: any credential).
+    pub(crate) api_keys: Vec<String>,
+    /// Accepted bearer tokens (none: any credential).
+    pub(crate) bearer_tokens: Vec<String>,
+    /// Check no credentials at all.
+    pub(crate) no_auth: bool,
+    /// Largest file accepted (413 beyond it).
+    pub(crate) max_upload_size: ByteSize,
+    /// A quota over everything stored.
+    pub(crate) max_storage: Option<ByteSize>,
+    /// Seed of the RNG behind rule probabilities (none: random).
+    pub(crate) seed: Option<u64>,
+    /// Base URL of `file_url` (none: the URL listened on).
+    pub(crate) public_url: Option<String>,
+    /// Bucket name in `remote_uri` with local storage.
+    pub(crate) bucket: String,
+    /// Requests the journal keeps.
+    pub(crate) journal_size: usize,
+    /// Bytes the journal may hold.
+    pub(crate) journal_bytes: ByteSize,
+    /// Token the admin API requires (none: loopback and same origin only).
+    pub(crate) admin_token: Option<String>,
+    /// How long shutdown waits for in-flight requests.
+    pub(crate) shutdown_timeout: Duration,
+    /// How long a client may take to send its request headers.
+    pub(crate) header_read_timeout: Duration,
+    /// How long an upload body may stall.
+    pub(crate) body_timeout: Duration,
+    /// Connections served at once (none: no limit).
+    pub(crate) max_connections: Option<usize>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".to_owned(),
+            port: 0,
+            storage_dir: None,
+            keep_files: false,
+            fixtures: Vec::new(),
+            watch: false,
+            api_keys: Vec::new(),
+            bearer_tokens: Vec::new(),
+            no_auth: false,
+            max_upload_size: ByteSize::new(5 << 30),
+            max_storage: None,
+            seed: None,
+            public_url: None,
+            bucket: "aymara-mock".to_owned(),
+            journal_size: 10_000,
+            journal_bytes: ByteSize::new(64 << 20),
+            admin_token: None,
+            shutdown_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(60),
+            max_connections: None,
+        }
+    }
+}
+
+impl Config {
+    /// Which credentials these settings accept.
+    pub(crate) fn auth_policy(&self) -> AuthPolicy {
+        if self.no_auth {
+            AuthPolicy::Disabled
+        } else if self.api_keys.is_empty() && self.bearer_tokens.is_empty() {
+            AuthPolicy::AnyCredential
+        } else {
+            AuthPolicy::Only {
+                api_keys: self.api_keys.clone(),
+                bearer_tokens: self.bearer_tokens.clone(),
+            }
+        }
+    }
+}
 
 /// A size in bytes, parsed from human forms such as `512MiB`, `5GiB`, `10MB` or `1024`.
 ///

@@ -110,6 +110,7 @@ impl ApiError {
     }
 
     /// The value of an extra header, if set.
+    #[cfg(test)]
     pub fn header(&self, name: &str) -> Option<&HeaderValue> {
         self.headers
             .iter()

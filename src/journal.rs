@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::storage::StoredUpload;
+use crate::sync::lock;
 
 /// Headers whose values are never recorded, by name.
 const REDACTED_HEADERS: [&str; 4] = [
@@ -147,26 +148,16 @@ fn approximate_size(record: &RequestRecord) -> usize {
         + upload
 }
 
-/// Decodes `a=1&b=x%20y` into pairs.
+/// Decodes `a=1&b=x%20y` into pairs, as a form: `+` is a space, and bytes
+/// that are not UTF-8 become U+FFFD. form_urlencoded (already compiled for
+/// object_store's `url`) replaces a hand-written splitter.
 pub(crate) fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
     let Some(query) = query else {
         return Vec::new();
     };
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode_component(k), decode_component(v))
-        })
+    form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
-}
-
-fn decode_component(s: &str) -> String {
-    let plus_as_space = s.replace('+', " ");
-    percent_encoding::percent_decode_str(&plus_as_space)
-        .decode_utf8_lossy()
-        .into_owned()
 }
 
 /// A journal bounded in entries and in bytes: the oldest records are dropped
@@ -247,12 +238,6 @@ impl Journal {
         let old = std::mem::take(&mut *lock(&self.inner));
         drop(old);
     }
-}
-
-/// Locks a mutex, recovering the data if a panicking thread poisoned it: every
-/// structure guarded here stays consistent between statements.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -36,9 +36,29 @@
 //! Each `MockServer` listens on its own port with its own storage directory,
 //! rules, counters and journal, so tests can run in parallel.
 
+//!
+//! ## Features
+//!
+//! - `cli` (default): the `aymara-mock` binary, its command line (clap),
+//!   log output and allocator (mimalloc). A library user does not need it.
+//! - `s3` (default): storage in an S3-compatible bucket
+//!   (`MockServerBuilder::s3`, `S3Config`), with object_store's AWS
+//!   client and its HTTP and TLS stack. Without it, any
+//!   [`object_store::ObjectStore`] can still be given to
+//!   [`MockServerBuilder::object_store`].
+//!
+//! For tests, `default-features = false` compiles only the library:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! aymara-mock = { version = "0.1", default-features = false }
+//! ```
+
 #![deny(missing_docs)]
 
 pub(crate) mod auth;
+#[cfg(feature = "cli")]
+#[doc(hidden)]
 pub mod cli;
 pub(crate) mod config;
 pub(crate) mod error;
@@ -54,10 +74,11 @@ pub(crate) mod same_origin;
 pub(crate) mod server;
 pub(crate) mod state;
 pub(crate) mod storage;
+pub(crate) mod sync;
 pub(crate) mod upload;
 
-pub use config::{AuthPolicy, ByteSize, ByteSizeError, MAX_DURATION};
-pub use error::{default_error_code, ApiError, DOCUMENTED_ERROR_STATUSES};
+pub use config::{ByteSize, ByteSizeError, MAX_DURATION};
+pub use error::{default_error_code, DOCUMENTED_ERROR_STATUSES};
 pub use journal::{RequestRecord, REDACTED};
 /// The object-store crate behind [`MockServerBuilder::object_store`], re-exported
 /// so that the store you pass is of the same version.
@@ -70,8 +91,9 @@ pub use rules::model::{
 pub use rules::schema::SCHEMA as FIXTURE_SCHEMA;
 pub use rules::{AddRuleError, FixtureError, RuleStatus};
 pub use server::{MockServer, MockServerBuilder, StartError};
-pub use storage::{S3Config, StoredUpload};
-pub use upload::name::SafeFileName;
+#[cfg(feature = "s3")]
+pub use storage::S3Config;
+pub use storage::StoredUpload;
 
 /// The OpenAPI 3.1 document of every route, without the fixture schemas.
 const OPENAPI: &str = include_str!("openapi.json");

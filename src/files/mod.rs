@@ -8,7 +8,7 @@ pub(crate) mod ingest;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use crate::journal::lock;
+use crate::sync::lock;
 use crate::storage::{Target, UploadRecord};
 
 /// Where a file is in its life. An upload today goes `Pending` (bytes

@@ -177,6 +177,24 @@ pub(crate) fn parse_fixture(source: &str, text: &str) -> Result<Vec<Rule>, Fixtu
     Ok(rules)
 }
 
+// Here rather than in model.rs, so that the model does not import the loader
+// that imports it: the loader owns every way text becomes rules.
+impl Rule {
+    /// Parses one rule from JSON, with the same checks as fixture files.
+    pub fn from_json(json: &str) -> Result<Self, FixtureError> {
+        parse_rules("<rule>", json).and_then(|mut rules| {
+            if rules.len() == 1 {
+                Ok(rules.remove(0))
+            } else {
+                Err(FixtureError::whole(
+                    "<rule>",
+                    "expected one rule, not a list",
+                ))
+            }
+        })
+    }
+}
+
 /// Parses what `POST /__admin/rules` accepts: one rule, or `{"rules": […]}`.
 pub(crate) fn parse_rules(source: &str, text: &str) -> Result<Vec<Rule>, FixtureError> {
     let value: serde_json::Value = parse_json(source, text)?;
@@ -248,7 +266,7 @@ fn parse_unknown(message: &str, prefix: &str) -> Option<(String, Vec<String>)> {
 fn hint(unknown: &str, expected: &[String]) -> String {
     let best = expected
         .iter()
-        .map(|e| (levenshtein(unknown, e), e))
+        .map(|e| (strsim::levenshtein(unknown, e), e))
         .min_by_key(|(d, _)| *d);
     match best {
         Some((d, name)) if d <= 2.max(unknown.len() / 3) => format!(", did you mean \"{name}\"?"),
@@ -258,20 +276,6 @@ fn hint(unknown: &str, expected: &[String]) -> String {
             format!("; expected one of {}", list.join(", "))
         }
     }
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// serde_json reports an unknown key just after it; point at its opening quote.

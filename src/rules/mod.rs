@@ -25,7 +25,7 @@ use serde::Serialize;
 pub use loading::FixtureError;
 use model::{Action, Phase, RouteName, Rule};
 
-use crate::journal::lock;
+use crate::sync::lock;
 
 /// What a rule can see of a request; later phases fill in more.
 #[derive(Debug)]

@@ -669,20 +669,6 @@ impl Rule {
         self.when.after = n;
         self
     }
-
-    /// Parses one rule from JSON, with the same checks as fixture files.
-    pub fn from_json(json: &str) -> Result<Self, crate::rules::FixtureError> {
-        crate::rules::loading::parse_rules("<rule>", json).and_then(|mut rules| {
-            if rules.len() == 1 {
-                Ok(rules.remove(0))
-            } else {
-                Err(crate::rules::FixtureError::whole(
-                    "<rule>",
-                    "expected one rule, not a list",
-                ))
-            }
-        })
-    }
 }
 
 /// The JSON shape of a rule, checked into a [`Rule`].

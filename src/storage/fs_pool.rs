@@ -15,7 +15,7 @@ use std::io;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use crate::journal::lock;
+use crate::sync::lock;
 
 /// Threads at most: enough that one slow file-system call (a disk's journal
 /// commit) does not hold up every other upload's commit.

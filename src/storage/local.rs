@@ -83,7 +83,7 @@ impl LocalStorage {
     /// Removes the temp dir now (a no-op for a directory the user chose, or
     /// with `--keep-files`).
     pub(crate) fn cleanup(&self) {
-        let temp = crate::journal::lock(&self.temp).take();
+        let temp = crate::sync::lock(&self.temp).take();
         if let Some(temp) = temp {
             let path = temp.path().to_owned();
             if let Err(err) = temp.close() {

@@ -6,6 +6,8 @@
 mod fs_pool;
 mod local;
 mod object;
+#[cfg(feature = "s3")]
+mod s3;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -18,7 +20,8 @@ use serde::Serialize;
 
 pub(crate) use local::LocalStorage;
 pub(crate) use object::ObjectStorage;
-pub use object::S3Config;
+#[cfg(feature = "s3")]
+pub use s3::S3Config;
 
 type Digest32 = [u8; 32];
 
@@ -90,6 +93,13 @@ pub(crate) enum StorageError {
     Io(#[from] io::Error),
     /// The object store could not be reached (connection refused, timeout).
     #[error("the object store is unavailable: {0}")]
+    #[cfg_attr(
+        not(feature = "s3"),
+        allow(
+            dead_code,
+            reason = "only the S3 client tells an unreachable store apart"
+        )
+    )]
     Unavailable(String),
     /// The object store answered with an error.
     #[error("the object store answered an error: {0}")]

@@ -14,7 +14,6 @@
 
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -38,124 +37,6 @@ const PARTS_IN_FLIGHT: usize = 2;
 const INDEX_DIR: &str = ".aymara-mock";
 /// Largest upload record read back from the store.
 const MAX_RECORD: usize = 64 * 1024;
-
-/// An S3-compatible store to keep uploads in: `s3://BUCKET/PREFIX`, an
-/// optional endpoint (MinIO, LocalStack, Ceph, moto; AWS when absent), and
-/// credentials from the standard AWS environment variables.
-///
-/// ```
-/// use aymara_mock::S3Config;
-/// let config = S3Config::parse("s3://staging-uploads/aymara")?
-///     .endpoint("http://127.0.0.1:9000");
-/// assert_eq!(config.bucket(), "staging-uploads");
-/// assert_eq!(config.prefix(), "aymara");
-/// # Ok::<(), String>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct S3Config {
-    bucket: String,
-    prefix: String,
-    endpoint: Option<String>,
-    credentials: Option<(String, String)>,
-}
-
-impl S3Config {
-    /// Parses `s3://BUCKET` or `s3://BUCKET/PREFIX`.
-    pub fn parse(url: &str) -> Result<Self, String> {
-        let rest = url
-            .strip_prefix("s3://")
-            .ok_or_else(|| format!("{url:?} is not an s3://BUCKET/PREFIX URL"))?;
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        let valid_bucket = (3..=63).contains(&bucket.len())
-            && bucket
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
-        if !valid_bucket {
-            return Err(format!(
-                "{bucket:?} is not a valid bucket name (3 to 63 characters: lowercase letters, digits, '-' and '.')"
-            ));
-        }
-        let prefix = prefix.trim_matches('/');
-        if let Err(err) = Path::parse(prefix) {
-            return Err(format!("{prefix:?} is not a valid key prefix: {err}"));
-        }
-        Ok(Self {
-            bucket: bucket.to_owned(),
-            prefix: prefix.to_owned(),
-            endpoint: None,
-            credentials: None,
-        })
-    }
-
-    /// The endpoint to talk to instead of AWS (e.g. `http://minio:9000`).
-    #[must_use]
-    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
-        self.endpoint = Some(url.into());
-        self
-    }
-
-    /// Credentials to sign with, instead of those in the environment.
-    #[must_use]
-    pub fn credentials(
-        mut self,
-        access_key_id: impl Into<String>,
-        secret_access_key: impl Into<String>,
-    ) -> Self {
-        self.credentials = Some((access_key_id.into(), secret_access_key.into()));
-        self
-    }
-
-    /// The bucket.
-    pub fn bucket(&self) -> &str {
-        &self.bucket
-    }
-
-    /// The key prefix, without leading or trailing `/` (may be empty).
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
-    /// Builds the S3 client: credentials and region from the AWS environment
-    /// variables, requests retried briefly so that an unreachable store is
-    /// reported within seconds.
-    pub(crate) fn build(&self) -> Result<Arc<dyn ObjectStore>, String> {
-        let mut builder = object_store::aws::AmazonS3Builder::from_env()
-            .with_bucket_name(&self.bucket)
-            .with_retry(object_store::RetryConfig {
-                backoff: object_store::BackoffConfig {
-                    init_backoff: Duration::from_millis(100),
-                    max_backoff: Duration::from_secs(1),
-                    base: 2.0,
-                },
-                max_retries: 3,
-                retry_timeout: Duration::from_secs(10),
-            })
-            .with_client_options(
-                object_store::ClientOptions::new()
-                    .with_connect_timeout(Duration::from_secs(3))
-                    .with_timeout(Duration::from_secs(120)),
-            );
-        if std::env::var_os("AWS_REGION").is_none()
-            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
-        {
-            builder = builder.with_region("us-east-1");
-        }
-        if let Some((key, secret)) = &self.credentials {
-            builder = builder
-                .with_access_key_id(key)
-                .with_secret_access_key(secret);
-        }
-        if let Some(endpoint) = &self.endpoint {
-            builder = builder
-                .with_endpoint(endpoint)
-                .with_allow_http(endpoint.starts_with("http://"));
-        }
-        let store = builder
-            .build()
-            .map_err(|err| format!("cannot use s3://{}: {err}", self.bucket))?;
-        Ok(Arc::new(store))
-    }
-}
 
 /// Uploads kept in an object store.
 #[derive(Debug)]
@@ -348,10 +229,22 @@ fn content_type_attributes(content_type: &str) -> Attributes {
 }
 
 /// Unavailable (503) when the store could not be reached, a store error
-/// (500) when it answered with one.
+/// (500) when it answered with one. Without the `s3` feature object_store
+/// has no HTTP client (nor its error type): every error is a store error.
 fn classify(err: object_store::Error) -> StorageError {
+    #[cfg(feature = "s3")]
+    if let Some(unreachable) = unreachable(&err) {
+        return StorageError::Unavailable(unreachable);
+    }
+    StorageError::Store(err.to_string())
+}
+
+/// The error spelled out when its cause is that the store could not be
+/// reached (connect, request, timeout, interrupted).
+#[cfg(feature = "s3")]
+fn unreachable(err: &object_store::Error) -> Option<String> {
     use object_store::client::{HttpError, HttpErrorKind};
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {
         if let Some(http) = e.downcast_ref::<HttpError>() {
             if matches!(
@@ -361,12 +254,12 @@ fn classify(err: object_store::Error) -> StorageError {
                     | HttpErrorKind::Timeout
                     | HttpErrorKind::Interrupted
             ) {
-                return StorageError::Unavailable(err.to_string());
+                return Some(err.to_string());
             }
         }
         source = e.source();
     }
-    StorageError::Store(err.to_string())
+    None
 }
 
 async fn abort_upload(mut upload: Box<dyn MultipartUpload>, key: &Path) {

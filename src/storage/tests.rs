@@ -235,6 +235,7 @@ async fn object_store_discards_what_is_not_committed() {
     assert_eq!(storage.lookup("not-a-uuid").await.unwrap(), None);
 }
 
+#[cfg(feature = "s3")]
 #[tokio::test]
 async fn unreachable_store_is_unavailable() {
     // A port nothing listens on: bound, then closed.
@@ -259,6 +260,7 @@ async fn unreachable_store_is_unavailable() {
     assert!(matches!(err, StorageError::Unavailable(_)), "{err:?}");
 }
 
+#[cfg(feature = "s3")]
 #[test]
 fn s3_urls_parse() {
     let config = S3Config::parse("s3://my-bucket").unwrap();

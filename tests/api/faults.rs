@@ -23,7 +23,7 @@ macro_rules! fixture {
 
 const FIXTURES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
 
-/// The real API's default `error.code` by status (SPEC §3), written out here
+/// The real API's default `error.code` for each documented status, written out here
 /// rather than taken from the crate, so that a wrong mapping fails.
 const DOCUMENTED: [(u16, &str); 9] = [
     (400, "validation.invalid_request"),

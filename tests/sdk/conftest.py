@@ -29,7 +29,8 @@ API_KEY = "test-key"
 
 
 def write_fixture(directory: Path, rules: list[dict[str, Any]], name: str | None = None) -> Path:
-    """Write a fixture file (SPEC §5 format) into `directory`; returns its path."""
+    """Write a fixture file (`{"rules": [...]}`, as fixtures/schema.json describes) into
+    `directory`; returns its path."""
     directory.mkdir(parents=True, exist_ok=True)
     if name is None:
         name = f"fixture-{len(list(directory.glob('*.json')))}.json"
@@ -154,7 +155,7 @@ def header(headers: Any, name: str) -> str | None:
     """A request header from a journal entry, by case-insensitive name.
 
     The journal's `headers` may be an object (name -> value or list of values) or a list of
-    [name, value] pairs; the SPEC does not fix which.
+    [name, value] pairs; these helpers accept either.
     """
     name = name.lower()
     if isinstance(headers, Mapping):

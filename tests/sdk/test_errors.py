@@ -1,5 +1,6 @@
 """Every documented status, forced by a fixture rule and by `Prefer: code=`, raises the SDK's
-matching exception class with the API's error envelope in `.body` (SPEC §3, §5)."""
+matching exception class with the API's error envelope (`error.code`, `error.message`,
+`request_id`) in `.body`."""
 
 from __future__ import annotations
 
@@ -103,7 +104,8 @@ def test_prefer_code_200_is_a_normal_upload(mock, sdk):
 
 
 def test_prefer_wins_over_rules(start_mock, sdk):
-    """Rules are not consulted for a request that carries Prefer (SPEC §5)."""
+    """A request that carries `Prefer: code=NNN` gets that status, even when a rule would answer
+otherwise: rules are not consulted for it."""
     server = start_mock([{"id": "always-403", "respond": {"status": 403}}])
     with pytest.raises(ConflictError):
         sdk(server, max_retries=0).upload(**UPLOAD, extra_headers={"Prefer": "code=409"})
@@ -212,8 +214,8 @@ def test_unknown_path_is_404_envelope(mock, sdk):
 
 
 def test_upload_over_max_size_is_413_not_a_reset(start_mock, sdk):
-    """The answer to an over-size upload reaches the client (SPEC §3); the SDK has no class for
-    413 and raises the generic APIStatusError, without retrying it."""
+    """The 413 answer to an over-size upload reaches the client, not a connection reset; the SDK
+    has no class for 413 and raises the generic APIStatusError, without retrying it."""
     server = start_mock(args=["--max-upload-size", "1MiB"])
     with pytest.raises(APIStatusError) as info:
         sdk(server).upload(file=("big.bin", b"\0" * (3 * 1024 * 1024), "application/octet-stream"))

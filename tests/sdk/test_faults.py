@@ -84,7 +84,7 @@ def test_hang_is_api_timeout_error(start_mock, sdk):
 
 
 def test_hang_ends_when_the_client_gives_up(start_mock, sdk):
-    """SPEC §5: a hang without for_ms lasts "until the client gives up, then close".
+    """A hang without for_ms lasts until the client gives up, then the server closes.
 
     Once the SDK has timed out and closed its connection, the request is over: it shows in the
     journal with no status, and the server has nothing in flight to wait for when stopped.

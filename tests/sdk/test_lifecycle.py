@@ -52,7 +52,7 @@ def test_bearer_token_accepted(start_mock, sdk):
 
 
 def test_development_environment_is_localhost_8000():
-    """SPEC §1: our default address is the SDK's `development` environment."""
+    """The SDK's `development` environment is http://localhost:8000, our default address."""
     with AymaraAI(api_key="k", environment="development") as c:
         assert str(c.base_url).rstrip("/") == "http://localhost:8000"
     assert AsyncAymaraAI(api_key="k", environment="development").base_url == c.base_url

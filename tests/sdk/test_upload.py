@@ -18,8 +18,8 @@ from conftest import UPLOAD_PATH, header
 FILE_UPLOAD_FIELDS = set(FileUpload.model_fields)
 
 
-def test_sdk_file_upload_type_is_what_the_spec_lists():
-    """Guards the pinned SDK: SPEC §2 lists exactly these fields as what FileUpload reads."""
+def test_sdk_file_upload_has_the_fields_we_answer():
+    """Guards the pinned SDK: its FileUpload has exactly the fields our upload answer fills."""
     assert FILE_UPLOAD_FIELDS == {
         "file_uuid",
         "local_file_path",
@@ -77,7 +77,7 @@ def assert_journaled(server, result, *, data: bytes, filename: str, content_type
         "sha256": hashlib.sha256(data).hexdigest(),
         "local_file_path": result.local_file_path,
     }
-    # SPEC §6 lists these fields; more (e.g. file_url) would not hurt a user.
+    # The fields a journaled upload must carry; more (e.g. file_url) would not hurt a user.
     assert {k: entry["upload"].get(k) for k in expected} == expected
     uploads = server.uploads()
     assert len(uploads) == 1
@@ -159,7 +159,7 @@ def test_every_field_in_the_wire_json(mock, sdk):
 
 
 def test_unsafe_filename_is_reduced_to_a_safe_base_name(mock, sdk):
-    """A client never chooses where a file lands (SPEC §2)."""
+    """A client never chooses where a file lands: a path in the name is cut to its base name."""
     result = sdk(mock).upload(file=("../../etc/passwd", b"root:x", "text/plain"))
     assert Path(result.local_file_path).name == "passwd"
     assert result.remote_file_path == f"uploads/default/{result.file_uuid}/passwd"
@@ -167,7 +167,7 @@ def test_unsafe_filename_is_reduced_to_a_safe_base_name(mock, sdk):
 
 
 def test_part_without_filename_is_named_upload_bin(mock, sdk):
-    """(None, bytes): httpx sends no filename and no Content-Type; SPEC §2: empty -> upload.bin."""
+    """(None, bytes): httpx sends no filename and no Content-Type; the file is named upload.bin."""
     result = sdk(mock).upload(file=(None, b"anonymous"))
     assert result.remote_file_path == f"uploads/default/{result.file_uuid}/upload.bin"
     assert result.content_type == "application/octet-stream"

@@ -1,0 +1,462 @@
+//! [`MockServerBuilder`]: the settings of a [`MockServer`], then [`start`]
+//! in steps, each its own function: bind the listener, load the rules, set
+//! up the storage, build the shared state, spawn the tasks.
+//!
+//! [`start`]: MockServerBuilder::start
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::{run, MockServer, StartError};
+use crate::files::Files;
+use crate::state::{AppState, Settings};
+use crate::config::{AuthPolicy, ByteSize, Config};
+use crate::journal::Journal;
+use crate::rules::{FixtureError, RuleEngine};
+use crate::same_origin::SameOrigin;
+#[cfg(feature = "s3")]
+use crate::storage::S3Config;
+use crate::storage::{ObjectStorage, Storage};
+
+/// The object store chosen on the builder.
+enum ObjectStoreChoice {
+    #[cfg(feature = "s3")]
+    S3(S3Config),
+    Store {
+        store: Arc<dyn object_store::ObjectStore>,
+        bucket: String,
+        prefix: String,
+    },
+}
+
+impl std::fmt::Debug for ObjectStoreChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            #[cfg(feature = "s3")]
+            Self::S3(config) => config.fmt(f),
+            Self::Store { store, .. } => write!(f, "{store}"),
+        }
+    }
+}
+
+/// Configures and starts a [`MockServer`].
+///
+/// Defaults: `127.0.0.1` on a free port, a fresh temp dir, any non-empty
+/// credential accepted, 5 GiB upload limit, no fault rules.
+#[derive(Debug, Default)]
+#[must_use = "a builder does nothing until `start` is called"]
+pub struct MockServerBuilder {
+    config: Config,
+    listener: Option<std::net::TcpListener>,
+    object_store: Option<ObjectStoreChoice>,
+}
+
+impl MockServerBuilder {
+    /// The address to listen on (default `127.0.0.1`).
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.config.host = host.into();
+        self
+    }
+
+    /// The port (default 0: a free one).
+    pub fn port(mut self, port: u16) -> Self {
+        self.config.port = port;
+        self
+    }
+
+    /// Serves on an already bound listener (host and port are then ignored).
+    pub fn listener(mut self, listener: std::net::TcpListener) -> Self {
+        self.listener = Some(listener);
+        self
+    }
+
+    /// Stores uploads in `dir` (created if missing, never removed) instead of a temp dir.
+    pub fn storage_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config.storage_dir = Some(dir.into());
+        self
+    }
+
+    /// Stores uploads in an S3-compatible object store instead of a directory
+    /// (`--storage s3://BUCKET/PREFIX`). `remote_uri` then names that bucket.
+    /// Only with the `s3` feature (on by default).
+    #[cfg(feature = "s3")]
+    pub fn s3(mut self, config: S3Config) -> Self {
+        self.object_store = Some(ObjectStoreChoice::S3(config));
+        self
+    }
+
+    /// Stores uploads in any [`object_store::ObjectStore`] (an in-memory one
+    /// in tests, say), under `prefix`; `bucket` is what `remote_uri` names.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use aymara_mock::object_store::memory::InMemory;
+    /// let server = aymara_mock::MockServer::builder()
+    ///     .object_store(Arc::new(InMemory::new()), "test-bucket", "uploads-prefix")
+    ///     .start()
+    ///     .await?;
+    /// assert_eq!(server.storage_dir(), None);
+    /// assert_eq!(server.storage(), "s3://test-bucket/uploads-prefix");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn object_store(
+        mut self,
+        store: Arc<dyn object_store::ObjectStore>,
+        bucket: impl Into<String>,
+        prefix: impl Into<String>,
+    ) -> Self {
+        self.object_store = Some(ObjectStoreChoice::Store {
+            store,
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+        });
+        self
+    }
+
+    /// Leaves the temp dir behind on shutdown.
+    pub fn keep_files(mut self, keep: bool) -> Self {
+        self.config.keep_files = keep;
+        self
+    }
+
+    /// Adds a fixture file or directory; it is read and checked now.
+    pub fn fixtures(mut self, path: impl AsRef<Path>) -> Result<Self, FixtureError> {
+        let path = path.as_ref().to_owned();
+        crate::rules::loading::load_paths(std::slice::from_ref(&path))?;
+        self.config.fixtures.push(path);
+        Ok(self)
+    }
+
+    /// Reloads fixtures when they change on disk.
+    pub fn watch(mut self, watch: bool) -> Self {
+        self.config.watch = watch;
+        self
+    }
+
+    /// Accepts this `x-api-key` (repeatable). Once any key or token is set,
+    /// only those are accepted.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.config.api_keys.push(key.into());
+        self
+    }
+
+    /// Accepts this bearer token (repeatable).
+    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.config.bearer_tokens.push(token.into());
+        self
+    }
+
+    /// Checks no credentials at all.
+    pub fn no_auth(mut self, no_auth: bool) -> Self {
+        self.config.no_auth = no_auth;
+        self
+    }
+
+    /// Largest file accepted (413 beyond it).
+    pub fn max_upload_size(mut self, size: impl Into<ByteSize>) -> Self {
+        self.config.max_upload_size = size.into();
+        self
+    }
+
+    /// A quota over everything stored (500 `server.internal_error` beyond it).
+    pub fn max_storage(mut self, size: impl Into<ByteSize>) -> Self {
+        self.config.max_storage = Some(size.into());
+        self
+    }
+
+    /// Seeds the RNG behind `probability` (default: random, and logged).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.config.seed = Some(seed);
+        self
+    }
+
+    /// Base URL used in `file_url` (default: the URL the server listens on).
+    /// Its host is also a name the admin API accepts in `Host`, and its
+    /// origin one it accepts in `Origin` (see README, "Admin API").
+    pub fn public_url(mut self, url: impl Into<String>) -> Self {
+        self.config.public_url = Some(url.into());
+        self
+    }
+
+    /// Bucket name in `remote_uri` (default `aymara-mock`; with an object
+    /// store, its bucket is named instead).
+    pub fn bucket(mut self, bucket: impl Into<String>) -> Self {
+        self.config.bucket = bucket.into();
+        self
+    }
+
+    /// How many requests the journal keeps (default 10 000).
+    pub fn journal_size(mut self, size: usize) -> Self {
+        self.config.journal_size = size;
+        self
+    }
+
+    /// How many bytes the journal may hold, approximately (default 64 MiB):
+    /// the oldest requests are dropped beyond it, and each journaled header
+    /// value is cut at 8 KiB. The newest request is always kept.
+    pub fn journal_bytes(mut self, size: impl Into<ByteSize>) -> Self {
+        self.config.journal_bytes = size.into();
+        self
+    }
+
+    /// Requires `Authorization: Bearer <token>` on the admin API. With a
+    /// token, the admin API accepts any `Host` name (a web page cannot know
+    /// the token), and no start-up warning is logged for a non-loopback host.
+    pub fn admin_token(mut self, token: impl Into<String>) -> Self {
+        self.config.admin_token = Some(token.into());
+        self
+    }
+
+    /// How long shutdown waits for in-flight requests (default 10 s; at most
+    /// [`MAX_DURATION`](crate::MAX_DURATION), longer is taken as that).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.config.shutdown_timeout = timeout.min(crate::config::MAX_DURATION);
+        self
+    }
+
+    /// How long a client may take to send its request headers (default 10 s;
+    /// at most [`MAX_DURATION`](crate::MAX_DURATION), longer is taken as that).
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.config.header_read_timeout = timeout.min(crate::config::MAX_DURATION);
+        self
+    }
+
+    /// How long an upload body may stall before it is aborted (default 60 s;
+    /// at most [`MAX_DURATION`](crate::MAX_DURATION), longer is taken as that).
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.config.body_timeout = timeout.min(crate::config::MAX_DURATION);
+        self
+    }
+
+    /// At most this many connections at once; more wait to be accepted.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.config.max_connections = Some(max);
+        self
+    }
+
+    /// Binds, loads fixtures, prepares storage and starts serving on the
+    /// current Tokio runtime.
+    pub async fn start(self) -> Result<MockServer, StartError> {
+        let Self {
+            config,
+            listener,
+            object_store,
+        } = self;
+        if config.max_connections == Some(0) {
+            return Err(StartError::Config(
+                "--max-connections must be at least 1".into(),
+            ));
+        }
+        let (listener, addr) = bind(&config, listener).await?;
+        let seed = config.seed.unwrap_or_else(rand::random);
+        let rules = load_rules(&config, seed).await?;
+        let storage = storage(&config, object_store)?;
+        let url = format!("http://{addr}");
+        let state = Arc::new(shared_state(&config, addr, &url, storage, rules));
+        tracing::info!(
+            %url,
+            seed,
+            storage = %state.storage.describe(),
+            fixtures = state.rules.fixture_paths().len(),
+            "aymara-mock started"
+        );
+        let (stop, task) = spawn(&config, listener, &state);
+        Ok(MockServer {
+            addr,
+            url,
+            seed,
+            state,
+            stop,
+            task: Some(task),
+        })
+    }
+}
+
+/// The fixtures' rules, read on a blocking thread, as every fixture load is.
+async fn load_rules(config: &Config, seed: u64) -> Result<RuleEngine, StartError> {
+    let fixtures = config.fixtures.clone();
+    tokio::task::spawn_blocking(move || RuleEngine::new(fixtures, seed))
+        .await
+        .map_err(|e| StartError::Config(format!("loading the fixtures failed: {e}")))?
+        .map_err(StartError::from)
+}
+
+/// What every connection shares: the settings fixed at start, the storage,
+/// the rules, an empty journal and upload index. Warns first if the address
+/// leaves the API or the admin API open.
+fn shared_state(
+    config: &Config,
+    addr: SocketAddr,
+    url: &str,
+    storage: Storage,
+    rules: RuleEngine,
+) -> AppState {
+    let auth = config.auth_policy();
+    warn_if_exposed(addr, &auth, config.admin_token.is_some());
+    let public_url = config
+        .public_url
+        .as_deref()
+        .map_or_else(|| url.to_owned(), |u| u.trim_end_matches('/').to_owned());
+    AppState {
+        settings: Settings {
+            auth,
+            max_upload_size: config.max_upload_size.bytes(),
+            same_origin: SameOrigin::new(addr, &public_url, config.admin_token.is_some()),
+            public_url,
+            body_timeout: config.body_timeout,
+            admin_token: config.admin_token.clone(),
+        },
+        storage,
+        rules: Arc::new(rules),
+        journal: Journal::new(config.journal_size, config.journal_bytes.bytes()),
+        files: Files::default(),
+    }
+}
+
+/// The listener given, or one bound to the configured host and port.
+async fn bind(
+    config: &Config,
+    listener: Option<std::net::TcpListener>,
+) -> Result<(TcpListener, SocketAddr), StartError> {
+    let listener = match listener {
+        Some(std_listener) => {
+            let _ = std_listener.set_nonblocking(true);
+            TcpListener::from_std(std_listener).map_err(|source| StartError::Bind {
+                addr: "the given listener".into(),
+                source,
+            })?
+        }
+        None => {
+            let addr = format!("{}:{}", bracket_v6(&config.host), config.port);
+            TcpListener::bind(&addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })?
+        }
+    };
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: "the listener".into(),
+        source,
+    })?;
+    Ok((listener, addr))
+}
+
+fn bracket_v6(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
+/// The storage chosen: an object store, or a directory (a temp dir unless
+/// one is named).
+fn storage(
+    config: &Config,
+    object_store: Option<ObjectStoreChoice>,
+) -> Result<Storage, StartError> {
+    let quota = config.max_storage.map(ByteSize::bytes);
+    match object_store {
+        Some(_) if config.storage_dir.is_some() => Err(StartError::Config(
+            "choose one storage: --storage-dir or --storage s3://...".into(),
+        )),
+        #[cfg(feature = "s3")]
+        Some(ObjectStoreChoice::S3(s3)) => {
+            let store = s3.build().map_err(StartError::Config)?;
+            Ok(Storage::object(
+                ObjectStorage::new(store, s3.bucket(), s3.prefix()),
+                quota,
+            ))
+        }
+        Some(ObjectStoreChoice::Store {
+            store,
+            bucket,
+            prefix,
+        }) => Ok(Storage::object(
+            ObjectStorage::new(store, &bucket, &prefix),
+            quota,
+        )),
+        None => Storage::local(
+            config.storage_dir.as_deref(),
+            config.keep_files,
+            config.bucket.clone(),
+            quota,
+        )
+        .map_err(|source| StartError::Storage {
+            path: config
+                .storage_dir
+                .as_deref()
+                .map_or_else(|| "(temp dir)".to_owned(), |p| p.display().to_string()),
+            source,
+        }),
+    }
+}
+
+/// Logs a warning for each door a non-loopback address leaves open.
+fn warn_if_exposed(addr: SocketAddr, auth: &AuthPolicy, admin_token: bool) {
+    if addr.ip().is_loopback() {
+        return;
+    }
+    if matches!(auth, AuthPolicy::AnyCredential | AuthPolicy::Disabled) {
+        tracing::warn!(
+            %addr,
+            "listening on a non-loopback address without --api-key/--bearer-token: anyone who can reach it can upload"
+        );
+    }
+    if !admin_token {
+        tracing::warn!(
+            %addr,
+            "listening on a non-loopback address without --admin-token: anyone who can reach it can use the admin API (/__admin: add rules, read the journal, delete uploads)"
+        );
+    }
+}
+
+/// Starts the server's tasks: the object store's reachability probe (told,
+/// not waited for: the store may come up after the emulator), the fixture
+/// watcher, and the accept loop. Returns the stop signal and the loop.
+fn spawn(
+    config: &Config,
+    listener: TcpListener,
+    state: &Arc<AppState>,
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    if state.storage.root().is_none() {
+        let probe = Arc::clone(state);
+        tokio::spawn(async move {
+            match probe.storage.probe().await {
+                Ok(()) => {
+                    tracing::info!(storage = %probe.storage.describe(), "object store reachable")
+                }
+                Err(err) => tracing::warn!(
+                    storage = %probe.storage.describe(),
+                    error = %err,
+                    "object store not usable yet: uploads get 503/500 until it is"
+                ),
+            }
+        });
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    if config.watch {
+        tokio::spawn(crate::rules::watch::watch(
+            Arc::clone(&state.rules),
+            stop_rx.clone(),
+        ));
+    }
+    let task = tokio::spawn(run::serve(
+        listener,
+        Arc::clone(state),
+        stop_rx,
+        run::ConnSettings {
+            header_read_timeout: config.header_read_timeout,
+            shutdown_timeout: config.shutdown_timeout,
+            max_connections: config.max_connections,
+        },
+    ));
+    (stop_tx, task)
+}
