@@ -56,21 +56,23 @@
 
 #![deny(missing_docs)]
 
-pub(crate) mod admin;
 pub(crate) mod auth;
 #[cfg(feature = "cli")]
 #[doc(hidden)]
 pub mod cli;
 pub(crate) mod config;
 pub(crate) mod error;
+pub(crate) mod files;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub(crate) mod http_util;
 pub(crate) mod journal;
+pub(crate) mod routes;
 pub(crate) mod rules;
 pub(crate) mod same_origin;
 pub(crate) mod server;
+pub(crate) mod state;
 pub(crate) mod storage;
 pub(crate) mod sync;
 pub(crate) mod upload;
@@ -83,8 +85,8 @@ pub use journal::{RequestRecord, REDACTED};
 pub use object_store;
 pub use rules::glob::{Glob, GlobError};
 pub use rules::model::{
-    Action, Fault, Fixture, Headers, Match, Pass, Phase, Probability, Respond, Rule, SizeRange,
-    Status, Wait, When, FALLBACK_READ_TIMEOUT_MS, MAX_WAIT_MS,
+    Action, Fault, Fixture, Headers, Match, Pass, Phase, Probability, Respond, RouteName, Rule,
+    SizeRange, Status, Wait, When, FALLBACK_READ_TIMEOUT_MS, MAX_WAIT_MS,
 };
 pub use rules::schema::SCHEMA as FIXTURE_SCHEMA;
 pub use rules::{AddRuleError, FixtureError, RuleStatus};

@@ -51,10 +51,14 @@ impl fmt::Display for Phase {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Match {
-    /// HTTP method glob (case-insensitive). Omitted: `POST` when `path` is omitted too, else any.
+    /// The route, by name. With neither `route` nor `path`: the upload endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<RouteName>,
+    /// HTTP method glob (case-insensitive). Omitted: `POST` when `path` and
+    /// `route` are omitted too, else any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<Glob>,
-    /// Path glob. Omitted: the upload endpoint.
+    /// Path glob. Omitted (and no `route`): the upload endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<Glob>,
     /// Header name (case-insensitive) → value glob; `null` means "absent".
@@ -72,6 +76,21 @@ pub struct Match {
     /// Bounds on the file's size in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<SizeRange>,
+}
+
+/// The emulated routes a rule can name in `match.route` (the admin API
+/// takes no rules).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteName {
+    /// `POST /v2/files/-/uploads`.
+    Upload,
+    /// `GET /health`.
+    Health,
+    /// `GET /openapi.json`.
+    Openapi,
+    /// `GET|HEAD /__files/{file_uuid}/{name}`.
+    Download,
 }
 
 impl Match {

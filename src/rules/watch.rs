@@ -14,7 +14,6 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
 use super::loading;
-use crate::server::state::AppState;
 
 const POLL: Duration = Duration::from_millis(250);
 
@@ -53,10 +52,10 @@ fn fingerprint(paths: &[PathBuf]) -> Fingerprint {
 /// (before the runtime got round to the task) would otherwise be taken as the
 /// starting point and never reloaded.
 pub(crate) fn watch(
-    state: Arc<AppState>,
+    rules: Arc<super::RuleEngine>,
     mut stop: watch::Receiver<bool>,
 ) -> impl Future<Output = ()> + Send {
-    let paths = state.rules.fixture_paths().to_vec();
+    let paths = rules.fixture_paths().to_vec();
     let mut last = fingerprint(&paths);
     async move {
         loop {
@@ -67,7 +66,7 @@ pub(crate) fn watch(
             // File I/O on a blocking thread: a slow disk (or a file that
             // never ends) must not hold an async worker, which serves requests.
             let (paths_now, previous) = (paths.clone(), last.clone());
-            let state_now = Arc::clone(&state);
+            let rules_now = Arc::clone(&rules);
             let polled = tokio::task::spawn_blocking(move || {
                 let now = fingerprint(&paths_now);
                 if now == previous {
@@ -75,7 +74,7 @@ pub(crate) fn watch(
                 }
                 let reloaded = loading::load_paths(&paths_now).and_then(|files| {
                     let count: usize = files.iter().map(|f| f.rules.len()).sum();
-                    state_now.rules.replace_fixtures(files).map(|()| count)
+                    rules_now.replace_fixtures(files).map(|()| count)
                 });
                 (now, Some(reloaded))
             });

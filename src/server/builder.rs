@@ -12,8 +12,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::state::{AppState, Settings, UploadIndex};
 use super::{run, MockServer, StartError};
+use crate::files::Files;
+use crate::state::{AppState, Settings};
 use crate::config::{AuthPolicy, ByteSize, Config};
 use crate::journal::Journal;
 use crate::rules::{FixtureError, RuleEngine};
@@ -314,9 +315,9 @@ fn shared_state(
             admin_token: config.admin_token.clone(),
         },
         storage,
-        rules,
+        rules: Arc::new(rules),
         journal: Journal::new(config.journal_size, config.journal_bytes.bytes()),
-        uploads: UploadIndex::default(),
+        files: Files::default(),
     }
 }
 
@@ -443,7 +444,7 @@ fn spawn(
     let (stop_tx, stop_rx) = watch::channel(false);
     if config.watch {
         tokio::spawn(crate::rules::watch::watch(
-            Arc::clone(state),
+            Arc::clone(&state.rules),
             stop_rx.clone(),
         ));
     }

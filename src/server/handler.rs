@@ -1,234 +1,26 @@
-//! Every non-admin request goes through [`handle`]: request id, routing, the
-//! route's handler, then the answer is delayed, truncated or replaced by a
-//! network fault as the rules decided, logged and journaled.
+//! Every request goes through [`handle`]: request id, the route table
+//! (`crate::routes`), the request phase and the route's handler, then the
+//! answer is delayed, truncated or replaced by a network fault as the rules
+//! decided, logged and journaled (admin requests are logged, not journaled).
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::conn::ConnHandle;
-use super::router::{self, ReadOnly, Route};
-use super::state::AppState;
-use crate::error::{
-    default_error_code, default_error_message, json_response, ApiError, DOCUMENTED_ERROR_STATUSES,
-};
+use crate::error::ApiError;
 use crate::http_util::{new_request_id, rfc3339, ResponseBody};
 use crate::journal::{parse_query, record_headers, RequestRecord};
-use crate::rules::model::{Action, Fault, Phase, Respond};
-use crate::rules::RequestFacts;
-use crate::storage::StoredUpload;
+use crate::routes::answer::{Abort, Answer, Exchange, Finish};
+use crate::routes::apply::{self, Plan, Step};
+use crate::routes::{downloads, health, openapi, upload, AdminRoute, Route};
+use crate::state::AppState;
 use crate::upload::body::UploadBody;
-use crate::upload::{DRAIN_MAX_BYTES, DRAIN_MAX_TIME};
-
-/// The connection is closed without an answer (a fault, or the client left).
-#[derive(Debug, thiserror::Error)]
-#[error("connection closed without an answer ({0})")]
-pub(crate) struct Abort(&'static str);
-
-/// What a request handler gathers for the journal and the log.
-#[derive(Debug, Default)]
-pub(crate) struct Exchange {
-    pub(crate) query: Vec<(String, String)>,
-    pub(crate) rule: Option<String>,
-    pub(crate) fault: Option<&'static str>,
-    pub(crate) upload: Option<StoredUpload>,
-    pub(crate) delay_ms: u64,
-    pub(crate) body_bytes: u64,
-    /// The client's body ended before its framing said it would.
-    pub(crate) cut: bool,
-    /// The read timeout the client announced (`x-stainless-read-timeout`), in ms.
-    pub(crate) read_timeout_ms: Option<u64>,
-}
-
-/// How a request ends.
-#[derive(Debug)]
-#[allow(
-    clippy::large_enum_variant,
-    reason = "built once per request and moved a few times; boxing buys nothing"
-)]
-pub(crate) enum Finish {
-    Answer(Answer),
-    /// Close with a TCP reset, no answer.
-    Reset,
-    /// Answer nothing for this long (or until the client leaves), then close.
-    Hang(Option<u64>),
-    /// The client went away mid-request: nothing to answer.
-    ClientGone,
-}
-
-#[derive(Debug)]
-#[allow(clippy::large_enum_variant, reason = "one per request")]
-enum Payload {
-    Error(ApiError),
-    Json(Value),
-    Body(ResponseBody),
-}
-
-/// An answer to send.
-#[derive(Debug)]
-pub(crate) struct Answer {
-    pub(crate) status: StatusCode,
-    headers: HeaderMap,
-    payload: Payload,
-    /// Send `Connection: close`.
-    pub(crate) close: bool,
-    /// Send half the body under the full Content-Length, then close.
-    pub(crate) truncate: bool,
-}
-
-impl Answer {
-    pub(crate) fn error(err: ApiError) -> Self {
-        Self {
-            status: err.status,
-            headers: HeaderMap::new(),
-            payload: Payload::Error(err),
-            close: false,
-            truncate: false,
-        }
-    }
-
-    pub(crate) fn json(status: StatusCode, body: Value) -> Self {
-        Self {
-            status,
-            headers: HeaderMap::new(),
-            payload: Payload::Json(body),
-            close: false,
-            truncate: false,
-        }
-    }
-
-    pub(crate) fn body(status: StatusCode, headers: HeaderMap, body: ResponseBody) -> Self {
-        Self {
-            status,
-            headers,
-            payload: Payload::Body(body),
-            close: false,
-            truncate: false,
-        }
-    }
-
-    pub(crate) fn closing(mut self) -> Self {
-        self.close = true;
-        self
-    }
-
-    fn into_response(self, request_id: &str) -> Response<ResponseBody> {
-        let mut response = match self.payload {
-            Payload::Error(err) => err.into_response(request_id),
-            Payload::Json(value) => json_response(self.status, &value),
-            Payload::Body(body) => {
-                let mut r = Response::new(body);
-                *r.status_mut() = self.status;
-                r
-            }
-        };
-        for (name, value) in &self.headers {
-            response.headers_mut().insert(name.clone(), value.clone());
-        }
-        if self.close {
-            response
-                .headers_mut()
-                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        response
-    }
-}
-
-/// The `code=NNN` of a `Prefer` header, when there is one.
-pub(crate) fn prefer_code(headers: &HeaderMap) -> Result<Option<u16>, ApiError> {
-    for value in headers.get_all("prefer") {
-        let Ok(value) = value.to_str() else { continue };
-        for token in value.split([',', ';']) {
-            let Some((key, code)) = token.trim().split_once('=') else {
-                continue;
-            };
-            if !key.trim().eq_ignore_ascii_case("code") {
-                continue;
-            }
-            let code = code.trim().trim_matches('"');
-            return match code.parse::<u16>() {
-                Ok(c) if c == 200 || DOCUMENTED_ERROR_STATUSES.contains(&c) => Ok(Some(c)),
-                _ => Err(ApiError::bad_request(format!(
-                    "Prefer: code={code} is not a documented status of this endpoint; use 200, 400, 401, 403, 404, 409, 422, 429, 500 or 503 (or a fault rule for others)."
-                ))
-                .with_details(json!({"field": "prefer"}))),
-            };
-        }
-    }
-    Ok(None)
-}
-
-/// The default envelope for a documented status, as `Prefer: code=` asks.
-pub(crate) fn prefer_error(code: u16) -> ApiError {
-    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    ApiError::new(status, default_error_message(code))
-}
-
-/// The error a `respond` rule answers with.
-pub(crate) fn rule_error(respond: &Respond) -> ApiError {
-    let code = respond.status.code();
-    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut err = ApiError::new(
-        status,
-        respond
-            .message
-            .clone()
-            .unwrap_or_else(|| default_error_message(code).to_owned()),
-    )
-    .with_code(
-        respond
-            .code
-            .clone()
-            .unwrap_or_else(|| default_error_code(code).to_owned()),
-    );
-    if let Some(details) = &respond.details {
-        err = err.with_details(details.clone());
-    }
-    err.body_override = respond.body.clone().map(Box::new);
-    err.merge = respond.merge.clone().map(Box::new);
-    for (name, value) in respond.headers.iter() {
-        if let (Ok(n), Ok(v)) = (
-            http::HeaderName::try_from(name),
-            HeaderValue::try_from(value),
-        ) {
-            err.headers.push((n, v));
-        }
-    }
-    err
-}
-
-/// A `respond` rule applied to what the route would have answered (`normal`).
-pub(crate) fn shape(respond: &Respond, normal: Value) -> Answer {
-    if !respond.status.is_success() {
-        return Answer::error(rule_error(respond));
-    }
-    let body = match (&respond.body, &respond.merge, normal) {
-        (Some(body), _, _) => body.clone(),
-        (None, Some(merge), Value::Object(mut obj)) => {
-            for (k, v) in merge {
-                obj.insert(k.clone(), v.clone());
-            }
-            Value::Object(obj)
-        }
-        (None, _, normal) => normal,
-    };
-    let status = StatusCode::from_u16(respond.status.code()).unwrap_or(StatusCode::OK);
-    let mut answer = Answer::json(status, body);
-    for (name, value) in respond.headers.iter() {
-        if let (Ok(n), Ok(v)) = (
-            http::HeaderName::try_from(name),
-            HeaderValue::try_from(value),
-        ) {
-            answer.headers.insert(n, v);
-        }
-    }
-    answer
-}
 
 /// The request id: the client's `x-request-id` when usable, else a new one.
 fn request_id(headers: &HeaderMap) -> String {
@@ -253,20 +45,13 @@ pub(crate) async fn handle(
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
 
-    if path == "/__admin" || path.starts_with("/__admin/") {
-        let mut response = crate::admin::handle(&state, req, &request_id).await;
-        set_request_id(&mut response, &request_id);
-        log_line(
-            &method,
-            &path,
-            Some(response.status().as_u16()),
-            0,
-            started,
-            None,
-            None,
-        );
-        return Ok(response);
-    }
+    let resolved = match Route::resolve(&method, &path) {
+        Ok(Route::Admin(route)) => return Ok(admin(&state, req, Ok(route), &request_id).await),
+        Err(err) if crate::routes::is_admin_path(&path) => {
+            return Ok(admin(&state, req, Err(err), &request_id).await)
+        }
+        other => other,
+    };
 
     let query = parse_query(req.uri().query());
     let record = RequestRecord {
@@ -300,11 +85,7 @@ pub(crate) async fn handle(
     };
     let ex = &mut flight.ex;
 
-    let finish = match router::route(&method, &path) {
-        Ok(Route::Upload) => crate::upload::handle(&state, req, ex).await,
-        Ok(Route::ReadOnly(route)) => other_route(&state, route, req, ex).await,
-        Err(err) => with_drained(req, Finish::Answer(Answer::error(err)), ex).await,
-    };
+    let finish = serve(&state, resolved, req, ex).await;
 
     if ex.delay_ms > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(ex.delay_ms)).await;
@@ -344,6 +125,30 @@ pub(crate) async fn handle(
     }
     // `flight` is dropped here, or earlier if hyper drops this future because
     // the client went away: either way the request is logged and journaled.
+}
+
+/// An admin request: answered, logged, not journaled.
+async fn admin(
+    state: &Arc<AppState>,
+    req: Request<Incoming>,
+    route: Result<AdminRoute, ApiError>,
+    request_id: &str,
+) -> Response<ResponseBody> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let mut response = crate::routes::admin::handle(state, req, route, request_id).await;
+    set_request_id(&mut response, request_id);
+    log_line(
+        &method,
+        &path,
+        Some(response.status().as_u16()),
+        0,
+        started,
+        None,
+        None,
+    );
+    response
 }
 
 /// A request being served. Dropping it logs the request and journals it, so
@@ -469,118 +274,56 @@ async fn truncated(response: Response<ResponseBody>) -> Response<ResponseBody> {
     Response::from_parts(parts, body)
 }
 
-/// Reads (bounded) and drops the body of a request answered without it.
-async fn with_drained(req: Request<Incoming>, finish: Finish, ex: &mut Exchange) -> Finish {
-    let mut body = UploadBody::new(req.into_body(), u64::MAX, DRAIN_MAX_TIME);
-    let complete = body.drain(DRAIN_MAX_BYTES, DRAIN_MAX_TIME).await;
-    ex.body_bytes = body.control().read();
-    match finish {
-        Finish::Answer(answer) if !complete => Finish::Answer(answer.closing()),
-        other => other,
-    }
-}
-
-/// Read-only routes (health, files, OpenAPI): request-phase rules, then the route.
-async fn other_route(
+/// A request for an emulated route (or the 404 / 405 the table gave it):
+/// the request phase, then the route's handler; the body is read to its end
+/// or the connection closed after the answer.
+async fn serve(
     state: &AppState,
-    route: ReadOnly,
+    resolved: Result<Route, ApiError>,
     req: Request<Incoming>,
     ex: &mut Exchange,
 ) -> Finish {
     let (parts, incoming) = req.into_parts();
-    let prefer = if matches!(route, ReadOnly::Health) {
-        prefer_code(&parts.headers)
-    } else {
-        Ok(None)
+    let limit = match resolved {
+        Ok(Route::Upload) => state
+            .settings
+            .max_upload_size
+            .saturating_add(upload::FRAMING_ALLOWANCE),
+        _ => u64::MAX,
     };
-    let mut deferred: Option<Respond> = None;
-    let mut truncate = false;
-    let early = match prefer {
-        Err(err) => Some(Finish::Answer(Answer::error(err))),
-        Ok(Some(code)) if code != 200 => Some(Finish::Answer(Answer::error(prefer_error(code)))),
-        Ok(Some(_)) => None,
-        Ok(None) => {
-            let decision = state.rules.decide(
-                Phase::Request,
-                &RequestFacts {
-                    method: parts.method.as_str(),
-                    path: parts.uri.path(),
-                    headers: &parts.headers,
-                    query: &ex.query,
-                    filename: None,
-                    content_type: None,
-                    size: None,
-                },
-            );
-            match decision {
-                None => None,
-                Some(decision) => {
-                    ex.rule = Some(decision.id.clone());
-                    ex.delay_ms = decision.rule.delay_ms.millis(ex.read_timeout_ms);
-                    match decision.action() {
-                        Action::Pass => None,
-                        Action::Respond(r) if r.status.is_success() => {
-                            deferred = Some(r.clone());
-                            None
-                        }
-                        Action::Respond(r) => Some(Finish::Answer(Answer::error(rule_error(r)))),
-                        Action::Fault(fault) => {
-                            ex.fault = Some(fault.name());
-                            match fault {
-                                Fault::Reset { .. } => Some(Finish::Reset),
-                                Fault::Hang { for_ms } => {
-                                    Some(Finish::Hang(for_ms.map(|w| w.millis(ex.read_timeout_ms))))
-                                }
-                                Fault::Truncate => {
-                                    truncate = true;
-                                    None
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+    let mut body = UploadBody::new(incoming, limit, state.settings.body_timeout);
+    let ctl = body.control();
+    let route = match resolved {
+        Ok(route) => route,
+        Err(err) => {
+            let finish = Finish::Answer(Answer::error(err));
+            return apply::finish_body(&parts, &mut body, &ctl, finish, ex).await;
         }
     };
-    let req = Request::from_parts(parts, incoming);
-    if let Some(finish) = early {
-        return with_drained(req, finish, ex).await;
+    let mut plan = Plan::default();
+    if let Step::Stop(finish) = apply::request_phase(state, &route, &parts, &ctl, &mut plan, ex) {
+        return apply::finish_body(&parts, &mut body, &ctl, finish, ex).await;
     }
-    let answer = match route {
-        ReadOnly::Health => {
-            let normal = json!({"status": "ok"});
-            match &deferred {
-                Some(respond) => shape(respond, normal),
-                None => Answer::json(StatusCode::OK, normal),
-            }
+    let normal = match &route {
+        Route::Upload => {
+            let finish = upload::receive(state, &parts, &mut body, &ctl, plan, ex).await;
+            return apply::finish_body(&parts, &mut body, &ctl, finish, ex).await;
         }
-        ReadOnly::File { file_uuid, name } => {
-            let head = req.method() == Method::HEAD;
-            let range = req
-                .headers()
+        Route::Health => health::answer(),
+        Route::OpenApi => openapi::answer(),
+        Route::Download {
+            file_uuid,
+            name,
+            head,
+        } => {
+            let range = parts
+                .headers
                 .get(http::header::RANGE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let mut answer =
-                crate::server::files::serve(state, &file_uuid, &name, range.as_deref(), head).await;
-            if let Some(respond) = &deferred {
-                if let Some(body) = &respond.body {
-                    answer = Answer::json(
-                        StatusCode::from_u16(respond.status.code()).unwrap_or(StatusCode::OK),
-                        body.clone(),
-                    );
-                }
-            }
-            answer
+                .and_then(|v| v.to_str().ok());
+            downloads::serve(state, file_uuid, name, range, *head).await
         }
-        ReadOnly::OpenApi => match crate::openapi_document() {
-            Ok(doc) => Answer::json(StatusCode::OK, doc),
-            Err(err) => Answer::error(ApiError::internal(format!(
-                "the OpenAPI document is invalid: {err}"
-            ))),
-        },
+        Route::Admin(_) => Answer::error(ApiError::internal("the admin API is served apart")),
     };
-    let mut answer = answer;
-    answer.truncate = truncate;
-    with_drained(req, Finish::Answer(answer), ex).await
+    let answer = plan.shape(normal);
+    apply::after_body(&parts, &mut body, &ctl, answer, ex).await
 }

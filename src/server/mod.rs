@@ -2,17 +2,13 @@
 //! `builder` ([`MockServerBuilder`]).
 //!
 //! Plumbing, all private: `run` (accept loop and graceful shutdown), `conn`
-//! (the shared socket, for resets and hang detection), `router`, `handler`
-//! (every non-admin request), `files` (`/__files`), `state` (what the
-//! handlers share).
+//! (the shared socket, for resets and hang detection), `handler` (every
+//! request: routed by `crate::routes`, then finished, logged and journaled).
 
 mod builder;
 pub(crate) mod conn;
-pub(crate) mod files;
 pub(crate) mod handler;
-pub(crate) mod router;
 pub(crate) mod run;
-pub(crate) mod state;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -26,7 +22,7 @@ use crate::journal::RequestRecord;
 use crate::rules::model::Rule;
 use crate::rules::{AddRuleError, FixtureError, RuleStatus};
 use crate::storage::StoredUpload;
-use state::AppState;
+use crate::state::AppState;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]

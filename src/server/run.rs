@@ -13,7 +13,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 use super::conn::{ConnHandle, SharedStream};
-use super::state::AppState;
+use crate::state::AppState;
 
 /// Connection-level settings.
 #[derive(Debug, Clone)]

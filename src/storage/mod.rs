@@ -230,9 +230,9 @@ impl Storage {
         }
     }
 
-    /// The upload `record` describes, as answered and listed; `public_url` is
-    /// the base of its `file_url`.
-    pub(crate) fn upload_of(&self, record: &UploadRecord, public_url: &str) -> StoredUpload {
+    /// The upload `record` describes, as answered and listed, with the
+    /// `file_url` the caller built (`files::download_url`).
+    pub(crate) fn upload_of(&self, record: &UploadRecord, file_url: String) -> StoredUpload {
         let target = &record.target;
         let location = self.locate(target);
         StoredUpload {
@@ -244,11 +244,7 @@ impl Storage {
             local_file_path: location.local_file_path,
             remote_file_path: location.remote_file_path,
             remote_uri: location.remote_uri,
-            file_url: format!(
-                "{public_url}/__files/{}/{}",
-                target.file_uuid,
-                crate::http_util::encode_segment(&target.name)
-            ),
+            file_url,
         }
     }
 

@@ -40,7 +40,7 @@ fn local(dir: &Path, quota: Option<u64>) -> Storage {
 
 /// What the server would list for `record` (`file_url` relative to the server).
 fn listed(storage: &Storage, record: &UploadRecord) -> StoredUpload {
-    storage.upload_of(record, "")
+    storage.upload_of(record, crate::files::download_url("", &record.target))
 }
 
 /// Stores `data` in chunks of `chunk` bytes; returns what the server would list.

@@ -74,6 +74,17 @@ pub(crate) struct BodyControl {
 }
 
 impl BodyControl {
+    /// Nothing read, no throttle, no reset, no failure.
+    pub(crate) fn new() -> Self {
+        BodyControl {
+            read: AtomicU64::new(0),
+            throttle: AtomicU64::new(0),
+            reset_after: AtomicU64::new(NO_LIMIT),
+            progress: AtomicU64::new(0),
+            failure: AtomicU8::new(0),
+        }
+    }
+
     pub(crate) fn read(&self) -> u64 {
         self.read.load(Ordering::Relaxed)
     }
@@ -89,6 +100,11 @@ impl BodyControl {
 
     pub(crate) fn set_reset_after(&self, bytes: u64) {
         self.reset_after.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Whether a rule throttles the body.
+    pub(crate) fn throttled(&self) -> bool {
+        self.throttle.load(Ordering::Relaxed) > 0
     }
 
     pub(crate) fn reset_pending(&self) -> bool {
@@ -134,13 +150,7 @@ impl UploadBody {
         let now = Instant::now();
         Self {
             inner,
-            ctl: Arc::new(BodyControl {
-                read: AtomicU64::new(0),
-                throttle: AtomicU64::new(0),
-                reset_after: AtomicU64::new(NO_LIMIT),
-                progress: AtomicU64::new(0),
-                failure: AtomicU8::new(0),
-            }),
+            ctl: Arc::new(BodyControl::new()),
             limit,
             timeout,
             timer: Box::pin(tokio::time::sleep_until(now + timeout)),

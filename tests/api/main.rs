@@ -10,6 +10,7 @@
 //! - `fuzz`: property tests over mutated multipart bodies and rule JSON.
 //! - `object_store`: uploads kept in an (in-memory) object store; S3 flags.
 //! - `openapi`: `GET /openapi.json` matches what the server does.
+//! - `routes`: one rule means the same on every route (`match.route`).
 //!
 //! The soak test is its own binary, `tests/soak`.
 
@@ -28,4 +29,5 @@ mod helpers;
 mod object_store;
 mod openapi;
 mod robustness;
+mod routes;
 mod upload;

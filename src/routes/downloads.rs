@@ -1,4 +1,4 @@
-//! `GET|HEAD /__files/<file_uuid>/<name>`: stored bytes streamed back, with
+//! Downloads, `GET|HEAD /__files/{file_uuid}/{name}`: stored bytes streamed back, with
 //! single-range support. Only files this server stored are served (and, with
 //! an object store, files any server sharing it stored), looked up by
 //! `file_uuid`; the path is never built from the request.
@@ -7,10 +7,10 @@ use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::BodyExt;
 
-use super::handler::Answer;
-use super::state::AppState;
+use super::answer::Answer;
 use crate::error::ApiError;
 use crate::http_util::{empty, BoxError};
+use crate::state::AppState;
 use crate::storage::StorageError;
 
 pub(crate) async fn serve(
@@ -21,7 +21,7 @@ pub(crate) async fn serve(
     head: bool,
 ) -> Answer {
     let decoded = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
-    let found = match state.uploads.get(file_uuid) {
+    let found = match state.files.get(file_uuid) {
         Some(record) => Some(state.upload_of(&record)),
         // Stored by another server sharing the same object store?
         None => match state.storage.lookup(file_uuid).await {

@@ -5,16 +5,17 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 
+use super::AdminRoute;
 use crate::error::{json_body_response, json_response, ApiError};
 use crate::http_util::{BoxError, ResponseBody};
 use crate::journal::RequestRecord;
 use crate::rules::{AddRuleError, Entry, RuleStatus};
-use crate::server::state::AppState;
+use crate::state::AppState;
 use crate::storage::UploadRecord;
 
 /// Largest admin request body accepted.
@@ -32,12 +33,14 @@ pub(crate) fn rule_json(status: &RuleStatus) -> Value {
     value
 }
 
+/// Answers an admin request; `resolved` is what the route table made of it.
 pub(crate) async fn handle(
     state: &Arc<AppState>,
     req: Request<Incoming>,
+    resolved: Result<AdminRoute, ApiError>,
     request_id: &str,
 ) -> Response<ResponseBody> {
-    match route(state, req).await {
+    match route(state, req, resolved).await {
         Ok(Reply::Json(status, body)) => json_response(status, &body),
         Ok(Reply::Uploads(uploads)) => {
             let state = Arc::clone(state);
@@ -202,19 +205,23 @@ fn authority(req: &Request<Incoming>) -> Option<String> {
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
-async fn route(state: &Arc<AppState>, req: Request<Incoming>) -> Result<Reply, ApiError> {
+/// Serves an admin request: first the checks every admin route needs (same
+/// origin, then the token), then the route, or the 404 / 405 the route
+/// table gave.
+async fn route(
+    state: &Arc<AppState>,
+    req: Request<Incoming>,
+    route: Result<AdminRoute, ApiError>,
+) -> Result<Reply, ApiError> {
     // Before the token: a browser's request is refused whatever it carries.
     state
         .settings
         .same_origin
         .check(authority(&req).as_deref(), req.headers())?;
     authorized(state, &req)?;
-    let path = req.uri().path().trim_end_matches('/').to_owned();
-    let method = req.method().clone();
-    let tail = path.strip_prefix("/__admin").unwrap_or_default();
-    match (tail, &method) {
-        ("/rules", &Method::GET) => Ok(Reply::Rules(state.rules.entries())),
-        ("/rules", &Method::POST) => {
+    match route? {
+        AdminRoute::ListRules => Ok(Reply::Rules(state.rules.entries())),
+        AdminRoute::AddRules => {
             crate::same_origin::require_json(req.headers())?;
             let text = read_body(req).await?;
             // Parsing and indexing a batch of 100k rules (the body may be
@@ -223,11 +230,14 @@ async fn route(state: &Arc<AppState>, req: Request<Incoming>) -> Result<Reply, A
             let state = Arc::clone(state);
             let added = tokio::task::spawn_blocking(move || {
                 let rules = crate::rules::loading::parse_rules("<admin>", &text).map_err(|e| {
-                    ApiError::bad_request(format!("Invalid rule: {e}"))
-                        .with_details(json!({"line": e.line, "column": e.column, "message": e.message}))
+                    ApiError::bad_request(format!("Invalid rule: {e}")).with_details(
+                        json!({"line": e.line, "column": e.column, "message": e.message}),
+                    )
                 })?;
                 state.rules.add(rules).map_err(|err| match err {
-                    AddRuleError::DuplicateId(_) => ApiError::new(StatusCode::CONFLICT, err.to_string()),
+                    AddRuleError::DuplicateId(_) => {
+                        ApiError::new(StatusCode::CONFLICT, err.to_string())
+                    }
                     AddRuleError::Invalid(e) => ApiError::bad_request(e.to_string()),
                 })
             })
@@ -235,44 +245,34 @@ async fn route(state: &Arc<AppState>, req: Request<Incoming>) -> Result<Reply, A
             .map_err(|e| ApiError::internal(format!("Adding the rules failed: {e}")))?;
             added.map(|ids| Reply::Json(StatusCode::CREATED, json!({ "ids": ids })))
         }
-        ("/rules", &Method::DELETE) => {
+        AdminRoute::ClearRules => {
             let count = state.rules.clear();
             Ok(Reply::Json(StatusCode::OK, json!({ "deleted": count })))
         }
-        (t, &Method::DELETE) if t.starts_with("/rules/") => {
-            let id = percent_encoding::percent_decode_str(&t["/rules/".len()..]).decode_utf8_lossy();
+        AdminRoute::DeleteRule { id } => {
             if state.rules.remove(&id) {
                 Ok(Reply::Json(StatusCode::OK, json!({ "deleted": 1 })))
             } else {
                 Err(ApiError::not_found(format!("No rule with id {id:?}.")))
             }
         }
-        ("/requests", &Method::GET) => Ok(Reply::Requests(state.journal.snapshot())),
-        ("/requests", &Method::DELETE) => {
+        AdminRoute::ListRequests => Ok(Reply::Requests(state.journal.snapshot())),
+        AdminRoute::ClearRequests => {
             state.journal.clear();
             Ok(Reply::Json(StatusCode::OK, json!({})))
         }
-        ("/uploads", &Method::GET) => Ok(Reply::Uploads(state.uploads.snapshot())),
-        ("/uploads", &Method::DELETE) => {
+        AdminRoute::ListUploads => Ok(Reply::Uploads(state.files.snapshot())),
+        AdminRoute::ClearUploads => {
             let deleted = state.clear_uploads().await;
             Ok(Reply::Json(StatusCode::OK, json!({ "deleted": deleted })))
         }
-        ("/reset", &Method::POST) => {
+        AdminRoute::Reset => {
             state
                 .reset()
                 .await
                 .map_err(|e| ApiError::internal(format!("Could not reload the fixtures: {e}")))?;
             Ok(Reply::Json(StatusCode::OK, json!({ "status": "reset" })))
         }
-        ("/rules" | "/requests" | "/uploads", _) => Err(ApiError::method_not_allowed(match tail {
-            "/rules" => "GET, POST, DELETE",
-            _ => "GET, DELETE",
-        })),
-        ("/reset", _) => Err(ApiError::method_not_allowed("POST")),
-        (t, _) if t.starts_with("/rules/") => Err(ApiError::method_not_allowed("DELETE")),
-        _ => Err(ApiError::not_found(format!(
-            "No admin route {path:?}: see /__admin/rules, /__admin/requests, /__admin/uploads, /__admin/reset."
-        ))),
     }
 }
 

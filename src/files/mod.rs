@@ -1,0 +1,181 @@
+//! The home of stored files: their lifecycle ([`FileStatus`]), the index
+//! of what this server stored ([`Files`]), and the one place their URLs are
+//! built ([`download_url`]). How the bytes arrive is [`ingest`]'s; where they
+//! are kept is `storage`'s.
+
+pub(crate) mod ingest;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use crate::sync::lock;
+use crate::storage::{Target, UploadRecord};
+
+/// Where a file is in its life. An upload today goes `Pending` (bytes
+/// arriving) → `Stored` (committed) → `Completed` (what the upload answer
+/// reports as `processing_status`) at once; a failed or cut upload ends
+/// `Failed` and leaves nothing; a removed file is `Deleted`. `Processing` is
+/// the state the real API reports while it works on a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(
+    dead_code,
+    reason = "uploads are answered `completed` at once; the files API (next issue) lists the other states"
+)]
+pub(crate) enum FileStatus {
+    Pending,
+    Stored,
+    Processing,
+    Completed,
+    Failed,
+    Deleted,
+}
+
+impl FileStatus {
+    /// As the API spells it (`processing_status`).
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            FileStatus::Pending => "pending",
+            FileStatus::Stored => "stored",
+            FileStatus::Processing => "processing",
+            FileStatus::Completed => "completed",
+            FileStatus::Failed => "failed",
+            FileStatus::Deleted => "deleted",
+        }
+    }
+
+    /// Whether a file in this state may move to `next`.
+    #[allow(dead_code, reason = "the files API (next issue) moves files along")]
+    pub(crate) fn may_become(self, next: FileStatus) -> bool {
+        use FileStatus as S;
+        matches!(
+            (self, next),
+            (S::Pending, S::Stored | S::Failed)
+                | (
+                    S::Stored,
+                    S::Processing | S::Completed | S::Failed | S::Deleted
+                )
+                | (S::Processing, S::Completed | S::Failed | S::Deleted)
+                | (S::Completed | S::Failed, S::Deleted)
+        )
+    }
+}
+
+/// `GET` URL of a stored file: `{public_url}/__files/{file_uuid}/{name}`,
+/// the name percent-encoded. The only place a file URL is built.
+pub(crate) fn download_url(public_url: &str, target: &Target) -> String {
+    format!(
+        "{public_url}/__files/{}/{}",
+        target.file_uuid,
+        crate::http_util::encode_segment(&target.name)
+    )
+}
+
+/// Stored uploads, by `file_uuid`, in the order they were stored. It keeps
+/// [`UploadRecord`]s, which `AppState::upload_of` spells out when asked.
+#[derive(Debug, Default)]
+pub(crate) struct Files {
+    inner: Mutex<Uploads>,
+}
+
+/// The index's two views of the same records. The lookup is a `BTreeMap`,
+/// which grows a node at a time: a hash map moved every record, under the
+/// lock, each time it doubled — past ~100k uploads a single insert stalled
+/// every request for tens of milliseconds (W2 p99 in BENCHMARKS.md).
+#[derive(Debug, Default)]
+struct Uploads {
+    order: Vec<Arc<UploadRecord>>,
+    by_id: BTreeMap<String, Arc<UploadRecord>>,
+}
+
+impl Files {
+    pub(crate) fn insert(&self, record: UploadRecord) {
+        let record = Arc::new(record);
+        let mut inner = lock(&self.inner);
+        inner.order.push(Arc::clone(&record));
+        inner.by_id.insert(record.target.file_uuid.clone(), record);
+    }
+
+    pub(crate) fn get(&self, file_uuid: &str) -> Option<Arc<UploadRecord>> {
+        lock(&self.inner).by_id.get(file_uuid).cloned()
+    }
+
+    /// The stored uploads in storage order, shared rather than copied.
+    pub(crate) fn snapshot(&self) -> Vec<Arc<UploadRecord>> {
+        lock(&self.inner).order.clone()
+    }
+
+    pub(crate) fn take_all(&self) -> Vec<Arc<UploadRecord>> {
+        // Out of the lock first: freeing a large index takes a while.
+        let Uploads { order, by_id } = std::mem::take(&mut *lock(&self.inner));
+        drop(by_id);
+        order
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(file_uuid: String) -> UploadRecord {
+        UploadRecord {
+            target: Target {
+                file_uuid,
+                name: "a.txt".into(),
+                workspace: "default".into(),
+                content_type: "text/plain".into(),
+            },
+            size: 1,
+            sha256: "".into(),
+        }
+    }
+
+    fn ids(records: &[Arc<UploadRecord>]) -> Vec<String> {
+        records.iter().map(|r| r.target.file_uuid.clone()).collect()
+    }
+
+    #[test]
+    fn a_file_moves_forward_through_its_lifecycle_only() {
+        use FileStatus as S;
+        assert!(S::Pending.may_become(S::Stored));
+        assert!(S::Stored.may_become(S::Completed));
+        assert!(S::Completed.may_become(S::Deleted));
+        assert!(!S::Completed.may_become(S::Pending));
+        assert!(!S::Deleted.may_become(S::Stored));
+        assert!(!S::Failed.may_become(S::Completed));
+        assert_eq!(S::Completed.as_str(), "completed");
+    }
+
+    #[test]
+    fn a_download_url_encodes_the_name_once() {
+        let target = Target {
+            file_uuid: "u".into(),
+            name: "a b#.txt".into(),
+            workspace: "w".into(),
+            content_type: "text/plain".into(),
+        };
+        assert_eq!(
+            download_url("http://h:1", &target),
+            "http://h:1/__files/u/a%20b%23.txt"
+        );
+    }
+
+    #[test]
+    fn the_index_lists_in_storage_order_finds_by_id_and_empties() {
+        let index = Files::default();
+        // Ids that sort differently from the order they are stored in.
+        let stored: Vec<String> = (0..1000)
+            .map(|i| format!("{:04}", (i * 7919) % 1000))
+            .collect();
+        for id in &stored {
+            index.insert(record(id.clone()));
+        }
+        assert_eq!(ids(&index.snapshot()), stored);
+        let found = index.get(&stored[10]).unwrap();
+        assert_eq!(found.target.file_uuid, stored[10]);
+        assert!(index.get("missing").is_none());
+
+        assert_eq!(ids(&index.take_all()), stored);
+        assert!(index.snapshot().is_empty());
+        assert!(index.get(&stored[10]).is_none());
+    }
+}

@@ -1,0 +1,295 @@
+//! The route table: every endpoint the emulator serves, admin included, as
+//! one [`Route`] variant with its typed path parameters. From the variant
+//! come what a request to it needs (credentials, fault rules, `Prefer`), and
+//! from the table the 404s and the 405s with their `Allow`. Handlers live in
+//! one module per resource, named for what they serve.
+//!
+//! Adding a route is one variant (in [`Route`] or [`AdminRoute`], with a
+//! line in [`Resource::route`]) and one handler.
+
+pub(crate) mod admin;
+pub(crate) mod answer;
+pub(crate) mod apply;
+pub(crate) mod downloads;
+pub(crate) mod health;
+pub(crate) mod openapi;
+pub(crate) mod upload;
+
+use http::Method;
+
+use crate::error::{ApiError, DOCUMENTED_ERROR_STATUSES};
+use crate::rules::model::RouteName;
+use crate::UPLOAD_PATH;
+
+/// One endpoint, with its path parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// `POST /v2/files/-/uploads`.
+    Upload,
+    /// `GET /health`, `GET /health/`.
+    Health,
+    /// `GET /openapi.json`.
+    OpenApi,
+    /// `GET|HEAD /__files/{file_uuid}/{name}` (the name still percent-encoded).
+    Download {
+        file_uuid: String,
+        name: String,
+        head: bool,
+    },
+    /// Under `/__admin`.
+    Admin(AdminRoute),
+}
+
+/// The admin API's endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AdminRoute {
+    /// `GET /__admin/rules`.
+    ListRules,
+    /// `POST /__admin/rules`.
+    AddRules,
+    /// `DELETE /__admin/rules`.
+    ClearRules,
+    /// `DELETE /__admin/rules/{id}` (the id percent-decoded).
+    DeleteRule { id: String },
+    /// `GET /__admin/requests`.
+    ListRequests,
+    /// `DELETE /__admin/requests`.
+    ClearRequests,
+    /// `GET /__admin/uploads`.
+    ListUploads,
+    /// `DELETE /__admin/uploads`.
+    ClearUploads,
+    /// `POST /__admin/reset`.
+    Reset,
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Anyone.
+    Open,
+    /// An API key, as `--auth` says (checked after request-phase rules).
+    ApiKey,
+    /// The admin API's checks: same origin, then `--admin-token`.
+    Admin,
+}
+
+impl Route {
+    /// The route a request is for, or the 404 / 405 (with `Allow`) it gets.
+    pub(crate) fn resolve(method: &Method, path: &str) -> Result<Route, ApiError> {
+        let resource = Resource::of(path)?;
+        resource.route(method).ok_or_else(|| {
+            let allow: Vec<&str> = CANDIDATE_METHODS
+                .iter()
+                .filter(|m| resource.route(m).is_some())
+                .map(Method::as_str)
+                .collect();
+            ApiError::method_not_allowed(&allow.join(", "))
+        })
+    }
+
+    /// Its name for a rule's `match.route`; `None`: fault rules do not
+    /// apply (the admin API).
+    pub(crate) fn rule_name(&self) -> Option<RouteName> {
+        match self {
+            Route::Upload => Some(RouteName::Upload),
+            Route::Health => Some(RouteName::Health),
+            Route::OpenApi => Some(RouteName::Openapi),
+            Route::Download { .. } => Some(RouteName::Download),
+            Route::Admin(_) => None,
+        }
+    }
+
+    pub(crate) fn access(&self) -> Access {
+        match self {
+            Route::Upload => Access::ApiKey,
+            Route::Health | Route::OpenApi | Route::Download { .. } => Access::Open,
+            Route::Admin(_) => Access::Admin,
+        }
+    }
+
+    /// The error statuses a `Prefer: code=` may ask for; `None`: the route
+    /// ignores `Prefer`.
+    pub(crate) fn documented_statuses(&self) -> Option<&'static [u16]> {
+        match self {
+            Route::Upload | Route::Health => Some(&DOCUMENTED_ERROR_STATUSES),
+            Route::OpenApi | Route::Download { .. } | Route::Admin(_) => None,
+        }
+    }
+}
+
+/// The methods tried when building `Allow`.
+const CANDIDATE_METHODS: [Method; 5] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::DELETE,
+];
+
+/// A path the emulator serves, before its method is known.
+#[derive(Debug, Clone)]
+enum Resource {
+    Uploads,
+    Health,
+    OpenApi,
+    File { file_uuid: String, name: String },
+    AdminRules,
+    AdminRule { id: String },
+    AdminRequests,
+    AdminUploads,
+    AdminReset,
+}
+
+impl Resource {
+    fn of(path: &str) -> Result<Resource, ApiError> {
+        if is_admin_path(path) {
+            return Self::admin(path);
+        }
+        Ok(match path {
+            UPLOAD_PATH => Resource::Uploads,
+            "/health" | "/health/" => Resource::Health,
+            "/openapi.json" => Resource::OpenApi,
+            _ => {
+                let file = path.strip_prefix("/__files/").and_then(|rest| {
+                    let (id, name) = rest.split_once('/')?;
+                    (!id.is_empty() && !name.is_empty() && !name.contains('/')).then(|| {
+                        Resource::File {
+                            file_uuid: id.to_owned(),
+                            name: name.to_owned(),
+                        }
+                    })
+                });
+                file.ok_or_else(|| ApiError::not_found(format!(
+                    "No route for {path:?}: this emulator serves POST {UPLOAD_PATH}, GET /health, GET /__files/<file_uuid>/<name>, GET /openapi.json and /__admin."
+                )))?
+            }
+        })
+    }
+
+    fn admin(path: &str) -> Result<Resource, ApiError> {
+        let tail = path.trim_end_matches('/').strip_prefix("/__admin");
+        Ok(match tail.unwrap_or_default() {
+            "/rules" => Resource::AdminRules,
+            "/requests" => Resource::AdminRequests,
+            "/uploads" => Resource::AdminUploads,
+            "/reset" => Resource::AdminReset,
+            t if t.starts_with("/rules/") => Resource::AdminRule {
+                id: percent_encoding::percent_decode_str(&t["/rules/".len()..])
+                    .decode_utf8_lossy()
+                    .into_owned(),
+            },
+            _ => return Err(ApiError::not_found(format!(
+                "No admin route {:?}: see /__admin/rules, /__admin/requests, /__admin/uploads, /__admin/reset.",
+                path.trim_end_matches('/')
+            ))),
+        })
+    }
+
+    /// The route for `method` on this resource: the route table.
+    fn route(&self, method: &Method) -> Option<Route> {
+        use AdminRoute as A;
+        let m = method.clone();
+        let admin = |r| Some(Route::Admin(r));
+        match (self, m) {
+            (Resource::Uploads, Method::POST) => Some(Route::Upload),
+            (Resource::Health, Method::GET | Method::HEAD) => Some(Route::Health),
+            (Resource::OpenApi, Method::GET | Method::HEAD) => Some(Route::OpenApi),
+            (Resource::File { file_uuid, name }, m @ (Method::GET | Method::HEAD)) => {
+                Some(Route::Download {
+                    file_uuid: file_uuid.clone(),
+                    name: name.clone(),
+                    head: m == Method::HEAD,
+                })
+            }
+            (Resource::AdminRules, Method::GET) => admin(A::ListRules),
+            (Resource::AdminRules, Method::POST) => admin(A::AddRules),
+            (Resource::AdminRules, Method::DELETE) => admin(A::ClearRules),
+            (Resource::AdminRule { id }, Method::DELETE) => admin(A::DeleteRule { id: id.clone() }),
+            (Resource::AdminRequests, Method::GET) => admin(A::ListRequests),
+            (Resource::AdminRequests, Method::DELETE) => admin(A::ClearRequests),
+            (Resource::AdminUploads, Method::GET) => admin(A::ListUploads),
+            (Resource::AdminUploads, Method::DELETE) => admin(A::ClearUploads),
+            (Resource::AdminReset, Method::POST) => admin(A::Reset),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a path is the admin API's (its checks come before its 404s and 405s).
+pub(crate) fn is_admin_path(path: &str) -> bool {
+    path == "/__admin" || path.starts_with("/__admin/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::StatusCode;
+
+    fn allow(method: Method, path: &str) -> String {
+        let err = Route::resolve(&method, path).unwrap_err();
+        assert_eq!(
+            err.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        err.header("allow").unwrap().to_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn every_endpoint_resolves_with_its_parameters() {
+        assert_eq!(
+            Route::resolve(&Method::POST, UPLOAD_PATH).unwrap(),
+            Route::Upload
+        );
+        assert_eq!(
+            Route::resolve(&Method::GET, "/health/").unwrap(),
+            Route::Health
+        );
+        assert_eq!(
+            Route::resolve(&Method::HEAD, "/__files/abc/a%20b.txt").unwrap(),
+            Route::Download {
+                file_uuid: "abc".into(),
+                name: "a%20b.txt".into(),
+                head: true,
+            }
+        );
+        assert_eq!(
+            Route::resolve(&Method::DELETE, "/__admin/rules/a%2Fb").unwrap(),
+            Route::Admin(AdminRoute::DeleteRule { id: "a/b".into() })
+        );
+        assert_eq!(
+            Route::resolve(&Method::GET, "/__admin/uploads/").unwrap(),
+            Route::Admin(AdminRoute::ListUploads)
+        );
+    }
+
+    #[test]
+    fn unknown_paths_are_404_and_wrong_methods_405_with_allow() {
+        for path in ["/nope", "/__files/abc/x/y", "/__files/abc", "/__admin/nope"] {
+            let err = Route::resolve(&Method::GET, path).unwrap_err();
+            assert_eq!(err.status, StatusCode::NOT_FOUND, "{path}");
+        }
+        assert_eq!(allow(Method::GET, UPLOAD_PATH), "POST");
+        assert_eq!(allow(Method::POST, "/health"), "GET, HEAD");
+        assert_eq!(allow(Method::PUT, "/__files/a/b.txt"), "GET, HEAD");
+        assert_eq!(allow(Method::PUT, "/__admin/rules"), "GET, POST, DELETE");
+        assert_eq!(allow(Method::POST, "/__admin/requests"), "GET, DELETE");
+        assert_eq!(allow(Method::GET, "/__admin/reset"), "POST");
+        assert_eq!(allow(Method::GET, "/__admin/rules/x"), "DELETE");
+    }
+
+    #[test]
+    fn only_the_emulated_routes_take_rules_and_only_uploads_need_a_key() {
+        let upload = Route::Upload;
+        assert_eq!(upload.access(), Access::ApiKey);
+        assert!(upload.rule_name().is_some());
+        let admin = Route::Admin(AdminRoute::Reset);
+        assert_eq!(admin.access(), Access::Admin);
+        assert!(admin.rule_name().is_none());
+        assert_eq!(Route::Health.access(), Access::Open);
+        let download = Route::resolve(&Method::GET, "/__files/a/b").unwrap();
+        assert_eq!(download.rule_name(), Some(RouteName::Download));
+        assert_eq!(Route::OpenApi.rule_name(), Some(RouteName::Openapi));
+    }
+}

@@ -1,0 +1,312 @@
+//! The upload endpoint, `POST /v2/files/-/uploads`: the multipart body is
+//! streamed part by part to storage (`files::ingest`), and fault rules are
+//! decided at each phase (request → upload → complete) as the facts they
+//! need become known, and carried out by the one applier (`super::apply`).
+
+use http::request::Parts;
+use http::{HeaderMap, StatusCode};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::answer::{Answer, Exchange, Finish};
+use super::apply::{self, Plan, Step};
+use crate::error::ApiError;
+use crate::files::ingest::{self, Failure};
+use crate::files::FileStatus;
+use crate::rules::model::{Phase, RouteName};
+use crate::rules::Decision;
+use crate::state::AppState;
+use crate::storage::{FinishedFile, StoredUpload, Target};
+use crate::upload::body::{BodyControl, UploadBody};
+use crate::upload::multipart::{self, Multipart};
+use crate::upload::name::{self, SafeFileName};
+
+/// Slack over `--max-upload-size` for the multipart framing and other parts.
+pub(crate) const FRAMING_ALLOWANCE: u64 = 1024 * 1024;
+
+/// The 200 answer, its fields in the real API's order: the upstream page's
+/// four (`local_file_path`, `file_uuid`, `file_url`, `remote_file_path`), then
+/// the three the SDK also reads.
+#[derive(Debug, Serialize)]
+struct UploadAnswer<'a> {
+    local_file_path: Option<String>,
+    file_uuid: &'a str,
+    file_url: &'a str,
+    remote_file_path: &'a str,
+    content_type: &'a str,
+    processing_status: &'static str,
+    remote_uri: &'a str,
+}
+
+/// The file part being (or having been) received.
+struct Received {
+    /// The name exactly as sent, for rule matching.
+    raw_filename: String,
+    /// Stored under the safe name, with the part's content type.
+    file: FinishedFile,
+}
+
+macro_rules! step {
+    ($e:expr) => {
+        match $e {
+            Step::Continue => {}
+            Step::Stop(finish) => return finish,
+        }
+    };
+}
+
+/// Receives one upload whose request phase has passed (`plan`: what the
+/// rules decided so far); the exchange gathers what the journal records.
+pub(crate) async fn receive(
+    state: &AppState,
+    parts: &Parts,
+    body: &mut UploadBody,
+    ctl: &BodyControl,
+    mut plan: Plan,
+    ex: &mut Exchange,
+) -> Finish {
+    let query = ex.query.clone();
+    let headers = &parts.headers;
+    let rules_apply = plan.rules_apply;
+    let boundary = match boundary(headers) {
+        Ok(b) => b,
+        Err(err) => return Finish::Answer(Answer::error(err)),
+    };
+    let max = state.settings.max_upload_size;
+    if let Some(len) = content_length(headers) {
+        if len > max.saturating_add(FRAMING_ALLOWANCE) {
+            return Finish::Answer(Answer::error(ApiError::payload_too_large(max)).closing());
+        }
+    }
+
+    // Phases `upload` and `complete`: stream the parts.
+    let received = {
+        let mut multipart = Multipart::new(&mut *body, &boundary);
+        let mut received: Option<Received> = None;
+        loop {
+            let part = match multipart.next_part().await {
+                Ok(Some(part)) => part,
+                Ok(None) => break,
+                Err(err) => return failed(ingest::body_failure(ctl, max, &err)),
+            };
+            ctl.mark_progress();
+            if received.is_some() || part.name().as_deref() != Some("file") {
+                // Other parts, and a second `file` part, are read and dropped.
+                loop {
+                    match multipart.chunk().await {
+                        Ok(Some(_)) => ctl.mark_progress(),
+                        Ok(None) => break,
+                        Err(err) => return failed(ingest::body_failure(ctl, max, &err)),
+                    }
+                }
+                continue;
+            }
+            let raw_filename = name::disposition_filename(&part.headers).unwrap_or_default();
+            let filename = SafeFileName::parse(&raw_filename);
+            let content_type = part_content_type(&part.headers, filename.as_ref());
+            if rules_apply {
+                let part = Some((raw_filename.as_str(), content_type.as_str()));
+                let decision = decide(state, parts, Phase::Upload, &query, part, None);
+                step!(apply::apply(decision, &mut plan, ctl, ex, Phase::Upload));
+            }
+            let target = Target {
+                file_uuid: crate::http_util::random_uuid().to_string(),
+                name: filename.as_ref().to_owned(),
+                workspace: workspace(&query).to_owned(),
+                content_type: content_type.clone(),
+            };
+            match ingest::receive(&state.storage, &mut multipart, target, max, ctl).await {
+                Ok(file) => received = Some(Received { raw_filename, file }),
+                Err(failure) => return failed(failure),
+            }
+        }
+        received
+    };
+    // The closing boundary is not the end of the request: until the body has
+    // its declared length (or its chunked terminator), the client may still be
+    // cut off, and a cut request is never stored nor decided at `complete`.
+    if let Err(failure) = ingest::read_to_end(body, ctl, max).await {
+        if let Some(received) = received {
+            received.file.discard().await;
+        }
+        return failed(failure);
+    }
+    let Some(received) = received else {
+        return Finish::Answer(Answer::error(ApiError::unprocessable(
+            "file",
+            "The multipart body has no `file` part: send the file in a part named \"file\".",
+        )));
+    };
+
+    if rules_apply {
+        let part = Some((
+            received.raw_filename.as_str(),
+            received.file.target().content_type.as_str(),
+        ));
+        let decision = decide(
+            state,
+            parts,
+            Phase::Complete,
+            &query,
+            part,
+            Some(received.file.size),
+        );
+        if let Step::Stop(finish) = apply::apply(decision, &mut plan, ctl, ex, Phase::Complete) {
+            // A reset or hang that keeps the upload: stored, then carried out.
+            if plan.keep_upload && matches!(finish, Finish::Reset | Finish::Hang(_)) {
+                let stored = state.upload_of(&received.file.record());
+                if let Err(err) = keep(state, received.file, stored, ex).await {
+                    return Finish::Answer(Answer::error(err));
+                }
+            }
+            return finish;
+        }
+    }
+    // `reset` with `after_bytes` larger than the whole body: close once it is read.
+    if ctl.reset_pending() {
+        return Finish::Reset;
+    }
+    store_and_answer(state, received, plan, ex).await
+}
+
+/// The rule that fires at `phase` for this upload, given what is known so far:
+/// the file part's (name as sent, content type) and the file's size.
+fn decide(
+    state: &AppState,
+    parts: &Parts,
+    phase: Phase,
+    query: &[(String, String)],
+    part: Option<(&str, &str)>,
+    size: Option<u64>,
+) -> Option<Decision> {
+    let mut facts = apply::facts(RouteName::Upload, parts, query);
+    facts.filename = part.map(|(name, _)| name);
+    facts.content_type = part.map(|(_, ct)| ct);
+    facts.size = size;
+    state.rules.decide(phase, &facts)
+}
+
+/// What the client gets when the pipeline produced no file.
+fn failed(failure: Failure) -> Finish {
+    match failure {
+        Failure::Refused { error, close } => {
+            let answer = Answer::error(error);
+            Finish::Answer(if close { answer.closing() } else { answer })
+        }
+        Failure::Reset => Finish::Reset,
+        Failure::ClientGone => Finish::ClientGone,
+    }
+}
+
+/// Builds the answer; stores the file when the client is told it succeeded
+/// (or the rule says `keep_upload`).
+async fn store_and_answer(
+    state: &AppState,
+    received: Received,
+    plan: Plan,
+    ex: &mut Exchange,
+) -> Finish {
+    let stored = state.upload_of(&received.file.record());
+    let answer = UploadAnswer {
+        local_file_path: stored
+            .local_file_path
+            .as_ref()
+            .map(|p| p.display().to_string()),
+        file_uuid: &stored.file_uuid,
+        file_url: &stored.file_url,
+        remote_file_path: &stored.remote_file_path,
+        content_type: &stored.content_type,
+        processing_status: FileStatus::Completed.as_str(),
+        remote_uri: &stored.remote_uri,
+    };
+    let normal = serde_json::to_value(&answer).unwrap_or(Value::Null);
+    let reply = plan.shape(Answer::json(StatusCode::OK, normal));
+    let client_sees_success = reply.status.is_success() && !plan.truncate;
+    if !(client_sees_success || plan.keep_upload) {
+        received.file.discard().await;
+        return Finish::Answer(reply);
+    }
+    if let Err(err) = keep(state, received.file, stored, ex).await {
+        return Finish::Answer(Answer::error(err));
+    }
+    Finish::Answer(reply)
+}
+
+/// Makes the file visible as `stored` (its [`AppState::upload_of`]):
+/// committed to storage, in the index and the journal.
+async fn keep(
+    state: &AppState,
+    file: FinishedFile,
+    stored: StoredUpload,
+    ex: &mut Exchange,
+) -> Result<(), ApiError> {
+    let record = file.record();
+    state
+        .storage
+        .commit(file, &stored)
+        .await
+        .map_err(|err| ApiError::storage(&err))?;
+    state.files.insert(record);
+    ex.upload = Some(stored);
+    Ok(())
+}
+
+/// `workspace_uuid` from the query (the last one given), or `default`.
+fn workspace(query: &[(String, String)]) -> &str {
+    query
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "workspace_uuid")
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+        .unwrap_or("default")
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The multipart boundary, or the error for a body that is not one.
+fn boundary(headers: &HeaderMap) -> Result<String, ApiError> {
+    let Some(content_type) = headers.get(http::header::CONTENT_TYPE) else {
+        return Err(ApiError::unprocessable(
+            "content-type",
+            "The request has no Content-Type: send the file as multipart/form-data with a part named \"file\".",
+        ));
+    };
+    let content_type = content_type.to_str().unwrap_or_default();
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    if !essence.eq_ignore_ascii_case("multipart/form-data") {
+        return Err(ApiError::unprocessable(
+            "content-type",
+            format!(
+                "Content-Type must be multipart/form-data, not {essence:?}: send the file in a part named \"file\"."
+            ),
+        ));
+    }
+    multipart::parse_boundary(content_type).ok_or_else(|| {
+        ApiError::bad_request(
+            "The multipart/form-data Content-Type has no valid boundary parameter.",
+        )
+        .with_details(serde_json::json!({"field": "content-type"}))
+    })
+}
+
+/// The part's own Content-Type, else a guess from the extension, else octet-stream.
+fn part_content_type(headers: &HeaderMap, filename: &str) -> String {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            mime_guess::from_path(filename)
+                .first_raw()
+                .unwrap_or("application/octet-stream")
+                .to_owned()
+        })
+}

@@ -1,0 +1,72 @@
+//! The state every handler shares: settings, storage, rules, journal, uploads.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::AuthPolicy;
+use crate::files::Files;
+use crate::journal::Journal;
+use crate::rules::RuleEngine;
+use crate::storage::{Storage, StoredUpload, UploadRecord};
+
+/// Settings fixed at start.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) auth: AuthPolicy,
+    pub(crate) max_upload_size: u64,
+    /// Base of `file_url`, without a trailing slash.
+    pub(crate) public_url: String,
+    pub(crate) body_timeout: Duration,
+    pub(crate) admin_token: Option<String>,
+    /// What an admin request must look like to be this server's own.
+    pub(crate) same_origin: crate::same_origin::SameOrigin,
+}
+
+/// Shared by every connection.
+#[derive(Debug)]
+pub(crate) struct AppState {
+    pub(crate) settings: Settings,
+    pub(crate) storage: Storage,
+    /// Shared with the fixture watcher.
+    pub(crate) rules: Arc<RuleEngine>,
+    pub(crate) journal: Journal,
+    /// The stored files.
+    pub(crate) files: Files,
+}
+
+impl AppState {
+    /// Removes every stored file; returns how many.
+    pub(crate) async fn clear_uploads(&self) -> usize {
+        let removed = self.files.take_all();
+        self.storage.remove(&removed).await;
+        removed.len()
+    }
+
+    /// Back to the start: run-time rules removed, fixtures reloaded from disk
+    /// (on a blocking thread: file I/O must not hold an async worker),
+    /// counters zeroed, RNG re-seeded, journal and storage cleared. When the
+    /// fixtures cannot be reloaded nothing changes.
+    pub(crate) async fn reset(self: &Arc<Self>) -> Result<(), crate::rules::FixtureError> {
+        let state = Arc::clone(self);
+        tokio::task::spawn_blocking(move || state.rules.reset())
+            .await
+            .map_err(|e| {
+                crate::rules::FixtureError::whole("<fixtures>", format!("reload failed: {e}"))
+            })??;
+        self.journal.clear();
+        self.clear_uploads().await;
+        Ok(())
+    }
+
+    /// A stored upload spelled out, as answered and listed.
+    pub(crate) fn upload_of(&self, record: &UploadRecord) -> StoredUpload {
+        let url = crate::files::download_url(&self.settings.public_url, &record.target);
+        self.storage.upload_of(record, url)
+    }
+
+    /// The stored uploads spelled out, oldest first.
+    pub(crate) fn list_uploads(&self) -> Vec<StoredUpload> {
+        let records = self.files.snapshot();
+        records.iter().map(|r| self.upload_of(r)).collect()
+    }
+}
