@@ -8,8 +8,8 @@ pub(crate) mod ingest;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use crate::sync::lock;
 use crate::storage::{Target, UploadRecord};
+use crate::sync::lock;
 
 /// Where a file is in its life. An upload today goes `Pending` (bytes
 /// arriving) → `Stored` (committed) → `Completed` (what the upload answer

@@ -13,12 +13,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::{run, MockServer, StartError};
-use crate::files::Files;
-use crate::state::{AppState, Settings};
 use crate::config::{AuthPolicy, ByteSize, Config};
+use crate::files::Files;
 use crate::journal::Journal;
 use crate::rules::{FixtureError, RuleEngine};
 use crate::same_origin::SameOrigin;
+use crate::state::{AppState, Settings};
 #[cfg(feature = "s3")]
 use crate::storage::S3Config;
 use crate::storage::{ObjectStorage, Storage};

@@ -21,8 +21,8 @@ pub use builder::MockServerBuilder;
 use crate::journal::RequestRecord;
 use crate::rules::model::Rule;
 use crate::rules::{AddRuleError, FixtureError, RuleStatus};
-use crate::storage::StoredUpload;
 use crate::state::AppState;
+use crate::storage::StoredUpload;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
