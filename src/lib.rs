@@ -68,6 +68,7 @@ pub(crate) mod files;
 pub mod fuzzing;
 pub(crate) mod http_util;
 pub(crate) mod journal;
+pub(crate) mod presign;
 pub(crate) mod routes;
 pub(crate) mod rules;
 pub(crate) mod same_origin;
