@@ -210,6 +210,28 @@ struct ServeArgs {
     /// At most this many connections at once.
     #[arg(long, env = "AYMARA_MOCK_MAX_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_connections: Option<u64>,
+    /// How long the presigned upload URLs of POST /v2/files stay valid (at most 7 days).
+    #[arg(long, env = "AYMARA_MOCK_PRESIGN_EXPIRY", default_value_t = Config::default().presign_expiry.into(), value_parser = parse_duration, value_name = "DURATION")]
+    presign_expiry: humantime::Duration,
+    /// Sign presigned upload URLs with this secret (default: a random key per
+    /// process), so that replicas accept each other's URLs.
+    #[arg(
+        long,
+        env = "AYMARA_MOCK_PRESIGN_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    presign_secret: Option<String>,
+    /// How long a video takes from stored to "completed" in the files API
+    /// (pending for the first third, then processing; 0s: at once).
+    #[arg(long, env = "AYMARA_MOCK_VIDEO_PROCESSING_TIME", default_value_t = Config::default().video_processing_time.into(), value_parser = parse_duration, value_name = "DURATION")]
+    video_processing_time: humantime::Duration,
+    /// organization_uuid of every file in the files API.
+    #[arg(long, env = "AYMARA_MOCK_ORGANIZATION_UUID", default_value_t = Config::default().organization_uuid, value_name = "UUID")]
+    organization_uuid: String,
+    /// uploaded_by_uuid of every file in the files API.
+    #[arg(long, env = "AYMARA_MOCK_USER_UUID", default_value_t = Config::default().uploaded_by_uuid, value_name = "UUID")]
+    user_uuid: String,
 }
 
 /// A journal size in bytes, at least one.
@@ -355,7 +377,13 @@ async fn serve_async(args: ServeArgs) -> ExitCode {
         .journal_bytes(args.journal_bytes)
         .shutdown_timeout(args.shutdown_timeout.into())
         .header_read_timeout(args.header_read_timeout.into())
-        .body_timeout(args.body_timeout.into());
+        .body_timeout(args.body_timeout.into())
+        .presign_expiry(args.presign_expiry.into())
+        .video_processing_time(args.video_processing_time.into())
+        .owner(args.organization_uuid, args.user_uuid);
+    if let Some(secret) = args.presign_secret {
+        builder = builder.presign_secret(secret);
+    }
     if let Some(dir) = args.storage_dir {
         builder = builder.storage_dir(dir);
     }

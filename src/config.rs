@@ -58,6 +58,17 @@ pub(crate) struct Config {
     pub(crate) body_timeout: Duration,
     /// Connections served at once (none: no limit).
     pub(crate) max_connections: Option<usize>,
+    /// How long a presigned upload URL (`POST /v2/files`) stays valid.
+    pub(crate) presign_expiry: Duration,
+    /// The key presigned URLs are signed with (none: a random one per process).
+    pub(crate) presign_secret: Option<String>,
+    /// How long a video takes from stored to `completed` (`pending` for the
+    /// first third, then `processing`).
+    pub(crate) video_processing_time: Duration,
+    /// `organization_uuid` of every file in the files API.
+    pub(crate) organization_uuid: String,
+    /// `uploaded_by_uuid` of every file in the files API.
+    pub(crate) uploaded_by_uuid: String,
 }
 
 impl Default for Config {
@@ -84,6 +95,11 @@ impl Default for Config {
             header_read_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(60),
             max_connections: None,
+            presign_expiry: crate::presign::DEFAULT_EXPIRY,
+            presign_secret: None,
+            video_processing_time: Duration::from_secs(3),
+            organization_uuid: "00000000-0000-4000-8000-0000000000a1".to_owned(),
+            uploaded_by_uuid: "00000000-0000-4000-8000-0000000000b1".to_owned(),
         }
     }
 }

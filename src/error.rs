@@ -73,6 +73,9 @@ pub struct ApiError {
     pub body_override: Option<Box<Value>>,
     /// Shallow-merged into the envelope (a rule's `merge`).
     pub merge: Option<Box<Map<String, Value>>>,
+    /// Rendered as S3 renders its errors (an XML `<Error>`), not as the
+    /// envelope: the answers of presigned upload URLs.
+    pub(crate) s3_xml: bool,
 }
 
 impl ApiError {
@@ -86,7 +89,26 @@ impl ApiError {
             headers: Vec::new(),
             body_override: None,
             merge: None,
+            s3_xml: false,
         }
+    }
+
+    /// An error as S3 answers it (`code`: S3's, e.g. `AccessDenied`).
+    pub(crate) fn s3(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        let mut err = Self::new(status, message).with_code(code);
+        err.s3_xml = true;
+        err
+    }
+
+    /// This error rendered as S3's XML. An API code (`server.unavailable`)
+    /// becomes S3's for the status; a code without a dot (a rule's
+    /// `"code": "SlowDown"`) is kept.
+    pub(crate) fn in_s3_xml(mut self) -> Self {
+        if self.code.contains('.') {
+            self.code = s3_code(self.status.as_u16()).to_owned();
+        }
+        self.s3_xml = true;
+        self
     }
 
     /// Replaces `error.code`.
@@ -201,10 +223,13 @@ impl ApiError {
         envelope
     }
 
-    /// Renders the envelope as an HTTP response.
+    /// Renders the envelope (or S3's XML) as an HTTP response.
     pub(crate) fn into_response(self, request_id: &str) -> Response<ResponseBody> {
-        let body = self.body(request_id);
-        let mut response = json_response(self.status, &body);
+        let mut response = if self.s3_xml {
+            s3_xml_response(self.status, &self.code, &self.message, request_id)
+        } else {
+            json_response(self.status, &self.body(request_id))
+        };
         for (name, value) in &self.headers {
             response.headers_mut().insert(name.clone(), value.clone());
         }
@@ -225,6 +250,58 @@ impl std::fmt::Display for ApiError {
 }
 
 impl std::error::Error for ApiError {}
+
+/// S3's error code for a status.
+fn s3_code(status: u16) -> &'static str {
+    match status {
+        400 => "InvalidRequest",
+        403 => "AccessDenied",
+        404 => "NoSuchKey",
+        405 => "MethodNotAllowed",
+        408 => "RequestTimeout",
+        411 => "MissingContentLength",
+        413 => "EntityTooLarge",
+        429 | 503 => "SlowDown",
+        501 => "NotImplemented",
+        s if s >= 500 => "InternalError",
+        _ => "InvalidRequest",
+    }
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
+}
+
+/// An error as S3 answers it: `application/xml`, `<Error>` with `Code`,
+/// `Message` and `RequestId` (also sent as `x-amz-request-id`).
+fn s3_xml_response(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    request_id: &str,
+) -> Response<ResponseBody> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message><RequestId>{}</RequestId><HostId>aymara-mock</HostId></Error>",
+        xml_escape(code),
+        xml_escape(message),
+        xml_escape(request_id)
+    );
+    let mut response = Response::new(full(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml"),
+    );
+    if let Ok(id) = HeaderValue::from_str(request_id) {
+        headers.insert("x-amz-request-id", id);
+    }
+    response
+}
 
 /// A JSON response with the given status.
 pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response<ResponseBody> {
@@ -256,6 +333,24 @@ mod tests {
         assert_eq!(body["error"]["code"], "server.unavailable");
         assert_eq!(body["error"]["message"], "down");
         assert_eq!(body["error"]["details"], json!({}));
+    }
+
+    #[test]
+    fn s3_errors_render_as_s3_xml_with_s3_codes() {
+        let err = ApiError::payload_too_large(10).in_s3_xml();
+        let response = err.into_response("req_<1>");
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(response.headers()["content-type"], "application/xml");
+        assert_eq!(response.headers()["x-amz-request-id"], "req_<1>");
+        let err = ApiError::s3(StatusCode::FORBIDDEN, "AccessDenied", "Request has expired");
+        assert_eq!(err.code, "AccessDenied");
+        assert!(err.s3_xml);
+        let kept = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "x")
+            .with_code("SlowDown")
+            .in_s3_xml();
+        assert_eq!(kept.code, "SlowDown");
+        assert_eq!(ApiError::internal("x").in_s3_xml().code, "InternalError");
+        assert_eq!(xml_escape("a<b&'\""), "a&lt;b&amp;&apos;&quot;");
     }
 
     #[test]

@@ -86,8 +86,8 @@ pub use journal::{RequestRecord, REDACTED};
 pub use object_store;
 pub use rules::glob::{Glob, GlobError};
 pub use rules::model::{
-    Action, Fault, Fixture, Headers, Match, Pass, Phase, Probability, Respond, RouteName, Rule,
-    SizeRange, Status, Wait, When, FALLBACK_READ_TIMEOUT_MS, MAX_WAIT_MS,
+    Action, Fault, Fixture, Headers, Match, Pass, Phase, Probability, Processing, ProcessingStatus,
+    Respond, RouteName, Rule, SizeRange, Status, Wait, When, FALLBACK_READ_TIMEOUT_MS, MAX_WAIT_MS,
 };
 pub use rules::schema::SCHEMA as FIXTURE_SCHEMA;
 pub use rules::{AddRuleError, FixtureError, RuleStatus};

@@ -6,8 +6,7 @@
 //! would see against the real API. The signature is HMAC-SHA256 over the path
 //! (which names the file uuid and name), the date, the expiry and, when one was
 //! signed, the `Content-Type`; any change to them fails as S3 fails, with S3's
-//! XML error body. Not wired into a route yet: the files API will use it.
-#![allow(dead_code)] // wired in by the files API routes
+//! XML error body (rendered by `crate::error`).
 
 use sha2::{Digest, Sha256};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -128,23 +127,15 @@ impl PresignError {
             PresignError::Malformed(why) => why,
         }
     }
-
-    /// S3's XML error body.
-    pub(crate) fn xml_body(&self, request_id: &str) -> String {
-        let (_, code) = self.code();
-        format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{}</Message><RequestId>{}</RequestId><HostId>aymara-mock</HostId></Error>",
-            xml_escape(self.message()),
-            xml_escape(request_id)
-        )
-    }
 }
 
-fn xml_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// The one rendering of errors (`crate::error`) answers these as S3 does.
+impl From<PresignError> for crate::error::ApiError {
+    fn from(err: PresignError) -> Self {
+        let (status, code) = err.code();
+        let status = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::FORBIDDEN);
+        crate::error::ApiError::s3(status, code, err.message())
+    }
 }
 
 /// Signs and checks presigned upload URLs with one key.
@@ -386,8 +377,10 @@ mod tests {
         let err = signer.verify(path, query, None, at(61)).unwrap_err();
         assert_eq!(err, PresignError::Expired);
         assert_eq!(err.code(), (403, "AccessDenied"));
-        let body = err.xml_body("req_1");
-        assert!(body.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code><Message>Request has expired</Message><RequestId>req_1</RequestId>"), "{body}");
+        let api = crate::error::ApiError::from(err);
+        assert_eq!(api.status.as_u16(), 403);
+        assert_eq!(api.code, "AccessDenied");
+        assert_eq!(api.message, "Request has expired");
     }
 
     #[test]

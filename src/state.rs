@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::AuthPolicy;
+use crate::files::catalog::Catalog;
 use crate::files::Files;
 use crate::journal::Journal;
 use crate::rules::RuleEngine;
@@ -20,6 +21,21 @@ pub(crate) struct Settings {
     pub(crate) admin_token: Option<String>,
     /// What an admin request must look like to be this server's own.
     pub(crate) same_origin: crate::same_origin::SameOrigin,
+    /// The files API's settings.
+    pub(crate) files: FilesSettings,
+}
+
+/// Settings of the files API (`/v2/files`).
+#[derive(Debug, Clone)]
+pub(crate) struct FilesSettings {
+    /// How long a presigned upload URL stays valid.
+    pub(crate) presign_expiry: Duration,
+    /// How long a video takes from stored to `completed`.
+    pub(crate) video_processing: Duration,
+    /// `organization_uuid` of every file.
+    pub(crate) organization_uuid: String,
+    /// `uploaded_by_uuid` of every file.
+    pub(crate) uploaded_by_uuid: String,
 }
 
 /// Shared by every connection.
@@ -32,11 +48,16 @@ pub(crate) struct AppState {
     pub(crate) journal: Journal,
     /// The stored files.
     pub(crate) files: Files,
+    /// The files API's view of them, pending ones included.
+    pub(crate) catalog: Catalog,
+    /// Signs and checks presigned upload URLs.
+    pub(crate) signer: crate::presign::Signer,
 }
 
 impl AppState {
     /// Removes every stored file; returns how many.
     pub(crate) async fn clear_uploads(&self) -> usize {
+        self.catalog.clear();
         let removed = self.files.take_all();
         self.storage.remove(&removed).await;
         removed.len()

@@ -3,7 +3,9 @@
 //! built ([`download_url`]). How the bytes arrive is [`ingest`]'s; where they
 //! are kept is `storage`'s.
 
+pub(crate) mod catalog;
 pub(crate) mod ingest;
+pub(crate) mod png;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -102,6 +104,14 @@ impl Files {
     /// The stored uploads in storage order, shared rather than copied.
     pub(crate) fn snapshot(&self) -> Vec<Arc<UploadRecord>> {
         lock(&self.inner).order.clone()
+    }
+
+    /// Takes a file out of the index (deleted, or replaced by a new PUT).
+    pub(crate) fn remove(&self, file_uuid: &str) -> Option<Arc<UploadRecord>> {
+        let mut inner = lock(&self.inner);
+        let record = inner.by_id.remove(file_uuid)?;
+        inner.order.retain(|r| !Arc::ptr_eq(r, &record));
+        Some(record)
     }
 
     pub(crate) fn take_all(&self) -> Vec<Arc<UploadRecord>> {

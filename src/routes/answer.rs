@@ -29,6 +29,8 @@ pub(crate) struct Exchange {
     pub(crate) cut: bool,
     /// The read timeout the client announced (`x-stainless-read-timeout`), in ms.
     pub(crate) read_timeout_ms: Option<u64>,
+    /// A fired rule's verdict on the processing of the file this request stores.
+    pub(crate) processing: Option<crate::rules::model::Processing>,
 }
 
 /// How a request ends.
@@ -96,6 +98,14 @@ impl Answer {
             close: false,
             truncate: false,
         }
+    }
+
+    /// An error answer rendered as S3's XML (the answers of presigned URLs).
+    pub(crate) fn in_s3_xml(mut self) -> Self {
+        if let Payload::Error(err) = self.payload {
+            self.payload = Payload::Error(err.in_s3_xml());
+        }
+        self
     }
 
     pub(crate) fn closing(mut self) -> Self {

@@ -127,6 +127,9 @@ pub(crate) fn apply(
     ex.rule = Some(decision.id.clone());
     ex.delay_ms = ex.delay_ms.max(rule.delay_ms.millis(ex.read_timeout_ms));
     plan.keep_upload |= rule.keep_upload;
+    if rule.processing.is_some() {
+        ex.processing = rule.processing.clone();
+    }
     if let Some(rate) = rule.throttle_bytes_per_sec {
         ctl.set_throttle(rate);
     }

@@ -11,8 +11,10 @@ pub(crate) mod admin;
 pub(crate) mod answer;
 pub(crate) mod apply;
 pub(crate) mod downloads;
+pub(crate) mod files_api;
 pub(crate) mod health;
 pub(crate) mod openapi;
+pub(crate) mod put;
 pub(crate) mod upload;
 
 use http::Method;
@@ -34,6 +36,27 @@ pub(crate) enum Route {
     Download {
         file_uuid: String,
         name: String,
+        head: bool,
+    },
+    /// `POST /v2/files`: presigned upload URLs for new files.
+    CreateFiles,
+    /// `GET /v2/files`.
+    ListFiles,
+    /// `GET /v2/files/{file_uuid}`.
+    GetFile { file_uuid: String },
+    /// `GET /v2/files/{file_uuid}/status`.
+    FileStatus { file_uuid: String },
+    /// `GET /v2/files/{file_uuid}/frames`.
+    FileFrames { file_uuid: String },
+    /// `DELETE /v2/files/{file_uuid}`.
+    DeleteFile { file_uuid: String },
+    /// `PUT /__uploads/{file_uuid}/{name}?X-Amz-…`: a presigned upload URL
+    /// (the name still percent-encoded).
+    Put { file_uuid: String, name: String },
+    /// `GET|HEAD /__frames/{file_uuid}/{n}.png`: a frame of a processed video.
+    Frame {
+        file_uuid: String,
+        frame: String,
         head: bool,
     },
     /// Under `/__admin`.
@@ -96,14 +119,34 @@ impl Route {
             Route::Health => Some(RouteName::Health),
             Route::OpenApi => Some(RouteName::Openapi),
             Route::Download { .. } => Some(RouteName::Download),
+            Route::CreateFiles => Some(RouteName::Create),
+            Route::ListFiles => Some(RouteName::List),
+            Route::GetFile { .. } => Some(RouteName::Get),
+            Route::FileStatus { .. } => Some(RouteName::Status),
+            Route::FileFrames { .. } => Some(RouteName::Frames),
+            Route::DeleteFile { .. } => Some(RouteName::Delete),
+            Route::Put { .. } => Some(RouteName::Put),
+            Route::Frame { .. } => Some(RouteName::Frame),
             Route::Admin(_) => None,
         }
     }
 
     pub(crate) fn access(&self) -> Access {
         match self {
-            Route::Upload => Access::ApiKey,
-            Route::Health | Route::OpenApi | Route::Download { .. } => Access::Open,
+            Route::Upload
+            | Route::CreateFiles
+            | Route::ListFiles
+            | Route::GetFile { .. }
+            | Route::FileStatus { .. }
+            | Route::FileFrames { .. }
+            | Route::DeleteFile { .. } => Access::ApiKey,
+            // A presigned URL carries its own authorization, as S3's do; a
+            // frame URL is fetched as a bucket URL would be.
+            Route::Health
+            | Route::OpenApi
+            | Route::Download { .. }
+            | Route::Put { .. }
+            | Route::Frame { .. } => Access::Open,
             Route::Admin(_) => Access::Admin,
         }
     }
@@ -112,8 +155,19 @@ impl Route {
     /// ignores `Prefer`.
     pub(crate) fn documented_statuses(&self) -> Option<&'static [u16]> {
         match self {
-            Route::Upload | Route::Health => Some(&DOCUMENTED_ERROR_STATUSES),
-            Route::OpenApi | Route::Download { .. } | Route::Admin(_) => None,
+            Route::Upload
+            | Route::Health
+            | Route::CreateFiles
+            | Route::ListFiles
+            | Route::GetFile { .. }
+            | Route::FileStatus { .. }
+            | Route::FileFrames { .. }
+            | Route::DeleteFile { .. } => Some(&DOCUMENTED_ERROR_STATUSES),
+            Route::OpenApi
+            | Route::Download { .. }
+            | Route::Put { .. }
+            | Route::Frame { .. }
+            | Route::Admin(_) => None,
         }
     }
 }
@@ -134,6 +188,12 @@ enum Resource {
     Health,
     OpenApi,
     File { file_uuid: String, name: String },
+    Files,
+    FileItem { file_uuid: String },
+    FileStatus { file_uuid: String },
+    FileFrames { file_uuid: String },
+    PutUrl { file_uuid: String, name: String },
+    Frame { file_uuid: String, frame: String },
     AdminRules,
     AdminRule { id: String },
     AdminRequests,
@@ -150,7 +210,11 @@ impl Resource {
             UPLOAD_PATH => Resource::Uploads,
             "/health" | "/health/" => Resource::Health,
             "/openapi.json" => Resource::OpenApi,
+            "/v2/files" => Resource::Files,
             _ => {
+                if let Some(resource) = Self::files_api(path) {
+                    return Ok(resource);
+                }
                 let file = path.strip_prefix("/__files/").and_then(|rest| {
                     let (id, name) = rest.split_once('/')?;
                     (!id.is_empty() && !name.is_empty() && !name.contains('/')).then(|| {
@@ -161,10 +225,39 @@ impl Resource {
                     })
                 });
                 file.ok_or_else(|| ApiError::not_found(format!(
-                    "No route for {path:?}: this emulator serves POST {UPLOAD_PATH}, GET /health, GET /__files/<file_uuid>/<name>, GET /openapi.json and /__admin."
+                    "No route for {path:?}: this emulator serves POST {UPLOAD_PATH}, /v2/files (POST, GET), /v2/files/<file_uuid> (GET, DELETE) with /status and /frames, GET /health, GET /__files/<file_uuid>/<name>, GET /openapi.json and /__admin."
                 )))?
             }
         })
+    }
+
+    /// `/v2/files/{file_uuid}[/status|/frames]`, `/__uploads/{file_uuid}/{name}`
+    /// and `/__frames/{file_uuid}/{frame}`: each segment non-empty.
+    fn files_api(path: &str) -> Option<Resource> {
+        let segments = |prefix: &str| -> Option<Vec<String>> {
+            let rest = path.strip_prefix(prefix)?;
+            let parts: Vec<String> = rest.split('/').map(str::to_owned).collect();
+            parts.iter().all(|p| !p.is_empty()).then_some(parts)
+        };
+        if let Some(parts) = segments("/v2/files/") {
+            let mut parts = parts.into_iter();
+            let file_uuid = parts.next()?;
+            return match (parts.next().as_deref(), parts.next()) {
+                (None, _) => Some(Resource::FileItem { file_uuid }),
+                (Some("status"), None) => Some(Resource::FileStatus { file_uuid }),
+                (Some("frames"), None) => Some(Resource::FileFrames { file_uuid }),
+                _ => None,
+            };
+        }
+        let pair = |prefix| match segments(prefix)?.as_slice() {
+            [a, b] => Some((a.clone(), b.clone())),
+            _ => None,
+        };
+        if let Some((file_uuid, name)) = pair("/__uploads/") {
+            return Some(Resource::PutUrl { file_uuid, name });
+        }
+        let (file_uuid, frame) = pair("/__frames/")?;
+        Some(Resource::Frame { file_uuid, frame })
     }
 
     fn admin(path: &str) -> Result<Resource, ApiError> {
@@ -199,6 +292,31 @@ impl Resource {
                 Some(Route::Download {
                     file_uuid: file_uuid.clone(),
                     name: name.clone(),
+                    head: m == Method::HEAD,
+                })
+            }
+            (Resource::Files, Method::POST) => Some(Route::CreateFiles),
+            (Resource::Files, Method::GET) => Some(Route::ListFiles),
+            (Resource::FileItem { file_uuid }, Method::GET) => Some(Route::GetFile {
+                file_uuid: file_uuid.clone(),
+            }),
+            (Resource::FileItem { file_uuid }, Method::DELETE) => Some(Route::DeleteFile {
+                file_uuid: file_uuid.clone(),
+            }),
+            (Resource::FileStatus { file_uuid }, Method::GET) => Some(Route::FileStatus {
+                file_uuid: file_uuid.clone(),
+            }),
+            (Resource::FileFrames { file_uuid }, Method::GET) => Some(Route::FileFrames {
+                file_uuid: file_uuid.clone(),
+            }),
+            (Resource::PutUrl { file_uuid, name }, Method::PUT) => Some(Route::Put {
+                file_uuid: file_uuid.clone(),
+                name: name.clone(),
+            }),
+            (Resource::Frame { file_uuid, frame }, m @ (Method::GET | Method::HEAD)) => {
+                Some(Route::Frame {
+                    file_uuid: file_uuid.clone(),
+                    frame: frame.clone(),
                     head: m == Method::HEAD,
                 })
             }
@@ -261,6 +379,70 @@ mod tests {
         assert_eq!(
             Route::resolve(&Method::GET, "/__admin/uploads/").unwrap(),
             Route::Admin(AdminRoute::ListUploads)
+        );
+    }
+
+    #[test]
+    fn the_files_api_routes_resolve_with_their_uuids() {
+        let id = || "f-1".to_owned();
+        let get = |path| Route::resolve(&Method::GET, path).unwrap();
+        assert_eq!(get("/v2/files"), Route::ListFiles);
+        assert_eq!(
+            Route::resolve(&Method::POST, "/v2/files").unwrap(),
+            Route::CreateFiles
+        );
+        assert_eq!(get("/v2/files/f-1"), Route::GetFile { file_uuid: id() });
+        assert_eq!(
+            get("/v2/files/f-1/status"),
+            Route::FileStatus { file_uuid: id() }
+        );
+        assert_eq!(
+            get("/v2/files/f-1/frames"),
+            Route::FileFrames { file_uuid: id() }
+        );
+        assert_eq!(
+            Route::resolve(&Method::DELETE, "/v2/files/f-1").unwrap(),
+            Route::DeleteFile { file_uuid: id() }
+        );
+        assert_eq!(
+            Route::resolve(&Method::PUT, "/__uploads/f-1/a%20b.mp4").unwrap(),
+            Route::Put {
+                file_uuid: id(),
+                name: "a%20b.mp4".into()
+            }
+        );
+        assert_eq!(
+            get("/__frames/f-1/0.png"),
+            Route::Frame {
+                file_uuid: id(),
+                frame: "0.png".into(),
+                head: false
+            }
+        );
+        // The upload endpoint keeps its own route.
+        assert_eq!(
+            Route::resolve(&Method::POST, UPLOAD_PATH).unwrap(),
+            Route::Upload
+        );
+        for path in [
+            "/v2/files/",
+            "/v2/files/a/b",
+            "/v2/files/a/status/x",
+            "/__uploads/a",
+            "/__frames/a/b/c",
+        ] {
+            let err = Route::resolve(&Method::GET, path).unwrap_err();
+            assert_eq!(err.status, StatusCode::NOT_FOUND, "{path}");
+        }
+        assert_eq!(allow(Method::PUT, "/v2/files"), "GET, POST");
+        assert_eq!(allow(Method::POST, "/v2/files/x"), "GET, DELETE");
+        assert_eq!(allow(Method::GET, "/__uploads/x/y"), "PUT");
+        assert_eq!(get("/v2/files/x/status").access(), Access::ApiKey);
+        assert_eq!(
+            Route::resolve(&Method::PUT, "/__uploads/x/y")
+                .unwrap()
+                .access(),
+            Access::Open
         );
     }
 

@@ -246,6 +246,7 @@ async fn keep(
         .commit(file, &stored)
         .await
         .map_err(|err| ApiError::storage(&err))?;
+    state.catalog.stored(&record.target, ex.processing.take());
     state.files.insert(record);
     ex.upload = Some(stored);
     Ok(())

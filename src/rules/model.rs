@@ -91,6 +91,47 @@ pub enum RouteName {
     Openapi,
     /// `GET|HEAD /__files/{file_uuid}/{name}`.
     Download,
+    /// `POST /v2/files` (presigned upload URLs).
+    Create,
+    /// `GET /v2/files`.
+    List,
+    /// `GET /v2/files/{file_uuid}`.
+    Get,
+    /// `GET /v2/files/{file_uuid}/status`.
+    Status,
+    /// `GET /v2/files/{file_uuid}/frames`.
+    Frames,
+    /// `DELETE /v2/files/{file_uuid}`.
+    Delete,
+    /// `PUT /__uploads/{file_uuid}/{name}?X-Amz-…` (a presigned upload URL).
+    Put,
+    /// `GET|HEAD /__frames/{file_uuid}/{n}.png` (a video frame).
+    Frame,
+}
+
+/// What the files API reports for a stored file once a rule decided its
+/// processing (`"processing"` on a rule): instead of the default (non-video
+/// files `completed` at once, videos `pending` → `processing` → `completed`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Processing {
+    /// The status the file ends in.
+    pub status: ProcessingStatus,
+    /// `error_message` of a `failed` file (a default is given when omitted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+}
+
+/// The outcome of a file's processing, as a rule decides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcessingStatus {
+    /// Stuck in `processing`: it never completes.
+    Processing,
+    /// `completed` at once (a video too).
+    Completed,
+    /// `failed`, with an `error_message`.
+    Failed,
 }
 
 impl Match {
@@ -609,6 +650,9 @@ pub struct Rule {
     pub throttle_bytes_per_sec: Option<u64>,
     /// Keep the stored file even though the client sees an error.
     pub keep_upload: bool,
+    /// How the files API reports the processing of the file this request
+    /// stores (on the routes that store files).
+    pub processing: Option<Processing>,
 }
 
 impl Rule {
@@ -623,6 +667,7 @@ impl Rule {
             delay_ms: Wait::NONE,
             throttle_bytes_per_sec: None,
             keep_upload: false,
+            processing: None,
         }
     }
 
@@ -697,6 +742,8 @@ struct RuleDef {
     throttle_bytes_per_sec: Option<u64>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     keep_upload: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    processing: Option<Processing>,
 }
 
 fn action_fault_name(action: &Action) -> &'static str {
@@ -763,6 +810,13 @@ impl TryFrom<RuleDef> for Rule {
                 );
             }
         }
+        if let Some(p) = &def.processing {
+            if p.error_message.is_some() && p.status != ProcessingStatus::Failed {
+                return Err(
+                    "processing.error_message is only reported for status \"failed\"".into(),
+                );
+            }
+        }
         let earliest = def.matcher.earliest_phase();
         let phase = match def.phase {
             Some(p) if p < earliest => {
@@ -812,6 +866,7 @@ impl TryFrom<RuleDef> for Rule {
             delay_ms: def.delay_ms,
             throttle_bytes_per_sec: def.throttle_bytes_per_sec,
             keep_upload: def.keep_upload,
+            processing: def.processing,
         })
     }
 }
@@ -835,6 +890,7 @@ impl From<Rule> for RuleDef {
             delay_ms: rule.delay_ms,
             throttle_bytes_per_sec: rule.throttle_bytes_per_sec,
             keep_upload: rule.keep_upload,
+            processing: rule.processing,
         }
     }
 }

@@ -236,6 +236,41 @@ impl MockServerBuilder {
         self
     }
 
+    /// How long the presigned upload URLs of `POST /v2/files` stay valid
+    /// (default 30 minutes, as the real API's; S3's limit of 7 days at most).
+    pub fn presign_expiry(mut self, expiry: Duration) -> Self {
+        self.config.presign_expiry =
+            expiry.clamp(Duration::from_secs(1), crate::presign::MAX_EXPIRY);
+        self
+    }
+
+    /// Signs presigned upload URLs with this secret instead of a random key
+    /// per process, so that replicas accept each other's URLs.
+    pub fn presign_secret(mut self, secret: impl Into<String>) -> Self {
+        self.config.presign_secret = Some(secret.into());
+        self
+    }
+
+    /// How long a video takes from stored to `completed` in the files API
+    /// (default 3 s: `pending` for the first third, then `processing`;
+    /// zero: `completed` at once).
+    pub fn video_processing_time(mut self, time: Duration) -> Self {
+        self.config.video_processing_time = time.min(crate::config::MAX_DURATION);
+        self
+    }
+
+    /// `organization_uuid` and `uploaded_by_uuid` of every file in the files
+    /// API (defaults: two fixed UUIDs).
+    pub fn owner(
+        mut self,
+        organization_uuid: impl Into<String>,
+        uploaded_by_uuid: impl Into<String>,
+    ) -> Self {
+        self.config.organization_uuid = organization_uuid.into();
+        self.config.uploaded_by_uuid = uploaded_by_uuid.into();
+        self
+    }
+
     /// At most this many connections at once; more wait to be accepted.
     pub fn max_connections(mut self, max: usize) -> Self {
         self.config.max_connections = Some(max);
@@ -313,11 +348,22 @@ fn shared_state(
             public_url,
             body_timeout: config.body_timeout,
             admin_token: config.admin_token.clone(),
+            files: crate::state::FilesSettings {
+                presign_expiry: config.presign_expiry,
+                video_processing: config.video_processing_time,
+                organization_uuid: config.organization_uuid.clone(),
+                uploaded_by_uuid: config.uploaded_by_uuid.clone(),
+            },
         },
         storage,
         rules: Arc::new(rules),
         journal: Journal::new(config.journal_size, config.journal_bytes.bytes()),
         files: Files::default(),
+        catalog: Default::default(),
+        signer: match &config.presign_secret {
+            Some(secret) => crate::presign::Signer::from_secret(secret.as_bytes()),
+            None => crate::presign::Signer::random(),
+        },
     }
 }
 

@@ -18,7 +18,7 @@ use crate::http_util::{new_request_id, rfc3339, ResponseBody};
 use crate::journal::{parse_query, record_headers, RequestRecord};
 use crate::routes::answer::{Abort, Answer, Exchange, Finish};
 use crate::routes::apply::{self, Plan, Step};
-use crate::routes::{downloads, health, openapi, upload, AdminRoute, Route};
+use crate::routes::{downloads, files_api, health, openapi, put, upload, AdminRoute, Route};
 use crate::state::AppState;
 use crate::upload::body::UploadBody;
 
@@ -85,7 +85,12 @@ pub(crate) async fn handle(
     };
     let ex = &mut flight.ex;
 
-    let finish = serve(&state, resolved, req, ex).await;
+    // A presigned URL answers its errors as S3 does.
+    let s3 = matches!(resolved, Ok(Route::Put { .. }));
+    let finish = match serve(&state, resolved, req, ex).await {
+        Finish::Answer(answer) if s3 => Finish::Answer(answer.in_s3_xml()),
+        finish => finish,
+    };
 
     if ex.delay_ms > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(ex.delay_ms)).await;
@@ -309,6 +314,24 @@ async fn serve(
             let finish = upload::receive(state, &parts, &mut body, &ctl, plan, ex).await;
             return apply::finish_body(&parts, &mut body, &ctl, finish, ex).await;
         }
+        Route::Put { .. } => {
+            let finish = put::receive(state, &parts, &mut body, &ctl, plan, ex).await;
+            return apply::finish_body(&parts, &mut body, &ctl, finish, ex).await;
+        }
+        Route::CreateFiles => {
+            let answer = plan.shape(files_api::create(state, &mut body, &ctl).await);
+            return apply::finish_body(&parts, &mut body, &ctl, Finish::Answer(answer), ex).await;
+        }
+        Route::ListFiles => files_api::list(state, &ex.query),
+        Route::GetFile { file_uuid } => files_api::get(state, file_uuid),
+        Route::FileStatus { file_uuid } => files_api::status(state, file_uuid),
+        Route::FileFrames { file_uuid } => files_api::frames(state, file_uuid),
+        Route::DeleteFile { file_uuid } => files_api::delete(state, file_uuid).await,
+        Route::Frame {
+            file_uuid,
+            frame,
+            head,
+        } => files_api::frame(state, file_uuid, frame, *head),
         Route::Health => health::answer(),
         Route::OpenApi => openapi::answer(),
         Route::Download {

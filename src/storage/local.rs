@@ -127,7 +127,12 @@ impl LocalStorage {
                 if let Some(chunks) = small {
                     write_all_new(&temp_path, &chunks)?;
                 }
-                std::fs::create_dir(&dir)?;
+                // The directory exists when a PUT overwrites its file: the
+                // rename then replaces the old bytes in one step.
+                match std::fs::create_dir(&dir) {
+                    Err(err) if err.kind() != io::ErrorKind::AlreadyExists => return Err(err),
+                    _ => {}
+                }
                 if let Err(err) = std::fs::rename(&temp_path, &path) {
                     let _ = std::fs::remove_dir(&dir);
                     return Err(err);

@@ -289,6 +289,12 @@ impl Storage {
         Ok(())
     }
 
+    /// Forgets the bytes of a stored file that a commit under the same name
+    /// replaced (a second PUT to one presigned URL overwrites, as S3 does).
+    pub(crate) fn replaced(&self, old: &UploadRecord) {
+        self.quota.release(old.size);
+    }
+
     /// Deletes stored uploads (what this server stored, nothing else).
     pub(crate) async fn remove(&self, uploads: &[Arc<UploadRecord>]) {
         match &self.backend {

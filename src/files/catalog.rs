@@ -1,0 +1,355 @@
+//! The files API's view of files (`/v2/files`): every file it knows, in the
+//! order it learnt of them, with what the index of stored bytes
+//! ([`super::Files`]) does not keep: when it was created and stored, the
+//! workspace the client named, what the client said it would upload, and a
+//! rule's verdict on its processing. A file created with `POST /v2/files` is
+//! here from the start (`pending` until its PUT lands); an upload through
+//! the multipart endpoint joins once stored. A deleted file leaves a
+//! tombstone, so that its presigned URL cannot bring it back.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use super::FileStatus;
+use crate::rules::model::{Processing, ProcessingStatus};
+use crate::storage::Target;
+use crate::sync::lock;
+
+/// What a failed file reports when its rule gave no `error_message`.
+const DEFAULT_FAILURE: &str = "Processing failed (decided by an aymara-mock rule).";
+
+/// One file as the files API knows it.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    /// Where its bytes are (or will be) stored.
+    pub(crate) target: Target,
+    /// The `workspace_uuid` the client gave, if any.
+    pub(crate) workspace_uuid: Option<String>,
+    /// What the client named as its source (`local_file_path` or `remote_uri`).
+    pub(crate) original: Option<String>,
+    pub(crate) created_at: SystemTime,
+    /// When its bytes were stored (last stored, after an overwrite).
+    pub(crate) stored_at: Option<SystemTime>,
+    /// A rule's verdict on its processing.
+    pub(crate) outcome: Option<Processing>,
+    seq: u64,
+}
+
+/// A file's processing status at some instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StatusNow {
+    pub(crate) status: FileStatus,
+    /// When it entered that status.
+    pub(crate) since: SystemTime,
+    pub(crate) error_message: Option<String>,
+}
+
+impl Entry {
+    /// Whether its content type is a video's.
+    pub(crate) fn is_video(&self) -> bool {
+        file_type(&self.target.content_type) == "video"
+    }
+
+    /// Its status at `now`. Without bytes: `pending`. A rule's verdict,
+    /// when there is one, holds from the moment the bytes were stored.
+    /// Otherwise a non-video is `completed` at once, and a video is
+    /// `pending` for the first third of `video_time`, then `processing`,
+    /// then `completed`.
+    pub(crate) fn status_at(&self, now: SystemTime, video_time: Duration) -> StatusNow {
+        let at = |status, since| StatusNow {
+            status,
+            since,
+            error_message: None,
+        };
+        let Some(stored) = self.stored_at else {
+            return at(FileStatus::Pending, self.created_at);
+        };
+        if let Some(outcome) = &self.outcome {
+            return match outcome.status {
+                ProcessingStatus::Processing => at(FileStatus::Processing, stored),
+                ProcessingStatus::Completed => at(FileStatus::Completed, stored),
+                ProcessingStatus::Failed => StatusNow {
+                    status: FileStatus::Failed,
+                    since: stored,
+                    error_message: Some(
+                        outcome
+                            .error_message
+                            .clone()
+                            .unwrap_or_else(|| DEFAULT_FAILURE.to_owned()),
+                    ),
+                },
+            };
+        }
+        if !self.is_video() || video_time.is_zero() {
+            return at(FileStatus::Completed, stored);
+        }
+        let elapsed = now.duration_since(stored).unwrap_or_default();
+        let processing_from = video_time / 3;
+        if elapsed < processing_from {
+            at(FileStatus::Pending, stored)
+        } else if elapsed < video_time {
+            at(FileStatus::Processing, stored + processing_from)
+        } else {
+            at(FileStatus::Completed, stored + video_time)
+        }
+    }
+}
+
+/// `file_type` from a content type: `image`, `video`, `text` (text/*, JSON,
+/// XML, CSV) or `document` (anything else).
+pub(crate) fn file_type(content_type: &str) -> &'static str {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match essence.split_once('/') {
+        Some(("image", _)) => "image",
+        Some(("video", _)) => "video",
+        Some(("text", _)) => "text",
+        Some(("application", sub))
+            if matches!(sub, "json" | "xml" | "csv" | "x-ndjson" | "yaml")
+                || sub.ends_with("+json")
+                || sub.ends_with("+xml") =>
+        {
+            "text"
+        }
+        _ => "document",
+    }
+}
+
+/// Every file the files API knows.
+#[derive(Debug, Default)]
+pub(crate) struct Catalog {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    next_seq: u64,
+    by_id: BTreeMap<String, Entry>,
+    /// `seq` → file uuid: the order files were created in.
+    order: BTreeMap<u64, String>,
+    deleted: BTreeSet<String>,
+}
+
+impl Inner {
+    fn add(&mut self, mut entry: Entry) {
+        entry.seq = self.next_seq;
+        self.next_seq += 1;
+        self.order.insert(entry.seq, entry.target.file_uuid.clone());
+        if let Some(old) = self.by_id.insert(entry.target.file_uuid.clone(), entry) {
+            self.order.remove(&old.seq);
+        }
+    }
+}
+
+impl Catalog {
+    /// A file announced with `POST /v2/files`, its bytes still to come.
+    pub(crate) fn create(
+        &self,
+        target: Target,
+        workspace_uuid: Option<String>,
+        original: Option<String>,
+        outcome: Option<Processing>,
+    ) {
+        lock(&self.inner).add(Entry {
+            target,
+            workspace_uuid,
+            original,
+            created_at: SystemTime::now(),
+            stored_at: None,
+            outcome,
+            seq: 0,
+        });
+    }
+
+    /// A file's bytes are stored (`target` as stored). A file the catalog
+    /// does not know yet (a multipart upload) joins it now; `outcome`, when
+    /// a rule gave one, replaces the file's.
+    pub(crate) fn stored(&self, target: &Target, outcome: Option<Processing>) {
+        let now = SystemTime::now();
+        let mut inner = lock(&self.inner);
+        if let Some(entry) = inner.by_id.get_mut(&target.file_uuid) {
+            entry.target = target.clone();
+            entry.stored_at = Some(now);
+            if outcome.is_some() {
+                entry.outcome = outcome;
+            }
+            return;
+        }
+        let workspace_uuid = (target.workspace != "default").then(|| target.workspace.clone());
+        inner.add(Entry {
+            target: target.clone(),
+            workspace_uuid,
+            original: None,
+            created_at: now,
+            stored_at: Some(now),
+            outcome,
+            seq: 0,
+        });
+    }
+
+    pub(crate) fn get(&self, file_uuid: &str) -> Option<Entry> {
+        lock(&self.inner).by_id.get(file_uuid).cloned()
+    }
+
+    /// Whether the file was deleted through the files API.
+    pub(crate) fn is_deleted(&self, file_uuid: &str) -> bool {
+        lock(&self.inner).deleted.contains(file_uuid)
+    }
+
+    /// Removes a file, leaving a tombstone; its entry if it had one.
+    pub(crate) fn remove(&self, file_uuid: &str) -> Option<Entry> {
+        let mut inner = lock(&self.inner);
+        inner.deleted.insert(file_uuid.to_owned());
+        let entry = inner.by_id.remove(file_uuid)?;
+        inner.order.remove(&entry.seq);
+        Some(entry)
+    }
+
+    /// The files for which `keep` holds, oldest first: how many, and those
+    /// from `offset`, at most `limit`.
+    pub(crate) fn page(
+        &self,
+        keep: impl Fn(&Entry) -> bool,
+        offset: usize,
+        limit: usize,
+    ) -> (usize, Vec<Entry>) {
+        let inner = lock(&self.inner);
+        let mut count = 0;
+        let mut items = Vec::new();
+        for file_uuid in inner.order.values() {
+            let Some(entry) = inner.by_id.get(file_uuid) else {
+                continue;
+            };
+            if !keep(entry) {
+                continue;
+            }
+            if count >= offset && items.len() < limit {
+                items.push(entry.clone());
+            }
+            count += 1;
+        }
+        (count, items)
+    }
+
+    /// Forgets every file and tombstone (`POST /__admin/reset`, `DELETE /__admin/uploads`).
+    pub(crate) fn clear(&self) {
+        let old = std::mem::take(&mut *lock(&self.inner));
+        drop(old);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(id: &str, content_type: &str) -> Target {
+        Target {
+            file_uuid: id.into(),
+            name: "f".into(),
+            workspace: "default".into(),
+            content_type: content_type.into(),
+        }
+    }
+
+    #[test]
+    fn file_types_follow_the_content_type() {
+        assert_eq!(file_type("image/png"), "image");
+        assert_eq!(file_type("Video/MP4; codecs=avc1"), "video");
+        assert_eq!(file_type("text/csv"), "text");
+        assert_eq!(file_type("application/json"), "text");
+        assert_eq!(file_type("application/ld+json"), "text");
+        assert_eq!(file_type("application/pdf"), "document");
+        assert_eq!(file_type("application/octet-stream"), "document");
+        assert_eq!(file_type(""), "document");
+    }
+
+    #[test]
+    fn a_video_goes_pending_processing_completed_and_others_complete_at_once() {
+        let catalog = Catalog::default();
+        catalog.create(target("v", "video/mp4"), None, None, None);
+        catalog.stored(&target("t", "text/plain"), None);
+        let video = catalog.get("v").unwrap();
+        let t = Duration::from_secs(3);
+        assert_eq!(
+            video.status_at(SystemTime::now(), t).status,
+            FileStatus::Pending
+        );
+        catalog.stored(&target("v", "video/mp4"), None);
+        let video = catalog.get("v").unwrap();
+        let stored = video.stored_at.unwrap();
+        let at = |s| video.status_at(stored + Duration::from_millis(s), t);
+        assert_eq!(at(0).status, FileStatus::Pending);
+        assert_eq!(at(1000).status, FileStatus::Processing);
+        assert_eq!(at(1000).since, stored + Duration::from_secs(1));
+        assert_eq!(at(2999).status, FileStatus::Processing);
+        assert_eq!(at(3000).status, FileStatus::Completed);
+        assert_eq!(at(3000).since, stored + t);
+        assert_eq!(
+            video.status_at(stored, Duration::ZERO).status,
+            FileStatus::Completed
+        );
+        let text = catalog.get("t").unwrap();
+        assert_eq!(text.status_at(stored, t).status, FileStatus::Completed);
+    }
+
+    #[test]
+    fn a_rules_verdict_decides_once_the_bytes_are_stored() {
+        let catalog = Catalog::default();
+        let failed = Processing {
+            status: ProcessingStatus::Failed,
+            error_message: None,
+        };
+        catalog.create(target("a", "video/mp4"), None, None, Some(failed));
+        let now = SystemTime::now();
+        let t = Duration::from_secs(1);
+        assert_eq!(
+            catalog.get("a").unwrap().status_at(now, t).status,
+            FileStatus::Pending
+        );
+        catalog.stored(&target("a", "video/mp4"), None);
+        let status = catalog.get("a").unwrap().status_at(now, t);
+        assert_eq!(status.status, FileStatus::Failed);
+        assert_eq!(status.error_message.as_deref(), Some(DEFAULT_FAILURE));
+        let stuck = Processing {
+            status: ProcessingStatus::Processing,
+            error_message: None,
+        };
+        catalog.stored(&target("b", "text/plain"), Some(stuck));
+        let later = now + Duration::from_secs(3600);
+        assert_eq!(
+            catalog.get("b").unwrap().status_at(later, t).status,
+            FileStatus::Processing
+        );
+    }
+
+    #[test]
+    fn pages_count_every_match_and_deleted_files_leave_tombstones() {
+        let catalog = Catalog::default();
+        for i in 0..10 {
+            let ct = if i % 2 == 0 {
+                "image/png"
+            } else {
+                "text/plain"
+            };
+            catalog.stored(&target(&format!("f{i}"), ct), None);
+        }
+        let images = |e: &Entry| file_type(&e.target.content_type) == "image";
+        let (count, items) = catalog.page(images, 1, 2);
+        assert_eq!(count, 5);
+        let ids: Vec<_> = items.iter().map(|e| e.target.file_uuid.as_str()).collect();
+        assert_eq!(ids, ["f2", "f4"]);
+        assert!(catalog.remove("f2").is_some());
+        assert!(catalog.is_deleted("f2"));
+        assert!(catalog.get("f2").is_none());
+        assert!(catalog.remove("f2").is_none());
+        assert_eq!(catalog.page(images, 0, 100).0, 4);
+        catalog.clear();
+        assert!(!catalog.is_deleted("f2"));
+        assert_eq!(catalog.page(|_| true, 0, 100).0, 0);
+    }
+}

@@ -1,0 +1,236 @@
+//! `PUT <presigned URL>` (`/__uploads/{file_uuid}/{name}?X-Amz-…`): the
+//! bytes of a file announced with `POST /v2/files`, the whole request body,
+//! streamed to storage through the same pipeline as the multipart upload
+//! (`files::ingest`, a `RawBody`): limits, SHA-256, atomic visibility, body
+//! timeout, and rules decided at the same phases (request → upload, once
+//! the URL checks out → complete, with the size). It answers as S3 answers
+//! a presigned PUT: 200 with an `ETag` (the quoted hex MD5 of the bytes) and
+//! no body; errors in S3's XML (rendered by `crate::error`). A second PUT
+//! to the same URL overwrites the file, as S3 overwrites an object.
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use md5::{Digest, Md5};
+
+use super::answer::{Answer, Exchange, Finish};
+use super::apply::{self, Plan, Step};
+use crate::error::ApiError;
+use crate::files::ingest::{self, Failure, RawBody, Source};
+use crate::rules::model::{Phase, RouteName};
+use crate::state::AppState;
+use crate::storage::{FinishedFile, Target};
+use crate::upload::body::{BodyControl, UploadBody};
+use crate::upload::multipart::MultipartError;
+use crate::upload::name::SafeFileName;
+
+macro_rules! step {
+    ($e:expr) => {
+        match $e {
+            Step::Continue => {}
+            Step::Stop(finish) => return finish,
+        }
+    };
+}
+
+/// A source that takes the MD5 of what passes through (S3's `ETag`).
+struct Md5Tap<S> {
+    inner: S,
+    md5: Md5,
+}
+
+impl<S: Source> Source for Md5Tap<S> {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, MultipartError> {
+        let chunk = self.inner.next_chunk().await?;
+        if let Some(bytes) = &chunk {
+            self.md5.update(bytes);
+        }
+        Ok(chunk)
+    }
+}
+
+/// Receives the body of a PUT to a presigned URL whose request phase has
+/// passed. `file_uuid` and `name` are the URL's (the name percent-encoded).
+pub(crate) async fn receive(
+    state: &AppState,
+    parts: &Parts,
+    body: &mut UploadBody,
+    ctl: &BodyControl,
+    mut plan: Plan,
+    ex: &mut Exchange,
+) -> Finish {
+    let headers = &parts.headers;
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    let verified = state.signer.verify(
+        parts.uri.path(),
+        parts.uri.query().unwrap_or_default(),
+        content_type,
+        SystemTime::now(),
+    );
+    let file_uuid = match verified {
+        Ok(uuid) => uuid.to_string(),
+        Err(err) => return Finish::Answer(Answer::error(err.into())),
+    };
+    if state.catalog.is_deleted(&file_uuid) {
+        return Finish::Answer(Answer::error(ApiError::s3(
+            StatusCode::FORBIDDEN,
+            "AccessDenied",
+            format!("The file {file_uuid} this URL was made for has been deleted."),
+        )));
+    }
+    let max = state.settings.max_upload_size;
+    if let Some(len) = content_length(headers) {
+        if len > max {
+            return Finish::Answer(Answer::error(ApiError::payload_too_large(max)).closing());
+        }
+    }
+    let target = target(state, parts, &file_uuid, content_type);
+
+    if plan.rules_apply {
+        let decision = decide(state, parts, Phase::Upload, &target, None, &ex.query);
+        step!(apply::apply(decision, &mut plan, ctl, ex, Phase::Upload));
+    }
+    let mut source = Md5Tap {
+        inner: RawBody(&mut *body),
+        md5: Md5::new(),
+    };
+    let file = match ingest::receive(&state.storage, &mut source, target, max, ctl).await {
+        Ok(file) => file,
+        Err(failure) => return failed(failure),
+    };
+    let digest = source.md5.finalize();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let etag = format!("\"{hex}\"");
+
+    if plan.rules_apply {
+        let target = file.target().clone();
+        let decision = decide(
+            state,
+            parts,
+            Phase::Complete,
+            &target,
+            Some(file.size),
+            &ex.query,
+        );
+        if let Step::Stop(finish) = apply::apply(decision, &mut plan, ctl, ex, Phase::Complete) {
+            // A reset or hang that keeps the upload: stored, then carried out.
+            if plan.keep_upload && matches!(finish, Finish::Reset | Finish::Hang(_)) {
+                if let Err(err) = keep(state, file, ex).await {
+                    return Finish::Answer(Answer::error(err));
+                }
+            }
+            return finish;
+        }
+    }
+    // `reset` with `after_bytes` larger than the whole body: close once it is read.
+    if ctl.reset_pending() {
+        file.discard().await;
+        return Finish::Reset;
+    }
+    let mut answer_headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        answer_headers.insert(http::header::ETAG, v);
+    }
+    let normal = Answer::body(StatusCode::OK, answer_headers, crate::http_util::empty());
+    let reply = plan.shape(normal);
+    let client_sees_success = reply.status.is_success() && !plan.truncate;
+    if !(client_sees_success || plan.keep_upload) {
+        file.discard().await;
+        return Finish::Answer(reply);
+    }
+    if let Err(err) = keep(state, file, ex).await {
+        return Finish::Answer(Answer::error(err));
+    }
+    Finish::Answer(reply)
+}
+
+/// Where the bytes go: as announced by `POST /v2/files`, with the PUT's
+/// `Content-Type` when it sent one (S3 keeps the PUT's). A URL the catalog
+/// does not know (signed by a replica with the same `--presign-secret`, or
+/// from before a reset) still works until it expires, as S3's do: the file
+/// takes its name from the URL, in the `default` workspace.
+fn target(state: &AppState, parts: &Parts, file_uuid: &str, content_type: Option<&str>) -> Target {
+    let given = content_type.filter(|ct| !ct.is_empty()).map(str::to_owned);
+    if let Some(entry) = state.catalog.get(file_uuid) {
+        let mut target = entry.target;
+        if let Some(ct) = given {
+            target.content_type = ct;
+        }
+        return target;
+    }
+    let raw = parts.uri.path().rsplit('/').next().unwrap_or_default();
+    let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
+    let name = SafeFileName::parse(&decoded).as_ref().to_owned();
+    let content_type = given.unwrap_or_else(|| {
+        mime_guess::from_path(&name)
+            .first_raw()
+            .unwrap_or("application/octet-stream")
+            .to_owned()
+    });
+    Target {
+        file_uuid: file_uuid.to_owned(),
+        name,
+        workspace: "default".to_owned(),
+        content_type,
+    }
+}
+
+/// The rule that fires at `phase` for this PUT: the file's name and type
+/// are known once the URL checks out, its size once the body is read.
+fn decide(
+    state: &AppState,
+    parts: &Parts,
+    phase: Phase,
+    target: &Target,
+    size: Option<u64>,
+    query: &[(String, String)],
+) -> Option<crate::rules::Decision> {
+    let mut facts = apply::facts(RouteName::Put, parts, query);
+    facts.filename = Some(&target.name);
+    facts.content_type = Some(&target.content_type);
+    facts.size = size;
+    state.rules.decide(phase, &facts)
+}
+
+/// Makes the file visible: committed to storage (over the bytes of an
+/// earlier PUT, if any), in the index, the catalog and the journal.
+async fn keep(state: &AppState, file: FinishedFile, ex: &mut Exchange) -> Result<(), ApiError> {
+    let record = file.record();
+    let stored = state.upload_of(&record);
+    state
+        .storage
+        .commit(file, &stored)
+        .await
+        .map_err(|err| ApiError::storage(&err))?;
+    if let Some(old) = state.files.remove(&record.target.file_uuid) {
+        state.storage.replaced(&old);
+    }
+    state.catalog.stored(&record.target, ex.processing.take());
+    state.files.insert(record);
+    ex.upload = Some(stored);
+    Ok(())
+}
+
+/// What the client gets when the pipeline produced no file.
+fn failed(failure: Failure) -> Finish {
+    match failure {
+        Failure::Refused { error, close } => {
+            let answer = Answer::error(error);
+            Finish::Answer(if close { answer.closing() } else { answer })
+        }
+        Failure::Reset => Finish::Reset,
+        Failure::ClientGone => Finish::ClientGone,
+    }
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
