@@ -260,7 +260,7 @@ fn the_committed_schema_is_what_aymara_mock_schema_prints() {
 async fn the_whole_fixtures_dir_loads_in_file_name_order() {
     let app = with_fixture(FIXTURES_DIR).await;
     let rules = app.server.rules().await;
-    assert_eq!(rules.len(), 22);
+    assert_eq!(rules.len(), 26);
     let sources: Vec<&str> = rules.iter().map(|r| r.source.as_str()).collect();
     let mut sorted = sources.clone();
     sorted.sort();
@@ -270,7 +270,7 @@ async fn the_whole_fixtures_dir_loads_in_file_name_order() {
         "{sources:?}"
     );
     assert!(
-        sources[21].ends_with("scenarios/timeout.json"),
+        sources[25].ends_with("scenarios/timeout.json"),
         "{sources:?}"
     );
     // The first rule (the 400 example) decides.

@@ -4,6 +4,7 @@
 //! - `upload`: the emulated endpoint through the library: bytes, names, errors, limits.
 //! - `cli`: the real binary: ready line, flags, env vars, signals.
 //! - `cut_body`: bodies that end before their HTTP framing says: never stored.
+//! - `files`: the files API: presigned PUTs, list, get, status, frames, delete.
 //! - `faults`: fault rules, fixtures, phases, network faults, `Prefer`.
 //! - `admin`: the admin API and the library's test-control methods.
 //! - `robustness`: hostile and slow clients, full disks, connection limits.
@@ -24,6 +25,7 @@ mod admin;
 mod cli;
 mod cut_body;
 mod faults;
+mod files;
 mod fuzz;
 mod helpers;
 mod object_store;

@@ -1,0 +1,886 @@
+//! The files API around the upload (`POST /v2/files`, the presigned PUT,
+//! list, get, status, frames, delete), through real sockets: what the SDK's
+//! `upload_file` helper and a polling client see, and the hostile cases
+//! (expired, tampered, wrong-type, oversized and cut PUTs; unknown uuids; bad
+//! pages).
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use md5::Digest as _;
+use reqwest::Method;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::helpers::*;
+
+const KEY: &str = "k";
+
+impl TestApp {
+    /// `POST /v2/files` with `body`, with a key.
+    async fn create(&self, body: Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/v2/files"))
+            .header("x-api-key", KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Announces one local file; its `FileUpload`.
+    async fn announce(&self, entry: Value) -> Value {
+        let resp = self.create(json!({"files": [entry]})).await;
+        assert_eq!(resp.status(), 200);
+        let body: Value = resp.json().await.unwrap();
+        body["files"][0].clone()
+    }
+
+    async fn put(
+        &self,
+        url: &str,
+        bytes: Vec<u8>,
+        content_type: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = self.client.put(url).body(bytes);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        req.send().await.unwrap()
+    }
+
+    async fn get_api(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .header("x-api-key", KEY)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn json_at(&self, path: &str) -> Value {
+        let resp = self.get_api(path).await;
+        assert_eq!(resp.status(), 200, "{path}");
+        resp.json().await.unwrap()
+    }
+
+    async fn delete_file(&self, file_uuid: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(&format!("/v2/files/{file_uuid}")))
+            .header("x-api-key", KEY)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The file's processing status.
+    async fn status_of(&self, file_uuid: &str) -> String {
+        let status = self.json_at(&format!("/v2/files/{file_uuid}/status")).await;
+        status["processing_status"].as_str().unwrap().to_owned()
+    }
+}
+
+/// An S3 XML error's status and `<Code>`.
+async fn s3_error(resp: reqwest::Response) -> (u16, String) {
+    let status = resp.status().as_u16();
+    assert_eq!(resp.headers()["content-type"], "application/xml");
+    assert!(resp.headers().contains_key("x-amz-request-id"));
+    let body = resp.text().await.unwrap();
+    assert!(
+        body.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>"),
+        "{body}"
+    );
+    let code = body
+        .split("<Code>")
+        .nth(1)
+        .and_then(|rest| rest.split("</Code>").next())
+        .unwrap()
+        .to_owned();
+    assert!(
+        body.contains("<Message>") && body.contains("<RequestId>"),
+        "{body}"
+    );
+    (status, code)
+}
+
+async fn envelope_code(resp: reqwest::Response, status: u16) -> Value {
+    assert_eq!(resp.status().as_u16(), status);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    body
+}
+
+/// Every file stored under the storage dir, apart from in-flight parts.
+fn stored(app: &TestApp) -> Vec<std::path::PathBuf> {
+    app.stored_files()
+        .into_iter()
+        .filter(|p| !p.components().any(|c| c.as_os_str() == ".partial"))
+        .collect()
+}
+
+fn md5_hex(bytes: &[u8]) -> String {
+    md5::Md5::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+// ------------------------------------------------------------ the workflow
+
+#[tokio::test]
+async fn the_sdk_upload_helper_flow_creates_puts_and_stores_the_bytes() {
+    let app = spawn_app().await;
+    let upload = app
+        .announce(json!({"local_file_path": "/home/me/data.csv"}))
+        .await;
+    // Every FileUpload field, as the SDK reads them.
+    let keys: Vec<&str> = upload
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for key in [
+        "file_uuid",
+        "file_url",
+        "local_file_path",
+        "remote_file_path",
+        "remote_uri",
+        "content_type",
+        "processing_status",
+    ] {
+        assert!(keys.contains(&key), "{key} in {upload}");
+    }
+    assert_eq!(upload["processing_status"], "pending");
+    assert_eq!(upload["content_type"], "text/csv");
+    assert_eq!(upload["local_file_path"], "/home/me/data.csv");
+    let uuid = upload["file_uuid"].as_str().unwrap().to_owned();
+    assert_eq!(
+        upload["remote_file_path"],
+        format!("uploads/default/{uuid}/data.csv")
+    );
+    let url = upload["file_url"].as_str().unwrap();
+    assert!(
+        url.starts_with(&format!(
+            "{}/__uploads/{uuid}/data.csv?X-Amz-Algorithm=AWS4-HMAC-SHA256&",
+            app.server.url()
+        )),
+        "{url}"
+    );
+    assert!(url.contains("X-Amz-Expires=1800&"), "{url}");
+    assert_eq!(app.status_of(&uuid).await, "pending");
+
+    // The helper PUTs with a Content-Type of its own guess: not signed, so accepted.
+    let bytes = data(300_000);
+    let resp = app.put(url, bytes.clone(), Some("text/csv")).await;
+    assert_eq!(resp.status(), 200);
+    let etag = resp.headers()["etag"].to_str().unwrap().to_owned();
+    assert_eq!(etag, format!("\"{}\"", md5_hex(&bytes)));
+    assert!(resp.bytes().await.unwrap().is_empty());
+
+    let uploads = app.server.uploads().await;
+    assert_eq!(uploads.len(), 1, "GET /__admin/uploads lists the PUT");
+    assert_eq!(uploads[0].file_uuid, uuid);
+    assert_eq!(uploads[0].sha256, sha256_hex(&bytes));
+    let on_disk = std::fs::read(uploads[0].local_file_path.as_ref().unwrap()).unwrap();
+    assert_eq!(Sha256::digest(&on_disk), Sha256::digest(&bytes));
+    assert_eq!(app.status_of(&uuid).await, "completed");
+
+    let detail = app.json_at(&format!("/v2/files/{uuid}")).await;
+    assert_eq!(detail["file_type"], "text");
+    assert_eq!(detail["file_size_bytes"], 300_000);
+    assert_eq!(
+        detail["organization_uuid"],
+        "00000000-0000-4000-8000-0000000000a1"
+    );
+    assert_eq!(
+        detail["uploaded_by_uuid"],
+        "00000000-0000-4000-8000-0000000000b1"
+    );
+    assert_eq!(detail["original_file_url"], "/home/me/data.csv");
+    assert!(detail["workspace_uuid"].is_null());
+    for field in ["created_at", "updated_at"] {
+        let text = detail[field].as_str().unwrap();
+        assert!(text.ends_with('Z') && text.contains('T'), "{field}: {text}");
+    }
+    let file_url = detail["file_url"].as_str().unwrap();
+    let back = app.client.get(file_url).send().await.unwrap();
+    assert_eq!(back.status(), 200);
+    assert_eq!(back.bytes().await.unwrap().as_ref(), bytes.as_slice());
+
+    // The journal records the PUT with what it stored.
+    let put = app
+        .server
+        .requests()
+        .await
+        .into_iter()
+        .find(|r| r.method == "PUT")
+        .unwrap();
+    assert_eq!(put.status, Some(200));
+    assert_eq!(put.upload.unwrap().sha256, sha256_hex(&bytes));
+}
+
+#[tokio::test]
+async fn a_create_answers_each_entry_and_keeps_the_workspace() {
+    let app = spawn_app().await;
+    let resp = app
+        .create(json!({
+            "workspace_uuid": "ws-1",
+            "files": [
+                {"local_file_path": "a.png"},
+                {"local_file_path": "b.bin", "content_type": "video/mp4"},
+                {"remote_uri": "https://example.com/c.mp4"}
+            ]
+        }))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["workspace_uuid"], "ws-1");
+    let files = body["files"].as_array().unwrap();
+    assert_eq!(files.len(), 3);
+    assert_eq!(files[0]["content_type"], "image/png");
+    assert!(files[0]["remote_file_path"]
+        .as_str()
+        .unwrap()
+        .starts_with("uploads/ws-1/"));
+    assert_eq!(files[1]["content_type"], "video/mp4");
+    // A signed Content-Type is in the URL's signed headers.
+    assert!(files[1]["file_url"]
+        .as_str()
+        .unwrap()
+        .contains("X-Amz-SignedHeaders=content-type%3Bhost"));
+    assert!(files[0]["file_url"]
+        .as_str()
+        .unwrap()
+        .contains("X-Amz-SignedHeaders=host&"));
+    // A remote URI is not fetched (offline): it fails, saying so.
+    assert_eq!(files[2]["remote_uri"], "https://example.com/c.mp4");
+    assert!(files[2]["file_url"].is_null());
+    let remote = files[2]["file_uuid"].as_str().unwrap();
+    let status = app.json_at(&format!("/v2/files/{remote}/status")).await;
+    assert_eq!(status["processing_status"], "failed");
+    assert!(status["error_message"]
+        .as_str()
+        .unwrap()
+        .contains("https://example.com/c.mp4"));
+
+    let listed = app.json_at("/v2/files?workspace_uuid=ws-1").await;
+    assert_eq!(listed["count"], 3);
+    let listed = app.json_at("/v2/files?workspace_uuid=other").await;
+    assert_eq!(listed["count"], 0);
+    assert_eq!(listed["items"], json!([]));
+}
+
+#[tokio::test]
+async fn bad_create_bodies_are_422_in_the_envelope() {
+    let app = spawn_app().await;
+    for (body, field) in [
+        (json!({}), "files"),
+        (json!({"files": []}), "files"),
+        (json!({"files": [{}]}), "files[0]"),
+        (
+            json!({"files": [{"local_file_path": "a", "remote_uri": "b"}]}),
+            "files[0]",
+        ),
+        (
+            json!({"files": [{"local_file_path": 1}]}),
+            "files[0].local_file_path",
+        ),
+    ] {
+        let body = envelope_code(app.create(body).await, 422).await;
+        assert_eq!(body["error"]["code"], "validation.invalid_format");
+        assert_eq!(body["error"]["details"]["field"], field);
+    }
+    let resp = app
+        .client
+        .post(app.url("/v2/files"))
+        .header("x-api-key", KEY)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    let body = envelope_code(resp, 422).await;
+    assert_eq!(body["error"]["details"]["field"], "body");
+    assert!(app.json_at("/v2/files").await["items"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn the_files_api_needs_a_key_and_takes_prefer_and_rules() {
+    let app = spawn_with(|b| b.api_key("good")).await;
+    for (method, path) in [
+        (Method::GET, "/v2/files"),
+        (Method::POST, "/v2/files"),
+        (Method::GET, "/v2/files/x"),
+        (Method::GET, "/v2/files/x/status"),
+        (Method::GET, "/v2/files/x/frames"),
+        (Method::DELETE, "/v2/files/x"),
+    ] {
+        let resp = app.call(method.clone(), path).await;
+        let body = envelope_code(resp, 401).await;
+        assert_eq!(body["error"]["code"], "auth.invalid_key", "{method} {path}");
+    }
+    let resp = app
+        .client
+        .get(app.url("/v2/files/x/status"))
+        .header("x-api-key", "good")
+        .header("prefer", "code=503")
+        .send()
+        .await
+        .unwrap();
+    envelope_code(resp, 503).await;
+    app.server
+        .add_rule(
+            serde_json::from_value(json!({
+                "id": "status-down", "match": {"method": "GET", "path": "/v2/files/*/status"},
+                "respond": {"status": 500}
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let resp = app
+        .client
+        .get(app.url("/v2/files/abc/status"))
+        .header("x-api-key", "good")
+        .send()
+        .await
+        .unwrap();
+    envelope_code(resp, 500).await;
+    let journal = app.server.requests().await;
+    let last = journal.last().unwrap();
+    assert_eq!(last.path, "/v2/files/abc/status");
+    assert_eq!(last.rule.as_deref(), Some("status-down"));
+}
+
+// ------------------------------------------------------- hostile PUTs
+
+/// HMAC-SHA256, as the emulator signs with a `presign_secret`.
+fn hmac(key: &[u8], message: &[u8]) -> Vec<u8> {
+    let mut block = [0u8; 64];
+    block[..key.len()].copy_from_slice(key);
+    let mut inner = Sha256::new();
+    inner.update(block.map(|b| b ^ 0x36));
+    inner.update(message);
+    let mut outer = Sha256::new();
+    outer.update(block.map(|b| b ^ 0x5c));
+    outer.update(inner.finalize());
+    outer.finalize().to_vec()
+}
+
+/// A PUT URL for `path`, signed with `secret` as if at `unix` (a replica's
+/// URL, from the past): the test's own signer, to make an expired URL
+/// without waiting.
+fn forge(base: &str, secret: &str, path: &str, unix: u64, expires: u64) -> String {
+    let date = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix))
+        .to_string()
+        .replace(['-', ':'], "");
+    let message = format!("AWS4-HMAC-SHA256\nPUT\n{path}\n{date}\n{expires}\n");
+    let key = Sha256::digest(secret.as_bytes());
+    let signature: String = hmac(&key, message.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{base}{path}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Date={date}&X-Amz-Expires={expires}&X-Amz-SignedHeaders=host&X-Amz-Signature={signature}")
+}
+
+#[tokio::test]
+async fn an_expired_url_is_access_denied_and_stores_nothing() {
+    let app = spawn_with(|b| b.presign_secret("shared")).await;
+    let upload = app.announce(json!({"local_file_path": "a.txt"})).await;
+    let uuid = upload["file_uuid"].as_str().unwrap();
+    let path = format!("/__uploads/{uuid}/a.txt");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // Signed two hours ago, valid for one: expired.
+    let expired = forge(app.server.url(), "shared", &path, now - 7200, 3600);
+    let (status, code) = s3_error(app.put(&expired, b"late".to_vec(), None).await).await;
+    assert_eq!((status, code.as_str()), (403, "AccessDenied"));
+    let resp = app.put(&expired, b"late".to_vec(), None).await;
+    assert!(resp
+        .text()
+        .await
+        .unwrap()
+        .contains("<Message>Request has expired</Message>"));
+    // The same forgery, still valid: the shared secret is accepted (replicas).
+    let fresh = forge(app.server.url(), "shared", &path, now - 60, 3600);
+    assert_eq!(app.put(&fresh, b"ok".to_vec(), None).await.status(), 200);
+    assert_eq!(app.server.uploads().await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_tampered_url_does_not_match_the_signature_and_stores_nothing() {
+    let app = spawn_app().await;
+    let upload = app.announce(json!({"local_file_path": "a.txt"})).await;
+    let url = upload["file_url"].as_str().unwrap().to_owned();
+    let uuid = upload["file_uuid"].as_str().unwrap();
+    let other = app.announce(json!({"local_file_path": "a.txt"})).await;
+    let other_uuid = other["file_uuid"].as_str().unwrap();
+    let flipped = {
+        let last = url.chars().last().unwrap();
+        let swap = if last == '0' { '1' } else { '0' };
+        format!("{}{swap}", &url[..url.len() - 1])
+    };
+    for tampered in [
+        flipped,
+        url.replace(uuid, other_uuid),
+        url.replace("/a.txt?", "/b.txt?"),
+        url.replace("X-Amz-Expires=1800", "X-Amz-Expires=99999"),
+    ] {
+        let (status, code) = s3_error(app.put(&tampered, b"evil".to_vec(), None).await).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (403, "SignatureDoesNotMatch"),
+            "{tampered}"
+        );
+    }
+    let (status, code) = s3_error(
+        app.put(&url.replace("X-Amz-Signature", "X-Nope"), vec![1], None)
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (status, code.as_str()),
+        (400, "AuthorizationQueryParametersError")
+    );
+    assert!(app.server.uploads().await.is_empty());
+    assert!(stored(&app).is_empty(), "{:?}", stored(&app));
+    assert_eq!(app.status_of(uuid).await, "pending");
+}
+
+#[tokio::test]
+async fn a_content_type_other_than_the_signed_one_is_refused() {
+    let app = spawn_app().await;
+    let upload = app
+        .announce(json!({"local_file_path": "v.mp4", "content_type": "video/mp4"}))
+        .await;
+    let url = upload["file_url"].as_str().unwrap();
+    for wrong in [Some("video/webm"), None] {
+        let (status, code) = s3_error(app.put(url, b"v".to_vec(), wrong).await).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (403, "SignatureDoesNotMatch"),
+            "{wrong:?}"
+        );
+    }
+    assert!(app.server.uploads().await.is_empty());
+    assert_eq!(
+        app.put(url, b"v".to_vec(), Some("video/mp4"))
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_put_over_the_size_limit_is_413_and_stores_nothing() {
+    let app = spawn_with(|b| b.max_upload_size(1000u64)).await;
+    let upload = app.announce(json!({"local_file_path": "big.bin"})).await;
+    let url = upload["file_url"].as_str().unwrap();
+    let (status, code) = s3_error(app.put(url, data(5000), None).await).await;
+    assert_eq!((status, code.as_str()), (413, "EntityTooLarge"));
+    // Chunked, with no Content-Length to refuse it early: cut at the limit.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..10).map(|_| Ok(data(500))).collect();
+    let resp = app
+        .client
+        .put(url)
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap();
+    let (status, code) = s3_error(resp).await;
+    assert_eq!((status, code.as_str()), (413, "EntityTooLarge"));
+    assert!(app.server.uploads().await.is_empty());
+    assert!(stored(&app).is_empty(), "{:?}", stored(&app));
+    assert_eq!(app.put(url, data(1000), None).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_put_cut_mid_body_stores_nothing() {
+    let app = spawn_app().await;
+    let upload = app.announce(json!({"local_file_path": "cut.bin"})).await;
+    let url = upload["file_url"].as_str().unwrap();
+    let uuid = upload["file_uuid"].as_str().unwrap();
+    let target = url.strip_prefix(app.server.url()).unwrap();
+    let mut stream = tokio::net::TcpStream::connect(app.server.address())
+        .await
+        .unwrap();
+    let head = format!(
+        "PUT {target} HTTP/1.1\r\nHost: {}\r\nContent-Length: 100000\r\n\r\n",
+        app.server.address()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&data(40_000)).await.unwrap();
+    stream.shutdown().await.unwrap();
+    drop(stream);
+    // The cut request is journaled once the server gave up on it.
+    let mut journaled = false;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if app
+            .server
+            .requests()
+            .await
+            .iter()
+            .any(|r| r.method == "PUT")
+        {
+            journaled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(journaled);
+    let put = app
+        .server
+        .requests()
+        .await
+        .into_iter()
+        .find(|r| r.method == "PUT")
+        .unwrap();
+    assert!(put.upload.is_none());
+    assert!(app.server.uploads().await.is_empty());
+    assert!(stored(&app).is_empty(), "{:?}", stored(&app));
+    assert_eq!(app.status_of(uuid).await, "pending");
+}
+
+#[tokio::test]
+async fn a_second_put_to_the_same_url_overwrites_as_s3_does() {
+    // Room for the stored file and one in flight: the overwritten bytes stop counting.
+    let app = spawn_with(|b| b.max_storage(12u64)).await;
+    let upload = app.announce(json!({"local_file_path": "o.txt"})).await;
+    let url = upload["file_url"].as_str().unwrap();
+    let uuid = upload["file_uuid"].as_str().unwrap();
+    for bytes in [b"first!", b"again!", b"second"] {
+        assert_eq!(app.put(url, bytes.to_vec(), None).await.status(), 200);
+    }
+    let uploads = app.server.uploads().await;
+    assert_eq!(uploads.len(), 1);
+    assert_eq!(uploads[0].sha256, sha256_hex(b"second"));
+    let detail = app.json_at(&format!("/v2/files/{uuid}")).await;
+    let back = app
+        .client
+        .get(detail["file_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.bytes().await.unwrap().as_ref(), b"second");
+    assert_eq!(app.json_at("/v2/files").await["count"], 1);
+    assert_eq!(stored(&app).len(), 1);
+}
+
+#[tokio::test]
+async fn rules_apply_to_the_put_and_answer_in_s3_xml() {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/scenarios/files-put-slow-down.json"
+    );
+    let app = spawn_with(|b| b.fixtures(fixture).unwrap()).await;
+    let upload = app.announce(json!({"local_file_path": "s.txt"})).await;
+    let url = upload["file_url"].as_str().unwrap();
+    let (status, code) = s3_error(app.put(url, b"x".to_vec(), None).await).await;
+    assert_eq!((status, code.as_str()), (503, "SlowDown"));
+    assert!(app.server.uploads().await.is_empty());
+    assert_eq!(app.put(url, b"x".to_vec(), None).await.status(), 200);
+}
+
+// ------------------------------------------------ status, frames, delete
+
+async fn wait_for_status(app: &TestApp, uuid: &str, want: &str) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let status = app.status_of(uuid).await;
+        if seen.last() != Some(&status) {
+            seen.push(status.clone());
+        }
+        if status == want {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{uuid} never became {want}: {seen:?}");
+}
+
+#[tokio::test]
+async fn a_video_goes_pending_processing_completed_then_has_frames() {
+    let app = spawn_with(|b| b.video_processing_time(Duration::from_millis(900))).await;
+    let upload = app.announce(json!({"local_file_path": "clip.mp4"})).await;
+    let uuid = upload["file_uuid"].as_str().unwrap();
+    let url = upload["file_url"].as_str().unwrap();
+    assert_eq!(
+        app.put(url, data(2048), Some("video/mp4")).await.status(),
+        200
+    );
+    let resp = app.get_api(&format!("/v2/files/{uuid}/frames")).await;
+    let body = envelope_code(resp, 409).await;
+    assert_eq!(body["error"]["code"], "resource.conflict");
+    let seen = wait_for_status(&app, uuid, "completed").await;
+    assert_eq!(seen, ["pending", "processing", "completed"]);
+    let status = app.json_at(&format!("/v2/files/{uuid}/status")).await;
+    assert_eq!(
+        status["remote_file_path"],
+        format!("uploads/default/{uuid}/clip.mp4")
+    );
+    assert!(status["error_message"].is_null());
+
+    let detail = app.json_at(&format!("/v2/files/{uuid}")).await;
+    assert_eq!(detail["file_type"], "video");
+    assert_eq!(detail["video_metadata"]["frame_count"], 4);
+    let frames = app.json_at(&format!("/v2/files/{uuid}/frames")).await;
+    assert_eq!(frames["file_uuid"], uuid);
+    assert_eq!(frames["frame_count"], 4);
+    let urls = frames["frame_urls"].as_array().unwrap();
+    assert_eq!(urls.len(), 4);
+    let mut images = Vec::new();
+    for url in urls {
+        let resp = app.client.get(url.as_str().unwrap()).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["content-type"], "image/png");
+        let png = resp.bytes().await.unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        images.push(png);
+    }
+    assert_ne!(images[0], images[1], "each frame is its own picture");
+    let beyond = format!("{}/__frames/{uuid}/4.png", app.server.url());
+    assert_eq!(app.client.get(beyond).send().await.unwrap().status(), 404);
+}
+
+#[tokio::test]
+async fn a_non_video_has_no_frames_and_completes_at_once() {
+    let app = spawn_app().await;
+    let answer: Value = app
+        .upload(b"hello".to_vec(), "h.txt")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let uuid = answer["file_uuid"].as_str().unwrap();
+    // A multipart upload is in the files API too.
+    assert_eq!(app.status_of(uuid).await, "completed");
+    let listed = app.json_at("/v2/files").await;
+    assert_eq!(listed["items"][0]["file_uuid"], uuid);
+    assert_eq!(listed["items"][0]["file_size_bytes"], 5);
+    let body = envelope_code(app.get_api(&format!("/v2/files/{uuid}/frames")).await, 400).await;
+    assert_eq!(body["error"]["details"]["file_type"], "text");
+}
+
+#[tokio::test]
+async fn a_rule_decides_a_videos_processing_outcome() {
+    let fails = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/scenarios/files-video-fails.json"
+    );
+    let stuck = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/scenarios/files-video-stuck.json"
+    );
+    let app = spawn_with(|b| {
+        b.fixtures(fails)
+            .unwrap()
+            .video_processing_time(Duration::ZERO)
+    })
+    .await;
+    let upload = app.announce(json!({"local_file_path": "bad.mp4"})).await;
+    let uuid = upload["file_uuid"].as_str().unwrap();
+    assert_eq!(
+        app.status_of(uuid).await,
+        "pending",
+        "no verdict before the bytes"
+    );
+    app.put(
+        upload["file_url"].as_str().unwrap(),
+        vec![0; 10],
+        Some("video/mp4"),
+    )
+    .await;
+    let status = app.json_at(&format!("/v2/files/{uuid}/status")).await;
+    assert_eq!(status["processing_status"], "failed");
+    assert_eq!(
+        status["error_message"],
+        "Video processing failed: the file is not a decodable video."
+    );
+    assert!(status["remote_file_path"].is_null());
+    envelope_code(app.get_api(&format!("/v2/files/{uuid}/frames")).await, 409).await;
+    // The multipart upload of a video too.
+    let part = reqwest::multipart::Part::bytes(vec![1, 2])
+        .file_name("m.mp4")
+        .mime_str("video/mp4")
+        .unwrap();
+    let resp = app
+        .client
+        .post(app.server.upload_url())
+        .header("x-api-key", KEY)
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap();
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(
+        app.status_of(answer["file_uuid"].as_str().unwrap()).await,
+        "failed"
+    );
+    // A text file is not matched: completed.
+    let text = app.announce(json!({"local_file_path": "t.txt"})).await;
+    app.put(text["file_url"].as_str().unwrap(), vec![1], None)
+        .await;
+    assert_eq!(
+        app.status_of(text["file_uuid"].as_str().unwrap()).await,
+        "completed"
+    );
+
+    let app = spawn_with(|b| {
+        b.fixtures(stuck)
+            .unwrap()
+            .video_processing_time(Duration::ZERO)
+    })
+    .await;
+    let upload = app.announce(json!({"local_file_path": "slow.mp4"})).await;
+    let uuid = upload["file_uuid"].as_str().unwrap();
+    app.put(
+        upload["file_url"].as_str().unwrap(),
+        vec![0; 10],
+        Some("video/mp4"),
+    )
+    .await;
+    assert_eq!(app.status_of(uuid).await, "processing");
+}
+
+#[tokio::test]
+async fn a_deleted_file_is_gone_from_every_route_and_from_storage() {
+    let app = spawn_with(|b| b.video_processing_time(Duration::ZERO)).await;
+    let upload = app.announce(json!({"local_file_path": "gone.mp4"})).await;
+    let uuid = upload["file_uuid"].as_str().unwrap().to_owned();
+    let url = upload["file_url"].as_str().unwrap().to_owned();
+    app.put(&url, data(100), Some("video/mp4")).await;
+    let detail = app.json_at(&format!("/v2/files/{uuid}")).await;
+    let file_url = detail["file_url"].as_str().unwrap().to_owned();
+    let frames = app.json_at(&format!("/v2/files/{uuid}/frames")).await;
+    let frame_url = frames["frame_urls"][0].as_str().unwrap().to_owned();
+    assert_eq!(stored(&app).len(), 1);
+
+    let resp = app.delete_file(&uuid).await;
+    assert_eq!(resp.status(), 204);
+    assert!(resp.bytes().await.unwrap().is_empty());
+    for path in [
+        format!("/v2/files/{uuid}"),
+        format!("/v2/files/{uuid}/status"),
+        format!("/v2/files/{uuid}/frames"),
+    ] {
+        let body = envelope_code(app.get_api(&path).await, 404).await;
+        assert_eq!(body["error"]["code"], "resource.not_found", "{path}");
+    }
+    assert_eq!(app.json_at("/v2/files").await["count"], 0);
+    assert_eq!(
+        app.client.get(&file_url).send().await.unwrap().status(),
+        404
+    );
+    assert_eq!(
+        app.client.get(&frame_url).send().await.unwrap().status(),
+        404
+    );
+    assert!(stored(&app).is_empty(), "{:?}", stored(&app));
+    assert!(app.server.uploads().await.is_empty());
+    envelope_code(app.delete_file(&uuid).await, 404).await;
+    // Its URL cannot bring it back.
+    let (status, code) = s3_error(app.put(&url, data(100), Some("video/mp4")).await).await;
+    assert_eq!((status, code.as_str()), (403, "AccessDenied"));
+    assert!(stored(&app).is_empty());
+}
+
+#[tokio::test]
+async fn unknown_uuids_are_404_on_every_route() {
+    let app = spawn_app().await;
+    for (method, path) in [
+        (Method::GET, "/v2/files/nope"),
+        (Method::GET, "/v2/files/nope/status"),
+        (Method::GET, "/v2/files/nope/frames"),
+        (Method::DELETE, "/v2/files/nope"),
+        (Method::GET, "/__frames/nope/0.png"),
+    ] {
+        let resp = app
+            .client
+            .request(method.clone(), app.url(path))
+            .header("x-api-key", KEY)
+            .send()
+            .await
+            .unwrap();
+        let body = envelope_code(resp, 404).await;
+        assert_eq!(
+            body["error"]["code"], "resource.not_found",
+            "{method} {path}"
+        );
+    }
+}
+
+// ------------------------------------------------------------- the list
+
+#[tokio::test]
+async fn the_list_pages_filters_and_refuses_bad_parameters() {
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    for name in ["a.png", "b.txt", "c.png", "d.pdf", "e.png"] {
+        let upload = app.announce(json!({"local_file_path": name})).await;
+        ids.push(upload["file_uuid"].as_str().unwrap().to_owned());
+    }
+    let page = app.json_at("/v2/files?limit=2&offset=1").await;
+    assert_eq!(page["count"], 5, "count: every match, all pages");
+    let got: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["file_uuid"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, [ids[1].as_str(), ids[2].as_str()]);
+    let images = app.json_at("/v2/files?file_type=image").await;
+    assert_eq!(images["count"], 3);
+    assert_eq!(
+        app.json_at("/v2/files?file_type=document").await["count"],
+        1
+    );
+    // A pending file lists without bytes.
+    let item = &images["items"][0];
+    assert!(item["file_url"].is_null() && item["file_size_bytes"].is_null());
+    assert_eq!(item["processing_status"], "pending");
+    assert_eq!(app.json_at("/v2/files?offset=99").await["items"], json!([]));
+    assert_eq!(app.json_at("/v2/files?limit=100").await["count"], 5);
+    for query in [
+        "limit=-1",
+        "limit=0",
+        "limit=100000",
+        "limit=abc",
+        "offset=abc",
+        "offset=-1",
+    ] {
+        let body = envelope_code(app.get_api(&format!("/v2/files?{query}")).await, 422).await;
+        let field = query.split('=').next().unwrap();
+        assert_eq!(body["error"]["details"]["field"], field, "{query}");
+    }
+}
+
+#[tokio::test]
+async fn reset_and_clearing_uploads_empty_the_files_api() {
+    let app = spawn_app().await;
+    let upload = app.announce(json!({"local_file_path": "r.txt"})).await;
+    app.put(upload["file_url"].as_str().unwrap(), b"r".to_vec(), None)
+        .await;
+    app.announce(json!({"local_file_path": "pending.txt"}))
+        .await;
+    assert_eq!(app.json_at("/v2/files").await["count"], 2);
+    assert_eq!(app.server.clear_uploads().await, 1);
+    assert_eq!(app.json_at("/v2/files").await["count"], 0);
+    app.announce(json!({"local_file_path": "again.txt"})).await;
+    app.server.reset().await.unwrap();
+    assert_eq!(app.json_at("/v2/files").await["count"], 0);
+    assert!(stored(&app).is_empty());
+}
