@@ -72,8 +72,34 @@ async fn the_document_matches_what_the_server_does() {
     assert_eq!(keys(record), required(&doc, "RequestRecord"));
     assert_eq!(keys(&record["upload"]), required(&doc, "StoredUpload"));
 
-    // Every documented route and method is served (never 404 for the route, never 405).
+    // The files API's answers too.
     let uuid = answer["file_uuid"].as_str().unwrap();
+    let api = |path: String| {
+        let req = app.client.get(app.url(&path)).header("x-api-key", "k");
+        async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let list = api("/v2/files".into()).await;
+    assert_eq!(keys(&list), required(&doc, "FileList"));
+    assert_eq!(keys(&list["items"][0]), required(&doc, "FileDetail"));
+    let detail = api(format!("/v2/files/{uuid}")).await;
+    assert_eq!(keys(&detail), required(&doc, "FileDetail"));
+    let status = api(format!("/v2/files/{uuid}/status")).await;
+    assert_eq!(keys(&status), required(&doc, "FileStatus"));
+    let created: Value = app
+        .client
+        .post(app.url("/v2/files"))
+        .header("x-api-key", "k")
+        .json(&serde_json::json!({"files": [{"local_file_path": "v.mp4"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(keys(&created), required(&doc, "FileCreateResponse"));
+    assert_eq!(keys(&created["files"][0]), required(&doc, "FileUpload"));
+
+    // Every documented route and method is served (never 404 for the route, never 405).
     for (path, item) in doc["paths"].as_object().unwrap() {
         let concrete = path
             .replace("{file_uuid}", uuid)
