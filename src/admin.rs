@@ -303,6 +303,7 @@ mod tests {
             },
             size: i as u64,
             sha256: "ab".repeat(32).into(),
+            duplicate_of: None,
         })
     }
 
@@ -319,6 +320,7 @@ mod tests {
             remote_file_path: format!("uploads/default/{i}/f.txt"),
             remote_uri: format!("s3://aymara-mock/uploads/default/{i}/f.txt"),
             file_url: format!("http://127.0.0.1:1/__files/{i}/f.txt"),
+            duplicate_of: None,
         }
     }
 
@@ -346,6 +348,10 @@ mod tests {
                 upload: None,
                 body_bytes: 0,
                 duration_ms: 1,
+                retry_count: None,
+                call: String::new(),
+                attempt: 0,
+                near_misses: Vec::new(),
             });
         }
         let mut body = JsonList::new("requests", journal.snapshot(), |r: &RequestRecord, out| {

@@ -77,6 +77,60 @@ pub struct RequestRecord {
     pub body_bytes: u64,
     /// Milliseconds from arrival to the end of the answer.
     pub duration_ms: u64,
+    /// The client's `x-stainless-retry-count`: 0 for a first attempt, 1 for
+    /// the first retry, … (`None` when not sent or not a number).
+    #[serde(default)]
+    pub retry_count: Option<u32>,
+    /// The logical call this request is an attempt of: the `id` of its first
+    /// attempt (its own id when it is one). Retries join the call of the
+    /// attempt before them (see [`Journal`](crate::MockServer::requests)).
+    #[serde(default)]
+    pub call: String,
+    /// Which attempt of its call this is: 1 for the first, 2 for the first retry, ….
+    #[serde(default)]
+    pub attempt: u32,
+    /// The rules that came closest to deciding this request (none decided
+    /// it), or the rules tried before the one that did that nearly matched;
+    /// at most [`MAX_NEAR_MISSES`](crate::MAX_NEAR_MISSES), closest first.
+    #[serde(default)]
+    pub near_misses: Vec<crate::NearMiss>,
+}
+
+/// The retry count a request announces (`x-stainless-retry-count`).
+pub(crate) fn retry_count(headers: &http::HeaderMap) -> Option<u32> {
+    headers
+        .get("x-stainless-retry-count")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Records looked back over to find the attempt a retry follows.
+const RETRY_LOOKBACK: usize = 1_000;
+
+/// Whether `retry` is the attempt after `earlier`: the next retry count,
+/// the same method, path, query and client (`user-agent`), and the same body
+/// as far as both show it (the stored file's sha256, else the byte count).
+fn follows(retry: &RequestRecord, earlier: &RequestRecord) -> bool {
+    let (Some(n), Some(m)) = (retry.retry_count, earlier.retry_count) else {
+        return false;
+    };
+    let same_body = match (&retry.upload, &earlier.upload) {
+        (Some(a), Some(b)) => a.sha256 == b.sha256,
+        _ => {
+            retry.body_bytes == earlier.body_bytes
+                || retry.body_bytes == 0
+                || earlier.body_bytes == 0
+        }
+    };
+    n == m + 1
+        && retry.method == earlier.method
+        && retry.path == earlier.path
+        && retry.query == earlier.query
+        && retry.headers.get("user-agent") == earlier.headers.get("user-agent")
+        && same_body
 }
 
 /// Records headers as a JSON object, with credential values redacted.
@@ -145,6 +199,13 @@ fn approximate_size(record: &RequestRecord) -> usize {
         + record.rule.as_ref().map_or(0, String::len)
         + record.fault.as_ref().map_or(0, String::len)
         + upload
+        + record.call.len()
+        + record
+            .near_misses
+            .iter()
+            .flat_map(|m| &m.failed)
+            .map(|f| f.condition.len() + f.message.len() + 2 * FIELD_OVERHEAD)
+            .sum::<usize>()
 }
 
 /// Decodes `a=1&b=x%20y` into pairs.
@@ -203,9 +264,26 @@ impl Journal {
         if self.capacity == 0 {
             return;
         }
+        let mut record = record;
         let size = approximate_size(&record);
         let evicted = {
             let mut inner = lock(&self.inner);
+            // A retry joins the call of the attempt it follows, if that is
+            // still journaled; anything else starts a call of its own.
+            let earlier = match record.retry_count {
+                Some(n) if n > 0 => inner
+                    .queue
+                    .iter()
+                    .rev()
+                    .take(RETRY_LOOKBACK)
+                    .find(|(r, _)| follows(&record, r))
+                    .map(|(r, _)| (r.call.clone(), r.attempt)),
+                _ => None,
+            };
+            (record.call, record.attempt) = match earlier {
+                Some((call, attempt)) => (call, attempt + 1),
+                None => (record.id.clone(), 1),
+            };
             let mut evicted = Vec::new();
             while !inner.queue.is_empty()
                 && (inner.queue.len() >= self.capacity
@@ -274,6 +352,10 @@ mod tests {
             upload: None,
             body_bytes: 0,
             duration_ms: 0,
+            retry_count: None,
+            call: String::new(),
+            attempt: 0,
+            near_misses: Vec::new(),
         }
     }
 

@@ -65,6 +65,7 @@ pub use rules::model::{
     Action, Fault, Fixture, Headers, Match, Pass, Phase, Probability, Respond, Rule, SizeRange,
     Status, Wait, When, FALLBACK_READ_TIMEOUT_MS, MAX_WAIT_MS,
 };
+pub use rules::near_miss::{FailedCondition, NearMiss, MAX_NEAR_MISSES, NEAR_MISS_SCAN};
 pub use rules::schema::SCHEMA as FIXTURE_SCHEMA;
 pub use rules::{AddRuleError, FixtureError, RuleStatus};
 pub use server::{MockServer, MockServerBuilder, StartError};

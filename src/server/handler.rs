@@ -43,6 +43,8 @@ pub(crate) struct Exchange {
     pub(crate) cut: bool,
     /// The read timeout the client announced (`x-stainless-read-timeout`), in ms.
     pub(crate) read_timeout_ms: Option<u64>,
+    /// What the rules saw, for the near misses.
+    pub(crate) seen: crate::rules::near_miss::Seen,
 }
 
 /// How a request ends.
@@ -286,6 +288,10 @@ pub(crate) async fn handle(
         upload: None,
         body_bytes: 0,
         duration_ms: 0,
+        retry_count: crate::journal::retry_count(req.headers()),
+        call: String::new(),
+        attempt: 0,
+        near_misses: Vec::new(),
     };
     let mut flight = InFlight {
         state: Arc::clone(&state),
@@ -376,6 +382,20 @@ impl Drop for InFlight {
         record.cut = self.ex.cut;
         record.body_bytes = self.ex.body_bytes;
         record.duration_ms = self.started.elapsed().as_millis() as u64;
+        record.near_misses = crate::rules::near_miss::explain(
+            &self.state.rules,
+            &self.ex.seen,
+            self.ex.rule.as_deref(),
+        );
+        if !record.near_misses.is_empty() {
+            tracing::debug!(
+                target: "aymara_mock::request",
+                id = %record.id,
+                path = %record.path,
+                near_misses = %crate::rules::near_miss::summary(&record.near_misses),
+                "near misses"
+            );
+        }
         log_line(
             &self.method,
             &record.path,
@@ -500,7 +520,7 @@ async fn other_route(
         Ok(Some(code)) if code != 200 => Some(Finish::Answer(Answer::error(prefer_error(code)))),
         Ok(Some(_)) => None,
         Ok(None) => {
-            let decision = state.rules.decide(
+            let decision = state.rules.decide_seen(
                 Phase::Request,
                 &RequestFacts {
                     method: parts.method.as_str(),
@@ -511,6 +531,7 @@ async fn other_route(
                     content_type: None,
                     size: None,
                 },
+                Some(&mut ex.seen),
             );
             match decision {
                 None => None,

@@ -199,7 +199,7 @@ async fn receive(
             return Finish::Answer(Answer::error(crate::server::handler::prefer_error(code)))
         }
         Ok(None) => {
-            let decision = decide(state, Phase::Request, headers, &query, None, None);
+            let decision = decide(state, Phase::Request, headers, &query, None, None, ex);
             step!(apply(decision, &mut plan, ctl, ex, Phase::Request));
             true
         }
@@ -247,7 +247,7 @@ async fn receive(
             let content_type = part_content_type(&part.headers, filename.as_ref());
             if rules_apply {
                 let part = Some((raw_filename.as_str(), content_type.as_str()));
-                let decision = decide(state, Phase::Upload, headers, &query, part, None);
+                let decision = decide(state, Phase::Upload, headers, &query, part, None, ex);
                 step!(apply(decision, &mut plan, ctl, ex, Phase::Upload));
             }
             let target = Target {
@@ -291,6 +291,7 @@ async fn receive(
             &query,
             part,
             Some(received.file.size),
+            ex,
         );
         if let Step::Stop(finish) = apply(decision, &mut plan, ctl, ex, Phase::Complete) {
             // A reset or hang that keeps the upload: stored, then carried out.
@@ -319,8 +320,9 @@ fn decide(
     query: &[(String, String)],
     part: Option<(&str, &str)>,
     size: Option<u64>,
+    ex: &mut Exchange,
 ) -> Option<Decision> {
-    state.rules.decide(
+    state.rules.decide_seen(
         phase,
         &RequestFacts {
             method: "POST",
@@ -331,6 +333,7 @@ fn decide(
             content_type: part.map(|(_, ct)| ct),
             size,
         },
+        Some(&mut ex.seen),
     )
 }
 
@@ -428,7 +431,7 @@ async fn store_and_answer(
 async fn keep(
     state: &AppState,
     file: FinishedFile,
-    stored: StoredUpload,
+    mut stored: StoredUpload,
     ex: &mut Exchange,
 ) -> Result<(), ApiError> {
     let record = file.record();
@@ -437,7 +440,7 @@ async fn keep(
         .commit(file, &stored)
         .await
         .map_err(|err| ApiError::storage(&err))?;
-    state.uploads.insert(record);
+    stored.duplicate_of = state.uploads.insert(record);
     ex.upload = Some(stored);
     Ok(())
 }
