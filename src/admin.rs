@@ -52,12 +52,17 @@ pub(crate) async fn handle(
             });
             json_body_response(StatusCode::OK, body.boxed())
         }
-        Ok(Reply::Requests(records)) => {
+        Ok(Reply::Requests(records, oldest)) => {
             let body = JsonList::new("requests", records, |record: &RequestRecord, out| {
                 serde_json::to_writer(out, record)
             });
-            json_body_response(StatusCode::OK, body.boxed())
+            let mut response = json_body_response(StatusCode::OK, body.boxed());
+            response
+                .headers_mut()
+                .insert("x-journal-oldest-seq", http::HeaderValue::from(oldest));
+            response
         }
+        Ok(Reply::Page(response)) => response,
         Err(err) => err.into_response(request_id),
     }
 }
@@ -69,8 +74,11 @@ enum Reply {
     Uploads(Vec<Arc<UploadRecord>>),
     /// `GET /__admin/rules`: streamed, see [`JsonList`].
     Rules(Vec<Arc<Entry>>),
-    /// `GET /__admin/requests`: streamed, see [`JsonList`].
-    Requests(Vec<Arc<RequestRecord>>),
+    /// `GET /__admin/requests[?after=SEQ]`: streamed, see [`JsonList`];
+    /// with the `seq` of the oldest record still journaled.
+    Requests(Vec<Arc<RequestRecord>>, u64),
+    /// The live page's files (`GET /__admin/`), see [`crate::admin_page`].
+    Page(Response<ResponseBody>),
 }
 
 /// Writes one item's JSON.
@@ -208,6 +216,10 @@ async fn route(state: &Arc<AppState>, req: Request<Incoming>) -> Result<Reply, A
         .settings
         .same_origin
         .check(authority(&req).as_deref(), req.headers())?;
+    // The page holds no data and asks for the token itself.
+    if let Some(page) = crate::admin_page::serve(req.method(), req.uri().path()) {
+        return Ok(Reply::Page(page));
+    }
     authorized(state, &req)?;
     let path = req.uri().path().trim_end_matches('/').to_owned();
     let method = req.method().clone();
@@ -247,7 +259,20 @@ async fn route(state: &Arc<AppState>, req: Request<Incoming>) -> Result<Reply, A
                 Err(ApiError::not_found(format!("No rule with id {id:?}.")))
             }
         }
-        ("/requests", &Method::GET) => Ok(Reply::Requests(state.journal.snapshot())),
+        ("/requests", &Method::GET) => {
+            let after = crate::journal::parse_query(req.uri().query())
+                .into_iter()
+                .rfind(|(k, _)| k == "after")
+                .map(|(_, v)| {
+                    v.parse::<u64>().map_err(|_| {
+                        ApiError::bad_request(format!("after={v:?} is not a journal seq (a whole number)."))
+                            .with_details(json!({"field": "after"}))
+                    })
+                })
+                .transpose()?;
+            let (records, oldest) = state.journal.since(after.unwrap_or(0));
+            Ok(Reply::Requests(records, oldest))
+        }
         ("/requests", &Method::DELETE) => {
             state.journal.clear();
             Ok(Reply::Json(StatusCode::OK, json!({})))
@@ -336,6 +361,7 @@ mod tests {
         for i in 0..ITEMS_PER_FRAME + 3 {
             journal.push(RequestRecord {
                 id: format!("r{i}"),
+                seq: 0,
                 time: String::new(),
                 method: "GET".into(),
                 path: "/health".into(),

@@ -51,6 +51,11 @@ const FIELD_OVERHEAD: usize = 64;
 pub struct RequestRecord {
     /// The request's `x-request-id` (the client's, or a generated one).
     pub id: String,
+    /// Its place in the journal: 1 for the first request journaled, then
+    /// one more per request; never reused, not even after a clear, so that
+    /// `GET /__admin/requests?after=SEQ` lists only what came since.
+    #[serde(default)]
+    pub seq: u64,
     /// When the request arrived, RFC 3339 UTC.
     pub time: String,
     /// HTTP method.
@@ -244,6 +249,8 @@ struct Records {
     /// Each record with its approximate size.
     queue: VecDeque<(Arc<RequestRecord>, usize)>,
     bytes: usize,
+    /// The `seq` of the last record journaled.
+    last_seq: u64,
 }
 
 impl Journal {
@@ -254,6 +261,7 @@ impl Journal {
             inner: Mutex::new(Records {
                 queue: VecDeque::with_capacity(capacity.min(1024)),
                 bytes: 0,
+                last_seq: 0,
             }),
         }
     }
@@ -280,6 +288,8 @@ impl Journal {
                     .map(|(r, _)| (r.call.clone(), r.attempt)),
                 _ => None,
             };
+            inner.last_seq += 1;
+            record.seq = inner.last_seq;
             (record.call, record.attempt) = match earlier {
                 Some((call, attempt)) => (call, attempt + 1),
                 None => (record.id.clone(), 1),
@@ -311,6 +321,24 @@ impl Journal {
             .collect()
     }
 
+    /// The records journaled after `seq`, oldest first, and the `seq` the
+    /// oldest record still journaled has (one past the last when empty):
+    /// a reader that holds older ones knows they are gone.
+    pub(crate) fn since(&self, seq: u64) -> (Vec<Arc<RequestRecord>>, u64) {
+        let inner = lock(&self.inner);
+        let start = inner.queue.partition_point(|(r, _)| r.seq <= seq);
+        let oldest = inner
+            .queue
+            .front()
+            .map_or(inner.last_seq + 1, |(r, _)| r.seq);
+        let records = inner
+            .queue
+            .range(start..)
+            .map(|(r, _)| Arc::clone(r))
+            .collect();
+        (records, oldest)
+    }
+
     pub(crate) fn list(&self) -> Vec<RequestRecord> {
         self.snapshot().iter().map(|r| (**r).clone()).collect()
     }
@@ -322,7 +350,17 @@ impl Journal {
     }
 
     pub(crate) fn clear(&self) {
-        let old = std::mem::take(&mut *lock(&self.inner));
+        let old = {
+            let mut inner = lock(&self.inner);
+            let last_seq = inner.last_seq;
+            std::mem::replace(
+                &mut *inner,
+                Records {
+                    last_seq,
+                    ..Records::default()
+                },
+            )
+        };
         drop(old);
     }
 }
@@ -340,6 +378,7 @@ mod tests {
     fn record(id: &str) -> RequestRecord {
         RequestRecord {
             id: id.into(),
+            seq: 0,
             time: String::new(),
             method: "POST".into(),
             path: "/".into(),
@@ -367,6 +406,61 @@ mod tests {
         }
         let ids: Vec<_> = j.list().into_iter().map(|r| r.id).collect();
         assert_eq!(ids, ["b", "c"]);
+    }
+
+    #[test]
+    fn since_lists_only_newer_records_and_seq_survives_a_clear() {
+        let j = Journal::new(3, 1 << 20);
+        for id in ["a", "b", "c", "d"] {
+            j.push(record(id));
+        }
+        let (records, oldest) = j.since(0);
+        let ids: Vec<_> = records.iter().map(|r| (r.id.as_str(), r.seq)).collect();
+        assert_eq!(ids, [("b", 2), ("c", 3), ("d", 4)]);
+        assert_eq!(oldest, 2);
+        let (records, _) = j.since(3);
+        assert_eq!(records.len(), 1);
+        j.clear();
+        assert_eq!(j.since(4), (Vec::new(), 5));
+        j.push(record("e"));
+        assert_eq!(j.since(4).0[0].seq, 5);
+    }
+
+    fn retry(id: &str, n: u32, ua: &str) -> RequestRecord {
+        let mut r = record(id);
+        r.retry_count = Some(n);
+        r.headers
+            .insert("user-agent".into(), Value::String(ua.into()));
+        r
+    }
+
+    #[test]
+    fn retries_join_the_call_of_the_attempt_before_them() {
+        let j = Journal::new(100, 1 << 20);
+        j.push(retry("a0", 0, "sdk"));
+        j.push(retry("b0", 0, "other"));
+        j.push(retry("a1", 1, "sdk"));
+        j.push(retry("a2", 2, "sdk"));
+        // A retry count with no attempt before it starts its own call.
+        j.push(retry("c3", 3, "sdk"));
+        j.push(record("plain"));
+        let calls: Vec<_> = j
+            .list()
+            .into_iter()
+            .map(|r| (r.id, r.call, r.attempt))
+            .collect();
+        let row = |id: &str, call: &str, attempt: u32| (id.to_owned(), call.to_owned(), attempt);
+        assert_eq!(
+            calls,
+            [
+                row("a0", "a0", 1),
+                row("b0", "b0", 1),
+                row("a1", "a0", 2),
+                row("a2", "a0", 3),
+                row("c3", "c3", 1),
+                row("plain", "plain", 1),
+            ]
+        );
     }
 
     #[test]

@@ -39,6 +39,7 @@
 #![deny(missing_docs)]
 
 pub(crate) mod admin;
+pub(crate) mod admin_page;
 pub(crate) mod auth;
 pub mod cli;
 pub(crate) mod config;

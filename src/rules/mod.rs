@@ -368,11 +368,13 @@ impl RuleEngine {
     }
 
     /// The first rule of `phase` whose match and `when` hold, with counters updated.
+    /// (The routes call [`decide_seen`](Self::decide_seen); tests call this.)
+    #[cfg(test)]
     pub(crate) fn decide(&self, phase: Phase, facts: &RequestFacts<'_>) -> Option<Decision> {
         self.decide_seen(phase, facts, None)
     }
 
-    /// [`decide`](Self::decide), noting in `seen` what the rules saw and
+    /// `decide`, noting in `seen` what the rules saw and
     /// which matching rules their `when` held back, for the near misses.
     pub(crate) fn decide_seen(
         &self,

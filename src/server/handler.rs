@@ -273,6 +273,7 @@ pub(crate) async fn handle(
     let query = parse_query(req.uri().query());
     let record = RequestRecord {
         id: request_id.clone(),
+        seq: 0,
         time: rfc3339(arrived),
         method: method.to_string(),
         path: path.clone(),

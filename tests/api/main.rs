@@ -10,6 +10,7 @@
 //! - `fuzz`: property tests over mutated multipart bodies and rule JSON.
 //! - `object_store`: uploads kept in an (in-memory) object store; S3 flags.
 //! - `openapi`: `GET /openapi.json` matches what the server does.
+//! - `why`: near misses, retries grouped into calls, `duplicate_of`, the live page.
 //!
 //! The soak test is its own binary, `tests/soak`.
 
@@ -29,3 +30,4 @@ mod object_store;
 mod openapi;
 mod robustness;
 mod upload;
+mod why;
