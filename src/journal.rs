@@ -442,7 +442,7 @@ mod tests {
         j.push(retry("a1", 1, "sdk"));
         j.push(retry("a2", 2, "sdk"));
         // A retry count with no attempt before it starts its own call.
-        j.push(retry("c3", 3, "sdk"));
+        j.push(retry("c5", 5, "sdk"));
         j.push(record("plain"));
         let calls: Vec<_> = j
             .list()
@@ -457,7 +457,7 @@ mod tests {
                 row("b0", "b0", 1),
                 row("a1", "a0", 2),
                 row("a2", "a0", 3),
-                row("c3", "c3", 1),
+                row("c5", "c5", 1),
                 row("plain", "plain", 1),
             ]
         );
