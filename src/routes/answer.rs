@@ -29,6 +29,8 @@ pub(crate) struct Exchange {
     pub(crate) cut: bool,
     /// The read timeout the client announced (`x-stainless-read-timeout`), in ms.
     pub(crate) read_timeout_ms: Option<u64>,
+    /// What the rules saw, for the near misses.
+    pub(crate) seen: crate::rules::near_miss::Seen,
 }
 
 /// How a request ends.
