@@ -324,6 +324,12 @@ w1_copy_secs() {
   awk -v ns=$((t1 - t0)) 'BEGIN {printf "%.6f", ns / 1e9}'
 }
 
+# cpu_s_per_gib TICKS...: the median of W1's per-upload CPU ticks, as CPU seconds per GiB
+cpu_s_per_gib() {
+  awk -v t="$(printf '%s\n' "$@" | median)" -v hz="$(getconf CLK_TCK)" -v m="$W1_SIZE_MIB" \
+    'BEGIN {printf "%.2f", t / hz / (m / 1024)}'
+}
+
 # median of numbers on stdin
 median() { sort -g | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 
