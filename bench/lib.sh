@@ -169,6 +169,45 @@ start_server() { # start_server NAME LOG_LEVEL [extra args...]
 
 vm_hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/${1:-$SRV_PID}/status"; }
 
+# run_wrk NAME LOG_LEVEL [server args...] — sets R_* for the run
+run_wrk() {
+  local name=$1 level=$2 line
+  shift 2
+  start_server "$name" "$level" "$@"
+  local timer=() c0 c1 s0 s1 wrk_ticks=0
+  if [[ -x /usr/bin/time ]]; then timer=(/usr/bin/time -f '%U %S' -o "$OUT/$name-wrk.time"); fi
+  c0=$(cpu_jiffies) s0=$(proc_ticks "$SRV_PID")
+  BENCH_FILE_BYTES=4096 BENCH_API_KEY=$API_KEY \
+    "${timer[@]}" wrk -t"$W2_THREADS" -c"$W2_CONNECTIONS" -d"${W2_DURATION}s" --latency \
+    -s "$HERE/upload.lua" "$SRV_URL$UPLOAD_PATH" >"$OUT/$name-wrk.txt" 2>&1 ||
+    die "wrk failed: $(cat "$OUT/$name-wrk.txt")"
+  c1=$(cpu_jiffies) s1=$(proc_ticks "$SRV_PID")
+  if [[ -s $OUT/$name-wrk.time ]]; then
+    wrk_ticks=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.0f", ($1 + $2) * hz}' "$OUT/$name-wrk.time")
+  fi
+  # Shares of the machine's CPU time (all cores) during the run: the server,
+  # wrk, and other processes (task time not charged to either; interrupt and
+  # softirq time, e.g. loopback TCP delivery, is charged to no one).
+  read -r R_CPU_SERVER R_CPU_WRK R_CPU_OTHER < <(awk -v c0="$c0" -v c1="$c1" -v s="$((s1 - s0))" -v w="$wrk_ticks" 'BEGIN {
+    split(c0, a, " "); split(c1, b, " "); total = b[2] - a[2]; busy = b[1] - a[1]
+    other = busy - s - w; if (other < 0) other = 0
+    printf "%.0f %.0f %.0f\n", 100 * s / total, 100 * w / total, 100 * other / total}')
+  R_HWM_MIB=$(awk -v k="$(vm_hwm_kib)" 'BEGIN {printf "%.1f", k / 1024}')
+  R_STORED=$(clear_uploads)
+  stop_server
+  line=$(grep '^BENCH ' "$OUT/$name-wrk.txt") || die "no BENCH line in $OUT/$name-wrk.txt"
+  R_REQS=$(kv requests "$line")
+  R_US=$(kv duration_us "$line")
+  R_RPS=$(awk -v n="$R_REQS" -v us="$R_US" 'BEGIN {printf "%.0f", n / (us / 1e6)}')
+  R_P50=$(awk -v us="$(kv p50_us "$line")" 'BEGIN {printf "%.2f", us / 1000}')
+  R_P99=$(awk -v us="$(kv p99_us "$line")" 'BEGIN {printf "%.2f", us / 1000}')
+  R_MAX=$(awk -v us="$(kv max_us "$line")" 'BEGIN {printf "%.2f", us / 1000}')
+  R_ERR_SOCK=$(($(kv err_connect "$line") + $(kv err_read "$line") + $(kv err_write "$line") + $(kv err_timeout "$line")))
+  R_ERR_STATUS=$(kv err_status "$line")
+  R_ERRORS=$((R_ERR_SOCK + R_ERR_STATUS))
+  log "  $R_RPS req/s, p50 $R_P50 ms, p99 $R_P99 ms, max $R_MAX ms, errors $R_ERRORS (socket $R_ERR_SOCK, non-2xx $R_ERR_STATUS), stored $R_STORED, VmHWM $R_HWM_MIB MiB; CPU: server $R_CPU_SERVER%, wrk $R_CPU_WRK%, other $R_CPU_OTHER% of $(nproc) cores"
+}
+
 # nginx as W1's reference: stock settings but for what storing a PUT body
 # needs (the WebDAV module writes the body to a temp file on the storage
 # filesystem and renames it into place), one worker, no access log.
@@ -283,6 +322,12 @@ w1_copy_secs() {
   t1=$(now_ns)
   rm -f "$COPY_DIR/x"
   awk -v ns=$((t1 - t0)) 'BEGIN {printf "%.6f", ns / 1e9}'
+}
+
+# cpu_s_per_gib TICKS...: the median of W1's per-upload CPU ticks, as CPU seconds per GiB
+cpu_s_per_gib() {
+  awk -v t="$(printf '%s\n' "$@" | median)" -v hz="$(getconf CLK_TCK)" -v m="$W1_SIZE_MIB" \
+    'BEGIN {printf "%.2f", t / hz / (m / 1024)}'
 }
 
 # median of numbers on stdin

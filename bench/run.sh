@@ -58,13 +58,16 @@ run_w1() {
   # The default configuration: log level info (one line per request), sha256 on.
   start_server w1 info
   W1_HWM_START_KIB=$(vm_hwm_kib)
-  local rep res code secs copies=() uploads=() nginx=() got_sha
+  local rep res code secs t0 copies=() uploads=() nginx=() got_sha cpu=() ngx_cpu=() ngx_worker
   for ((rep = 1; rep <= W1_REPS; rep++)); do
     copies+=("$(w1_copy_secs)")
 
     if ((W1_NGINX)); then
       # The reference: nginx storing the raw payload (PUT, no multipart, no hash).
+      ngx_worker=$(pgrep -P "$NGX_PID" | head -n 1)
+      t0=$(proc_ticks "$ngx_worker")
       res=$(curl -sS -o /dev/null -w '%{http_code} %{time_total}' -T "$PAYLOAD" -H 'Expect:' "$NGX_URL/w1.bin")
+      ngx_cpu+=($(($(proc_ticks "$ngx_worker") - t0)))
       code=${res% *} secs=${res#* }
       [[ $code == 201 || $code == 204 ]] || die "W1 nginx PUT answered $code; see $OUT/nginx-error.log"
       [[ $(stat -c %s "$NGX_DIR/root/w1.bin") -eq $W1_BYTES ]] || die "W1: nginx stored a file of the wrong size"
@@ -72,7 +75,9 @@ run_w1() {
       nginx+=("$secs")
     fi
 
+    t0=$(proc_ticks "$SRV_PID")
     res=$(w1_post "$OUT/w1-response.json")
+    cpu+=($(($(proc_ticks "$SRV_PID") - t0)))
     code=${res% *} secs=${res#* }
     [[ $code == 200 ]] || die "W1 upload answered $code: $(cat "$OUT/w1-response.json")"
     uploads+=("$secs")
@@ -98,54 +103,20 @@ run_w1() {
   W1_RATIO=$(awk -v u="$W1_UPLOAD_MIBS" -v c="$W1_COPY_MIBS" 'BEGIN {printf "%.3f", u / c}')
   W1_HWM_MIB=$(awk -v k="$W1_HWM_KIB" 'BEGIN {printf "%.1f", k / 1024}')
   W1_HWM_START_MIB=$(awk -v k="$W1_HWM_START_KIB" 'BEGIN {printf "%.1f", k / 1024}')
-  log "  median: upload $W1_UPLOAD_MIBS MiB/s, copy $W1_COPY_MIBS MiB/s, ratio $W1_RATIO, VmHWM $W1_HWM_MIB MiB"
+  # CPU seconds (utime + stime of the process) per GiB stored: unlike wall
+  # time, barely touched by the VM's drift; what the kernel's writeback
+  # threads spend is charged to neither process.
+  W1_CPU_S_GIB=$(cpu_s_per_gib "${cpu[@]}")
+  log "  median: upload $W1_UPLOAD_MIBS MiB/s, copy $W1_COPY_MIBS MiB/s, ratio $W1_RATIO, VmHWM $W1_HWM_MIB MiB, server CPU $W1_CPU_S_GIB s/GiB"
   if ((W1_NGINX)); then
     W1_NGINX_RATIO=$(awk -v n="$W1_NGINX_MIBS" -v c="$W1_COPY_MIBS" 'BEGIN {printf "%.3f", n / c}')
     W1_VS_NGINX=$(awk -v u="$W1_UPLOAD_MIBS" -v n="$W1_NGINX_MIBS" 'BEGIN {printf "%.3f", u / n}')
-    log "  nginx reference: $W1_NGINX_MIBS MiB/s (/ copy $W1_NGINX_RATIO), upload / nginx $W1_VS_NGINX, nginx worker VmHWM $W1_NGINX_HWM_MIB MiB"
+    W1_NGINX_CPU_S_GIB=$(cpu_s_per_gib "${ngx_cpu[@]}")
+    log "  nginx reference: $W1_NGINX_MIBS MiB/s (/ copy $W1_NGINX_RATIO), upload / nginx $W1_VS_NGINX, nginx worker VmHWM $W1_NGINX_HWM_MIB MiB, nginx worker CPU $W1_NGINX_CPU_S_GIB s/GiB"
   fi
 }
 
 # ---------------------------------------------------------------- W2 / W4 / note
-# run_wrk NAME LOG_LEVEL [server args...] — sets R_* for the run
-run_wrk() {
-  local name=$1 level=$2 line
-  shift 2
-  start_server "$name" "$level" "$@"
-  local timer=() c0 c1 s0 s1 wrk_ticks=0
-  if [[ -x /usr/bin/time ]]; then timer=(/usr/bin/time -f '%U %S' -o "$OUT/$name-wrk.time"); fi
-  c0=$(cpu_jiffies) s0=$(proc_ticks "$SRV_PID")
-  BENCH_FILE_BYTES=4096 BENCH_API_KEY=$API_KEY \
-    "${timer[@]}" wrk -t"$W2_THREADS" -c"$W2_CONNECTIONS" -d"${W2_DURATION}s" --latency \
-    -s "$HERE/upload.lua" "$SRV_URL$UPLOAD_PATH" >"$OUT/$name-wrk.txt" 2>&1 ||
-    die "wrk failed: $(cat "$OUT/$name-wrk.txt")"
-  c1=$(cpu_jiffies) s1=$(proc_ticks "$SRV_PID")
-  if [[ -s $OUT/$name-wrk.time ]]; then
-    wrk_ticks=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.0f", ($1 + $2) * hz}' "$OUT/$name-wrk.time")
-  fi
-  # Shares of the machine's CPU time (all cores) during the run: the server,
-  # wrk, and other processes (task time not charged to either; interrupt and
-  # softirq time, e.g. loopback TCP delivery, is charged to no one).
-  read -r R_CPU_SERVER R_CPU_WRK R_CPU_OTHER < <(awk -v c0="$c0" -v c1="$c1" -v s="$((s1 - s0))" -v w="$wrk_ticks" 'BEGIN {
-    split(c0, a, " "); split(c1, b, " "); total = b[2] - a[2]; busy = b[1] - a[1]
-    other = busy - s - w; if (other < 0) other = 0
-    printf "%.0f %.0f %.0f\n", 100 * s / total, 100 * w / total, 100 * other / total}')
-  R_HWM_MIB=$(awk -v k="$(vm_hwm_kib)" 'BEGIN {printf "%.1f", k / 1024}')
-  R_STORED=$(clear_uploads)
-  stop_server
-  line=$(grep '^BENCH ' "$OUT/$name-wrk.txt") || die "no BENCH line in $OUT/$name-wrk.txt"
-  R_REQS=$(kv requests "$line")
-  R_US=$(kv duration_us "$line")
-  R_RPS=$(awk -v n="$R_REQS" -v us="$R_US" 'BEGIN {printf "%.0f", n / (us / 1e6)}')
-  R_P50=$(awk -v us="$(kv p50_us "$line")" 'BEGIN {printf "%.2f", us / 1000}')
-  R_P99=$(awk -v us="$(kv p99_us "$line")" 'BEGIN {printf "%.2f", us / 1000}')
-  R_MAX=$(awk -v us="$(kv max_us "$line")" 'BEGIN {printf "%.2f", us / 1000}')
-  R_ERR_SOCK=$(($(kv err_connect "$line") + $(kv err_read "$line") + $(kv err_write "$line") + $(kv err_timeout "$line")))
-  R_ERR_STATUS=$(kv err_status "$line")
-  R_ERRORS=$((R_ERR_SOCK + R_ERR_STATUS))
-  log "  $R_RPS req/s, p50 $R_P50 ms, p99 $R_P99 ms, max $R_MAX ms, errors $R_ERRORS (socket $R_ERR_SOCK, non-2xx $R_ERR_STATUS), stored $R_STORED, VmHWM $R_HWM_MIB MiB; CPU: server $R_CPU_SERVER%, wrk $R_CPU_WRK%, other $R_CPU_OTHER% of $(nproc) cores"
-}
-
 # W2 and W4 alternate, W24_ROUNDS runs of W2_DURATION each, in the order
 # W2 W4, W4 W2, W2 W4, …: consecutive 10 s runs on this VM differ by up to
 # ±10% and now and then by +25%, and one W2 run followed by one W4 run put all
@@ -280,9 +251,11 @@ ELAPSED=$(awk -v ns=$(($(now_ns) - STARTED)) 'BEGIN {printf "%.0f", ns / 1e9}')
   printf '%-4s %-44s %-22s %-26s %s\n' "" "plain copy MiB/s (cat > file, median)" "$W1_COPY_MIBS" "" ""
   printf '%-4s %-44s %-22s %-26s %s\n' "" "upload / copy" "$W1_RATIO" ">= 0.6" "$V_W1_TPUT"
   printf '%-4s %-44s %-22s %-26s %s\n' "" "server peak RSS (VmHWM; $W1_HWM_START_MIB at start)" "$W1_HWM_MIB MiB" "<= 32 MiB" "$V_W1_RSS"
+  printf '%-4s %-44s %-22s %-26s %s\n' "" "server CPU per GiB (utime + stime, median)" "$W1_CPU_S_GIB s" "(no target)" ""
   if ((W1_NGINX)); then
     printf '%-4s %-44s %-22s %-26s %s\n' "" "reference: nginx PUT MiB/s (median) / copy" "$W1_NGINX_MIBS / $W1_NGINX_RATIO" "(no target)" ""
     printf '%-4s %-44s %-22s %-26s %s\n' "" "upload / nginx; nginx worker VmHWM" "$W1_VS_NGINX; $W1_NGINX_HWM_MIB MiB" "(no target)" ""
+    printf '%-4s %-44s %-22s %-26s %s\n' "" "nginx worker CPU per GiB (median)" "$W1_NGINX_CPU_S_GIB s" "(no target)" ""
   fi
   printf '%-4s %-44s %-22s %-26s %s\n' W2 "req/s (4 KiB, $W2_CONNECTIONS conns, median of $W24_ROUNDS x ${W2_DURATION} s)" "$W2_RPS" ">= 10000" "$V_W2_RPS"
   printf '%-4s %-44s %-22s %-26s %s\n' "" "p50 / p99 latency (medians of the runs)" "$W2_P50 / $W2_P99 ms" "p99 <= 10 ms" "$V_W2_P99"
@@ -320,6 +293,8 @@ W1_PEAK_RSS_MIB=$W1_HWM_MIB
 W1_NGINX_MIBS=${W1_NGINX_MIBS:-}
 W1_NGINX_RATIO=${W1_NGINX_RATIO:-}
 W1_UPLOAD_PER_NGINX=${W1_VS_NGINX:-}
+W1_CPU_S_PER_GIB=$W1_CPU_S_GIB
+W1_NGINX_CPU_S_PER_GIB=${W1_NGINX_CPU_S_GIB:-}
 W2_RPS=$W2_RPS
 W2_P50_MS=$W2_P50
 W2_P99_MS=$W2_P99

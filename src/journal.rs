@@ -52,6 +52,11 @@ const FIELD_OVERHEAD: usize = 64;
 pub struct RequestRecord {
     /// The request's `x-request-id` (the client's, or a generated one).
     pub id: String,
+    /// Its place in the journal: 1 for the first request journaled, then
+    /// one more per request; never reused, not even after a clear, so that
+    /// `GET /__admin/requests?after=SEQ` lists only what came since.
+    #[serde(default)]
+    pub seq: u64,
     /// When the request arrived, RFC 3339 UTC.
     pub time: String,
     /// HTTP method.
@@ -78,6 +83,60 @@ pub struct RequestRecord {
     pub body_bytes: u64,
     /// Milliseconds from arrival to the end of the answer.
     pub duration_ms: u64,
+    /// The client's `x-stainless-retry-count`: 0 for a first attempt, 1 for
+    /// the first retry, … (`None` when not sent or not a number).
+    #[serde(default)]
+    pub retry_count: Option<u32>,
+    /// The logical call this request is an attempt of: the `id` of its first
+    /// attempt (its own id when it is one). Retries join the call of the
+    /// attempt before them (see [`Journal`](crate::MockServer::requests)).
+    #[serde(default)]
+    pub call: String,
+    /// Which attempt of its call this is: 1 for the first, 2 for the first retry, ….
+    #[serde(default)]
+    pub attempt: u32,
+    /// The rules that came closest to deciding this request (none decided
+    /// it), or the rules tried before the one that did that nearly matched;
+    /// at most [`MAX_NEAR_MISSES`](crate::MAX_NEAR_MISSES), closest first.
+    #[serde(default)]
+    pub near_misses: Vec<crate::NearMiss>,
+}
+
+/// The retry count a request announces (`x-stainless-retry-count`).
+pub(crate) fn retry_count(headers: &http::HeaderMap) -> Option<u32> {
+    headers
+        .get("x-stainless-retry-count")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Records looked back over to find the attempt a retry follows.
+const RETRY_LOOKBACK: usize = 1_000;
+
+/// Whether `retry` is the attempt after `earlier`: the next retry count,
+/// the same method, path, query and client (`user-agent`), and the same body
+/// as far as both show it (the stored file's sha256, else the byte count).
+fn follows(retry: &RequestRecord, earlier: &RequestRecord) -> bool {
+    let (Some(n), Some(m)) = (retry.retry_count, earlier.retry_count) else {
+        return false;
+    };
+    let same_body = match (&retry.upload, &earlier.upload) {
+        (Some(a), Some(b)) => a.sha256 == b.sha256,
+        _ => {
+            retry.body_bytes == earlier.body_bytes
+                || retry.body_bytes == 0
+                || earlier.body_bytes == 0
+        }
+    };
+    n == m + 1
+        && retry.method == earlier.method
+        && retry.path == earlier.path
+        && retry.query == earlier.query
+        && retry.headers.get("user-agent") == earlier.headers.get("user-agent")
+        && same_body
 }
 
 /// Records headers as a JSON object, with credential values redacted.
@@ -146,6 +205,13 @@ fn approximate_size(record: &RequestRecord) -> usize {
         + record.rule.as_ref().map_or(0, String::len)
         + record.fault.as_ref().map_or(0, String::len)
         + upload
+        + record.call.len()
+        + record
+            .near_misses
+            .iter()
+            .flat_map(|m| &m.failed)
+            .map(|f| f.condition.len() + f.message.len() + 2 * FIELD_OVERHEAD)
+            .sum::<usize>()
 }
 
 /// Decodes `a=1&b=x%20y` into pairs, as a form: `+` is a space, and bytes
@@ -174,6 +240,8 @@ struct Records {
     /// Each record with its approximate size.
     queue: VecDeque<(Arc<RequestRecord>, usize)>,
     bytes: usize,
+    /// The `seq` of the last record journaled.
+    last_seq: u64,
 }
 
 impl Journal {
@@ -184,6 +252,7 @@ impl Journal {
             inner: Mutex::new(Records {
                 queue: VecDeque::with_capacity(capacity.min(1024)),
                 bytes: 0,
+                last_seq: 0,
             }),
         }
     }
@@ -194,9 +263,28 @@ impl Journal {
         if self.capacity == 0 {
             return;
         }
+        let mut record = record;
         let size = approximate_size(&record);
         let evicted = {
             let mut inner = lock(&self.inner);
+            // A retry joins the call of the attempt it follows, if that is
+            // still journaled; anything else starts a call of its own.
+            let earlier = match record.retry_count {
+                Some(n) if n > 0 => inner
+                    .queue
+                    .iter()
+                    .rev()
+                    .take(RETRY_LOOKBACK)
+                    .find(|(r, _)| follows(&record, r))
+                    .map(|(r, _)| (r.call.clone(), r.attempt)),
+                _ => None,
+            };
+            inner.last_seq += 1;
+            record.seq = inner.last_seq;
+            (record.call, record.attempt) = match earlier {
+                Some((call, attempt)) => (call, attempt + 1),
+                None => (record.id.clone(), 1),
+            };
             let mut evicted = Vec::new();
             while !inner.queue.is_empty()
                 && (inner.queue.len() >= self.capacity
@@ -224,6 +312,24 @@ impl Journal {
             .collect()
     }
 
+    /// The records journaled after `seq`, oldest first, and the `seq` the
+    /// oldest record still journaled has (one past the last when empty):
+    /// a reader that holds older ones knows they are gone.
+    pub(crate) fn since(&self, seq: u64) -> (Vec<Arc<RequestRecord>>, u64) {
+        let inner = lock(&self.inner);
+        let start = inner.queue.partition_point(|(r, _)| r.seq <= seq);
+        let oldest = inner
+            .queue
+            .front()
+            .map_or(inner.last_seq + 1, |(r, _)| r.seq);
+        let records = inner
+            .queue
+            .range(start..)
+            .map(|(r, _)| Arc::clone(r))
+            .collect();
+        (records, oldest)
+    }
+
     pub(crate) fn list(&self) -> Vec<RequestRecord> {
         self.snapshot().iter().map(|r| (**r).clone()).collect()
     }
@@ -235,7 +341,17 @@ impl Journal {
     }
 
     pub(crate) fn clear(&self) {
-        let old = std::mem::take(&mut *lock(&self.inner));
+        let old = {
+            let mut inner = lock(&self.inner);
+            let last_seq = inner.last_seq;
+            std::mem::replace(
+                &mut *inner,
+                Records {
+                    last_seq,
+                    ..Records::default()
+                },
+            )
+        };
         drop(old);
     }
 }
@@ -247,6 +363,7 @@ mod tests {
     fn record(id: &str) -> RequestRecord {
         RequestRecord {
             id: id.into(),
+            seq: 0,
             time: String::new(),
             method: "POST".into(),
             path: "/".into(),
@@ -259,6 +376,10 @@ mod tests {
             upload: None,
             body_bytes: 0,
             duration_ms: 0,
+            retry_count: None,
+            call: String::new(),
+            attempt: 0,
+            near_misses: Vec::new(),
         }
     }
 
@@ -270,6 +391,61 @@ mod tests {
         }
         let ids: Vec<_> = j.list().into_iter().map(|r| r.id).collect();
         assert_eq!(ids, ["b", "c"]);
+    }
+
+    #[test]
+    fn since_lists_only_newer_records_and_seq_survives_a_clear() {
+        let j = Journal::new(3, 1 << 20);
+        for id in ["a", "b", "c", "d"] {
+            j.push(record(id));
+        }
+        let (records, oldest) = j.since(0);
+        let ids: Vec<_> = records.iter().map(|r| (r.id.as_str(), r.seq)).collect();
+        assert_eq!(ids, [("b", 2), ("c", 3), ("d", 4)]);
+        assert_eq!(oldest, 2);
+        let (records, _) = j.since(3);
+        assert_eq!(records.len(), 1);
+        j.clear();
+        assert_eq!(j.since(4), (Vec::new(), 5));
+        j.push(record("e"));
+        assert_eq!(j.since(4).0[0].seq, 5);
+    }
+
+    fn retry(id: &str, n: u32, ua: &str) -> RequestRecord {
+        let mut r = record(id);
+        r.retry_count = Some(n);
+        r.headers
+            .insert("user-agent".into(), Value::String(ua.into()));
+        r
+    }
+
+    #[test]
+    fn retries_join_the_call_of_the_attempt_before_them() {
+        let j = Journal::new(100, 1 << 20);
+        j.push(retry("a0", 0, "sdk"));
+        j.push(retry("b0", 0, "other"));
+        j.push(retry("a1", 1, "sdk"));
+        j.push(retry("a2", 2, "sdk"));
+        // A retry count with no attempt before it starts its own call.
+        j.push(retry("c5", 5, "sdk"));
+        j.push(record("plain"));
+        let calls: Vec<_> = j
+            .list()
+            .into_iter()
+            .map(|r| (r.id, r.call, r.attempt))
+            .collect();
+        let row = |id: &str, call: &str, attempt: u32| (id.to_owned(), call.to_owned(), attempt);
+        assert_eq!(
+            calls,
+            [
+                row("a0", "a0", 1),
+                row("b0", "b0", 1),
+                row("a1", "a0", 2),
+                row("a2", "a0", 3),
+                row("c5", "c5", 1),
+                row("plain", "plain", 1),
+            ]
+        );
     }
 
     #[test]

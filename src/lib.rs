@@ -56,6 +56,7 @@
 
 #![deny(missing_docs)]
 
+pub(crate) mod admin_page;
 pub(crate) mod auth;
 #[cfg(feature = "cli")]
 #[doc(hidden)]
@@ -89,6 +90,7 @@ pub use rules::model::{
     Action, Fault, Fixture, Headers, Match, Pass, Phase, Probability, Processing, ProcessingStatus,
     Respond, RouteName, Rule, SizeRange, Status, Wait, When, FALLBACK_READ_TIMEOUT_MS, MAX_WAIT_MS,
 };
+pub use rules::near_miss::{FailedCondition, NearMiss, MAX_NEAR_MISSES, NEAR_MISS_SCAN};
 pub use rules::schema::SCHEMA as FIXTURE_SCHEMA;
 pub use rules::{AddRuleError, FixtureError, RuleStatus};
 pub use server::{MockServer, MockServerBuilder, StartError};

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, TypedDict, Union
 
-__all__ = ["Upload", "JournalEntry", "Rule", "RuleInfo"]
+__all__ = ["Upload", "JournalEntry", "NearMiss", "FailedCondition", "Rule", "RuleInfo"]
 
 #: A fault rule in the fixture format (README "Rule reference"): ``id``, ``match``, ``when``,
 #: ``phase``, exactly one of ``respond`` / ``fault`` / ``pass``, and the modifiers.
@@ -27,6 +27,24 @@ class Upload(TypedDict):
     remote_file_path: str
     remote_uri: str
     file_url: str
+    #: the ``file_uuid`` of an earlier stored upload with the same sha256, if any
+    duplicate_of: Optional[str]
+
+
+class FailedCondition(TypedDict):
+    """One condition of a rule that did not hold (README "Near misses")."""
+
+    condition: str
+    expected: Any
+    actual: Any
+    message: str
+
+
+class NearMiss(TypedDict):
+    """A rule that did not decide a request, with every condition of it that failed."""
+
+    rule: str
+    failed: List[FailedCondition]
 
 
 class _JournalEntryFields(TypedDict):
@@ -45,6 +63,16 @@ class _JournalEntryFields(TypedDict):
     rule: Optional[str]
     fault: Any
     duration_ms: Any
+    #: 1, 2, … in journal order, never reused (``GET /__admin/requests?after=SEQ``)
+    seq: int
+    #: the client's ``x-stainless-retry-count``
+    retry_count: Optional[int]
+    #: the ``id`` of the first attempt of the logical call this request is an attempt of
+    call: str
+    #: 1 for a first attempt, 2 for the first retry, …
+    attempt: int
+    #: up to 3 rules that came closest: ``{"rule", "failed": [{"condition", "expected", "actual", "message"}]}``
+    near_misses: List[NearMiss]
 
 
 class JournalEntry(_JournalEntryFields, total=False):

@@ -87,14 +87,27 @@ pub(crate) struct Files {
 struct Uploads {
     order: Vec<Arc<UploadRecord>>,
     by_id: BTreeMap<String, Arc<UploadRecord>>,
+    /// sha256 → the `file_uuid` of the first upload stored with it.
+    by_sha256: BTreeMap<Box<str>, Box<str>>,
 }
 
 impl Files {
-    pub(crate) fn insert(&self, record: UploadRecord) {
-        let record = Arc::new(record);
+    /// Indexes a stored upload; returns the `file_uuid` of the earlier
+    /// stored upload it duplicates (same sha256), if any.
+    pub(crate) fn insert(&self, mut record: UploadRecord) -> Option<String> {
         let mut inner = lock(&self.inner);
+        let first = inner
+            .by_sha256
+            .entry(record.sha256.clone())
+            .or_insert_with(|| record.target.file_uuid.as_str().into());
+        if **first != *record.target.file_uuid {
+            record.duplicate_of = Some(first.clone());
+        }
+        let duplicate_of = record.duplicate_of.as_deref().map(str::to_owned);
+        let record = Arc::new(record);
         inner.order.push(Arc::clone(&record));
         inner.by_id.insert(record.target.file_uuid.clone(), record);
+        duplicate_of
     }
 
     pub(crate) fn get(&self, file_uuid: &str) -> Option<Arc<UploadRecord>> {
@@ -111,13 +124,25 @@ impl Files {
         let mut inner = lock(&self.inner);
         let record = inner.by_id.remove(file_uuid)?;
         inner.order.retain(|r| !Arc::ptr_eq(r, &record));
+        // A later upload of the same bytes is no duplicate of a removed file.
+        if inner
+            .by_sha256
+            .get(&record.sha256)
+            .is_some_and(|first| **first == *file_uuid)
+        {
+            inner.by_sha256.remove(&record.sha256);
+        }
         Some(record)
     }
 
     pub(crate) fn take_all(&self) -> Vec<Arc<UploadRecord>> {
         // Out of the lock first: freeing a large index takes a while.
-        let Uploads { order, by_id } = std::mem::take(&mut *lock(&self.inner));
-        drop(by_id);
+        let Uploads {
+            order,
+            by_id,
+            by_sha256,
+        } = std::mem::take(&mut *lock(&self.inner));
+        drop((by_id, by_sha256));
         order
     }
 }
@@ -136,6 +161,7 @@ mod tests {
             },
             size: 1,
             sha256: "".into(),
+            duplicate_of: None,
         }
     }
 

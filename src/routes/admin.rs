@@ -55,12 +55,17 @@ pub(crate) async fn handle(
             });
             json_body_response(StatusCode::OK, body.boxed())
         }
-        Ok(Reply::Requests(records)) => {
+        Ok(Reply::Requests(records, oldest)) => {
             let body = JsonList::new("requests", records, |record: &RequestRecord, out| {
                 serde_json::to_writer(out, record)
             });
-            json_body_response(StatusCode::OK, body.boxed())
+            let mut response = json_body_response(StatusCode::OK, body.boxed());
+            response
+                .headers_mut()
+                .insert("x-journal-oldest-seq", http::HeaderValue::from(oldest));
+            response
         }
+        Ok(Reply::Page(response)) => response,
         Err(err) => err.into_response(request_id),
     }
 }
@@ -72,8 +77,11 @@ enum Reply {
     Uploads(Vec<Arc<UploadRecord>>),
     /// `GET /__admin/rules`: streamed, see [`JsonList`].
     Rules(Vec<Arc<Entry>>),
-    /// `GET /__admin/requests`: streamed, see [`JsonList`].
-    Requests(Vec<Arc<RequestRecord>>),
+    /// `GET /__admin/requests[?after=SEQ]`: streamed, see [`JsonList`];
+    /// with the `seq` of the oldest record still journaled.
+    Requests(Vec<Arc<RequestRecord>>, u64),
+    /// The live page's files (`GET /__admin/`), see [`crate::admin_page`].
+    Page(Response<ResponseBody>),
 }
 
 /// Writes one item's JSON.
@@ -218,6 +226,10 @@ async fn route(
         .settings
         .same_origin
         .check(authority(&req).as_deref(), req.headers())?;
+    // The page holds no data and asks for the token itself.
+    if let Ok(AdminRoute::Page(file)) = route {
+        return Ok(Reply::Page(crate::admin_page::serve(file)));
+    }
     authorized(state, &req)?;
     match route? {
         AdminRoute::ListRules => Ok(Reply::Rules(state.rules.entries())),
@@ -256,7 +268,22 @@ async fn route(
                 Err(ApiError::not_found(format!("No rule with id {id:?}.")))
             }
         }
-        AdminRoute::ListRequests => Ok(Reply::Requests(state.journal.snapshot())),
+        AdminRoute::ListRequests => {
+            let after = crate::journal::parse_query(req.uri().query())
+                .into_iter()
+                .rfind(|(k, _)| k == "after")
+                .map(|(_, v)| {
+                    v.parse::<u64>().map_err(|_| {
+                        ApiError::bad_request(format!(
+                            "after={v:?} is not a journal seq (a whole number)."
+                        ))
+                        .with_details(json!({"field": "after"}))
+                    })
+                })
+                .transpose()?;
+            let (records, oldest) = state.journal.since(after.unwrap_or(0));
+            Ok(Reply::Requests(records, oldest))
+        }
         AdminRoute::ClearRequests => {
             state.journal.clear();
             Ok(Reply::Json(StatusCode::OK, json!({})))
@@ -266,6 +293,7 @@ async fn route(
             let deleted = state.clear_uploads().await;
             Ok(Reply::Json(StatusCode::OK, json!({ "deleted": deleted })))
         }
+        AdminRoute::Page(file) => Ok(Reply::Page(crate::admin_page::serve(file))),
         AdminRoute::Reset => {
             state
                 .reset()
@@ -303,6 +331,7 @@ mod tests {
             },
             size: i as u64,
             sha256: "ab".repeat(32).into(),
+            duplicate_of: None,
         })
     }
 
@@ -319,6 +348,7 @@ mod tests {
             remote_file_path: format!("uploads/default/{i}/f.txt"),
             remote_uri: format!("s3://aymara-mock/uploads/default/{i}/f.txt"),
             file_url: format!("http://127.0.0.1:1/__files/{i}/f.txt"),
+            duplicate_of: None,
         }
     }
 
@@ -334,6 +364,7 @@ mod tests {
         for i in 0..ITEMS_PER_FRAME + 3 {
             journal.push(RequestRecord {
                 id: format!("r{i}"),
+                seq: 0,
                 time: String::new(),
                 method: "GET".into(),
                 path: "/health".into(),
@@ -346,6 +377,10 @@ mod tests {
                 upload: None,
                 body_bytes: 0,
                 duration_ms: 1,
+                retry_count: None,
+                call: String::new(),
+                attempt: 0,
+                near_misses: Vec::new(),
             });
         }
         let mut body = JsonList::new("requests", journal.snapshot(), |r: &RequestRecord, out| {

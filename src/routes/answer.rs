@@ -31,6 +31,8 @@ pub(crate) struct Exchange {
     pub(crate) read_timeout_ms: Option<u64>,
     /// A fired rule's verdict on the processing of the file this request stores.
     pub(crate) processing: Option<crate::rules::model::Processing>,
+    /// What the rules saw, for the near misses.
+    pub(crate) seen: crate::rules::near_miss::Seen,
 }
 
 /// How a request ends.

@@ -96,9 +96,11 @@ pub(crate) fn request_phase(
                 return Step::Continue;
             };
             plan.rules_apply = true;
-            let decision = state
-                .rules
-                .decide(Phase::Request, &facts(name, parts, &ex.query));
+            let decision = state.rules.decide_seen(
+                Phase::Request,
+                &facts(name, parts, &ex.query),
+                Some(&mut ex.seen),
+            );
             if let Step::Stop(finish) = apply(decision, plan, ctl, ex, Phase::Request) {
                 return Step::Stop(finish);
             }

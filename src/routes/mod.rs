@@ -19,6 +19,7 @@ pub(crate) mod upload;
 
 use http::Method;
 
+use crate::admin_page::PageFile;
 use crate::error::{ApiError, DOCUMENTED_ERROR_STATUSES};
 use crate::rules::model::RouteName;
 use crate::UPLOAD_PATH;
@@ -84,6 +85,10 @@ pub(crate) enum AdminRoute {
     ClearUploads,
     /// `POST /__admin/reset`.
     Reset,
+    /// `GET|HEAD /__admin/`, `/__admin/app.js`, `/__admin/style.css`: the
+    /// live page, served before the token check (it holds no data and asks
+    /// for the token itself).
+    Page(crate::admin_page::PageFile),
 }
 
 /// Who may call a route.
@@ -199,6 +204,7 @@ enum Resource {
     AdminRequests,
     AdminUploads,
     AdminReset,
+    AdminPage(crate::admin_page::PageFile),
 }
 
 impl Resource {
@@ -267,13 +273,16 @@ impl Resource {
             "/requests" => Resource::AdminRequests,
             "/uploads" => Resource::AdminUploads,
             "/reset" => Resource::AdminReset,
+            "" | "/index.html" => Resource::AdminPage(PageFile::Index),
+            "/app.js" => Resource::AdminPage(PageFile::AppJs),
+            "/style.css" => Resource::AdminPage(PageFile::StyleCss),
             t if t.starts_with("/rules/") => Resource::AdminRule {
                 id: percent_encoding::percent_decode_str(&t["/rules/".len()..])
                     .decode_utf8_lossy()
                     .into_owned(),
             },
             _ => return Err(ApiError::not_found(format!(
-                "No admin route {:?}: see /__admin/rules, /__admin/requests, /__admin/uploads, /__admin/reset.",
+                "No admin route {:?}: see /__admin/ (the live page), /__admin/rules, /__admin/requests, /__admin/uploads, /__admin/reset.",
                 path.trim_end_matches('/')
             ))),
         })
@@ -329,6 +338,7 @@ impl Resource {
             (Resource::AdminUploads, Method::GET) => admin(A::ListUploads),
             (Resource::AdminUploads, Method::DELETE) => admin(A::ClearUploads),
             (Resource::AdminReset, Method::POST) => admin(A::Reset),
+            (Resource::AdminPage(file), Method::GET | Method::HEAD) => admin(A::Page(*file)),
             _ => None,
         }
     }
@@ -380,6 +390,18 @@ mod tests {
             Route::resolve(&Method::GET, "/__admin/uploads/").unwrap(),
             Route::Admin(AdminRoute::ListUploads)
         );
+        for (path, file) in [
+            ("/__admin", PageFile::Index),
+            ("/__admin/", PageFile::Index),
+            ("/__admin/app.js", PageFile::AppJs),
+            ("/__admin/style.css", PageFile::StyleCss),
+        ] {
+            assert_eq!(
+                Route::resolve(&Method::GET, path).unwrap(),
+                Route::Admin(AdminRoute::Page(file)),
+                "{path}"
+            );
+        }
     }
 
     #[test]
@@ -459,6 +481,7 @@ mod tests {
         assert_eq!(allow(Method::POST, "/__admin/requests"), "GET, DELETE");
         assert_eq!(allow(Method::GET, "/__admin/reset"), "POST");
         assert_eq!(allow(Method::GET, "/__admin/rules/x"), "DELETE");
+        assert_eq!(allow(Method::POST, "/__admin/"), "GET, HEAD");
     }
 
     #[test]

@@ -92,7 +92,8 @@ pub(crate) async fn receive(
     let target = target(state, parts, &file_uuid, content_type);
 
     if plan.rules_apply {
-        let decision = decide(state, parts, Phase::Upload, &target, None, &ex.query);
+        let query = ex.query.clone();
+        let decision = decide(state, parts, Phase::Upload, &target, None, &query, ex);
         step!(apply::apply(decision, &mut plan, ctl, ex, Phase::Upload));
     }
     let mut source = Md5Tap {
@@ -109,13 +110,15 @@ pub(crate) async fn receive(
 
     if plan.rules_apply {
         let target = file.target().clone();
+        let query = ex.query.clone();
         let decision = decide(
             state,
             parts,
             Phase::Complete,
             &target,
             Some(file.size),
-            &ex.query,
+            &query,
+            ex,
         );
         if let Step::Stop(finish) = apply::apply(decision, &mut plan, ctl, ex, Phase::Complete) {
             // A reset or hang that keeps the upload: stored, then carried out.
@@ -189,19 +192,20 @@ fn decide(
     target: &Target,
     size: Option<u64>,
     query: &[(String, String)],
+    ex: &mut Exchange,
 ) -> Option<crate::rules::Decision> {
     let mut facts = apply::facts(RouteName::Put, parts, query);
     facts.filename = Some(&target.name);
     facts.content_type = Some(&target.content_type);
     facts.size = size;
-    state.rules.decide(phase, &facts)
+    state.rules.decide_seen(phase, &facts, Some(&mut ex.seen))
 }
 
 /// Makes the file visible: committed to storage (over the bytes of an
 /// earlier PUT, if any), in the index, the catalog and the journal.
 async fn keep(state: &AppState, file: FinishedFile, ex: &mut Exchange) -> Result<(), ApiError> {
     let record = file.record();
-    let stored = state.upload_of(&record);
+    let mut stored = state.upload_of(&record);
     state
         .storage
         .commit(file, &stored)
@@ -211,7 +215,7 @@ async fn keep(state: &AppState, file: FinishedFile, ex: &mut Exchange) -> Result
         state.storage.replaced(&old);
     }
     state.catalog.stored(&record.target, ex.processing.take());
-    state.files.insert(record);
+    stored.duplicate_of = state.files.insert(record);
     ex.upload = Some(stored);
     Ok(())
 }

@@ -106,7 +106,7 @@ pub(crate) async fn receive(
             let content_type = part_content_type(&part.headers, filename.as_ref());
             if rules_apply {
                 let part = Some((raw_filename.as_str(), content_type.as_str()));
-                let decision = decide(state, parts, Phase::Upload, &query, part, None);
+                let decision = decide(state, parts, Phase::Upload, &query, part, None, ex);
                 step!(apply::apply(decision, &mut plan, ctl, ex, Phase::Upload));
             }
             let target = Target {
@@ -150,6 +150,7 @@ pub(crate) async fn receive(
             &query,
             part,
             Some(received.file.size),
+            ex,
         );
         if let Step::Stop(finish) = apply::apply(decision, &mut plan, ctl, ex, Phase::Complete) {
             // A reset or hang that keeps the upload: stored, then carried out.
@@ -178,12 +179,13 @@ fn decide(
     query: &[(String, String)],
     part: Option<(&str, &str)>,
     size: Option<u64>,
+    ex: &mut Exchange,
 ) -> Option<Decision> {
     let mut facts = apply::facts(RouteName::Upload, parts, query);
     facts.filename = part.map(|(name, _)| name);
     facts.content_type = part.map(|(_, ct)| ct);
     facts.size = size;
-    state.rules.decide(phase, &facts)
+    state.rules.decide_seen(phase, &facts, Some(&mut ex.seen))
 }
 
 /// What the client gets when the pipeline produced no file.
@@ -237,7 +239,7 @@ async fn store_and_answer(
 async fn keep(
     state: &AppState,
     file: FinishedFile,
-    stored: StoredUpload,
+    mut stored: StoredUpload,
     ex: &mut Exchange,
 ) -> Result<(), ApiError> {
     let record = file.record();
@@ -247,7 +249,7 @@ async fn keep(
         .await
         .map_err(|err| ApiError::storage(&err))?;
     state.catalog.stored(&record.target, ex.processing.take());
-    state.files.insert(record);
+    stored.duplicate_of = state.files.insert(record);
     ex.upload = Some(stored);
     Ok(())
 }

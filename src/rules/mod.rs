@@ -10,6 +10,7 @@
 pub(crate) mod glob;
 pub(crate) mod loading;
 pub(crate) mod model;
+pub(crate) mod near_miss;
 pub(crate) mod schema;
 pub(crate) mod watch;
 
@@ -396,7 +397,28 @@ impl RuleEngine {
     }
 
     /// The first rule of `phase` whose match and `when` hold, with counters updated.
+    /// (The routes call [`decide_seen`](Self::decide_seen); tests call this.)
+    #[cfg(test)]
     pub(crate) fn decide(&self, phase: Phase, facts: &RequestFacts<'_>) -> Option<Decision> {
+        self.decide_seen(phase, facts, None)
+    }
+
+    /// `decide`, noting in `seen` what the rules saw and
+    /// which matching rules their `when` held back, for the near misses.
+    pub(crate) fn decide_seen(
+        &self,
+        phase: Phase,
+        facts: &RequestFacts<'_>,
+        mut seen: Option<&mut near_miss::Seen>,
+    ) -> Option<Decision> {
+        if let Some(seen) = seen.as_deref_mut() {
+            seen.note(phase, facts);
+        }
+        let mut held_back = |id: &str, why: near_miss::FailedCondition| {
+            if let Some(seen) = seen.as_deref_mut() {
+                seen.held_back(id, why);
+            }
+        };
         let snapshot = self.snapshot();
         for position in snapshot.index.candidates(phase, facts) {
             let Some(entry) = snapshot.at(position) else {
@@ -408,15 +430,19 @@ impl RuleEngine {
             }
             let matched = entry.matched.fetch_add(1, Ordering::SeqCst) + 1;
             if matched <= rule.when.after {
+                held_back(&entry.id, near_miss::after_miss(rule.when.after, matched));
                 continue;
             }
             if let Some(times) = rule.when.times {
-                if entry.fired.load(Ordering::SeqCst) >= times {
+                let fired = entry.fired.load(Ordering::SeqCst);
+                if fired >= times {
+                    held_back(&entry.id, near_miss::times_miss(times, fired));
                     continue;
                 }
             }
             let p = rule.when.probability.value();
             if p < 1.0 && !lock(&self.rng).gen_bool(p) {
+                held_back(&entry.id, near_miss::probability_miss(p));
                 continue;
             }
             // Claim a firing: with `times`, only while some are left, so
@@ -434,6 +460,9 @@ impl RuleEngine {
                 }
             };
             if !claimed {
+                if let Some(times) = rule.when.times {
+                    held_back(&entry.id, near_miss::times_miss(times, times));
+                }
                 continue;
             }
             return Some(Decision {

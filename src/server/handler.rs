@@ -56,6 +56,7 @@ pub(crate) async fn handle(
     let query = parse_query(req.uri().query());
     let record = RequestRecord {
         id: request_id.clone(),
+        seq: 0,
         time: rfc3339(arrived),
         method: method.to_string(),
         path: path.clone(),
@@ -71,6 +72,10 @@ pub(crate) async fn handle(
         upload: None,
         body_bytes: 0,
         duration_ms: 0,
+        retry_count: crate::journal::retry_count(req.headers()),
+        call: String::new(),
+        attempt: 0,
+        near_misses: Vec::new(),
     };
     let mut flight = InFlight {
         state: Arc::clone(&state),
@@ -186,6 +191,20 @@ impl Drop for InFlight {
         record.cut = self.ex.cut;
         record.body_bytes = self.ex.body_bytes;
         record.duration_ms = self.started.elapsed().as_millis() as u64;
+        record.near_misses = crate::rules::near_miss::explain(
+            &self.state.rules,
+            &self.ex.seen,
+            self.ex.rule.as_deref(),
+        );
+        if !record.near_misses.is_empty() {
+            tracing::debug!(
+                target: "aymara_mock::request",
+                id = %record.id,
+                path = %record.path,
+                near_misses = %crate::rules::near_miss::summary(&record.near_misses),
+                "near misses"
+            );
+        }
         log_line(
             &self.method,
             &record.path,

@@ -168,6 +168,46 @@ impl MockServer {
         self.state.journal.list()
     }
 
+    /// The journaled requests that no rule decided, oldest first, each with
+    /// its [`near_misses`](RequestRecord::near_misses): the closest rules
+    /// and every condition of theirs that failed, expected against actual.
+    /// Call it when a test expected a rule to fire and it did not.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use aymara_mock::{MockServer, Rule};
+    /// // Arrange: a rule for MP4 files only.
+    /// let server = MockServer::start().await?;
+    /// server
+    ///     .add_rule(Rule::from_json(
+    ///         r#"{"id": "videos", "phase": "upload", "match": {"filename": "*.mp4"}, "respond": {"status": 413}}"#,
+    ///     )?)
+    ///     .await?;
+    /// // Act: upload a .mov.
+    /// let part = reqwest::multipart::Part::bytes(vec![0; 16]).file_name("clip.mov");
+    /// reqwest::Client::new()
+    ///     .post(server.upload_url())
+    ///     .header("x-api-key", "k")
+    ///     .multipart(reqwest::multipart::Form::new().part("file", part))
+    ///     .send()
+    ///     .await?;
+    /// // Assert: why "videos" did not fire.
+    /// let unmatched = server.unmatched_requests().await;
+    /// let miss = &unmatched[0].near_misses[0];
+    /// assert_eq!(miss.rule, "videos");
+    /// assert_eq!(miss.failed[0].condition, "match.filename");
+    /// assert_eq!(miss.failed[0].expected, "*.mp4");
+    /// assert_eq!(miss.failed[0].actual, "clip.mov");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn unmatched_requests(&self) -> Vec<RequestRecord> {
+        let mut records = self.state.journal.list();
+        records.retain(|r| r.rule.is_none());
+        records
+    }
+
     /// Empties the journal.
     pub async fn clear_requests(&self) {
         self.state.journal.clear();

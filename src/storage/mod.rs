@@ -49,6 +49,11 @@ pub struct StoredUpload {
     pub remote_uri: String,
     /// Where `GET` serves the file back.
     pub file_url: String,
+    /// The `file_uuid` of the earliest stored upload with the same sha256
+    /// (still stored), when this one repeats it: a retry that stored the
+    /// file twice shows here.
+    #[serde(default)]
+    pub duplicate_of: Option<String>,
 }
 
 /// A stored upload as the server keeps it in memory: the fields that the
@@ -62,6 +67,8 @@ pub(crate) struct UploadRecord {
     pub(crate) size: u64,
     /// SHA-256, lowercase hex.
     pub(crate) sha256: Box<str>,
+    /// The earliest stored upload with the same sha256, set when indexed.
+    pub(crate) duplicate_of: Option<Box<str>>,
 }
 
 /// What a file is stored as: fixed before its first byte arrives, so that an
@@ -245,6 +252,7 @@ impl Storage {
             remote_file_path: location.remote_file_path,
             remote_uri: location.remote_uri,
             file_url,
+            duplicate_of: record.duplicate_of.as_deref().map(str::to_owned),
         }
     }
 
@@ -509,6 +517,7 @@ impl FinishedFile {
             target: self.target.clone(),
             size: self.size,
             sha256: self.sha256.as_str().into(),
+            duplicate_of: None,
         }
     }
 

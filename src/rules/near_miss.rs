@@ -1,0 +1,640 @@
+//! Near misses: for a request that no rule decided, the rules that came
+//! closest and every condition of theirs that failed, with the expected and
+//! the actual value; for a request a rule decided, the rules tried before it
+//! that nearly matched.
+//!
+//! The engine's fast path ([`Match::matches`](super::model::Match)) stays as
+//! it is; this module re-checks the rules condition by condition, once per
+//! request, after the answer (see [`explain`]). Each `match` condition is one
+//! function in [`CHECKS`]: a new condition adds one function and one line
+//! there (a test checks that the two agree).
+
+use http::HeaderMap;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::model::{Match, Phase, RouteName, Rule};
+use super::{RequestFacts, RuleEngine};
+use crate::journal::{is_credential_header, REDACTED};
+
+/// Most near misses listed per request.
+pub const MAX_NEAR_MISSES: usize = 3;
+/// Rules examined for near misses, in evaluation order: with more rules
+/// loaded, those after the first 1,000 are not explained (a request must not
+/// pay for 100k rules twice).
+pub const NEAR_MISS_SCAN: usize = 1_000;
+
+/// A rule that did not decide a request, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NearMiss {
+    /// The rule's id.
+    pub rule: String,
+    /// Every condition of the rule that did not hold, in the rule's order.
+    pub failed: Vec<FailedCondition>,
+}
+
+/// One condition of a rule that did not hold for a request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FailedCondition {
+    /// Which condition: `match.method`, `match.path`, `match.headers.NAME`,
+    /// `match.query.NAME`, `match.filename`, `match.content_type`,
+    /// `match.size.min`, `match.size.max`, `phase`, `when.after`,
+    /// `when.times` or `when.probability`.
+    pub condition: String,
+    /// What the rule asks for (a glob, a number, a phase; `null`: absent).
+    pub expected: Value,
+    /// What the request had (`null`: absent, or not known when it ended).
+    pub actual: Value,
+    /// The same in one sentence, as the page and the debug log show it.
+    pub message: String,
+}
+
+impl FailedCondition {
+    fn new(condition: impl Into<String>, expected: Value, actual: Value, message: String) -> Self {
+        Self {
+            condition: condition.into(),
+            expected,
+            actual,
+            message,
+        }
+    }
+}
+
+/// What the rules saw of one request, gathered by the engine as it decides
+/// each phase ([`RuleEngine::decide_seen`]), and explained at the end.
+#[derive(Debug, Default)]
+pub(crate) struct Seen {
+    /// The latest phase the rules were consulted at (`None`: never).
+    phase: Option<Phase>,
+    route: Option<RouteName>,
+    method: String,
+    path: String,
+    headers: HeaderMap,
+    query: Vec<(String, String)>,
+    filename: Option<String>,
+    content_type: Option<String>,
+    size: Option<u64>,
+    /// Rules whose `match` held but whose `when` let the request through.
+    held_back: Vec<(String, FailedCondition)>,
+}
+
+impl Seen {
+    /// Records the facts of a phase (the latest win: they only grow).
+    pub(super) fn note(&mut self, phase: Phase, facts: &RequestFacts<'_>) {
+        if self.phase.is_none() {
+            self.route = Some(facts.route);
+            self.method = facts.method.to_owned();
+            self.path = facts.path.to_owned();
+            self.headers = facts.headers.clone();
+            self.query = facts.query.to_vec();
+        }
+        self.phase = self.phase.max(Some(phase));
+        if let Some(f) = facts.filename {
+            self.filename = Some(f.to_owned());
+        }
+        if let Some(c) = facts.content_type {
+            self.content_type = Some(c.to_owned());
+        }
+        if facts.size.is_some() {
+            self.size = facts.size;
+        }
+    }
+
+    /// A rule whose match held was not fired because of its `when`.
+    pub(super) fn held_back(&mut self, id: &str, why: FailedCondition) {
+        self.held_back.push((id.to_owned(), why));
+    }
+
+    fn facts(&self) -> RequestFacts<'_> {
+        RequestFacts {
+            route: self.route.unwrap_or(RouteName::Upload),
+            method: &self.method,
+            path: &self.path,
+            headers: &self.headers,
+            query: &self.query,
+            filename: self.filename.as_deref(),
+            content_type: self.content_type.as_deref(),
+            size: self.size,
+        }
+    }
+}
+
+/// `when.after` held a matching request back: it was match `n`.
+pub(super) fn after_miss(after: u64, n: u64) -> FailedCondition {
+    FailedCondition::new(
+        "when.after",
+        json!(after),
+        json!(n),
+        format!(
+            "when.after is {after}: the first {after} matching requests pass; this was match {n}"
+        ),
+    )
+}
+
+/// `when.times` was used up.
+pub(super) fn times_miss(times: u64, fired: u64) -> FailedCondition {
+    FailedCondition::new(
+        "when.times",
+        json!(times),
+        json!(fired),
+        format!("when.times is {times}: the rule has already fired {fired} times"),
+    )
+}
+
+/// `when.probability` drew no.
+pub(super) fn probability_miss(p: f64) -> FailedCondition {
+    FailedCondition::new(
+        "when.probability",
+        json!(p),
+        json!("not drawn"),
+        format!("when.probability is {p}: the seeded draw said no for this request"),
+    )
+}
+
+/// One check per `match` condition, in the order they are listed.
+type Check = fn(&Match, &RequestFacts<'_>, &mut Vec<FailedCondition>);
+
+/// Every `match` condition's check. A new condition adds its function here.
+const CHECKS: &[Check] = &[
+    check_route,
+    check_method,
+    check_path,
+    check_headers,
+    check_query,
+    check_filename,
+    check_content_type,
+    check_size,
+];
+
+/// Every `match` condition that fails for these facts (empty: it matches).
+pub(crate) fn failed_conditions(m: &Match, facts: &RequestFacts<'_>) -> Vec<FailedCondition> {
+    let mut out = Vec::new();
+    for check in CHECKS {
+        check(m, facts, &mut out);
+    }
+    out
+}
+
+fn text(s: Option<&str>) -> Value {
+    s.map_or(Value::Null, |s| Value::String(s.to_owned()))
+}
+
+/// A rule that names neither a route nor a path is for uploads.
+fn check_route(m: &Match, facts: &RequestFacts<'_>, out: &mut Vec<FailedCondition>) {
+    let expected = match (m.route, &m.path) {
+        (Some(route), _) => route,
+        (None, None) => RouteName::Upload,
+        (None, Some(_)) => return,
+    };
+    if facts.route != expected {
+        let name = |r: RouteName| serde_json::to_value(r).unwrap_or(Value::Null);
+        let (want, got) = (name(expected), name(facts.route));
+        let message = format!("route: expected {want}, got {got}");
+        out.push(FailedCondition::new("match.route", want, got, message));
+    }
+}
+
+fn check_method(m: &Match, facts: &RequestFacts<'_>, out: &mut Vec<FailedCondition>) {
+    let (expected, ok) = match (&m.method, m.route, &m.path) {
+        (Some(glob), _, _) => (glob.as_str(), glob.matches_ignore_case(facts.method)),
+        (None, None, None) => ("POST", facts.method.eq_ignore_ascii_case("POST")),
+        (None, _, _) => return,
+    };
+    if !ok {
+        out.push(FailedCondition::new(
+            "match.method",
+            json!(expected),
+            json!(facts.method),
+            format!("method: expected {expected}, got {}", facts.method),
+        ));
+    }
+}
+
+fn check_path(m: &Match, facts: &RequestFacts<'_>, out: &mut Vec<FailedCondition>) {
+    let Some(glob) = &m.path else {
+        return;
+    };
+    let expected = glob.as_str();
+    if !glob.matches(facts.path) {
+        out.push(FailedCondition::new(
+            "match.path",
+            json!(expected),
+            json!(facts.path),
+            format!("path: expected {expected}, got {}", facts.path),
+        ));
+    }
+}
+
+fn check_headers(m: &Match, facts: &RequestFacts<'_>, out: &mut Vec<FailedCondition>) {
+    for (name, want) in &m.headers {
+        let values: Vec<&str> = facts
+            .headers
+            .get_all(name.as_str())
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let ok = match want {
+            None => values.is_empty(),
+            Some(glob) => values.iter().any(|v| glob.matches(v)),
+        };
+        if ok {
+            continue;
+        }
+        // A credential is never repeated, not even to say it was wrong.
+        let shown = if values.is_empty() {
+            None
+        } else if is_credential_header(&name.to_ascii_lowercase()) {
+            Some(REDACTED.to_owned())
+        } else {
+            Some(values.join(", "))
+        };
+        out.push(FailedCondition::new(
+            format!("match.headers.{name}"),
+            text(want.as_ref().map(|g| g.as_str())),
+            text(shown.as_deref()),
+            format!(
+                "header {name}: expected {}, got {}",
+                want.as_ref().map_or("absent", |g| g.as_str()),
+                shown.as_deref().unwrap_or("none")
+            ),
+        ));
+    }
+}
+
+fn check_query(m: &Match, facts: &RequestFacts<'_>, out: &mut Vec<FailedCondition>) {
+    for (name, want) in &m.query {
+        let values: Vec<&str> = facts
+            .query
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect();
+        let ok = match want {
+            None => values.is_empty(),
+            Some(glob) => values.iter().any(|v| glob.matches(v)),
+        };
+        if !ok {
+            let shown = (!values.is_empty()).then(|| values.join(", "));
+            out.push(FailedCondition::new(
+                format!("match.query.{name}"),
+                text(want.as_ref().map(|g| g.as_str())),
+                text(shown.as_deref()),
+                format!(
+                    "query {name}: expected {}, got {}",
+                    want.as_ref().map_or("absent", |g| g.as_str()),
+                    shown.as_deref().unwrap_or("none")
+                ),
+            ));
+        }
+    }
+}
+
+fn check_filename(m: &Match, facts: &RequestFacts<'_>, out: &mut Vec<FailedCondition>) {
+    let Some(glob) = &m.filename else { return };
+    if !facts.filename.is_some_and(|f| glob.matches(f)) {
+        out.push(FailedCondition::new(
+            "match.filename",
+            json!(glob.as_str()),
+            text(facts.filename),
+            format!(
+                "filename: expected {glob}, got {}",
+                facts.filename.unwrap_or("no file part")
+            ),
+        ));
+    }
+}
+
+fn check_content_type(m: &Match, facts: &RequestFacts<'_>, out: &mut Vec<FailedCondition>) {
+    let Some(glob) = &m.content_type else { return };
+    if !facts
+        .content_type
+        .is_some_and(|c| glob.matches_ignore_case(c))
+    {
+        out.push(FailedCondition::new(
+            "match.content_type",
+            json!(glob.as_str()),
+            text(facts.content_type),
+            format!(
+                "content type: expected {glob}, got {}",
+                facts.content_type.unwrap_or("no file part")
+            ),
+        ));
+    }
+}
+
+fn check_size(m: &Match, facts: &RequestFacts<'_>, out: &mut Vec<FailedCondition>) {
+    let Some(range) = &m.size else { return };
+    let actual = facts.size.map_or(Value::Null, |s| json!(s));
+    let got = facts
+        .size
+        .map_or_else(|| "no complete file".to_owned(), |s| format!("{s} bytes"));
+    if let Some(min) = range.min {
+        if facts.size.is_none_or(|s| s < min) {
+            out.push(FailedCondition::new(
+                "match.size.min",
+                json!(min),
+                actual.clone(),
+                format!("size: expected at least {min} bytes, got {got}"),
+            ));
+        }
+    }
+    if let Some(max) = range.max {
+        if facts.size.is_none_or(|s| s > max) {
+            out.push(FailedCondition::new(
+                "match.size.max",
+                json!(max),
+                actual.clone(),
+                format!("size: expected at most {max} bytes, got {got}"),
+            ));
+        }
+    }
+    if range.min.is_none() && range.max.is_none() && facts.size.is_none() {
+        out.push(FailedCondition::new(
+            "match.size",
+            json!({}),
+            Value::Null,
+            "size: the file never completed".to_owned(),
+        ));
+    }
+}
+
+/// Why `rule` did not decide this request, or `None` when nothing is known
+/// against it (it was never reached).
+fn why_not(id: &str, rule: &Rule, seen: &Seen, reached: Phase) -> Option<Vec<FailedCondition>> {
+    let mut failed = Vec::new();
+    if rule.phase > reached {
+        failed.push(FailedCondition::new(
+            "phase",
+            json!(rule.phase),
+            json!(reached),
+            format!(
+                "phase: the rule is decided at {}, the request ended at {reached}",
+                rule.phase
+            ),
+        ));
+    }
+    failed.extend(failed_conditions(&rule.matcher, &seen.facts()));
+    if failed.is_empty() {
+        failed.extend(
+            seen.held_back
+                .iter()
+                .filter(|(held, _)| held == id)
+                .map(|(_, why)| why.clone()),
+        );
+    }
+    (!failed.is_empty()).then_some(failed)
+}
+
+/// The near misses of one request: the closest rules (fewest failed
+/// conditions, then evaluation order), at most [`MAX_NEAR_MISSES`]. With a
+/// rule `decided`, only the rules tried before it (an earlier phase, or
+/// earlier in the same phase).
+pub(crate) fn explain(engine: &RuleEngine, seen: &Seen, decided: Option<&str>) -> Vec<NearMiss> {
+    let Some(reached) = seen.phase else {
+        return Vec::new();
+    };
+    let snapshot = engine.snapshot();
+    let entries = snapshot.entries().take(NEAR_MISS_SCAN);
+    let decider = decided.and_then(|id| {
+        snapshot
+            .entries()
+            .take(NEAR_MISS_SCAN)
+            .position(|e| e.id == id)
+            .and_then(|p| snapshot.entries().nth(p).map(|e| (p, e.rule.phase)))
+    });
+    if decided.is_some() && decider.is_none() {
+        return Vec::new();
+    }
+    let mut misses: Vec<(usize, NearMiss)> = Vec::new();
+    for (position, entry) in entries.enumerate() {
+        if let Some((at, phase)) = decider {
+            let tried_before =
+                entry.rule.phase < phase || (entry.rule.phase == phase && position < at);
+            if !tried_before {
+                continue;
+            }
+        }
+        if let Some(failed) = why_not(&entry.id, &entry.rule, seen, reached) {
+            misses.push((
+                position,
+                NearMiss {
+                    rule: entry.id.clone(),
+                    failed,
+                },
+            ));
+        }
+    }
+    misses.sort_by_key(|(position, miss)| (miss.failed.len(), *position));
+    misses.truncate(MAX_NEAR_MISSES);
+    misses.into_iter().map(|(_, miss)| miss).collect()
+}
+
+/// The near misses in one line, for the debug log.
+pub(crate) fn summary(misses: &[NearMiss]) -> String {
+    misses
+        .iter()
+        .map(|m| {
+            let why: Vec<&str> = m.failed.iter().map(|f| f.message.as_str()).collect();
+            format!("{}: {}", m.rule, why.join("; "))
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::loading::parse_rules;
+    use crate::UPLOAD_PATH;
+
+    fn rule(json: &str) -> Rule {
+        parse_rules("<test>", json).expect("a valid rule").remove(0)
+    }
+
+    fn facts<'a>(
+        method: &'a str,
+        path: &'a str,
+        headers: &'a HeaderMap,
+        query: &'a [(String, String)],
+        file: Option<(&'a str, &'a str, u64)>,
+    ) -> RequestFacts<'a> {
+        let route = if path == UPLOAD_PATH {
+            RouteName::Upload
+        } else {
+            RouteName::Health
+        };
+        RequestFacts {
+            route,
+            method,
+            path,
+            headers,
+            query,
+            filename: file.map(|f| f.0),
+            content_type: file.map(|f| f.1),
+            size: file.map(|f| f.2),
+        }
+    }
+
+    #[test]
+    fn each_kind_of_condition_fails_with_expected_and_actual() {
+        let r = rule(
+            r#"{"match": {"method": "PUT", "path": "/v2/other", "headers": {"x-api-key": "limited-*", "x-mode": null},
+                 "query": {"workspace_uuid": "ws-1"}, "filename": "*.mp4", "content_type": "video/mp4",
+                 "size": {"min": 1048576, "max": 2097152}},
+                "phase": "complete", "respond": {"status": 500}}"#,
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert("x-api-key", "secret-key".parse().unwrap());
+        headers.insert("x-mode", "fast".parse().unwrap());
+        let query = [("workspace_uuid".to_owned(), "ws-2".to_owned())];
+        let f = facts(
+            "POST",
+            UPLOAD_PATH,
+            &headers,
+            &query,
+            Some(("clip.mov", "video/quicktime", 5120)),
+        );
+        let failed = failed_conditions(&r.matcher, &f);
+        let by_name = |c: &str| {
+            failed
+                .iter()
+                .find(|f| f.condition == c)
+                .unwrap_or_else(|| panic!("{c} missing from {failed:?}"))
+        };
+        assert_eq!(by_name("match.method").expected, "PUT");
+        assert_eq!(by_name("match.method").actual, "POST");
+        assert_eq!(by_name("match.path").actual, UPLOAD_PATH);
+        // The credential's value is not repeated.
+        assert_eq!(by_name("match.headers.x-api-key").actual, REDACTED);
+        assert_eq!(by_name("match.headers.x-mode").expected, Value::Null);
+        assert_eq!(by_name("match.headers.x-mode").actual, "fast");
+        assert_eq!(by_name("match.query.workspace_uuid").actual, "ws-2");
+        assert_eq!(by_name("match.filename").expected, "*.mp4");
+        assert_eq!(by_name("match.filename").actual, "clip.mov");
+        assert_eq!(by_name("match.content_type").actual, "video/quicktime");
+        assert_eq!(by_name("match.size.min").expected, 1048576);
+        assert_eq!(by_name("match.size.min").actual, 5120);
+        assert!(failed.iter().all(|f| f.condition != "match.size.max"));
+        assert_eq!(failed.len(), 8, "{failed:?}");
+        assert!(r.matcher.matches(&f) == failed.is_empty());
+    }
+
+    #[test]
+    fn the_checks_agree_with_the_engine_on_every_combination() {
+        let rules = [
+            r#"{"respond": {"status": 500}}"#,
+            r#"{"match": {"path": "/health"}, "respond": {"status": 500}}"#,
+            r#"{"match": {"method": "get"}, "respond": {"status": 500}}"#,
+            r#"{"match": {"route": "health"}, "respond": {"status": 500}}"#,
+            r#"{"match": {"route": "upload", "method": "GET"}, "respond": {"status": 500}}"#,
+            r#"{"match": {"route": "health", "path": "/health*"}, "respond": {"status": 500}}"#,
+            r#"{"match": {"headers": {"x-a": "1"}}, "respond": {"status": 500}}"#,
+            r#"{"match": {"headers": {"x-a": null}}, "respond": {"status": 500}}"#,
+            r#"{"match": {"query": {"q": "v*"}}, "respond": {"status": 500}}"#,
+            r#"{"match": {"query": {"q": null}}, "respond": {"status": 500}}"#,
+            r#"{"match": {"filename": "*.txt"}, "phase": "upload", "respond": {"status": 500}}"#,
+            r#"{"match": {"content_type": "TEXT/*"}, "phase": "upload", "respond": {"status": 500}}"#,
+            r#"{"match": {"size": {"max": 10}}, "phase": "complete", "respond": {"status": 500}}"#,
+            r#"{"match": {"size": {"min": 10}}, "phase": "complete", "respond": {"status": 500}}"#,
+        ]
+        .map(rule);
+        let mut with = HeaderMap::new();
+        with.insert("x-a", "1".parse().unwrap());
+        let without = HeaderMap::new();
+        let q = [("q".to_owned(), "value".to_owned())];
+        for headers in [&with, &without] {
+            for query in [&q[..], &[]] {
+                for (method, path) in [("POST", UPLOAD_PATH), ("GET", "/health")] {
+                    for file in [
+                        None,
+                        Some(("a.txt", "text/plain", 5)),
+                        Some(("b.bin", "x/y", 50)),
+                    ] {
+                        let f = facts(method, path, headers, query, file);
+                        for r in &rules {
+                            let failed = failed_conditions(&r.matcher, &f);
+                            assert_eq!(
+                                r.matcher.matches(&f),
+                                failed.is_empty(),
+                                "{r:?} {f:?} {failed:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unreached_phases_and_held_back_rules_are_explained_closest_first() {
+        let engine = RuleEngine::new(Vec::new(), 1).unwrap();
+        engine
+            .add(vec![
+                rule(r#"{"id": "far", "match": {"method": "GET", "path": "/x"}, "respond": {"status": 500}}"#),
+                rule(r#"{"id": "late", "phase": "complete", "match": {"size": {"min": 1}}, "respond": {"status": 500}}"#),
+                rule(r#"{"id": "second", "when": {"after": 2}, "respond": {"status": 503}}"#),
+            ])
+            .unwrap();
+        let headers = HeaderMap::new();
+        let mut seen = Seen::default();
+        let f = facts("POST", UPLOAD_PATH, &headers, &[], None);
+        assert!(engine
+            .decide_seen(Phase::Request, &f, Some(&mut seen))
+            .is_none());
+        let misses = explain(&engine, &seen, None);
+        let ids: Vec<&str> = misses.iter().map(|m| m.rule.as_str()).collect();
+        assert_eq!(ids, ["second", "far", "late"]);
+        assert_eq!(misses[0].failed[0].condition, "when.after");
+        assert_eq!(misses[0].failed[0].expected, 2);
+        assert_eq!(misses[0].failed[0].actual, 1);
+        assert_eq!(misses[2].failed[0].condition, "phase");
+        assert_eq!(misses[2].failed[0].expected, "complete");
+        assert_eq!(misses[2].failed[0].actual, "request");
+        assert_eq!(misses[2].failed[1].condition, "match.size.min");
+        assert_eq!(misses[2].failed[1].actual, Value::Null);
+        assert!(summary(&misses).contains("this was match 1"));
+    }
+
+    #[test]
+    fn a_rule_for_another_route_fails_on_its_route() {
+        let r = rule(r#"{"match": {"route": "health"}, "respond": {"status": 500}}"#);
+        let headers = HeaderMap::new();
+        let failed =
+            failed_conditions(&r.matcher, &facts("POST", UPLOAD_PATH, &headers, &[], None));
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert_eq!(failed[0].condition, "match.route");
+        assert_eq!(failed[0].expected, "health");
+        assert_eq!(failed[0].actual, "upload");
+        // Neither route nor path: the upload endpoint, by route.
+        let r = rule(r#"{"respond": {"status": 500}}"#);
+        let failed = failed_conditions(&r.matcher, &facts("GET", "/health", &headers, &[], None));
+        let names: Vec<&str> = failed.iter().map(|f| f.condition.as_str()).collect();
+        assert_eq!(names, ["match.route", "match.method"]);
+    }
+
+    #[test]
+    fn a_decided_request_lists_only_the_rules_tried_before() {
+        let engine = RuleEngine::new(Vec::new(), 1).unwrap();
+        engine
+            .add(vec![
+                rule(r#"{"id": "once", "when": {"times": 1}, "respond": {"status": 500}}"#),
+                rule(r#"{"id": "fires", "respond": {"status": 503}}"#),
+                rule(r#"{"id": "after", "match": {"method": "GET"}, "respond": {"status": 500}}"#),
+            ])
+            .unwrap();
+        let headers = HeaderMap::new();
+        let f = facts("POST", UPLOAD_PATH, &headers, &[], None);
+        let first = engine.decide(Phase::Request, &f).map(|d| d.id);
+        assert_eq!(first.as_deref(), Some("once"));
+        let mut seen = Seen::default();
+        let d = engine
+            .decide_seen(Phase::Request, &f, Some(&mut seen))
+            .map(|d| d.id);
+        assert_eq!(d.as_deref(), Some("fires"));
+        let misses = explain(&engine, &seen, d.as_deref());
+        assert_eq!(misses.len(), 1, "{misses:?}");
+        assert_eq!(misses[0].rule, "once");
+        assert_eq!(misses[0].failed[0].condition, "when.times");
+        assert_eq!(misses[0].failed[0].actual, 1);
+    }
+}
