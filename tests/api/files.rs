@@ -884,3 +884,72 @@ async fn reset_and_clearing_uploads_empty_the_files_api() {
     assert_eq!(app.json_at("/v2/files").await["count"], 0);
     assert!(stored(&app).is_empty());
 }
+
+// ------------------------------------------------------------ the flags
+
+#[tokio::test]
+async fn the_binarys_files_api_flags_and_env_twins_take_effect() {
+    let bin = start_binary(
+        &[
+            "--presign-expiry",
+            "2m",
+            "--video-processing-time",
+            "0s",
+            "--organization-uuid",
+            "org-1",
+            "--user-uuid",
+            "user-1",
+        ],
+        &[("AYMARA_MOCK_PRESIGN_SECRET", "from-env")],
+    );
+    let client = reqwest::Client::new();
+    let created: Value = client
+        .post(format!("{}/v2/files", bin.url))
+        .header("x-api-key", KEY)
+        .json(&json!({"files": [{"local_file_path": "v.mp4"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let upload = &created["files"][0];
+    let uuid = upload["file_uuid"].as_str().unwrap();
+    assert!(upload["file_url"]
+        .as_str()
+        .unwrap()
+        .contains("X-Amz-Expires=120&"));
+    // A URL signed with the secret from the environment is accepted.
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let url = forge(
+        &bin.url,
+        "from-env",
+        &format!("/__uploads/{uuid}/v.mp4"),
+        now,
+        60,
+    );
+    let put = client
+        .put(url)
+        .body(vec![0u8; 10])
+        .header("content-type", "video/mp4")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    let detail: Value = client
+        .get(format!("{}/v2/files/{uuid}", bin.url))
+        .header("x-api-key", KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detail["organization_uuid"], "org-1");
+    assert_eq!(detail["uploaded_by_uuid"], "user-1");
+    // --video-processing-time 0s: completed at once.
+    assert_eq!(detail["processing_status"], "completed");
+}
