@@ -232,6 +232,14 @@ struct ServeArgs {
     /// uploaded_by_uuid of every file in the files API.
     #[arg(long, env = "AYMARA_MOCK_USER_UUID", default_value_t = Config::default().uploaded_by_uuid, value_name = "UUID")]
     user_uuid: String,
+    /// Fetch remote_uri files from this host too, besides loopback (repeatable).
+    #[arg(
+        long = "allow-remote-host",
+        env = "AYMARA_MOCK_ALLOW_REMOTE_HOSTS",
+        value_delimiter = ',',
+        value_name = "HOST"
+    )]
+    allow_remote_hosts: Vec<String>,
 }
 
 /// A journal size in bytes, at least one.
@@ -381,6 +389,9 @@ async fn serve_async(args: ServeArgs) -> ExitCode {
         .presign_expiry(args.presign_expiry.into())
         .video_processing_time(args.video_processing_time.into())
         .owner(args.organization_uuid, args.user_uuid);
+    for host in args.allow_remote_hosts {
+        builder = builder.allow_remote_host(host);
+    }
     if let Some(secret) = args.presign_secret {
         builder = builder.presign_secret(secret);
     }

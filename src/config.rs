@@ -69,6 +69,8 @@ pub(crate) struct Config {
     pub(crate) organization_uuid: String,
     /// `uploaded_by_uuid` of every file in the files API.
     pub(crate) uploaded_by_uuid: String,
+    /// Hosts `remote_uri` files may be fetched from (loopback always).
+    pub(crate) remote_hosts: Vec<String>,
 }
 
 impl Default for Config {
@@ -100,6 +102,10 @@ impl Default for Config {
             video_processing_time: Duration::from_secs(3),
             organization_uuid: "00000000-0000-4000-8000-0000000000a1".to_owned(),
             uploaded_by_uuid: "00000000-0000-4000-8000-0000000000b1".to_owned(),
+            remote_hosts: crate::files::remote::DEFAULT_HOSTS
+                .iter()
+                .map(|h| (*h).to_owned())
+                .collect(),
         }
     }
 }

@@ -36,6 +36,8 @@ pub(crate) struct FilesSettings {
     pub(crate) organization_uuid: String,
     /// `uploaded_by_uuid` of every file.
     pub(crate) uploaded_by_uuid: String,
+    /// Hosts `remote_uri` files are fetched from.
+    pub(crate) remote_hosts: Vec<String>,
 }
 
 /// Shared by every connection.

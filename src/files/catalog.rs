@@ -192,6 +192,18 @@ impl Catalog {
         });
     }
 
+    /// A file whose bytes never came (a `remote_uri` that could not be
+    /// fetched): `failed` from now on, with `error_message`.
+    pub(crate) fn failed(&self, file_uuid: &str, error_message: String) {
+        if let Some(entry) = lock(&self.inner).by_id.get_mut(file_uuid) {
+            entry.stored_at = Some(SystemTime::now());
+            entry.outcome = Some(Processing {
+                status: ProcessingStatus::Failed,
+                error_message: Some(error_message),
+            });
+        }
+    }
+
     pub(crate) fn get(&self, file_uuid: &str) -> Option<Entry> {
         lock(&self.inner).by_id.get(file_uuid).cloned()
     }

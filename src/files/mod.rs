@@ -6,6 +6,7 @@
 pub(crate) mod catalog;
 pub(crate) mod ingest;
 pub(crate) mod png;
+pub(crate) mod remote;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -6,6 +6,7 @@
 //! are the SDK's (`aymara-ai-sdk` 1.2.1). Files come from the catalog
 //! (`files::catalog`); their bytes from the index and storage.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use futures_util::StreamExt;
@@ -15,9 +16,8 @@ use serde_json::{json, Value};
 use super::answer::Answer;
 use crate::error::ApiError;
 use crate::files::catalog::{file_type, Entry};
-use crate::files::{png, FileStatus};
+use crate::files::{png, remote, FileStatus};
 use crate::http_util::rfc3339;
-use crate::rules::model::{Processing, ProcessingStatus};
 use crate::state::AppState;
 use crate::storage::Target;
 use crate::upload::body::{BodyControl, BodyFailure, UploadBody};
@@ -41,8 +41,13 @@ struct NewFile {
 
 /// `POST /v2/files`: each `local_file_path` entry becomes a `pending` file
 /// with a presigned PUT URL as its `file_url`; each `remote_uri` entry a
-/// file the emulator does not fetch (it reports `failed`, saying so).
-pub(crate) async fn create(state: &AppState, body: &mut UploadBody, ctl: &BodyControl) -> Answer {
+/// `pending` file fetched in the background (`files::remote`), or `failed`
+/// at once when its URL may not be fetched.
+pub(crate) async fn create(
+    state: &Arc<AppState>,
+    body: &mut UploadBody,
+    ctl: &BodyControl,
+) -> Answer {
     let bytes = match read_json_body(body, ctl).await {
         Ok(bytes) => bytes,
         Err(answer) => return answer,
@@ -61,8 +66,9 @@ pub(crate) async fn create(state: &AppState, body: &mut UploadBody, ctl: &BodyCo
     )
 }
 
-/// Records one new file and answers its `FileUpload`.
-fn announce(state: &AppState, file: NewFile, workspace_uuid: Option<&str>) -> Value {
+/// Records one new file and answers its `FileUpload`; a `remote_uri`
+/// entry's fetch starts in the background.
+fn announce(state: &Arc<AppState>, file: NewFile, workspace_uuid: Option<&str>) -> Value {
     let file_uuid = crate::http_util::random_uuid();
     let source = file
         .local_file_path
@@ -85,7 +91,7 @@ fn announce(state: &AppState, file: NewFile, workspace_uuid: Option<&str>) -> Va
         content_type: content_type.clone(),
     };
     let location = state.storage.locate(&target);
-    let (file_url, outcome) = match &file.remote_uri {
+    let file_url = match &file.remote_uri {
         None => {
             let path = state.signer.presign(
                 &file_uuid,
@@ -94,32 +100,23 @@ fn announce(state: &AppState, file: NewFile, workspace_uuid: Option<&str>) -> Va
                 SystemTime::now(),
                 state.settings.files.presign_expiry,
             );
-            (
-                Some(format!("{}{path}", state.settings.public_url)),
-                None,
-            )
+            Some(format!("{}{path}", state.settings.public_url))
         }
-        Some(uri) => (
-            None,
-            Some(Processing {
-                status: ProcessingStatus::Failed,
-                error_message: Some(format!(
-                    "aymara-mock did not fetch {uri}: it does not download remote_uri files (it works offline); upload the bytes with a local_file_path entry and its presigned PUT URL instead."
-                )),
-            }),
-        ),
+        Some(_) => None,
     };
-    let remote = file.remote_uri.is_some();
     state.catalog.create(
-        target,
+        target.clone(),
         workspace_uuid.map(str::to_owned),
         Some(source.to_owned()),
-        outcome,
+        None,
     );
-    if remote {
-        // Decided at once: there are no bytes to wait for.
-        if let Some(entry) = state.catalog.get(&file_uuid.to_string()) {
-            state.catalog.stored(&entry.target, None);
+    if let Some(uri) = &file.remote_uri {
+        match remote::refuse(uri, &state.settings.files.remote_hosts) {
+            Some(why) => state.catalog.failed(&target.file_uuid, why),
+            None => {
+                let typed = file.content_type.is_some();
+                tokio::spawn(remote::fetch(Arc::clone(state), uri.clone(), target, typed));
+            }
         }
     }
     json!({

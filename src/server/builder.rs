@@ -271,6 +271,21 @@ impl MockServerBuilder {
         self
     }
 
+    /// Lets `remote_uri` files of `POST /v2/files` be fetched from `host`
+    /// too (by name or address, without port), besides loopback.
+    pub fn allow_remote_host(mut self, host: impl Into<String>) -> Self {
+        let host = host
+            .into()
+            .trim()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        if !host.is_empty() && !self.config.remote_hosts.contains(&host) {
+            self.config.remote_hosts.push(host);
+        }
+        self
+    }
+
     /// At most this many connections at once; more wait to be accepted.
     pub fn max_connections(mut self, max: usize) -> Self {
         self.config.max_connections = Some(max);
@@ -353,6 +368,7 @@ fn shared_state(
                 video_processing: config.video_processing_time,
                 organization_uuid: config.organization_uuid.clone(),
                 uploaded_by_uuid: config.uploaded_by_uuid.clone(),
+                remote_hosts: config.remote_hosts.clone(),
             },
         },
         storage,

@@ -302,7 +302,7 @@ async fn truncated(response: Response<ResponseBody>) -> Response<ResponseBody> {
 /// the request phase, then the route's handler; the body is read to its end
 /// or the connection closed after the answer.
 async fn serve(
-    state: &AppState,
+    state: &Arc<AppState>,
     resolved: Result<Route, ApiError>,
     req: Request<Incoming>,
     ex: &mut Exchange,

@@ -953,3 +953,108 @@ async fn the_binarys_files_api_flags_and_env_twins_take_effect() {
     // --video-processing-time 0s: completed at once.
     assert_eq!(detail["processing_status"], "completed");
 }
+
+// ------------------------------------------------------------ remote_uri
+
+/// Announces `uri` as a remote file; its uuid.
+async fn announce_remote(app: &TestApp, uri: &str) -> String {
+    let upload = app.announce(json!({"remote_uri": uri})).await;
+    assert_eq!(upload["processing_status"], "pending");
+    assert_eq!(upload["remote_uri"], uri);
+    upload["file_uuid"].as_str().unwrap().to_owned()
+}
+
+/// Polls until the file is no longer pending; its status.
+async fn settled(app: &TestApp, uuid: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = app.json_at(&format!("/v2/files/{uuid}/status")).await;
+        if status["processing_status"] != "pending" || Instant::now() > deadline {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_remote_uri_on_loopback_is_fetched_and_stored_like_an_upload() {
+    let source = spawn_app().await;
+    let bytes = data(200_000);
+    let answer: Value = source
+        .upload(bytes.clone(), "remote.txt")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let uri = answer["file_url"].as_str().unwrap();
+
+    let app = spawn_app().await;
+    let uuid = announce_remote(&app, uri).await;
+    let status = settled(&app, &uuid).await;
+    assert_eq!(status["processing_status"], "completed", "{status}");
+    let uploads = app.server.uploads().await;
+    assert_eq!(uploads.len(), 1);
+    assert_eq!(uploads[0].file_uuid, uuid);
+    assert_eq!(uploads[0].sha256, sha256_hex(&bytes));
+    let detail = app.json_at(&format!("/v2/files/{uuid}")).await;
+    assert_eq!(detail["file_size_bytes"], 200_000);
+    assert_eq!(detail["original_file_url"], uri);
+    assert!(
+        detail["content_type"]
+            .as_str()
+            .unwrap()
+            .starts_with("text/plain"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn a_remote_uri_that_cannot_be_fetched_fails_with_a_clear_message() {
+    let app = spawn_with(|b| b.max_upload_size(1000u64)).await;
+    // Nothing listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let refused = announce_remote(&app, &format!("http://127.0.0.1:{port}/f.bin")).await;
+    let missing = announce_remote(&app, &app.url("/__files/nope/f.bin")).await;
+    let source = spawn_app().await;
+    let big: Value = source
+        .upload(data(5000), "big.bin")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let too_big = announce_remote(&app, big["file_url"].as_str().unwrap()).await;
+    for (uuid, says) in [
+        (refused, "could not connect"),
+        (missing, "answered 404"),
+        (too_big, "maximum upload size"),
+    ] {
+        let status = settled(&app, &uuid).await;
+        assert_eq!(status["processing_status"], "failed", "{status}");
+        let message = status["error_message"].as_str().unwrap();
+        assert!(message.contains(says), "{message}");
+    }
+    assert!(app.server.uploads().await.is_empty());
+    assert!(stored(&app).is_empty(), "{:?}", stored(&app));
+}
+
+#[tokio::test]
+async fn only_allowed_hosts_are_fetched() {
+    let app = spawn_with(|b| b.allow_remote_host("files.example")).await;
+    let upload = app
+        .announce(json!({"remote_uri": "http://elsewhere.example/a.mp4"}))
+        .await;
+    let status = app
+        .json_at(&format!(
+            "/v2/files/{}/status",
+            upload["file_uuid"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(status["processing_status"], "failed");
+    let message = status["error_message"].as_str().unwrap();
+    assert!(
+        message.contains("not allowed") && message.contains("files.example"),
+        "{message}"
+    );
+}
