@@ -1058,3 +1058,40 @@ async fn only_allowed_hosts_are_fetched() {
         "{message}"
     );
 }
+
+// ------------------------------------------------------- object storage
+
+#[tokio::test]
+async fn a_presigned_put_lands_in_an_object_store_overwrites_and_is_deleted() {
+    use aymara_mock::object_store::memory::InMemory;
+    use aymara_mock::object_store::path::Path;
+    use aymara_mock::object_store::{ObjectStore, ObjectStoreExt};
+    use futures_util::TryStreamExt;
+
+    let memory = std::sync::Arc::new(InMemory::new());
+    let store: std::sync::Arc<dyn ObjectStore> = memory.clone();
+    let app = spawn_with(|b| b.object_store(store, "team-bucket", "run-1")).await;
+    let upload = app
+        .announce(json!({"local_file_path": "v.mp4", "content_type": "video/mp4"}))
+        .await;
+    let uuid = upload["file_uuid"].as_str().unwrap().to_owned();
+    let key = upload["remote_file_path"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("run-1/uploads/default/"), "{key}");
+    let url = upload["file_url"].as_str().unwrap();
+    // Large enough for the store's multipart upload.
+    let first = data(9 * 1024 * 1024);
+    assert_eq!(app.put(url, first, Some("video/mp4")).await.status(), 200);
+    assert_eq!(app.put(url, b"small now".to_vec(), Some("video/mp4")).await.status(), 200);
+    let got = memory.get(&Path::parse(&key).unwrap()).await.unwrap();
+    assert_eq!(got.bytes().await.unwrap().as_ref(), b"small now");
+    assert_eq!(app.server.uploads().await.len(), 1);
+
+    assert_eq!(app.delete_file(&uuid).await.status(), 204);
+    let keys: Vec<String> = memory
+        .list(None)
+        .map_ok(|meta| meta.location.to_string())
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(!keys.contains(&key), "{keys:?}");
+}
