@@ -298,19 +298,57 @@ pub(crate) fn list(state: &AppState, query: &[(String, String)]) -> Answer {
     Answer::json(StatusCode::OK, json!({"items": items, "count": count}))
 }
 
-/// The file, or the 404 every route of the files API gives for it.
-fn find(state: &AppState, file_uuid: &str) -> Result<Entry, ApiError> {
-    state.catalog.get(file_uuid).ok_or_else(|| {
+/// The file, or the 404 every route of the files API gives for it. A file
+/// this server does not know may have been stored by a replica sharing the
+/// object store: found there, it joins this server's catalog and index.
+async fn find(state: &AppState, file_uuid: &str) -> Result<Entry, ApiError> {
+    if let Some(entry) = state.catalog.get(file_uuid) {
+        return Ok(entry);
+    }
+    let not_found = || {
         ApiError::not_found(format!(
             "No file {file_uuid}: it was never created here, or has been deleted."
         ))
         .with_details(json!({"file_uuid": file_uuid}))
-    })
+    };
+    if state.catalog.is_deleted(file_uuid) {
+        return Err(not_found());
+    }
+    let stored = match state.storage.lookup(file_uuid).await {
+        Ok(Some(stored)) => stored,
+        Ok(None) => return Err(not_found()),
+        Err(err) => return Err(ApiError::storage(&err)),
+    };
+    // The workspace is the key's segment before the uuid.
+    let segments: Vec<&str> = stored.remote_file_path.split('/').collect();
+    let workspace = segments
+        .iter()
+        .position(|s| *s == file_uuid)
+        .and_then(|i| i.checked_sub(1))
+        .and_then(|i| segments.get(i))
+        .map_or("default", |w| *w)
+        .to_owned();
+    let target = Target {
+        file_uuid: stored.file_uuid.clone(),
+        name: stored.filename.clone(),
+        workspace,
+        content_type: stored.content_type.clone(),
+    };
+    state.catalog.stored(&target, None);
+    if state.files.get(file_uuid).is_none() {
+        state.files.insert(crate::storage::UploadRecord {
+            target,
+            size: stored.size,
+            sha256: stored.sha256.as_str().into(),
+            duplicate_of: None,
+        });
+    }
+    state.catalog.get(file_uuid).ok_or_else(not_found)
 }
 
 /// `GET /v2/files/{file_uuid}`.
-pub(crate) fn get(state: &AppState, file_uuid: &str) -> Answer {
-    match find(state, file_uuid) {
+pub(crate) async fn get(state: &AppState, file_uuid: &str) -> Answer {
+    match find(state, file_uuid).await {
         Ok(entry) => Answer::json(StatusCode::OK, detail(state, &entry, SystemTime::now())),
         Err(err) => Answer::error(err),
     }
@@ -350,8 +388,8 @@ fn detail(state: &AppState, entry: &Entry, now: SystemTime) -> Value {
 }
 
 /// `GET /v2/files/{file_uuid}/status`.
-pub(crate) fn status(state: &AppState, file_uuid: &str) -> Answer {
-    let entry = match find(state, file_uuid) {
+pub(crate) async fn status(state: &AppState, file_uuid: &str) -> Answer {
+    let entry = match find(state, file_uuid).await {
         Ok(entry) => entry,
         Err(err) => return Answer::error(err),
     };
@@ -380,8 +418,8 @@ pub(crate) fn status(state: &AppState, file_uuid: &str) -> Answer {
 /// file that is not a video → 400 (`validation.invalid_request`); a video
 /// not (yet) completed → 409 (`resource.conflict`) naming its status, as the
 /// SDK's docs say the API refuses both.
-pub(crate) fn frames(state: &AppState, file_uuid: &str) -> Answer {
-    let entry = match find(state, file_uuid) {
+pub(crate) async fn frames(state: &AppState, file_uuid: &str) -> Answer {
+    let entry = match find(state, file_uuid).await {
         Ok(entry) => entry,
         Err(err) => return Answer::error(err),
     };
@@ -462,7 +500,7 @@ pub(crate) fn frame(state: &AppState, file_uuid: &str, frame: &str, head: bool) 
 /// `DELETE /v2/files/{file_uuid}` → 204: gone from every route, its bytes
 /// removed from storage; its presigned URL refused from now on.
 pub(crate) async fn delete(state: &AppState, file_uuid: &str) -> Answer {
-    if let Err(err) = find(state, file_uuid) {
+    if let Err(err) = find(state, file_uuid).await {
         return Answer::error(err);
     }
     state.catalog.remove(file_uuid);

@@ -342,9 +342,9 @@ async fn serve(
             return apply::finish_body(&parts, &mut body, &ctl, Finish::Answer(answer), ex).await;
         }
         Route::ListFiles => files_api::list(state, &ex.query),
-        Route::GetFile { file_uuid } => files_api::get(state, file_uuid),
-        Route::FileStatus { file_uuid } => files_api::status(state, file_uuid),
-        Route::FileFrames { file_uuid } => files_api::frames(state, file_uuid),
+        Route::GetFile { file_uuid } => files_api::get(state, file_uuid).await,
+        Route::FileStatus { file_uuid } => files_api::status(state, file_uuid).await,
+        Route::FileFrames { file_uuid } => files_api::frames(state, file_uuid).await,
         Route::DeleteFile { file_uuid } => files_api::delete(state, file_uuid).await,
         Route::Frame {
             file_uuid,

@@ -1081,7 +1081,12 @@ async fn a_presigned_put_lands_in_an_object_store_overwrites_and_is_deleted() {
     // Large enough for the store's multipart upload.
     let first = data(9 * 1024 * 1024);
     assert_eq!(app.put(url, first, Some("video/mp4")).await.status(), 200);
-    assert_eq!(app.put(url, b"small now".to_vec(), Some("video/mp4")).await.status(), 200);
+    assert_eq!(
+        app.put(url, b"small now".to_vec(), Some("video/mp4"))
+            .await
+            .status(),
+        200
+    );
     let got = memory.get(&Path::parse(&key).unwrap()).await.unwrap();
     assert_eq!(got.bytes().await.unwrap().as_ref(), b"small now");
     assert_eq!(app.server.uploads().await.len(), 1);
@@ -1094,4 +1099,56 @@ async fn a_presigned_put_lands_in_an_object_store_overwrites_and_is_deleted() {
         .await
         .unwrap();
     assert!(!keys.contains(&key), "{keys:?}");
+}
+
+#[tokio::test]
+async fn replicas_sharing_an_object_store_see_each_others_files() {
+    use aymara_mock::object_store::memory::InMemory;
+    use aymara_mock::object_store::ObjectStore;
+
+    let memory = std::sync::Arc::new(InMemory::new());
+    let store = || -> std::sync::Arc<dyn ObjectStore> { memory.clone() };
+    let a = spawn_with(|b| {
+        b.object_store(store(), "bucket", "shared")
+            .presign_secret("s")
+    })
+    .await;
+    let b = spawn_with(|b| {
+        b.object_store(store(), "bucket", "shared")
+            .presign_secret("s")
+    })
+    .await;
+    let created = a
+        .create(json!({"files": [{"local_file_path": "r.png"}], "workspace_uuid": "ws"}))
+        .await;
+    let upload = created.json::<Value>().await.unwrap()["files"][0].clone();
+    let uuid = upload["file_uuid"].as_str().unwrap();
+    assert_eq!(
+        a.put(upload["file_url"].as_str().unwrap(), b"png!".to_vec(), None)
+            .await
+            .status(),
+        200
+    );
+
+    let detail = b.json_at(&format!("/v2/files/{uuid}")).await;
+    assert_eq!(detail["file_size_bytes"], 4);
+    assert_eq!(detail["file_type"], "image");
+    assert_eq!(
+        detail["remote_file_path"],
+        format!("shared/uploads/ws/{uuid}/r.png")
+    );
+    assert_eq!(b.status_of(uuid).await, "completed");
+    let back = b
+        .client
+        .get(detail["file_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.bytes().await.unwrap().as_ref(), b"png!");
+    envelope_code(
+        b.get_api("/v2/files/00000000-0000-4000-8000-000000000000")
+            .await,
+        404,
+    )
+    .await;
 }
