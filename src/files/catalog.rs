@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use super::FileStatus;
 use crate::rules::model::{Processing, ProcessingStatus};
-use crate::storage::Target;
+use crate::storage::{Target, UploadRecord};
 use crate::sync::lock;
 
 /// What a failed file reports when its rule gave no `error_message`.
@@ -33,6 +33,9 @@ pub(crate) struct Entry {
     pub(crate) stored_at: Option<SystemTime>,
     /// A rule's verdict on its processing.
     pub(crate) outcome: Option<Processing>,
+    /// Size and SHA-256 of its stored bytes (kept so that a restart can
+    /// index them again without reading them).
+    pub(crate) bytes: Option<(u64, Box<str>)>,
     seq: u64,
 }
 
@@ -46,6 +49,28 @@ pub(crate) struct StatusNow {
 }
 
 impl Entry {
+    /// An entry saved by an earlier run (`super::persist`).
+    pub(crate) fn restored(
+        target: Target,
+        workspace_uuid: Option<String>,
+        original: Option<String>,
+        created_at: SystemTime,
+        stored_at: Option<SystemTime>,
+        outcome: Option<Processing>,
+        bytes: Option<(u64, Box<str>)>,
+    ) -> Self {
+        Self {
+            target,
+            workspace_uuid,
+            original,
+            created_at,
+            stored_at,
+            outcome,
+            bytes,
+            seq: 0,
+        }
+    }
+
     /// Whether its content type is a video's.
     pub(crate) fn is_video(&self) -> bool {
         file_type(&self.target.content_type) == "video"
@@ -124,6 +149,8 @@ pub(crate) fn file_type(content_type: &str) -> &'static str {
 #[derive(Debug, Default)]
 pub(crate) struct Catalog {
     inner: Mutex<Inner>,
+    /// Where entries are saved, when they survive a restart.
+    saved: Option<super::persist::Saved>,
 }
 
 #[derive(Debug, Default)]
@@ -155,53 +182,74 @@ impl Catalog {
         original: Option<String>,
         outcome: Option<Processing>,
     ) {
-        lock(&self.inner).add(Entry {
+        let entry = Entry {
             target,
             workspace_uuid,
             original,
             created_at: SystemTime::now(),
             stored_at: None,
             outcome,
+            bytes: None,
             seq: 0,
-        });
+        };
+        self.save(&entry);
+        lock(&self.inner).add(entry);
     }
 
     /// A file's bytes are stored (`target` as stored). A file the catalog
     /// does not know yet (a multipart upload) joins it now; `outcome`, when
     /// a rule gave one, replaces the file's.
-    pub(crate) fn stored(&self, target: &Target, outcome: Option<Processing>) {
+    pub(crate) fn stored(&self, record: &UploadRecord, outcome: Option<Processing>) {
         let now = SystemTime::now();
+        let target = &record.target;
+        let bytes = Some((record.size, record.sha256.clone()));
         let mut inner = lock(&self.inner);
-        if let Some(entry) = inner.by_id.get_mut(&target.file_uuid) {
-            entry.target = target.clone();
-            entry.stored_at = Some(now);
-            if outcome.is_some() {
-                entry.outcome = outcome;
+        let entry = match inner.by_id.get_mut(&target.file_uuid) {
+            Some(entry) => {
+                entry.target = target.clone();
+                entry.stored_at = Some(now);
+                entry.bytes = bytes;
+                if outcome.is_some() {
+                    entry.outcome = outcome;
+                }
+                entry.clone()
             }
-            return;
-        }
-        let workspace_uuid = (target.workspace != "default").then(|| target.workspace.clone());
-        inner.add(Entry {
-            target: target.clone(),
-            workspace_uuid,
-            original: None,
-            created_at: now,
-            stored_at: Some(now),
-            outcome,
-            seq: 0,
-        });
+            None => {
+                let workspace_uuid =
+                    (target.workspace != "default").then(|| target.workspace.clone());
+                let entry = Entry {
+                    target: target.clone(),
+                    workspace_uuid,
+                    original: None,
+                    created_at: now,
+                    stored_at: Some(now),
+                    outcome,
+                    bytes,
+                    seq: 0,
+                };
+                inner.add(entry.clone());
+                entry
+            }
+        };
+        drop(inner);
+        self.save(&entry);
     }
 
     /// A file whose bytes never came (a `remote_uri` that could not be
     /// fetched): `failed` from now on, with `error_message`.
     pub(crate) fn failed(&self, file_uuid: &str, error_message: String) {
-        if let Some(entry) = lock(&self.inner).by_id.get_mut(file_uuid) {
-            entry.stored_at = Some(SystemTime::now());
-            entry.outcome = Some(Processing {
-                status: ProcessingStatus::Failed,
-                error_message: Some(error_message),
-            });
-        }
+        let mut inner = lock(&self.inner);
+        let Some(entry) = inner.by_id.get_mut(file_uuid) else {
+            return;
+        };
+        entry.stored_at = Some(SystemTime::now());
+        entry.outcome = Some(Processing {
+            status: ProcessingStatus::Failed,
+            error_message: Some(error_message),
+        });
+        let entry = entry.clone();
+        drop(inner);
+        self.save(&entry);
     }
 
     pub(crate) fn get(&self, file_uuid: &str) -> Option<Entry> {
@@ -219,6 +267,10 @@ impl Catalog {
         inner.deleted.insert(file_uuid.to_owned());
         let entry = inner.by_id.remove(file_uuid)?;
         inner.order.remove(&entry.seq);
+        drop(inner);
+        if let Some(saved) = &self.saved {
+            saved.forget(file_uuid);
+        }
         Some(entry)
     }
 
@@ -251,7 +303,35 @@ impl Catalog {
     /// Forgets every file and tombstone (`POST /__admin/reset`, `DELETE /__admin/uploads`).
     pub(crate) fn clear(&self) {
         let old = std::mem::take(&mut *lock(&self.inner));
+        if let Some(saved) = &self.saved {
+            for file_uuid in old.by_id.keys() {
+                saved.forget(file_uuid);
+            }
+        }
         drop(old);
+    }
+
+    /// A catalog that saves its entries under `dir` and starts with the
+    /// ones saved there by an earlier run (`--storage-dir`): those whose
+    /// bytes are stored come back with them, for the index to take again.
+    pub(crate) fn persistent(saved: super::persist::Saved) -> (Self, Vec<Entry>) {
+        let mut inner = Inner::default();
+        let mut entries = saved.load();
+        entries.sort_by_key(|e| e.created_at);
+        for entry in &entries {
+            inner.add(entry.clone());
+        }
+        let catalog = Self {
+            inner: Mutex::new(inner),
+            saved: Some(saved),
+        };
+        (catalog, entries)
+    }
+
+    fn save(&self, entry: &Entry) {
+        if let Some(saved) = &self.saved {
+            saved.save(entry);
+        }
     }
 }
 
@@ -265,6 +345,15 @@ mod tests {
             name: "f".into(),
             workspace: "default".into(),
             content_type: content_type.into(),
+        }
+    }
+
+    fn record(id: &str, content_type: &str) -> UploadRecord {
+        UploadRecord {
+            target: target(id, content_type),
+            size: 1,
+            sha256: "00".into(),
+            duplicate_of: None,
         }
     }
 
@@ -284,14 +373,14 @@ mod tests {
     fn a_video_goes_pending_processing_completed_and_others_complete_at_once() {
         let catalog = Catalog::default();
         catalog.create(target("v", "video/mp4"), None, None, None);
-        catalog.stored(&target("t", "text/plain"), None);
+        catalog.stored(&record("t", "text/plain"), None);
         let video = catalog.get("v").unwrap();
         let t = Duration::from_secs(3);
         assert_eq!(
             video.status_at(SystemTime::now(), t).status,
             FileStatus::Pending
         );
-        catalog.stored(&target("v", "video/mp4"), None);
+        catalog.stored(&record("v", "video/mp4"), None);
         let video = catalog.get("v").unwrap();
         let stored = video.stored_at.unwrap();
         let at = |s| video.status_at(stored + Duration::from_millis(s), t);
@@ -323,7 +412,7 @@ mod tests {
             catalog.get("a").unwrap().status_at(now, t).status,
             FileStatus::Pending
         );
-        catalog.stored(&target("a", "video/mp4"), None);
+        catalog.stored(&record("a", "video/mp4"), None);
         let status = catalog.get("a").unwrap().status_at(now, t);
         assert_eq!(status.status, FileStatus::Failed);
         assert_eq!(status.error_message.as_deref(), Some(DEFAULT_FAILURE));
@@ -331,7 +420,7 @@ mod tests {
             status: ProcessingStatus::Processing,
             error_message: None,
         };
-        catalog.stored(&target("b", "text/plain"), Some(stuck));
+        catalog.stored(&record("b", "text/plain"), Some(stuck));
         let later = now + Duration::from_secs(3600);
         assert_eq!(
             catalog.get("b").unwrap().status_at(later, t).status,
@@ -348,7 +437,7 @@ mod tests {
             } else {
                 "text/plain"
             };
-            catalog.stored(&target(&format!("f{i}"), ct), None);
+            catalog.stored(&record(&format!("f{i}"), ct), None);
         }
         let images = |e: &Entry| file_type(&e.target.content_type) == "image";
         let (count, items) = catalog.page(images, 1, 2);

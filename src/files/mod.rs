@@ -5,6 +5,7 @@
 
 pub(crate) mod catalog;
 pub(crate) mod ingest;
+pub(crate) mod persist;
 pub(crate) mod png;
 pub(crate) mod remote;
 

@@ -104,7 +104,7 @@ pub(crate) async fn fetch(state: Arc<AppState>, uri: String, mut target: Target,
             let mut stored = state.upload_of(&record);
             match state.storage.commit(file, &stored).await {
                 Ok(()) => {
-                    state.catalog.stored(&record.target, None);
+                    state.catalog.stored(&record, None);
                     stored.duplicate_of = state.files.insert(record);
                     tracing::info!(%uri, file_uuid = %stored.file_uuid, bytes = stored.size, "fetched remote_uri");
                 }

@@ -334,14 +334,15 @@ async fn find(state: &AppState, file_uuid: &str) -> Result<Entry, ApiError> {
         workspace,
         content_type: stored.content_type.clone(),
     };
-    state.catalog.stored(&target, None);
+    let record = crate::storage::UploadRecord {
+        target,
+        size: stored.size,
+        sha256: stored.sha256.as_str().into(),
+        duplicate_of: None,
+    };
+    state.catalog.stored(&record, None);
     if state.files.get(file_uuid).is_none() {
-        state.files.insert(crate::storage::UploadRecord {
-            target,
-            size: stored.size,
-            sha256: stored.sha256.as_str().into(),
-            duplicate_of: None,
-        });
+        state.files.insert(record);
     }
     state.catalog.get(file_uuid).ok_or_else(not_found)
 }

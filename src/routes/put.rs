@@ -214,7 +214,7 @@ async fn keep(state: &AppState, file: FinishedFile, ex: &mut Exchange) -> Result
     if let Some(old) = state.files.remove(&record.target.file_uuid) {
         state.storage.replaced(&old);
     }
-    state.catalog.stored(&record.target, ex.processing.take());
+    state.catalog.stored(&record, ex.processing.take());
     stored.duplicate_of = state.files.insert(record);
     ex.upload = Some(stored);
     Ok(())

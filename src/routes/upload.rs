@@ -248,7 +248,7 @@ async fn keep(
         .commit(file, &stored)
         .await
         .map_err(|err| ApiError::storage(&err))?;
-    state.catalog.stored(&record.target, ex.processing.take());
+    state.catalog.stored(&record, ex.processing.take());
     stored.duplicate_of = state.files.insert(record);
     ex.upload = Some(stored);
     Ok(())

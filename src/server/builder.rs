@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use super::{run, MockServer, StartError};
 use crate::config::{AuthPolicy, ByteSize, Config};
+use crate::files::catalog::Catalog;
 use crate::files::Files;
 use crate::journal::Journal;
 use crate::rules::{FixtureError, RuleEngine};
@@ -351,6 +352,7 @@ fn shared_state(
 ) -> AppState {
     let auth = config.auth_policy();
     warn_if_exposed(addr, &auth, config.admin_token.is_some());
+    let (catalog, files) = restore_files(config, &storage);
     let public_url = config
         .public_url
         .as_deref()
@@ -374,13 +376,51 @@ fn shared_state(
         storage,
         rules: Arc::new(rules),
         journal: Journal::new(config.journal_size, config.journal_bytes.bytes()),
-        files: Files::default(),
-        catalog: Default::default(),
+        files,
+        catalog,
         signer: match &config.presign_secret {
             Some(secret) => crate::presign::Signer::from_secret(secret.as_bytes()),
             None => crate::presign::Signer::random(),
         },
     }
+}
+
+/// The files API's catalog and the index of stored files: empty, or, in a
+/// storage directory the user chose, what an earlier run saved there.
+fn restore_files(config: &Config, storage: &Storage) -> (Catalog, Files) {
+    let files = Files::default();
+    let root = match (&config.storage_dir, storage.root()) {
+        (Some(_), Some(root)) => root.to_owned(),
+        _ => return (Catalog::default(), files),
+    };
+    let saved = match crate::files::persist::Saved::open(&root) {
+        Ok(saved) => saved,
+        Err(err) => {
+            tracing::warn!(error = %err, "the files API's state will not survive a restart");
+            return (Catalog::default(), files);
+        }
+    };
+    let (catalog, entries) = Catalog::persistent(saved);
+    let mut restored = 0;
+    for entry in entries {
+        if let Some((size, sha256)) = entry.bytes {
+            storage.restored(size);
+            let _ = files.insert(crate::storage::UploadRecord {
+                target: entry.target,
+                size,
+                sha256,
+                duplicate_of: None,
+            });
+            restored += 1;
+        }
+    }
+    if restored > 0 {
+        tracing::info!(
+            files = restored,
+            "restored the files stored by an earlier run"
+        );
+    }
+    (catalog, files)
 }
 
 /// The listener given, or one bound to the configured host and port.

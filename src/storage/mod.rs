@@ -303,6 +303,12 @@ impl Storage {
         self.quota.release(old.size);
     }
 
+    /// Counts the bytes of a file stored by an earlier run against
+    /// `--max-storage` (its record restored at start).
+    pub(crate) fn restored(&self, size: u64) {
+        self.quota.used.fetch_add(size, Ordering::Relaxed);
+    }
+
     /// Deletes stored uploads (what this server stored, nothing else).
     pub(crate) async fn remove(&self, uploads: &[Arc<UploadRecord>]) {
         match &self.backend {

@@ -1152,3 +1152,69 @@ async fn replicas_sharing_an_object_store_see_each_others_files() {
     )
     .await;
 }
+
+// ------------------------------------------------------------ restarts
+
+#[tokio::test]
+async fn the_files_api_survives_a_restart_in_a_chosen_storage_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = || {
+        let path = dir.path().to_owned();
+        spawn_with(move |b| b.storage_dir(path).presign_secret("laptop"))
+    };
+    let app = start().await;
+    let stored_one = app.announce(json!({"local_file_path": "kept.txt"})).await;
+    let kept = stored_one["file_uuid"].as_str().unwrap().to_owned();
+    app.put(
+        stored_one["file_url"].as_str().unwrap(),
+        b"kept bytes".to_vec(),
+        None,
+    )
+    .await;
+    let pending = app.announce(json!({"local_file_path": "later.png"})).await;
+    let later_url = pending["file_url"]
+        .as_str()
+        .unwrap()
+        .replace(app.server.url(), "");
+    let answer: Value = app
+        .upload(b"multipart".to_vec(), "m.txt")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let multipart = answer["file_uuid"].as_str().unwrap().to_owned();
+    let before = app.json_at(&format!("/v2/files/{kept}")).await;
+    app.server.shutdown().await;
+
+    let app = start().await;
+    let listed = app.json_at("/v2/files").await;
+    assert_eq!(listed["count"], 3, "{listed}");
+    let after = app.json_at(&format!("/v2/files/{kept}")).await;
+    assert_eq!(after["created_at"], before["created_at"]);
+    assert_eq!(after["file_size_bytes"], 10);
+    let back = app
+        .client
+        .get(after["file_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.bytes().await.unwrap().as_ref(), b"kept bytes");
+    assert_eq!(app.status_of(&multipart).await, "completed");
+    assert_eq!(app.server.uploads().await.len(), 2);
+    // The pending file's URL (same secret) still takes its bytes.
+    let later = pending["file_uuid"].as_str().unwrap();
+    assert_eq!(app.status_of(later).await, "pending");
+    let url = format!("{}{later_url}", app.server.url());
+    assert_eq!(app.put(&url, b"png".to_vec(), None).await.status(), 200);
+    assert_eq!(app.delete_file(&kept).await.status(), 204);
+    app.server.shutdown().await;
+
+    let app = start().await;
+    assert_eq!(app.json_at("/v2/files").await["count"], 2);
+    assert_eq!(app.status_of(later).await, "completed");
+    envelope_code(app.get_api(&format!("/v2/files/{kept}")).await, 404).await;
+    app.server.reset().await.unwrap();
+    app.server.shutdown().await;
+    let app = start().await;
+    assert_eq!(app.json_at("/v2/files").await["count"], 0);
+}

@@ -1,0 +1,166 @@
+//! The files API's state on disk, so that it survives a restart when the
+//! user chose the storage directory (`--storage-dir`): one small JSON file
+//! per file under `<dir>/.files-api/`, written (to a temporary name, then
+//! renamed, so a crash never leaves half a record) whenever the file
+//! changes, removed with it. A temp dir, removed on exit, keeps none.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::catalog::Entry;
+use crate::rules::model::Processing;
+use crate::storage::Target;
+
+/// The directory under the storage root.
+pub(crate) const DIR: &str = ".files-api";
+
+/// Largest record read back (a record is a few hundred bytes).
+const MAX_RECORD: u64 = 64 * 1024;
+
+/// Where the catalog's entries are saved.
+#[derive(Debug)]
+pub(crate) struct Saved {
+    dir: PathBuf,
+}
+
+/// An entry as saved.
+#[derive(Serialize, Deserialize)]
+struct Record {
+    file_uuid: String,
+    name: String,
+    workspace: String,
+    content_type: String,
+    workspace_uuid: Option<String>,
+    original: Option<String>,
+    created_at_ms: u64,
+    stored_at_ms: Option<u64>,
+    outcome: Option<Processing>,
+    size: Option<u64>,
+    sha256: Option<String>,
+}
+
+fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn time(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// A file uuid is a file name here: only what `random_uuid` makes.
+fn plain(file_uuid: &str) -> bool {
+    !file_uuid.is_empty()
+        && file_uuid.len() <= 64
+        && file_uuid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+impl Saved {
+    /// Saves under `root` (the storage directory), creating the directory.
+    pub(crate) fn open(root: &Path) -> std::io::Result<Self> {
+        let dir = root.join(DIR);
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self { dir })
+    }
+
+    fn path(&self, file_uuid: &str) -> Option<PathBuf> {
+        plain(file_uuid).then(|| self.dir.join(format!("{file_uuid}.json")))
+    }
+
+    /// Writes `entry`'s record; a failure is logged, never the request's.
+    pub(crate) fn save(&self, entry: &Entry) {
+        let Some(path) = self.path(&entry.target.file_uuid) else {
+            return;
+        };
+        let record = Record {
+            file_uuid: entry.target.file_uuid.clone(),
+            name: entry.target.name.clone(),
+            workspace: entry.target.workspace.clone(),
+            content_type: entry.target.content_type.clone(),
+            workspace_uuid: entry.workspace_uuid.clone(),
+            original: entry.original.clone(),
+            created_at_ms: millis(entry.created_at),
+            stored_at_ms: entry.stored_at.map(millis),
+            outcome: entry.outcome.clone(),
+            size: entry.bytes.as_ref().map(|(size, _)| *size),
+            sha256: entry.bytes.as_ref().map(|(_, sha)| sha.to_string()),
+        };
+        let written = serde_json::to_vec(&record)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| {
+                let temp = path.with_extension("json.part");
+                std::fs::write(&temp, bytes)?;
+                std::fs::rename(&temp, &path)
+            });
+        if let Err(err) = written {
+            tracing::warn!(error = %err, path = %path.display(), "could not save the files API's record of a file");
+        }
+    }
+
+    /// Removes a file's record.
+    pub(crate) fn forget(&self, file_uuid: &str) {
+        if let Some(path) = self.path(file_uuid) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// The entries saved by an earlier run; unreadable records are logged
+    /// and skipped, and so are records whose bytes are gone.
+    pub(crate) fn load(&self) -> Vec<Entry> {
+        let Ok(listing) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let root = self.dir.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut entries = Vec::new();
+        for item in listing.flatten() {
+            let path = item.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                let _ = std::fs::remove_file(&path); // a `.json.part` of a crash
+                continue;
+            }
+            let record = item
+                .metadata()
+                .ok()
+                .filter(|m| m.len() <= MAX_RECORD)
+                .and_then(|_| std::fs::read(&path).ok())
+                .and_then(|bytes| serde_json::from_slice::<Record>(&bytes).ok())
+                .filter(|r| plain(&r.file_uuid));
+            let Some(record) = record else {
+                tracing::warn!(path = %path.display(), "skipping an unreadable files API record");
+                continue;
+            };
+            let bytes = match (record.size, record.sha256) {
+                (Some(size), Some(sha)) => Some((size, sha.into_boxed_str())),
+                _ => None,
+            };
+            let target = Target {
+                file_uuid: record.file_uuid,
+                name: record.name,
+                workspace: record.workspace,
+                content_type: record.content_type,
+            };
+            if let Some((size, _)) = &bytes {
+                let on_disk = std::fs::metadata(root.join(&target.file_uuid).join(&target.name));
+                if on_disk.map_or(true, |m| m.len() != *size) {
+                    tracing::warn!(file_uuid = %target.file_uuid, "its stored bytes are gone: forgetting the file");
+                    let _ = std::fs::remove_file(&path);
+                    continue;
+                }
+            }
+            entries.push(Entry::restored(
+                target,
+                record.workspace_uuid,
+                record.original,
+                time(record.created_at_ms),
+                record.stored_at_ms.map(time),
+                record.outcome,
+                bytes,
+            ));
+        }
+        entries
+    }
+}
