@@ -29,13 +29,6 @@ impl Source for Multipart<&mut UploadBody> {
 
 /// A whole request body as the file's bytes (e.g. an [`UploadBody`]).
 #[derive(Debug)]
-#[cfg_attr(
-    not(test),
-    allow(
-        dead_code,
-        reason = "the raw-body presigned PUT (next issue) streams one"
-    )
-)]
 pub(crate) struct RawBody<S>(pub(crate) S);
 
 impl<S> Source for RawBody<S>

@@ -23,7 +23,7 @@ use crate::sync::lock;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[allow(
     dead_code,
-    reason = "uploads are answered `completed` at once; the files API (next issue) lists the other states"
+    reason = "`Stored` and `Deleted` name states no answer reports: the files API says `completed` (or a video's processing state) and 404"
 )]
 pub(crate) enum FileStatus {
     Pending,
@@ -48,7 +48,10 @@ impl FileStatus {
     }
 
     /// Whether a file in this state may move to `next`.
-    #[allow(dead_code, reason = "the files API (next issue) moves files along")]
+    #[allow(
+        dead_code,
+        reason = "the lifecycle as documented; the catalog derives a file's state from its timestamps instead"
+    )]
     pub(crate) fn may_become(self, next: FileStatus) -> bool {
         use FileStatus as S;
         matches!(
