@@ -204,6 +204,11 @@ fn decide(
 /// Makes the file visible: committed to storage (over the bytes of an
 /// earlier PUT, if any), in the index, the catalog and the journal.
 async fn keep(state: &AppState, file: FinishedFile, ex: &mut Exchange) -> Result<(), ApiError> {
+    // Two PUTs to one URL at once: the bytes whose commit lands last must
+    // be the ones indexed, so commits and index updates go one at a time
+    // (a commit is a rename, or an object store's completion: short).
+    static COMMITS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one_at_a_time = COMMITS.lock().await;
     let record = file.record();
     let mut stored = state.upload_of(&record);
     state
