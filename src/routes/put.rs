@@ -35,17 +35,77 @@ macro_rules! step {
     };
 }
 
-/// A source that takes the MD5 of what passes through (S3's `ETag`).
+/// Bodies up to this size are hashed inline; larger ones on a thread of
+/// their own, beside the pipeline.
+const INLINE_MD5: u64 = 256 * 1024;
+
+/// Chunks the MD5 thread may lag behind (each at most a body frame).
+const MD5_LAG: usize = 8;
+
+/// Where the MD5 of a PUT's bytes is taken (S3's `ETag`): MD5 runs at a
+/// third of SHA-256's speed (about 600 vs 1,700 MiB/s here, release), so a
+/// large body is hashed on a blocking thread while the pipeline writes and
+/// takes its SHA-256, instead of in series; at most [`MD5_LAG`] chunks
+/// (shared, not copied) wait for it.
+enum Md5Sink {
+    Inline(Md5),
+    Thread {
+        tx: tokio::sync::mpsc::Sender<Bytes>,
+        done: tokio::task::JoinHandle<[u8; 16]>,
+    },
+}
+
+impl Md5Sink {
+    fn new(expected: Option<u64>) -> Self {
+        if expected.is_some_and(|len| len <= INLINE_MD5) {
+            return Md5Sink::Inline(Md5::new());
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(MD5_LAG);
+        let done = tokio::task::spawn_blocking(move || {
+            let mut md5 = Md5::new();
+            while let Some(chunk) = rx.blocking_recv() {
+                md5.update(&chunk);
+            }
+            md5.finalize().into()
+        });
+        Md5Sink::Thread { tx, done }
+    }
+
+    async fn update(&mut self, chunk: &Bytes) {
+        match self {
+            Md5Sink::Inline(md5) => md5.update(chunk),
+            Md5Sink::Thread { tx, .. } => {
+                // The thread ends only when the channel closes.
+                let _ = tx.send(chunk.clone()).await;
+            }
+        }
+    }
+
+    /// The quoted hex MD5, as S3 sends it.
+    async fn etag(self) -> Option<String> {
+        let digest: [u8; 16] = match self {
+            Md5Sink::Inline(md5) => md5.finalize().into(),
+            Md5Sink::Thread { tx, done } => {
+                drop(tx);
+                done.await.ok()?
+            }
+        };
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        Some(format!("\"{hex}\""))
+    }
+}
+
+/// A source that passes what it reads to the MD5 sink.
 struct Md5Tap<S> {
     inner: S,
-    md5: Md5,
+    md5: Md5Sink,
 }
 
 impl<S: Source> Source for Md5Tap<S> {
     async fn next_chunk(&mut self) -> Result<Option<Bytes>, MultipartError> {
         let chunk = self.inner.next_chunk().await?;
         if let Some(bytes) = &chunk {
-            self.md5.update(bytes);
+            self.md5.update(bytes).await;
         }
         Ok(chunk)
     }
@@ -84,7 +144,8 @@ pub(crate) async fn receive(
         )));
     }
     let max = state.settings.max_upload_size;
-    if let Some(len) = content_length(headers) {
+    let declared = content_length(headers);
+    if let Some(len) = declared {
         if len > max {
             return Finish::Answer(Answer::error(ApiError::payload_too_large(max)).closing());
         }
@@ -98,15 +159,18 @@ pub(crate) async fn receive(
     }
     let mut source = Md5Tap {
         inner: RawBody(&mut *body),
-        md5: Md5::new(),
+        md5: Md5Sink::new(declared),
     };
     let file = match ingest::receive(&state.storage, &mut source, target, max, ctl).await {
         Ok(file) => file,
         Err(failure) => return failed(failure),
     };
-    let digest = source.md5.finalize();
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    let etag = format!("\"{hex}\"");
+    let Some(etag) = source.md5.etag().await else {
+        file.discard().await;
+        return Finish::Answer(Answer::error(ApiError::internal(
+            "Could not compute the upload's MD5 (the hashing thread failed).",
+        )));
+    };
 
     if plan.rules_apply {
         let target = file.target().clone();

@@ -1218,3 +1218,36 @@ async fn the_files_api_survives_a_restart_in_a_chosen_storage_dir() {
     let app = start().await;
     assert_eq!(app.json_at("/v2/files").await["count"], 0);
 }
+
+#[tokio::test]
+async fn the_etag_is_the_md5_of_small_large_and_chunked_bodies() {
+    let app = spawn_app().await;
+    let chunked = |bytes: Vec<u8>| {
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+            bytes.chunks(1000).map(|c| Ok(c.to_vec())).collect();
+        reqwest::Body::wrap_stream(futures_util::stream::iter(chunks))
+    };
+    for (bytes, as_chunks) in [
+        (b"hello".to_vec(), false),
+        (Vec::new(), false),
+        (data(2_000_000), false),
+        (data(5_000), true),
+    ] {
+        let upload = app.announce(json!({"local_file_path": "e.bin"})).await;
+        let url = upload["file_url"].as_str().unwrap();
+        let body = if as_chunks {
+            chunked(bytes.clone())
+        } else {
+            reqwest::Body::from(bytes.clone())
+        };
+        let resp = app.client.put(url).body(body).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            resp.headers()["etag"].to_str().unwrap(),
+            format!("\"{}\"", md5_hex(&bytes)),
+            "{} bytes, chunked: {as_chunks}",
+            bytes.len()
+        );
+    }
+    assert_eq!(md5_hex(b"hello"), "5d41402abc4b2a76b9719d911017c592");
+}
