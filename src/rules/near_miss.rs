@@ -265,7 +265,7 @@ fn check_headers(m: &Match, facts: &RequestFacts<'_>, out: &mut Out<'_>) {
             .headers
             .get_all(name.as_str())
             .iter()
-            .filter_map(|v| v.to_str().ok())
+            .filter_map(super::header_text)
             .collect();
         let ok = match want {
             None => values.is_empty(),
