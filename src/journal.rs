@@ -157,7 +157,7 @@ pub(crate) fn record_headers(headers: &http::HeaderMap) -> Map<String, Value> {
 /// A header's values joined by `, `, of which at most [`MAX_HEADER_VALUE`]
 /// bytes are kept, followed by a marker giving the full length when cut.
 /// Only the kept bytes are copied: the record owns no more than it shows.
-fn header_value(values: http::header::GetAll<'_, http::HeaderValue>) -> String {
+pub(crate) fn header_value(values: http::header::GetAll<'_, http::HeaderValue>) -> String {
     let mut kept: Vec<u8> = Vec::new();
     let mut full = 0usize;
     for (i, value) in values.iter().enumerate() {
@@ -210,7 +210,14 @@ fn approximate_size(record: &RequestRecord) -> usize {
             .near_misses
             .iter()
             .flat_map(|m| &m.failed)
-            .map(|f| f.condition.len() + f.message.len() + 2 * FIELD_OVERHEAD)
+            .map(|f| {
+                let value = |v: &Value| v.as_str().map_or(16, str::len);
+                f.condition.len()
+                    + f.message.len()
+                    + value(&f.expected)
+                    + value(&f.actual)
+                    + 4 * FIELD_OVERHEAD
+            })
             .sum::<usize>()
 }
 

@@ -136,13 +136,37 @@ impl Glob {
                 }
             }
         }
-        let text: Vec<char> = text.chars().collect();
+        // ASCII text (nearly every header, path and name) is matched as its
+        // bytes, one per character; other text as its chars, collected.
+        if text.is_ascii() {
+            self.matches_units(text.as_bytes(), ignore_case, steps)
+        } else {
+            let text: Vec<char> = text.chars().collect();
+            self.matches_units(&text, ignore_case, steps)
+        }
+    }
+
+    /// The star case of [`matches_counting`](Self::matches_counting) over
+    /// the text's characters, as chars or as ASCII bytes.
+    fn matches_units<C: Copy + Into<char>>(
+        &self,
+        text: &[C],
+        ignore_case: bool,
+        steps: &mut u64,
+    ) -> bool {
+        let eq = |a: char, b: char| {
+            if ignore_case {
+                a.eq_ignore_ascii_case(&b)
+            } else {
+                a == b
+            }
+        };
         let fits = |segment: &[Token], at: usize| {
             segment
                 .iter()
                 .zip(&text[at..])
                 .all(|(token, c)| match token {
-                    Token::Literal(p) => eq(*p, *c),
+                    Token::Literal(p) => eq(*p, (*c).into()),
                     Token::One => true,
                     Token::Any => false,
                 })
@@ -179,7 +203,12 @@ impl Glob {
 /// Where `segment` (literals and `?`, no `*`) first occurs in `text`: a
 /// bit-parallel shift-and search, one pass over `text` costing
 /// ⌈segment length / 64⌉ word operations per character.
-fn find(segment: &[Token], text: &[char], ignore_case: bool, steps: &mut u64) -> Option<usize> {
+fn find<C: Copy + Into<char>>(
+    segment: &[Token],
+    text: &[C],
+    ignore_case: bool,
+    steps: &mut u64,
+) -> Option<usize> {
     let len = segment.len();
     if len == 0 {
         return Some(0);
@@ -212,7 +241,7 @@ fn find(segment: &[Token], text: &[char], ignore_case: bool, steps: &mut u64) ->
     let mut state = vec![0u64; words];
     let (top_word, top_bit) = ((len - 1) / 64, (len - 1) % 64);
     for (i, c) in text.iter().enumerate() {
-        let mask = masks.get(&key(*c)).unwrap_or(&one);
+        let mask = masks.get(&key((*c).into())).unwrap_or(&one);
         let mut carry = 1;
         for (s, m) in state.iter_mut().zip(mask) {
             let next = *s >> 63;
@@ -338,7 +367,9 @@ mod tests {
                 _ => false,
             }
         }
-        let alphabet = ['a', 'b', '*', '?'];
+        // Texts with an `é` take the char path, the others the ASCII one.
+        let alphabet = ['a', 'b', '*', '?', 'é'];
+        let letters = ['a', 'b', 'é'];
         let mut seed = 12_345u64;
         let mut next = |n: usize| {
             seed = seed
@@ -347,8 +378,8 @@ mod tests {
             (seed >> 33) as usize % n
         };
         for _ in 0..20_000 {
-            let p: String = (0..next(8)).map(|_| alphabet[next(4)]).collect();
-            let t: String = (0..next(10)).map(|_| alphabet[next(2)]).collect();
+            let p: String = (0..next(8)).map(|_| alphabet[next(5)]).collect();
+            let t: String = (0..next(10)).map(|_| letters[next(3)]).collect();
             let pc: Vec<char> = p.chars().collect();
             let tc: Vec<char> = t.chars().collect();
             assert_eq!(m(&p, &t), reference(&pc, &tc), "{p:?} vs {t:?}");

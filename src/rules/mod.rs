@@ -41,6 +41,20 @@ pub(crate) struct RequestFacts<'a> {
     pub(crate) size: Option<u64>,
 }
 
+/// A header value as text, exactly when [`http::HeaderValue::to_str`] gives
+/// it (visible ASCII and tabs), but checked a word at a time: `to_str` looks
+/// at each byte, which with a 190 KB header and a few header rules was most
+/// of a request's time. A `HeaderValue` never holds control bytes other than
+/// tab, nor DEL, so "ASCII" is all that is left to check (DEL is ruled out
+/// again, cheaply, should that ever change).
+pub(crate) fn header_text(value: &http::HeaderValue) -> Option<&str> {
+    let bytes = value.as_bytes();
+    if !bytes.is_ascii() || bytes.contains(&0x7f) {
+        return None;
+    }
+    std::str::from_utf8(bytes).ok()
+}
+
 impl model::Match {
     /// Does every condition hold for these facts?
     pub(crate) fn matches(&self, facts: &RequestFacts<'_>) -> bool {
@@ -67,7 +81,7 @@ impl model::Match {
                     .headers
                     .get_all(name.as_str())
                     .iter()
-                    .filter_map(|v| v.to_str().ok())
+                    .filter_map(header_text)
                     .peekable();
                 match want {
                     None => values.peek().is_none(),
@@ -248,7 +262,7 @@ impl Index {
         }
         for (name, by_value) in &self.keyed[phase] {
             for value in headers.get_all(name) {
-                if let Some(list) = value.to_str().ok().and_then(|v| by_value.get(v)) {
+                if let Some(list) = header_text(value).and_then(|v| by_value.get(v)) {
                     lists.push(list);
                 }
             }
@@ -582,6 +596,22 @@ impl RuleEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_text_agrees_with_to_str() {
+        let values: [&[u8]; 6] = [
+            b"plain",
+            b"tab\there",
+            b"",
+            b"caf\xc3\xa9",
+            b"\xff",
+            b"a b ~",
+        ];
+        for bytes in values {
+            let value = http::HeaderValue::from_bytes(bytes).unwrap();
+            assert_eq!(header_text(&value), value.to_str().ok(), "{bytes:?}");
+        }
+    }
     use http::HeaderMap;
 
     fn engine(rules: &[&str]) -> RuleEngine {

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::model::{Match, Phase, RouteName, Rule};
 use super::{RequestFacts, RuleEngine};
-use crate::journal::{is_credential_header, REDACTED};
+use crate::journal::{header_value, is_credential_header, REDACTED};
 
 /// Most near misses listed per request.
 pub const MAX_NEAR_MISSES: usize = 3;
@@ -151,8 +151,26 @@ pub(super) fn probability_miss(p: f64) -> FailedCondition {
     )
 }
 
+/// Where the checks report a condition that failed: counted, and spelled
+/// out only when `list` is given. The scan over up to [`NEAR_MISS_SCAN`]
+/// rules only counts; the closest few are then spelled out, so that a request
+/// pays for formatting three near misses, not a thousand.
+struct Out<'a> {
+    count: usize,
+    list: Option<&'a mut Vec<FailedCondition>>,
+}
+
+impl Out<'_> {
+    fn fail(&mut self, condition: impl FnOnce() -> FailedCondition) {
+        self.count += 1;
+        if let Some(list) = self.list.as_deref_mut() {
+            list.push(condition());
+        }
+    }
+}
+
 /// One check per `match` condition, in the order they are listed.
-type Check = fn(&Match, &RequestFacts<'_>, &mut Vec<FailedCondition>);
+type Check = fn(&Match, &RequestFacts<'_>, &mut Out<'_>);
 
 /// Every `match` condition's check. A new condition adds its function here.
 const CHECKS: &[Check] = &[
@@ -167,12 +185,22 @@ const CHECKS: &[Check] = &[
 ];
 
 /// Every `match` condition that fails for these facts (empty: it matches).
-pub(crate) fn failed_conditions(m: &Match, facts: &RequestFacts<'_>) -> Vec<FailedCondition> {
-    let mut out = Vec::new();
+#[cfg(test)]
+fn failed_conditions(m: &Match, facts: &RequestFacts<'_>) -> Vec<FailedCondition> {
+    let mut list = Vec::new();
+    let mut out = Out {
+        count: 0,
+        list: Some(&mut list),
+    };
+    check_all(m, facts, &mut out);
+    assert_eq!(out.count, list.len(), "counted and listed alike");
+    list
+}
+
+fn check_all(m: &Match, facts: &RequestFacts<'_>, out: &mut Out<'_>) {
     for check in CHECKS {
-        check(m, facts, &mut out);
+        check(m, facts, out);
     }
-    out
 }
 
 fn text(s: Option<&str>) -> Value {
@@ -180,58 +208,64 @@ fn text(s: Option<&str>) -> Value {
 }
 
 /// A rule that names neither a route nor a path is for uploads.
-fn check_route(m: &Match, facts: &RequestFacts<'_>, out: &mut Vec<FailedCondition>) {
+fn check_route(m: &Match, facts: &RequestFacts<'_>, out: &mut Out<'_>) {
     let expected = match (m.route, &m.path) {
         (Some(route), _) => route,
         (None, None) => RouteName::Upload,
         (None, Some(_)) => return,
     };
     if facts.route != expected {
-        let name = |r: RouteName| serde_json::to_value(r).unwrap_or(Value::Null);
-        let (want, got) = (name(expected), name(facts.route));
-        let message = format!("route: expected {want}, got {got}");
-        out.push(FailedCondition::new("match.route", want, got, message));
+        out.fail(|| {
+            let name = |r: RouteName| serde_json::to_value(r).unwrap_or(Value::Null);
+            let (want, got) = (name(expected), name(facts.route));
+            let message = format!("route: expected {want}, got {got}");
+            FailedCondition::new("match.route", want, got, message)
+        });
     }
 }
 
-fn check_method(m: &Match, facts: &RequestFacts<'_>, out: &mut Vec<FailedCondition>) {
+fn check_method(m: &Match, facts: &RequestFacts<'_>, out: &mut Out<'_>) {
     let (expected, ok) = match (&m.method, m.route, &m.path) {
         (Some(glob), _, _) => (glob.as_str(), glob.matches_ignore_case(facts.method)),
         (None, None, None) => ("POST", facts.method.eq_ignore_ascii_case("POST")),
         (None, _, _) => return,
     };
     if !ok {
-        out.push(FailedCondition::new(
-            "match.method",
-            json!(expected),
-            json!(facts.method),
-            format!("method: expected {expected}, got {}", facts.method),
-        ));
+        out.fail(|| {
+            FailedCondition::new(
+                "match.method",
+                json!(expected),
+                json!(facts.method),
+                format!("method: expected {expected}, got {}", facts.method),
+            )
+        });
     }
 }
 
-fn check_path(m: &Match, facts: &RequestFacts<'_>, out: &mut Vec<FailedCondition>) {
+fn check_path(m: &Match, facts: &RequestFacts<'_>, out: &mut Out<'_>) {
     let Some(glob) = &m.path else {
         return;
     };
     let expected = glob.as_str();
     if !glob.matches(facts.path) {
-        out.push(FailedCondition::new(
-            "match.path",
-            json!(expected),
-            json!(facts.path),
-            format!("path: expected {expected}, got {}", facts.path),
-        ));
+        out.fail(|| {
+            FailedCondition::new(
+                "match.path",
+                json!(expected),
+                json!(facts.path),
+                format!("path: expected {expected}, got {}", facts.path),
+            )
+        });
     }
 }
 
-fn check_headers(m: &Match, facts: &RequestFacts<'_>, out: &mut Vec<FailedCondition>) {
+fn check_headers(m: &Match, facts: &RequestFacts<'_>, out: &mut Out<'_>) {
     for (name, want) in &m.headers {
         let values: Vec<&str> = facts
             .headers
             .get_all(name.as_str())
             .iter()
-            .filter_map(|v| v.to_str().ok())
+            .filter_map(super::header_text)
             .collect();
         let ok = match want {
             None => values.is_empty(),
@@ -240,28 +274,31 @@ fn check_headers(m: &Match, facts: &RequestFacts<'_>, out: &mut Vec<FailedCondit
         if ok {
             continue;
         }
-        // A credential is never repeated, not even to say it was wrong.
-        let shown = if values.is_empty() {
-            None
-        } else if is_credential_header(&name.to_ascii_lowercase()) {
-            Some(REDACTED.to_owned())
-        } else {
-            Some(values.join(", "))
-        };
-        out.push(FailedCondition::new(
-            format!("match.headers.{name}"),
-            text(want.as_ref().map(|g| g.as_str())),
-            text(shown.as_deref()),
-            format!(
-                "header {name}: expected {}, got {}",
-                want.as_ref().map_or("absent", |g| g.as_str()),
-                shown.as_deref().unwrap_or("none")
-            ),
-        ));
+        out.fail(|| {
+            // A credential is never repeated, not even to say it was wrong;
+            // a long value is cut as the journal cuts it.
+            let shown = if values.is_empty() {
+                None
+            } else if is_credential_header(&name.to_ascii_lowercase()) {
+                Some(REDACTED.to_owned())
+            } else {
+                Some(header_value(facts.headers.get_all(name.as_str())))
+            };
+            FailedCondition::new(
+                format!("match.headers.{name}"),
+                text(want.as_ref().map(|g| g.as_str())),
+                text(shown.as_deref()),
+                format!(
+                    "header {name}: expected {}, got {}",
+                    want.as_ref().map_or("absent", |g| g.as_str()),
+                    shown.as_deref().unwrap_or("none")
+                ),
+            )
+        });
     }
 }
 
-fn check_query(m: &Match, facts: &RequestFacts<'_>, out: &mut Vec<FailedCondition>) {
+fn check_query(m: &Match, facts: &RequestFacts<'_>, out: &mut Out<'_>) {
     for (name, want) in &m.query {
         let values: Vec<&str> = facts
             .query
@@ -274,55 +311,61 @@ fn check_query(m: &Match, facts: &RequestFacts<'_>, out: &mut Vec<FailedConditio
             Some(glob) => values.iter().any(|v| glob.matches(v)),
         };
         if !ok {
-            let shown = (!values.is_empty()).then(|| values.join(", "));
-            out.push(FailedCondition::new(
-                format!("match.query.{name}"),
-                text(want.as_ref().map(|g| g.as_str())),
-                text(shown.as_deref()),
-                format!(
-                    "query {name}: expected {}, got {}",
-                    want.as_ref().map_or("absent", |g| g.as_str()),
-                    shown.as_deref().unwrap_or("none")
-                ),
-            ));
+            out.fail(|| {
+                let shown = (!values.is_empty()).then(|| values.join(", "));
+                FailedCondition::new(
+                    format!("match.query.{name}"),
+                    text(want.as_ref().map(|g| g.as_str())),
+                    text(shown.as_deref()),
+                    format!(
+                        "query {name}: expected {}, got {}",
+                        want.as_ref().map_or("absent", |g| g.as_str()),
+                        shown.as_deref().unwrap_or("none")
+                    ),
+                )
+            });
         }
     }
 }
 
-fn check_filename(m: &Match, facts: &RequestFacts<'_>, out: &mut Vec<FailedCondition>) {
+fn check_filename(m: &Match, facts: &RequestFacts<'_>, out: &mut Out<'_>) {
     let Some(glob) = &m.filename else { return };
     if !facts.filename.is_some_and(|f| glob.matches(f)) {
-        out.push(FailedCondition::new(
-            "match.filename",
-            json!(glob.as_str()),
-            text(facts.filename),
-            format!(
-                "filename: expected {glob}, got {}",
-                facts.filename.unwrap_or("no file part")
-            ),
-        ));
+        out.fail(|| {
+            FailedCondition::new(
+                "match.filename",
+                json!(glob.as_str()),
+                text(facts.filename),
+                format!(
+                    "filename: expected {glob}, got {}",
+                    facts.filename.unwrap_or("no file part")
+                ),
+            )
+        });
     }
 }
 
-fn check_content_type(m: &Match, facts: &RequestFacts<'_>, out: &mut Vec<FailedCondition>) {
+fn check_content_type(m: &Match, facts: &RequestFacts<'_>, out: &mut Out<'_>) {
     let Some(glob) = &m.content_type else { return };
     if !facts
         .content_type
         .is_some_and(|c| glob.matches_ignore_case(c))
     {
-        out.push(FailedCondition::new(
-            "match.content_type",
-            json!(glob.as_str()),
-            text(facts.content_type),
-            format!(
-                "content type: expected {glob}, got {}",
-                facts.content_type.unwrap_or("no file part")
-            ),
-        ));
+        out.fail(|| {
+            FailedCondition::new(
+                "match.content_type",
+                json!(glob.as_str()),
+                text(facts.content_type),
+                format!(
+                    "content type: expected {glob}, got {}",
+                    facts.content_type.unwrap_or("no file part")
+                ),
+            )
+        });
     }
 }
 
-fn check_size(m: &Match, facts: &RequestFacts<'_>, out: &mut Vec<FailedCondition>) {
+fn check_size(m: &Match, facts: &RequestFacts<'_>, out: &mut Out<'_>) {
     let Some(range) = &m.size else { return };
     let actual = facts.size.map_or(Value::Null, |s| json!(s));
     let got = facts
@@ -330,59 +373,72 @@ fn check_size(m: &Match, facts: &RequestFacts<'_>, out: &mut Vec<FailedCondition
         .map_or_else(|| "no complete file".to_owned(), |s| format!("{s} bytes"));
     if let Some(min) = range.min {
         if facts.size.is_none_or(|s| s < min) {
-            out.push(FailedCondition::new(
-                "match.size.min",
-                json!(min),
-                actual.clone(),
-                format!("size: expected at least {min} bytes, got {got}"),
-            ));
+            out.fail(|| {
+                FailedCondition::new(
+                    "match.size.min",
+                    json!(min),
+                    actual.clone(),
+                    format!("size: expected at least {min} bytes, got {got}"),
+                )
+            });
         }
     }
     if let Some(max) = range.max {
         if facts.size.is_none_or(|s| s > max) {
-            out.push(FailedCondition::new(
-                "match.size.max",
-                json!(max),
-                actual.clone(),
-                format!("size: expected at most {max} bytes, got {got}"),
-            ));
+            out.fail(|| {
+                FailedCondition::new(
+                    "match.size.max",
+                    json!(max),
+                    actual.clone(),
+                    format!("size: expected at most {max} bytes, got {got}"),
+                )
+            });
         }
     }
     if range.min.is_none() && range.max.is_none() && facts.size.is_none() {
-        out.push(FailedCondition::new(
-            "match.size",
-            json!({}),
-            Value::Null,
-            "size: the file never completed".to_owned(),
-        ));
+        out.fail(|| {
+            FailedCondition::new(
+                "match.size",
+                json!({}),
+                Value::Null,
+                "size: the file never completed".to_owned(),
+            )
+        });
     }
 }
 
-/// Why `rule` did not decide this request, or `None` when nothing is known
-/// against it (it was never reached).
-fn why_not(id: &str, rule: &Rule, seen: &Seen, reached: Phase) -> Option<Vec<FailedCondition>> {
-    let mut failed = Vec::new();
+/// How many of `rule`'s conditions failed for this request (its phase, its
+/// `match`, or else the `when` that held it back), each spelled out into
+/// `list` when given. 0: nothing is known against it (it matched, or was
+/// never reached).
+fn why_not(
+    id: &str,
+    rule: &Rule,
+    seen: &Seen,
+    reached: Phase,
+    list: Option<&mut Vec<FailedCondition>>,
+) -> usize {
+    let mut out = Out { count: 0, list };
     if rule.phase > reached {
-        failed.push(FailedCondition::new(
-            "phase",
-            json!(rule.phase),
-            json!(reached),
-            format!(
-                "phase: the rule is decided at {}, the request ended at {reached}",
-                rule.phase
-            ),
-        ));
+        out.fail(|| {
+            FailedCondition::new(
+                "phase",
+                json!(rule.phase),
+                json!(reached),
+                format!(
+                    "phase: the rule is decided at {}, the request ended at {reached}",
+                    rule.phase
+                ),
+            )
+        });
     }
-    failed.extend(failed_conditions(&rule.matcher, &seen.facts()));
-    if failed.is_empty() {
-        failed.extend(
-            seen.held_back
-                .iter()
-                .filter(|(held, _)| held == id)
-                .map(|(_, why)| why.clone()),
-        );
+    check_all(&rule.matcher, &seen.facts(), &mut out);
+    if out.count == 0 {
+        for (_, why) in seen.held_back.iter().filter(|(held, _)| held == id) {
+            out.fail(|| why.clone());
+        }
     }
-    (!failed.is_empty()).then_some(failed)
+    out.count
 }
 
 /// The near misses of one request: the closest rules (fewest failed
@@ -405,7 +461,8 @@ pub(crate) fn explain(engine: &RuleEngine, seen: &Seen, decided: Option<&str>) -
     if decided.is_some() && decider.is_none() {
         return Vec::new();
     }
-    let mut misses: Vec<(usize, NearMiss)> = Vec::new();
+    // (failed conditions, position) of the closest rules so far, best first.
+    let mut closest: Vec<(usize, usize)> = Vec::with_capacity(MAX_NEAR_MISSES + 1);
     for (position, entry) in entries.enumerate() {
         if let Some((at, phase)) = decider {
             let tried_before =
@@ -414,19 +471,29 @@ pub(crate) fn explain(engine: &RuleEngine, seen: &Seen, decided: Option<&str>) -
                 continue;
             }
         }
-        if let Some(failed) = why_not(&entry.id, &entry.rule, seen, reached) {
-            misses.push((
-                position,
-                NearMiss {
-                    rule: entry.id.clone(),
-                    failed,
-                },
-            ));
+        let failed = why_not(&entry.id, &entry.rule, seen, reached, None);
+        if failed == 0 {
+            continue;
+        }
+        // Positions only grow: a tie with a listed rule ranks after it.
+        let at = closest.partition_point(|&(f, _)| f <= failed);
+        if at < MAX_NEAR_MISSES {
+            closest.insert(at, (failed, position));
+            closest.truncate(MAX_NEAR_MISSES);
         }
     }
-    misses.sort_by_key(|(position, miss)| (miss.failed.len(), *position));
-    misses.truncate(MAX_NEAR_MISSES);
-    misses.into_iter().map(|(_, miss)| miss).collect()
+    closest
+        .into_iter()
+        .filter_map(|(_, position)| {
+            let entry = snapshot.at(position)?;
+            let mut failed = Vec::new();
+            why_not(&entry.id, &entry.rule, seen, reached, Some(&mut failed));
+            Some(NearMiss {
+                rule: entry.id.clone(),
+                failed,
+            })
+        })
+        .collect()
 }
 
 /// The near misses in one line, for the debug log.
@@ -593,6 +660,43 @@ mod tests {
         assert_eq!(misses[2].failed[1].condition, "match.size.min");
         assert_eq!(misses[2].failed[1].actual, Value::Null);
         assert!(summary(&misses).contains("this was match 1"));
+    }
+
+    #[test]
+    fn the_closest_three_of_many_are_listed_in_order_and_long_values_are_cut() {
+        let engine = RuleEngine::new(Vec::new(), 1).unwrap();
+        // One batch: tried in the order given.
+        let mut rules = vec![rule(
+            r#"{"id": "long", "match": {"headers": {"x-h": "b*"}}, "respond": {"status": 500}}"#,
+        )];
+        for i in 0..50 {
+            rules.push(rule(&format!(
+                r#"{{"id": "two-{i}", "match": {{"method": "GET", "path": "/x"}}, "respond": {{"status": 500}}}}"#
+            )));
+        }
+        rules.push(rule(
+            r#"{"id": "three", "match": {"method": "GET", "path": "/x", "query": {"q": "1"}}, "respond": {"status": 500}}"#,
+        ));
+        engine.add(rules).unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-h", "a".repeat(100_000).parse().unwrap());
+        let mut seen = Seen::default();
+        let f = facts("POST", UPLOAD_PATH, &headers, &[], None);
+        assert!(engine
+            .decide_seen(Phase::Request, &f, Some(&mut seen))
+            .is_none());
+        let misses = explain(&engine, &seen, None);
+        let ids: Vec<&str> = misses.iter().map(|m| m.rule.as_str()).collect();
+        // One failed condition beats two; among equals, evaluation order.
+        assert_eq!(ids, ["long", "two-0", "two-1"]);
+        let actual = misses[0].failed[0].actual.as_str().unwrap();
+        assert!(actual.len() < 9_000, "{} bytes", actual.len());
+        assert!(
+            actual.ends_with("…[truncated: 100000 bytes]"),
+            "{}",
+            &actual[8000..]
+        );
+        assert!(misses[0].failed[0].message.len() < 9_000);
     }
 
     #[test]
