@@ -62,7 +62,15 @@ pub(crate) async fn handle(
         path: path.clone(),
         query: query
             .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .map(|(k, v)| {
+                // A presigned URL's signature is a credential for its file.
+                let v = if k.eq_ignore_ascii_case("x-amz-signature") {
+                    crate::journal::REDACTED
+                } else {
+                    v
+                };
+                (k.clone(), Value::String(v.to_owned()))
+            })
             .collect::<Map<_, _>>(),
         headers: record_headers(req.headers()),
         status: None,

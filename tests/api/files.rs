@@ -223,6 +223,9 @@ async fn the_sdk_upload_helper_flow_creates_puts_and_stores_the_bytes() {
         .unwrap();
     assert_eq!(put.status, Some(200));
     assert_eq!(put.upload.unwrap().sha256, sha256_hex(&bytes));
+    // Its signature is a credential: redacted, the rest of the query kept.
+    assert_eq!(put.query["X-Amz-Signature"], aymara_mock::REDACTED);
+    assert_eq!(put.query["X-Amz-Expires"], "1800");
 }
 
 #[tokio::test]
