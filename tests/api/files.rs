@@ -1254,3 +1254,57 @@ async fn the_etag_is_the_md5_of_small_large_and_chunked_bodies() {
     }
     assert_eq!(md5_hex(b"hello"), "5d41402abc4b2a76b9719d911017c592");
 }
+
+#[tokio::test]
+async fn network_faults_apply_to_the_put_at_their_phases() {
+    let app = spawn_app().await;
+    let rule = |v: Value| serde_json::from_value::<aymara_mock::Rule>(v).unwrap();
+    app.server
+        .add_rules(vec![
+            rule(
+                json!({"id": "cut", "match": {"route": "put", "filename": "cut.bin"},
+                        "fault": {"kind": "reset", "after_bytes": 1000}}),
+            ),
+            rule(
+                json!({"id": "kept-then-reset", "match": {"route": "put", "filename": "kept.bin"},
+                        "phase": "complete", "keep_upload": true, "fault": {"kind": "reset"}}),
+            ),
+        ])
+        .await
+        .unwrap();
+    let cut = app.announce(json!({"local_file_path": "cut.bin"})).await;
+    let sent = app
+        .client
+        .put(cut["file_url"].as_str().unwrap())
+        .body(data(100_000))
+        .send()
+        .await;
+    assert!(sent.is_err(), "reset, no answer: {sent:?}");
+    assert!(app.server.uploads().await.is_empty());
+    assert!(stored(&app).is_empty(), "{:?}", stored(&app));
+
+    let kept = app.announce(json!({"local_file_path": "kept.bin"})).await;
+    let bytes = data(3000);
+    let sent = app
+        .client
+        .put(kept["file_url"].as_str().unwrap())
+        .body(bytes.clone())
+        .send()
+        .await;
+    assert!(sent.is_err(), "reset after storing: {sent:?}");
+    let uploads = app.server.uploads().await;
+    assert_eq!(uploads.len(), 1);
+    assert_eq!(uploads[0].sha256, sha256_hex(&bytes));
+    assert_eq!(
+        app.status_of(kept["file_uuid"].as_str().unwrap()).await,
+        "completed"
+    );
+    let rules: Vec<_> = app
+        .server
+        .requests()
+        .await
+        .into_iter()
+        .filter_map(|r| r.rule)
+        .collect();
+    assert_eq!(rules, ["cut", "kept-then-reset"]);
+}
