@@ -273,6 +273,15 @@ async fn keep(state: &AppState, file: FinishedFile, ex: &mut Exchange) -> Result
     // (a commit is a rename, or an object store's completion: short).
     static COMMITS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _one_at_a_time = COMMITS.lock().await;
+    if state.catalog.is_deleted(&file.target().file_uuid) {
+        // Deleted while its bytes were arriving: it stays deleted.
+        file.discard().await;
+        return Err(ApiError::s3(
+            StatusCode::FORBIDDEN,
+            "AccessDenied",
+            "The file this URL was made for was deleted while it was being uploaded.",
+        ));
+    }
     let record = file.record();
     let mut stored = state.upload_of(&record);
     state

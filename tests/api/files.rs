@@ -1308,3 +1308,43 @@ async fn network_faults_apply_to_the_put_at_their_phases() {
         .collect();
     assert_eq!(rules, ["cut", "kept-then-reset"]);
 }
+
+#[tokio::test]
+async fn a_file_deleted_while_its_put_streams_stays_deleted() {
+    let app = spawn_app().await;
+    let upload = app.announce(json!({"local_file_path": "racing.bin"})).await;
+    let uuid = upload["file_uuid"].as_str().unwrap();
+    let target = upload["file_url"]
+        .as_str()
+        .unwrap()
+        .strip_prefix(app.server.url())
+        .unwrap();
+    let mut stream = tokio::net::TcpStream::connect(app.server.address())
+        .await
+        .unwrap();
+    let total = 4 * 1024 * 1024;
+    let head = format!(
+        "PUT {target} HTTP/1.1\r\nHost: {}\r\nContent-Length: {total}\r\n\r\n",
+        app.server.address()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&data(2 * 1024 * 1024)).await.unwrap();
+    // The bytes are arriving once a partial file exists.
+    let partial = app.dir().join(".partial");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while files_under(&partial).is_empty() {
+        assert!(Instant::now() < deadline, "no partial file");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(app.delete_file(uuid).await.status(), 204);
+    stream
+        .write_all(&data(total - 2 * 1024 * 1024))
+        .await
+        .unwrap();
+    let (status, _head, body) = read_response(&mut stream).await.unwrap();
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("<Code>AccessDenied</Code>"));
+    assert!(app.server.uploads().await.is_empty());
+    assert!(stored(&app).is_empty(), "{:?}", stored(&app));
+    envelope_code(app.get_api(&format!("/v2/files/{uuid}")).await, 404).await;
+}
