@@ -81,6 +81,22 @@ impl AppState {
         Ok(())
     }
 
+    /// At a graceful shutdown, in a chosen storage directory: saves the
+    /// index of the stored uploads the catalog does not hold (it saves its
+    /// own), for the next run.
+    pub(crate) fn save_uploads(&self) {
+        let Some(saved) = self.catalog.saved() else {
+            return;
+        };
+        let uploads: Vec<_> = self
+            .files
+            .snapshot()
+            .into_iter()
+            .filter(|r| self.catalog.get(&r.target.file_uuid).is_none())
+            .collect();
+        saved.save_uploads(&uploads);
+    }
+
     /// A stored upload spelled out, as answered and listed.
     pub(crate) fn upload_of(&self, record: &UploadRecord) -> StoredUpload {
         let url = crate::files::download_url(&self.settings.public_url, &record.target);

@@ -49,6 +49,23 @@ pub(crate) struct StatusNow {
 }
 
 impl Entry {
+    /// An upload the catalog does not hold (through the multipart endpoint),
+    /// seen as the files API sees it: created when stored, no verdict.
+    pub(crate) fn of_upload(record: &UploadRecord) -> Self {
+        let target = record.target.clone();
+        let workspace_uuid = (target.workspace != "default").then(|| target.workspace.clone());
+        Self {
+            target,
+            workspace_uuid,
+            original: None,
+            created_at: record.stored_at,
+            stored_at: Some(record.stored_at),
+            outcome: None,
+            bytes: Some((record.size, record.sha256.clone())),
+            seq: 0,
+        }
+    }
+
     /// An entry saved by an earlier run (`super::persist`).
     pub(crate) fn restored(
         target: Target,
@@ -274,8 +291,19 @@ impl Catalog {
         Some(entry)
     }
 
+    /// Every entry, oldest first.
+    pub(crate) fn entries(&self) -> Vec<Entry> {
+        let inner = lock(&self.inner);
+        inner
+            .order
+            .values()
+            .filter_map(|id| inner.by_id.get(id).cloned())
+            .collect()
+    }
+
     /// The files for which `keep` holds, oldest first: how many, and those
     /// from `offset`, at most `limit`.
+    #[cfg(test)]
     pub(crate) fn page(
         &self,
         keep: impl Fn(&Entry) -> bool,
@@ -328,6 +356,11 @@ impl Catalog {
         (catalog, entries)
     }
 
+    /// Where entries are saved, if they are.
+    pub(crate) fn saved(&self) -> Option<&super::persist::Saved> {
+        self.saved.as_ref()
+    }
+
     fn save(&self, entry: &Entry) {
         if let Some(saved) = &self.saved {
             saved.save(entry);
@@ -354,6 +387,7 @@ mod tests {
             size: 1,
             sha256: "00".into(),
             duplicate_of: None,
+            stored_at: SystemTime::now(),
         }
     }
 

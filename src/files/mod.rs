@@ -167,6 +167,7 @@ mod tests {
             size: 1,
             sha256: "".into(),
             duplicate_of: None,
+            stored_at: std::time::UNIX_EPOCH,
         }
     }
 

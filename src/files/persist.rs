@@ -1,8 +1,13 @@
 //! The files API's state on disk, so that it survives a restart when the
-//! user chose the storage directory (`--storage-dir`): one small JSON file
-//! per file under `<dir>/.files-api/`, written (to a temporary name, then
-//! renamed, so a crash never leaves half a record) whenever the file
-//! changes, removed with it. A temp dir, removed on exit, keeps none.
+//! user chose the storage directory (`--storage-dir`). Under
+//! `<dir>/.files-api/`: one small JSON file per file the files API
+//! announced (or a rule gave a verdict), written whenever the file changes
+//! (to a temporary name, then renamed, so a crash never leaves half a
+//! record) and removed with it; and `uploads.jsonl`, the index of the other
+//! stored uploads (the multipart endpoint's), written once at a graceful
+//! shutdown, so that the upload endpoint pays nothing per upload. Records
+//! whose bytes are gone are skipped when read back. A temp dir, removed on
+//! exit, keeps none.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -11,7 +16,22 @@ use serde::{Deserialize, Serialize};
 
 use super::catalog::Entry;
 use crate::rules::model::Processing;
-use crate::storage::Target;
+use crate::storage::{Target, UploadRecord};
+
+/// The shutdown snapshot of the uploads the catalog does not hold.
+const UPLOADS: &str = "uploads.jsonl";
+
+/// One line of [`UPLOADS`].
+#[derive(Serialize, Deserialize)]
+struct UploadLine {
+    file_uuid: String,
+    name: String,
+    workspace: String,
+    content_type: String,
+    size: u64,
+    sha256: String,
+    stored_at_ms: u64,
+}
 
 /// The directory under the storage root.
 pub(crate) const DIR: &str = ".files-api";
@@ -101,6 +121,72 @@ impl Saved {
         }
     }
 
+    /// Writes the index of `uploads` (at shutdown), replacing the last one.
+    pub(crate) fn save_uploads(&self, uploads: &[std::sync::Arc<UploadRecord>]) {
+        use std::io::Write as _;
+        let path = self.dir.join(UPLOADS);
+        let temp = self.dir.join(format!("{UPLOADS}.part"));
+        let written = (|| -> std::io::Result<()> {
+            let mut out = std::io::BufWriter::new(std::fs::File::create(&temp)?);
+            for record in uploads {
+                let line = UploadLine {
+                    file_uuid: record.target.file_uuid.clone(),
+                    name: record.target.name.clone(),
+                    workspace: record.target.workspace.clone(),
+                    content_type: record.target.content_type.clone(),
+                    size: record.size,
+                    sha256: record.sha256.to_string(),
+                    stored_at_ms: millis(record.stored_at),
+                };
+                serde_json::to_writer(&mut out, &line).map_err(std::io::Error::other)?;
+                out.write_all(b"\n")?;
+            }
+            out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            std::fs::rename(&temp, &path)
+        })();
+        if let Err(err) = written {
+            tracing::warn!(error = %err, path = %path.display(), "could not save the index of stored uploads");
+        }
+    }
+
+    /// The uploads indexed by the last shutdown whose bytes are still there.
+    pub(crate) fn load_uploads(&self) -> Vec<UploadRecord> {
+        use std::io::BufRead as _;
+        let Ok(file) = std::fs::File::open(self.dir.join(UPLOADS)) else {
+            return Vec::new();
+        };
+        let root = self.dir.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut records = Vec::new();
+        for line in std::io::BufReader::new(file).lines().map_while(Result::ok) {
+            let Ok(line) = serde_json::from_str::<UploadLine>(&line) else {
+                continue;
+            };
+            if !plain(&line.file_uuid)
+                || line.name.contains(['/', '\\'])
+                || line.name.starts_with('.')
+            {
+                continue;
+            }
+            let on_disk = std::fs::metadata(root.join(&line.file_uuid).join(&line.name));
+            if on_disk.map_or(true, |m| m.len() != line.size) {
+                continue;
+            }
+            records.push(UploadRecord {
+                target: Target {
+                    file_uuid: line.file_uuid,
+                    name: line.name,
+                    workspace: line.workspace,
+                    content_type: line.content_type,
+                },
+                size: line.size,
+                sha256: line.sha256.into_boxed_str(),
+                duplicate_of: None,
+                stored_at: time(line.stored_at_ms),
+            });
+        }
+        records
+    }
+
     /// Removes a file's record.
     pub(crate) fn forget(&self, file_uuid: &str) {
         if let Some(path) = self.path(file_uuid) {
@@ -118,8 +204,11 @@ impl Saved {
         let mut entries = Vec::new();
         for item in listing.flatten() {
             let path = item.path();
+            if path.file_name().is_some_and(|n| n == UPLOADS) {
+                continue;
+            }
             if path.extension().is_none_or(|e| e != "json") {
-                let _ = std::fs::remove_file(&path); // a `.json.part` of a crash
+                let _ = std::fs::remove_file(&path); // a `.part` of a crash
                 continue;
             }
             let record = item

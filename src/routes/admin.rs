@@ -332,6 +332,7 @@ mod tests {
             size: i as u64,
             sha256: "ab".repeat(32).into(),
             duplicate_of: None,
+            stored_at: std::time::UNIX_EPOCH,
         })
     }
 

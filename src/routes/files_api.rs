@@ -292,7 +292,22 @@ pub(crate) fn list(state: &AppState, query: &[(String, String)]) -> Answer {
         wanted_type.is_none_or(|t| file_type(&entry.target.content_type) == t)
             && wanted_workspace.is_none_or(|w| entry.workspace_uuid.as_deref() == Some(w))
     };
-    let (count, entries) = state.catalog.page(keep, offset, limit);
+    // The catalog's files and the uploads it does not hold, oldest first.
+    let mut all = state.catalog.entries();
+    let announced: std::collections::HashSet<&str> =
+        all.iter().map(|e| e.target.file_uuid.as_str()).collect();
+    let uploads: Vec<Entry> = state
+        .files
+        .snapshot()
+        .iter()
+        .filter(|r| !announced.contains(r.target.file_uuid.as_str()))
+        .map(|r| Entry::of_upload(r))
+        .collect();
+    all.extend(uploads);
+    all.sort_by_key(|e| e.created_at);
+    let matching: Vec<Entry> = all.into_iter().filter(|e| keep(e)).collect();
+    let count = matching.len();
+    let entries: Vec<Entry> = matching.into_iter().skip(offset).take(limit).collect();
     let now = SystemTime::now();
     let items: Vec<Value> = entries.iter().map(|e| detail(state, e, now)).collect();
     Answer::json(StatusCode::OK, json!({"items": items, "count": count}))
@@ -302,7 +317,7 @@ pub(crate) fn list(state: &AppState, query: &[(String, String)]) -> Answer {
 /// this server does not know may have been stored by a replica sharing the
 /// object store: found there, it joins this server's catalog and index.
 async fn find(state: &AppState, file_uuid: &str) -> Result<Entry, ApiError> {
-    if let Some(entry) = state.catalog.get(file_uuid) {
+    if let Some(entry) = known(state, file_uuid) {
         return Ok(entry);
     }
     let not_found = || {
@@ -339,12 +354,20 @@ async fn find(state: &AppState, file_uuid: &str) -> Result<Entry, ApiError> {
         size: stored.size,
         sha256: stored.sha256.as_str().into(),
         duplicate_of: None,
+        stored_at: SystemTime::now(),
     };
-    state.catalog.stored(&record, None);
-    if state.files.get(file_uuid).is_none() {
-        state.files.insert(record);
-    }
-    state.catalog.get(file_uuid).ok_or_else(not_found)
+    let entry = Entry::of_upload(&record);
+    state.files.insert(record);
+    Ok(entry)
+}
+
+/// A file the files API knows: announced (the catalog), or only uploaded
+/// (the index of stored files; most multipart uploads never need more).
+fn known(state: &AppState, file_uuid: &str) -> Option<Entry> {
+    state
+        .catalog
+        .get(file_uuid)
+        .or_else(|| state.files.get(file_uuid).map(|r| Entry::of_upload(&r)))
 }
 
 /// `GET /v2/files/{file_uuid}`.
@@ -473,7 +496,7 @@ pub(crate) fn frame(state: &AppState, file_uuid: &str, frame: &str, head: bool) 
     else {
         return not_found();
     };
-    let Some(entry) = state.catalog.get(file_uuid) else {
+    let Some(entry) = known(state, file_uuid) else {
         return not_found();
     };
     let status = entry.status_at(SystemTime::now(), state.settings.files.video_processing);

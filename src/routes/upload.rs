@@ -248,7 +248,11 @@ async fn keep(
         .commit(file, &stored)
         .await
         .map_err(|err| ApiError::storage(&err))?;
-    state.catalog.stored(&record, ex.processing.take());
+    // Only an upload a rule gave a verdict needs the catalog: the files API
+    // sees the others through the index (one record per upload, not two).
+    if let Some(outcome) = ex.processing.take() {
+        state.catalog.stored(&record, Some(outcome));
+    }
     stored.duplicate_of = state.files.insert(record);
     ex.upload = Some(stored);
     Ok(())

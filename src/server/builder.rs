@@ -406,11 +406,23 @@ fn restore_files(config: &Config, storage: &Storage) -> (Catalog, Files) {
         if let Some((size, sha256)) = entry.bytes {
             storage.restored(size);
             let _ = files.insert(crate::storage::UploadRecord {
+                stored_at: entry.stored_at.unwrap_or(entry.created_at),
                 target: entry.target,
                 size,
                 sha256,
                 duplicate_of: None,
             });
+            restored += 1;
+        }
+    }
+    let saved = catalog
+        .saved()
+        .map(|s| s.load_uploads())
+        .unwrap_or_default();
+    for record in saved {
+        if files.get(&record.target.file_uuid).is_none() {
+            storage.restored(record.size);
+            let _ = files.insert(record);
             restored += 1;
         }
     }

@@ -236,6 +236,9 @@ impl MockServer {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+        // File I/O, possibly a large index: on a blocking thread.
+        let state = Arc::clone(&self.state);
+        let _ = tokio::task::spawn_blocking(move || state.save_uploads()).await;
         self.state.storage.cleanup();
     }
 }

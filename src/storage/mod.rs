@@ -69,6 +69,9 @@ pub(crate) struct UploadRecord {
     pub(crate) sha256: Box<str>,
     /// The earliest stored upload with the same sha256, set when indexed.
     pub(crate) duplicate_of: Option<Box<str>>,
+    /// When its bytes were complete (the files API's `created_at` of an
+    /// upload it did not announce).
+    pub(crate) stored_at: std::time::SystemTime,
 }
 
 /// What a file is stored as: fixed before its first byte arrives, so that an
@@ -486,6 +489,7 @@ impl PartialFile {
             target: self.target,
             size: self.size,
             sha256: hex(&digest),
+            finished_at: std::time::SystemTime::now(),
             reservation: self.reservation,
             inner,
         })
@@ -507,6 +511,8 @@ pub(crate) struct FinishedFile {
     pub(crate) size: u64,
     /// SHA-256, lowercase hex.
     pub(crate) sha256: String,
+    /// When its last byte was written.
+    finished_at: std::time::SystemTime,
     reservation: Reservation,
     inner: FinishedInner,
 }
@@ -524,6 +530,7 @@ impl FinishedFile {
             size: self.size,
             sha256: self.sha256.as_str().into(),
             duplicate_of: None,
+            stored_at: self.finished_at,
         }
     }
 
