@@ -1357,3 +1357,41 @@ async fn a_file_deleted_while_its_put_streams_stays_deleted() {
     assert!(stored(&app).is_empty(), "{:?}", stored(&app));
     envelope_code(app.get_api(&format!("/v2/files/{uuid}")).await, 404).await;
 }
+
+#[tokio::test]
+async fn a_stalled_put_times_out_in_s3_xml_and_a_full_quota_stores_nothing() {
+    let app = spawn_with(|b| {
+        b.body_timeout(Duration::from_millis(300))
+            .max_storage(100u64)
+    })
+    .await;
+    let upload = app.announce(json!({"local_file_path": "slow.bin"})).await;
+    let target = upload["file_url"]
+        .as_str()
+        .unwrap()
+        .strip_prefix(app.server.url())
+        .unwrap();
+    let mut stream = tokio::net::TcpStream::connect(app.server.address())
+        .await
+        .unwrap();
+    let head = format!(
+        "PUT {target} HTTP/1.1\r\nHost: {}\r\nContent-Length: 50\r\n\r\n",
+        app.server.address()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&[1u8; 10]).await.unwrap();
+    // Then nothing: the server gives up after --body-timeout.
+    let (status, head, body) = read_response(&mut stream).await.unwrap();
+    assert_eq!(status, 408, "{head}");
+    assert!(String::from_utf8_lossy(&body).contains("<Code>RequestTimeout</Code>"));
+    assert!(app.server.uploads().await.is_empty());
+
+    let (status, code) = s3_error(
+        app.put(upload["file_url"].as_str().unwrap(), data(500), None)
+            .await,
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (500, "InternalError"));
+    assert!(app.server.uploads().await.is_empty());
+    assert!(stored(&app).is_empty(), "{:?}", stored(&app));
+}
