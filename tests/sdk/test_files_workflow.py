@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from aymara_ai import ConflictError, NotFoundError
+from aymara_ai import ConflictError, NotFoundError, UnprocessableEntityError
 from aymara_ai.lib.uploads import upload_file, upload_file_async
 from aymara_ai.types import FileCreateResponse, FileDetail, FileFrames, FileStatus, FileUpload
 from sidecar import REPO_ROOT
@@ -54,8 +54,26 @@ def uuid_of(remote_file_path: str) -> str:
 
 
 def stored_files(server: Any) -> list[Path]:
-    """Regular files anywhere under the server's storage dir."""
-    return sorted(p for p in server.storage_dir.rglob("*") if p.is_file())
+    """The stored files' bytes: regular files under the server's storage dir, outside its
+    dot-dirs (the emulator's bookkeeping, e.g. the files index and in-flight parts)."""
+    root = server.storage_dir
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+
+
+def partial_files(server: Any) -> list[Path]:
+    """Files of bodies still (or left) in flight: what a refused PUT must not leave behind."""
+    return sorted(p for p in (server.storage_dir / ".partial").rglob("*") if p.is_file())
+
+
+def assert_nothing_stored(server: Any) -> None:
+    """No upload listed, no bytes stored, no part left."""
+    assert server.uploads() == []
+    assert stored_files(server) == []
+    assert partial_files(server) == []
 
 
 def sha256(data: bytes) -> str:
@@ -166,7 +184,8 @@ def test_sdk_upload_helper_stores_the_clients_bytes(start_mock, sdk, tmp_path, s
     assert isinstance(detail, FileDetail)
     assert detail.file_size_bytes == len(data)
     assert detail.content_type == content_type
-    assert call(sdk(server), lambda c: c.files.get_status(file_uuid)).processing_status == "completed"
+    status = call(sdk(server), lambda c: c.files.get_status(file_uuid))
+    assert status.processing_status == "completed"
 
 
 def test_sdk_upload_helpers_see_an_oversized_put_refused(start_mock, sdk):
@@ -177,8 +196,7 @@ def test_sdk_upload_helpers_see_an_oversized_put_refused(start_mock, sdk):
     expected = httpx.HTTPStatusError if s.kind == "sync" else RuntimeError
     with pytest.raises(expected, match="413"):
         helper_upload(s, file_name="big.bin", file_content=os.urandom(5000))
-    assert server.uploads() == []
-    assert stored_files(server) == []
+    assert_nothing_stored(server)
 
 
 # -- the files resource end to end -----------------------------------------------------------
@@ -191,7 +209,8 @@ def test_video_workflow_with_each_upload_method(start_mock, sdk):
     s = sdk(server)
     videos = {"multipart.mp4": os.urandom(200_000), "presigned.mp4": os.urandom(300_000)}
 
-    uploaded = call(s, lambda c: c.files.upload(file=("multipart.mp4", videos["multipart.mp4"], "video/mp4")))
+    part = ("multipart.mp4", videos["multipart.mp4"], "video/mp4")
+    uploaded = call(s, lambda c: c.files.upload(file=part))
     assert isinstance(uploaded, FileUpload)
     first = uploaded.file_uuid
     seen = poll_status(s, first, "completed")
@@ -247,8 +266,7 @@ def test_video_workflow_with_each_upload_method(start_mock, sdk):
     assert call(s, lambda c: c.files.delete(second)) is None
     assert_gone(s, second)
     assert call(s, lambda c: c.files.list()).count == 0
-    assert server.uploads() == []
-    assert stored_files(server) == []
+    assert_nothing_stored(server)
 
 
 def test_failing_processing_from_the_shipped_fixture(start_mock, sdk):
@@ -269,7 +287,8 @@ def test_failing_processing_from_the_shipped_fixture(start_mock, sdk):
     assert len(server.uploads()) == 2, "a failed video is still stored"
 
     text = helper_upload(s, file_name="fine.txt", file_content=b"hello")
-    assert call(s, lambda c: c.files.get_status(uuid_of(text["remote_file_path"]))).processing_status == "completed"
+    text_uuid = uuid_of(text["remote_file_path"])
+    assert call(s, lambda c: c.files.get_status(text_uuid)).processing_status == "completed"
 
 
 def test_the_sdks_pager_stops_after_the_first_page(start_mock, sdk):
@@ -293,6 +312,16 @@ def test_the_sdks_pager_stops_after_the_first_page(start_mock, sdk):
     assert listed == {u["file_uuid"] for u in server.uploads()}
 
 
+@pytest.mark.parametrize("params", [{"limit": -1}, {"limit": 100000}, {"offset": "abc"}], ids=str)
+def test_bad_list_parameters_raise_unprocessable_entity(start_mock, sdk, params):
+    server = start_mock()
+    with pytest.raises(UnprocessableEntityError) as info:
+        call(sdk(server), lambda c: c.files.list(**params))
+    assert info.value.status_code == 422
+    (field,) = params
+    assert info.value.body["error"]["details"]["field"] == field
+
+
 # -- PUTs that S3 would refuse ---------------------------------------------------------------
 
 
@@ -310,8 +339,7 @@ def test_an_expired_put_is_access_denied_and_stores_nothing(start_mock, sdk):
 
     resp = httpx.put(upload.file_url, content=b"too late", headers={"content-type": "text/plain"})
     assert s3_error(resp) == (403, "AccessDenied", "Request has expired")
-    assert server.uploads() == []
-    assert stored_files(server) == []
+    assert_nothing_stored(server)
     assert call(s, lambda c: c.files.get_status(upload.file_uuid)).processing_status == "pending"
 
 
@@ -332,8 +360,7 @@ def test_a_tampered_put_does_not_match_the_signature_and_stores_nothing(start_mo
         assert tampered != url
         resp = httpx.put(tampered, content=b"evil")
         assert s3_error(resp)[:2] == (403, "SignatureDoesNotMatch"), tampered
-    assert server.uploads() == []
-    assert stored_files(server) == []
+    assert_nothing_stored(server)
     assert call(s, lambda c: c.files.get_status(upload.file_uuid)).processing_status == "pending"
     # The untampered URL was good all along.
     assert httpx.put(url, content=b"fine").status_code == 200
@@ -347,8 +374,7 @@ def test_a_put_with_another_content_type_than_signed_is_refused(start_mock, sdk)
     for headers in ({"content-type": "video/webm"}, {}):
         resp = httpx.put(upload.file_url, content=b"video", headers=headers)
         assert s3_error(resp)[:2] == (403, "SignatureDoesNotMatch"), headers
-    assert server.uploads() == []
-    assert stored_files(server) == []
+    assert_nothing_stored(server)
     resp = httpx.put(upload.file_url, content=b"video", headers={"content-type": "video/mp4"})
     assert resp.status_code == 200
     assert [u["content_type"] for u in server.uploads()] == ["video/mp4"]
@@ -370,8 +396,7 @@ def test_a_put_over_the_size_limit_is_413_and_stores_nothing(start_mock, sdk):
     resp = httpx.put(upload.file_url, content=chunks())
     assert resp.request.headers["transfer-encoding"] == "chunked"
     assert s3_error(resp)[:2] == (413, "EntityTooLarge")
-    assert server.uploads() == []
-    assert stored_files(server) == []
+    assert_nothing_stored(server)
     assert call(s, lambda c: c.files.get_status(upload.file_uuid)).processing_status == "pending"
 
     # Exactly at the limit is fine.
@@ -390,3 +415,18 @@ def test_a_multipart_upload_is_listed_by_the_files_api(start_mock, sdk):
     assert [(i.file_uuid, i.file_type, i.file_size_bytes) for i in page.items] == [
         (uploaded.file_uuid, "text", 3)
     ]
+
+
+def test_a_second_put_to_the_same_url_overwrites_as_s3_does(start_mock, sdk):
+    """Documented choice: like S3, a presigned URL may be used again until it expires, and the
+    last PUT wins; the file is still one file."""
+    server = start_mock()
+    s = sdk(server)
+    upload = announce(s, local_file_path="o.txt")
+    for data in (b"first", b"second"):
+        assert httpx.put(upload.file_url, content=data).status_code == 200
+    assert [u["sha256"] for u in server.uploads()] == [sha256(b"second")]
+    assert len(stored_files(server)) == 1
+    detail = call(s, lambda c: c.files.get(upload.file_uuid))
+    assert httpx.get(detail.file_url, timeout=10).content == b"second"
+    assert call(s, lambda c: c.files.list()).count == 1
