@@ -6,6 +6,7 @@
 #   tests/sdk/upstream.sh                 # build the binary, set up the venv, fetch, run
 #   tests/sdk/upstream.sh --setup-only    # only set up the venv and fetch the sdist (CI, while cargo builds)
 #   tests/sdk/upstream.sh -k health -x    # extra arguments go to pytest
+#   tests/sdk/upstream.sh --seed-files    # a stored file in place of the tests' placeholder uuid
 #   AYMARA_MOCK_BIN=/path/to/aymara-mock tests/sdk/upstream.sh   # use that binary, skip the build
 #   PYTHON=python3.12 tests/sdk/upstream.sh                      # interpreter for the venv
 #
@@ -15,6 +16,12 @@
 # does not want). One server, on port 0 with a temp storage dir, serves the whole run, as
 # Prism serves the SDK's CI. Prints "sdk-upstream: N passed" and exits non-zero if any test
 # failed, errored or was skipped, or if the server did not exit cleanly on SIGTERM.
+#
+# The tests were written for Prism, which answers any path with an example: they call get,
+# get_status, get_frames and delete with the placeholder uuid "file_uuid", which a stateful
+# emulator rightly answers with 404. --seed-files replaces each such placeholder with
+# `seeded_file_uuid()` (tests/sdk/upstream/seed.py: a video stored for that call, processed at
+# once with --video-processing-time 0s); nothing else in the tests changes.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -46,7 +53,15 @@ if [[ ! -f "$sdist" ]]; then
 fi
 [[ -f "$sdist" ]] || { echo "sdk-upstream: pip download did not produce $sdist" >&2; exit 1; }
 
-if [[ "${1:-}" == --setup-only ]]; then exit 0; fi
+setup_only=0 seed_files=0
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --setup-only) setup_only=1; shift ;;
+        --seed-files) seed_files=1; shift ;;
+        *) break ;;
+    esac
+done
+if [[ "$setup_only" -eq 1 ]]; then exit 0; fi
 
 suite_bin sdk-upstream "$root"
 
@@ -70,6 +85,21 @@ for t in "${tests[@]}"; do
     fi
     sed -i "/$marker/d" "$sdk/$t"
 done
+server_args=()
+if [[ "$seed_files" -eq 1 ]]; then
+    files_test="$sdk/tests/api_resources/test_files.py"
+    placeholder='^\([[:space:]]*\)"file_uuid",$'
+    if ! grep -q "$placeholder" "$files_test"; then
+        echo "sdk-upstream: no '\"file_uuid\",' placeholder in test_files.py; has the sdist changed?" >&2
+        exit 1
+    fi
+    sed -i "s/$placeholder/\1seeded_file_uuid(),/" "$files_test"
+    # Looked up when a test runs, so an import at the end of the module does.
+    printf '\nfrom tests.upstream_seed import seeded_file_uuid  # added by upstream.sh --seed-files\n' \
+        >>"$files_test"
+    cp "$dir/seed.py" "$sdk/tests/upstream_seed.py"
+    server_args+=(--video-processing-time 0s)
+fi
 
 # The server, on port 0; its URL comes from its one stdout line, read through a fifo (kept
 # open on fd 3 for the server's lifetime, so that nothing it prints later meets a closed pipe).
@@ -78,7 +108,8 @@ bin="$AYMARA_MOCK_BIN"
 (
     # Settings of the caller's environment would change the server (as sidecar.child_env).
     while read -r name; do unset "$name"; done < <(compgen -e | grep -E '^AYMARA_(MOCK|AI)_' || true)
-    exec "$bin" serve --host 127.0.0.1 --port 0 --storage-dir "$work/storage"
+    exec "$bin" serve --host 127.0.0.1 --port 0 --storage-dir "$work/storage" \
+        "${server_args[@]}"
 ) >"$work/stdout" 2>"$work/server.log" &
 server_pid=$!
 exec 3<"$work/stdout"
