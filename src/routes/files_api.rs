@@ -241,22 +241,16 @@ fn parse_entry(i: usize, entry: &Value) -> Result<NewFile, ApiError> {
             )),
         }
     };
-    let file = NewFile {
+    // Every field is optional, as in the SDK's `FileUploadParam` (its own
+    // tests send `{}`, and all three fields at once): an entry without a
+    // `remote_uri` gets an upload URL (named after `local_file_path`, else
+    // `upload.bin`); one with a `remote_uri` is fetched, under `local_file_path`'s
+    // base name when both are given.
+    Ok(NewFile {
         local_file_path: field("local_file_path")?,
         remote_uri: field("remote_uri")?,
         content_type: field("content_type")?,
-    };
-    match (&file.local_file_path, &file.remote_uri) {
-        (Some(_), None) | (None, Some(_)) => Ok(file),
-        (None, None) => Err(ApiError::unprocessable(
-            &format!("files[{i}]"),
-            format!("files[{i}] needs local_file_path (to get an upload URL) or remote_uri."),
-        )),
-        (Some(_), Some(_)) => Err(ApiError::unprocessable(
-            &format!("files[{i}]"),
-            format!("files[{i}] gives both local_file_path and remote_uri: give one."),
-        )),
-    }
+    })
 }
 
 /// `GET /v2/files`: `{"items": [FileDetail…], "count": N}`, oldest first;
