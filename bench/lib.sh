@@ -312,6 +312,29 @@ w1_post() {
     -H "x-api-key: $API_KEY" "$SRV_URL$UPLOAD_PATH"
 }
 
+# w1_put OUTFILE: W1's payload the way the SDK's upload_file sends it: POST
+# /v2/files for a presigned URL, then a raw PUT of the bytes to it (the answer
+# to OUTFILE); prints "HTTP_CODE SECONDS FILE_UUID", timing the PUT alone.
+w1_put() {
+  local created url
+  created=$(curl -sS -H "x-api-key: $API_KEY" -H 'Content-Type: application/json' \
+    -d '{"files": [{"local_file_path": "w1.bin"}]}' "$SRV_URL/v2/files") ||
+    die "W1 PUT: POST /v2/files failed"
+  local file_uuid
+  read -r file_uuid url < <(python3 -c 'import json, sys
+f = json.load(sys.stdin)["files"][0]
+print(f["file_uuid"], f["file_url"])' <<<"$created") || die "W1 PUT: POST /v2/files answered $created"
+  curl -sS -o "$1" -w "%{http_code} %{time_total} $file_uuid" -T "$PAYLOAD" -H 'Expect:' "$url"
+}
+
+# stored_sha256 FILE_UUID: the sha256 the server recorded for an upload
+stored_sha256() {
+  curl -sS "$SRV_URL/__admin/uploads" | python3 -c 'import json, sys
+for u in json.load(sys.stdin)["uploads"]:
+    if u["file_uuid"] == sys.argv[1]:
+        print(u["sha256"])' "$1"
+}
+
 # w1_copy_secs: seconds a plain `cat PAYLOAD > COPY_DIR/x` takes (W1's
 # denominator, on the storage filesystem); the copy is removed again.
 w1_copy_secs() {

@@ -3,9 +3,11 @@
 #
 # Builds the release binary, starts it on port 0 (a fresh server per
 # workload), and reports:
-#   W1  one 1 GiB upload (curl, prebuilt multipart body): MiB/s and the server's
-#       peak RSS (VmHWM), beside a plain `cat file > dir/x` copy of the same bytes
-#       and, when nginx is installed, nginx storing them (the issue's reference)
+#   W1  one 1 GiB upload (curl, prebuilt multipart body): MiB/s, the server's
+#       CPU seconds per GiB and peak RSS (VmHWM), beside a plain `cat file > dir/x`
+#       copy of the same bytes, the same bytes as a presigned PUT (POST /v2/files,
+#       then PUT) to the same server, and, when nginx is installed, nginx storing
+#       them (the issue's reference)
 #   W2  4 KiB uploads, 32 connections, 10 s (wrk + bench/upload.lua):
 #       req/s, p50, p99, errors (socket errors + non-2xx); medians of 3 runs,
 #       alternating with W4's (W2 W4, W4 W2, W2 W4), so drift of the VM touches both alike
@@ -59,6 +61,7 @@ run_w1() {
   start_server w1 info
   W1_HWM_START_KIB=$(vm_hwm_kib)
   local rep res code secs t0 copies=() uploads=() nginx=() got_sha cpu=() ngx_cpu=() ngx_worker
+  local puts=() put_cpu=() put_uuid
   for ((rep = 1; rep <= W1_REPS; rep++)); do
     copies+=("$(w1_copy_secs)")
 
@@ -86,7 +89,20 @@ run_w1() {
       [[ $got_sha == "$PAYLOAD_SHA" ]] || die "W1: stored sha256 $got_sha != $PAYLOAD_SHA"
     fi
     clear_uploads >/dev/null
-    log "  rep $rep: copy ${copies[-1]} s, upload ${uploads[-1]} s${nginx:+, nginx ${nginx[-1]} s}"
+
+    # The same bytes as a presigned PUT (POST /v2/files, then PUT), to the same server.
+    t0=$(proc_ticks "$SRV_PID")
+    res=$(w1_put "$OUT/w1-put-response.txt")
+    put_cpu+=($(($(proc_ticks "$SRV_PID") - t0)))
+    read -r code secs put_uuid <<<"$res"
+    [[ $code == 200 ]] || die "W1 PUT answered $code: $(cat "$OUT/w1-put-response.txt")"
+    puts+=("$secs")
+    if ((rep == 1)); then
+      got_sha=$(stored_sha256 "$put_uuid")
+      [[ $got_sha == "$PAYLOAD_SHA" ]] || die "W1 PUT: stored sha256 '$got_sha' != $PAYLOAD_SHA"
+    fi
+    clear_uploads >/dev/null
+    log "  rep $rep: copy ${copies[-1]} s, upload ${uploads[-1]} s, PUT ${puts[-1]} s${nginx:+, nginx ${nginx[-1]} s}"
   done
   W1_HWM_KIB=$(vm_hwm_kib)
   stop_server
@@ -107,7 +123,12 @@ run_w1() {
   # time, barely touched by the VM's drift; what the kernel's writeback
   # threads spend is charged to neither process.
   W1_CPU_S_GIB=$(cpu_s_per_gib "${cpu[@]}")
+  W1_PUT_CPU_S_GIB=$(cpu_s_per_gib "${put_cpu[@]}")
+  W1_PUT_S=$(printf '%s\n' "${puts[@]}" | median)
+  W1_PUT_MIBS=$(awk -v m="$W1_SIZE_MIB" -v s="$W1_PUT_S" 'BEGIN {printf "%.1f", m / s}')
+  W1_PUT_RATIO=$(awk -v u="$W1_PUT_MIBS" -v c="$W1_UPLOAD_MIBS" 'BEGIN {printf "%.3f", u / c}')
   log "  median: upload $W1_UPLOAD_MIBS MiB/s, copy $W1_COPY_MIBS MiB/s, ratio $W1_RATIO, VmHWM $W1_HWM_MIB MiB, server CPU $W1_CPU_S_GIB s/GiB"
+  log "  presigned PUT: $W1_PUT_MIBS MiB/s (/ multipart upload $W1_PUT_RATIO), server CPU $W1_PUT_CPU_S_GIB s/GiB"
   if ((W1_NGINX)); then
     W1_NGINX_RATIO=$(awk -v n="$W1_NGINX_MIBS" -v c="$W1_COPY_MIBS" 'BEGIN {printf "%.3f", n / c}')
     W1_VS_NGINX=$(awk -v u="$W1_UPLOAD_MIBS" -v n="$W1_NGINX_MIBS" 'BEGIN {printf "%.3f", u / n}')
@@ -252,6 +273,8 @@ ELAPSED=$(awk -v ns=$(($(now_ns) - STARTED)) 'BEGIN {printf "%.0f", ns / 1e9}')
   printf '%-4s %-44s %-22s %-26s %s\n' "" "upload / copy" "$W1_RATIO" ">= 0.6" "$V_W1_TPUT"
   printf '%-4s %-44s %-22s %-26s %s\n' "" "server peak RSS (VmHWM; $W1_HWM_START_MIB at start)" "$W1_HWM_MIB MiB" "<= 32 MiB" "$V_W1_RSS"
   printf '%-4s %-44s %-22s %-26s %s\n' "" "server CPU per GiB (utime + stime, median)" "$W1_CPU_S_GIB s" "(no target)" ""
+  printf '%-4s %-44s %-22s %-26s %s\n' "" "presigned PUT MiB/s (median) / upload" "$W1_PUT_MIBS / $W1_PUT_RATIO" "(no target)" ""
+  printf '%-4s %-44s %-22s %-26s %s\n' "" "presigned PUT server CPU per GiB" "$W1_PUT_CPU_S_GIB s" "(no target)" ""
   if ((W1_NGINX)); then
     printf '%-4s %-44s %-22s %-26s %s\n' "" "reference: nginx PUT MiB/s (median) / copy" "$W1_NGINX_MIBS / $W1_NGINX_RATIO" "(no target)" ""
     printf '%-4s %-44s %-22s %-26s %s\n' "" "upload / nginx; nginx worker VmHWM" "$W1_VS_NGINX; $W1_NGINX_HWM_MIB MiB" "(no target)" ""
@@ -294,6 +317,8 @@ W1_NGINX_MIBS=${W1_NGINX_MIBS:-}
 W1_NGINX_RATIO=${W1_NGINX_RATIO:-}
 W1_UPLOAD_PER_NGINX=${W1_VS_NGINX:-}
 W1_CPU_S_PER_GIB=$W1_CPU_S_GIB
+W1_PUT_MIBS=$W1_PUT_MIBS
+W1_PUT_CPU_S_PER_GIB=$W1_PUT_CPU_S_GIB
 W1_NGINX_CPU_S_PER_GIB=${W1_NGINX_CPU_S_GIB:-}
 W2_RPS=$W2_RPS
 W2_P50_MS=$W2_P50
