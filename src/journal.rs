@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::rules::near_miss::Pending;
+use crate::rules::RuleEngine;
 use crate::storage::StoredUpload;
 use crate::sync::lock;
 
@@ -98,8 +100,53 @@ pub struct RequestRecord {
     /// The rules that came closest to deciding this request (none decided
     /// it), or the rules tried before the one that did that nearly matched;
     /// at most [`MAX_NEAR_MISSES`](crate::MAX_NEAR_MISSES), closest first.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub near_misses: Vec<crate::NearMiss>,
+    /// What explains `near_misses` when the record is read (see
+    /// `near_miss::Pending`); not serialized.
+    #[serde(skip)]
+    pub(crate) pending: Explainer,
+}
+
+/// A journal entry's [`Pending`] near misses, shared by its copies. Two
+/// records compare equal whatever it holds: it is how the record's
+/// `near_misses` are found, not part of what was journaled.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Explainer(pub(crate) Option<Arc<Pending>>);
+
+impl PartialEq for Explainer {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl RequestRecord {
+    /// The record's near misses: those worked out when it was first read,
+    /// or (a record not from the journal) its `near_misses` field.
+    pub(crate) fn near_misses_with<'a>(&'a self, engine: &'a RuleEngine) -> &'a [crate::NearMiss] {
+        match &self.pending.0 {
+            Some(pending) => pending.get(engine),
+            None => &self.near_misses,
+        }
+    }
+}
+
+/// A record as `GET /__admin/requests` lists it: its fields and its near
+/// misses, worked out now if they were not yet.
+#[derive(Serialize)]
+pub(crate) struct Listed<'a> {
+    #[serde(flatten)]
+    record: &'a RequestRecord,
+    near_misses: &'a [crate::NearMiss],
+}
+
+impl<'a> Listed<'a> {
+    pub(crate) fn new(record: &'a RequestRecord, engine: &'a RuleEngine) -> Self {
+        Self {
+            record,
+            near_misses: record.near_misses_with(engine),
+        }
+    }
 }
 
 /// The retry count a request announces (`x-stainless-retry-count`).
@@ -206,6 +253,11 @@ fn approximate_size(record: &RequestRecord) -> usize {
         + record.fault.as_ref().map_or(0, String::len)
         + upload
         + record.call.len()
+        + record
+            .pending
+            .0
+            .as_ref()
+            .map_or(0, |p| p.approximate_size())
         + record
             .near_misses
             .iter()
@@ -337,8 +389,16 @@ impl Journal {
         (records, oldest)
     }
 
-    pub(crate) fn list(&self) -> Vec<RequestRecord> {
-        self.snapshot().iter().map(|r| (**r).clone()).collect()
+    /// Copies of the records, oldest first, each with its near misses.
+    pub(crate) fn list(&self, engine: &RuleEngine) -> Vec<RequestRecord> {
+        self.snapshot()
+            .iter()
+            .map(|r| {
+                let mut record = (**r).clone();
+                record.near_misses = r.near_misses_with(engine).to_vec();
+                record
+            })
+            .collect()
     }
 
     /// The journal's approximate size in bytes.
@@ -367,6 +427,10 @@ impl Journal {
 mod tests {
     use super::*;
 
+    fn no_rules() -> RuleEngine {
+        RuleEngine::new(Vec::new(), 1).expect("an empty engine")
+    }
+
     fn record(id: &str) -> RequestRecord {
         RequestRecord {
             id: id.into(),
@@ -387,6 +451,7 @@ mod tests {
             call: String::new(),
             attempt: 0,
             near_misses: Vec::new(),
+            pending: crate::journal::Explainer::default(),
         }
     }
 
@@ -396,7 +461,7 @@ mod tests {
         for id in ["a", "b", "c"] {
             j.push(record(id));
         }
-        let ids: Vec<_> = j.list().into_iter().map(|r| r.id).collect();
+        let ids: Vec<_> = j.list(&no_rules()).into_iter().map(|r| r.id).collect();
         assert_eq!(ids, ["b", "c"]);
     }
 
@@ -437,7 +502,7 @@ mod tests {
         j.push(retry("c5", 5, "sdk"));
         j.push(record("plain"));
         let calls: Vec<_> = j
-            .list()
+            .list(&no_rules())
             .into_iter()
             .map(|r| (r.id, r.call, r.attempt))
             .collect();
@@ -485,7 +550,7 @@ mod tests {
         for i in 0..100 {
             j.push(with_headers(&i.to_string()));
         }
-        let ids: Vec<_> = j.list().into_iter().map(|r| r.id).collect();
+        let ids: Vec<_> = j.list(&no_rules()).into_iter().map(|r| r.id).collect();
         assert!((3..=5).contains(&ids.len()), "{ids:?}");
         assert_eq!(ids.last().map(String::as_str), Some("99"));
         assert!(j.bytes() <= 50_000, "{}", j.bytes());
@@ -493,7 +558,7 @@ mod tests {
         let j = Journal::new(1_000, 1_000);
         j.push(with_headers("a"));
         j.push(with_headers("b"));
-        let ids: Vec<_> = j.list().into_iter().map(|r| r.id).collect();
+        let ids: Vec<_> = j.list(&no_rules()).into_iter().map(|r| r.id).collect();
         assert_eq!(ids, ["b"]);
         j.clear();
         assert_eq!(j.bytes(), 0);

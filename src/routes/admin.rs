@@ -56,8 +56,9 @@ pub(crate) async fn handle(
             json_body_response(StatusCode::OK, body.boxed())
         }
         Ok(Reply::Requests(records, oldest)) => {
-            let body = JsonList::new("requests", records, |record: &RequestRecord, out| {
-                serde_json::to_writer(out, record)
+            let rules = Arc::clone(&state.rules);
+            let body = JsonList::new("requests", records, move |record: &RequestRecord, out| {
+                serde_json::to_writer(out, &crate::journal::Listed::new(record, &rules))
             });
             let mut response = json_body_response(StatusCode::OK, body.boxed());
             response
@@ -382,6 +383,7 @@ mod tests {
                 call: String::new(),
                 attempt: 0,
                 near_misses: Vec::new(),
+                pending: crate::journal::Explainer::default(),
             });
         }
         let mut body = JsonList::new("requests", journal.snapshot(), |r: &RequestRecord, out| {
@@ -395,7 +397,10 @@ mod tests {
         }
         assert_eq!(frames, 2);
         let parsed: Value = serde_json::from_slice(&text).unwrap();
-        assert_eq!(parsed, json!({ "requests": journal.list() }));
+        assert_eq!(
+            parsed,
+            json!({ "requests": journal.list(&crate::rules::RuleEngine::new(Vec::new(), 1).unwrap()) })
+        );
     }
 
     #[test]

@@ -552,18 +552,20 @@ mod tests {
         assert_eq!(files.len(), 1);
         assert_eq!(files[0].local_file_path.as_deref(), Some("a.mp4"));
         assert_eq!(ws.as_deref(), Some("w"));
+        // Every field optional, as in the SDK's types.
+        for body in [
+            r#"{"files":[{}]}"#,
+            r#"{"files":[{"local_file_path":"a","remote_uri":"b","content_type":"x/y"}]}"#,
+        ] {
+            assert!(parse_create(body.as_bytes()).is_ok(), "{body}");
+        }
         for (body, field) in [
             ("not json", "body"),
             ("[]", "body"),
             ("{}", "files"),
             (r#"{"files":[]}"#, "files"),
             (r#"{"files":{}}"#, "files"),
-            (r#"{"files":[{}]}"#, "files[0]"),
             (r#"{"files":[7]}"#, "files[0]"),
-            (
-                r#"{"files":[{"local_file_path":"a","remote_uri":"b"}]}"#,
-                "files[0]",
-            ),
             (
                 r#"{"files":[{"local_file_path":"a"},{"local_file_path":3}]}"#,
                 "files[1].local_file_path",

@@ -84,6 +84,7 @@ pub(crate) async fn handle(
         call: String::new(),
         attempt: 0,
         near_misses: Vec::new(),
+        pending: crate::journal::Explainer::default(),
     };
     let mut flight = InFlight {
         state: Arc::clone(&state),
@@ -199,19 +200,21 @@ impl Drop for InFlight {
         record.cut = self.ex.cut;
         record.body_bytes = self.ex.body_bytes;
         record.duration_ms = self.started.elapsed().as_millis() as u64;
-        record.near_misses = crate::rules::near_miss::explain(
-            &self.state.rules,
-            &self.ex.seen,
-            self.ex.rule.as_deref(),
-        );
-        if !record.near_misses.is_empty() {
-            tracing::debug!(
-                target: "aymara_mock::request",
-                id = %record.id,
-                path = %record.path,
-                near_misses = %crate::rules::near_miss::summary(&record.near_misses),
-                "near misses"
-            );
+        let seen = std::mem::take(&mut self.ex.seen);
+        let pending = crate::rules::near_miss::Pending::new(seen, self.ex.rule.clone());
+        record.pending = crate::journal::Explainer(pending.map(Arc::new));
+        // Worked out now only for the debug log; else when first read.
+        if tracing::enabled!(target: "aymara_mock::request", tracing::Level::DEBUG) {
+            let misses = record.near_misses_with(&self.state.rules);
+            if !misses.is_empty() {
+                tracing::debug!(
+                    target: "aymara_mock::request",
+                    id = %record.id,
+                    path = %record.path,
+                    near_misses = %crate::rules::near_miss::summary(misses),
+                    "near misses"
+                );
+            }
         }
         log_line(
             &self.method,

@@ -165,7 +165,7 @@ impl MockServer {
     /// # }
     /// ```
     pub async fn requests(&self) -> Vec<RequestRecord> {
-        self.state.journal.list()
+        self.state.journal.list(&self.state.rules)
     }
 
     /// The journaled requests that no rule decided, oldest first, each with
@@ -203,7 +203,7 @@ impl MockServer {
     /// # }
     /// ```
     pub async fn unmatched_requests(&self) -> Vec<RequestRecord> {
-        let mut records = self.state.journal.list();
+        let mut records = self.state.journal.list(&self.state.rules);
         records.retain(|r| r.rule.is_none());
         records
     }
