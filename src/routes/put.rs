@@ -4,8 +4,10 @@
 //! (`files::ingest`, a `RawBody`): limits, SHA-256, atomic visibility, body
 //! timeout, and rules decided at the same phases (request → upload, once
 //! the URL checks out → complete, with the size). It answers as S3 answers
-//! a presigned PUT: 200 with an `ETag` (the quoted hex MD5 of the bytes) and
-//! no body; errors in S3's XML (rendered by `crate::error`). A second PUT
+//! a presigned PUT: 200 with an `ETag` and no body (the quoted hex MD5 of
+//! the bytes when the client sent a `Content-MD5`, which is then checked as
+//! S3 checks it; else the first 32 hex digits of their SHA-256, see
+//! [`etag_of`]); errors in S3's XML (rendered by `crate::error`). A second PUT
 //! to the same URL overwrites the file, as S3 overwrites an object.
 
 use std::time::SystemTime;
@@ -48,6 +50,8 @@ const MD5_LAG: usize = 8;
 /// takes its SHA-256, instead of in series; at most [`MD5_LAG`] chunks
 /// (shared, not copied) wait for it.
 enum Md5Sink {
+    /// No `Content-MD5` to check: no MD5 taken.
+    Off,
     Inline(Md5),
     Thread {
         tx: tokio::sync::mpsc::Sender<Bytes>,
@@ -56,7 +60,10 @@ enum Md5Sink {
 }
 
 impl Md5Sink {
-    fn new(expected: Option<u64>) -> Self {
+    fn new(wanted: bool, expected: Option<u64>) -> Self {
+        if !wanted {
+            return Md5Sink::Off;
+        }
         if expected.is_some_and(|len| len <= INLINE_MD5) {
             return Md5Sink::Inline(Md5::new());
         }
@@ -73,6 +80,7 @@ impl Md5Sink {
 
     async fn update(&mut self, chunk: &Bytes) {
         match self {
+            Md5Sink::Off => {}
             Md5Sink::Inline(md5) => md5.update(chunk),
             Md5Sink::Thread { tx, .. } => {
                 // The thread ends only when the channel closes.
@@ -81,18 +89,54 @@ impl Md5Sink {
         }
     }
 
-    /// The quoted hex MD5, as S3 sends it.
-    async fn etag(self) -> Option<String> {
-        let digest: [u8; 16] = match self {
-            Md5Sink::Inline(md5) => md5.finalize().into(),
+    /// The MD5 of the bytes (`None` when off, or its thread failed).
+    async fn digest(self) -> Option<[u8; 16]> {
+        match self {
+            Md5Sink::Off => None,
+            Md5Sink::Inline(md5) => Some(md5.finalize().into()),
             Md5Sink::Thread { tx, done } => {
                 drop(tx);
-                done.await.ok()?
+                done.await.ok()
             }
-        };
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        Some(format!("\"{hex}\""))
+        }
     }
+}
+
+/// The `ETag` a stored PUT answers with, quoted as S3 quotes it: the hex
+/// MD5 when one was taken (the client sent `Content-MD5`), else the first
+/// 32 hex digits of the SHA-256 the pipeline takes anyway. MD5 on every PUT
+/// cost 2 s of CPU per GiB (MD5 runs at ~600 MiB/s here), which halved a
+/// 1 GiB PUT beside W1 on two cores (BENCHMARKS.md); S3 itself promises an
+/// MD5 `ETag` only for unencrypted objects, and checks `Content-MD5`, which
+/// is what a client that cares about integrity sends.
+fn etag_of(md5: Option<[u8; 16]>, sha256: &str) -> String {
+    match md5 {
+        Some(digest) => {
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            format!("\"{hex}\"")
+        }
+        None => format!("\"{}\"", &sha256[..sha256.len().min(32)]),
+    }
+}
+
+/// The `Content-MD5` a client sent: `Ok(None)` when none, `Err` (S3's 400
+/// `InvalidDigest`) when it is not the base64 of 16 bytes.
+fn content_md5(headers: &HeaderMap) -> Result<Option<[u8; 16]>, ApiError> {
+    use base64::Engine as _;
+    let Some(value) = headers.get("content-md5") else {
+        return Ok(None);
+    };
+    let invalid = || {
+        ApiError::s3(
+            StatusCode::BAD_REQUEST,
+            "InvalidDigest",
+            "The Content-MD5 you specified was invalid.",
+        )
+    };
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(value.as_bytes().trim_ascii())
+        .map_err(|_| invalid())?;
+    decoded.try_into().map(Some).map_err(|_| invalid())
 }
 
 /// A source that passes what it reads to the MD5 sink.
@@ -157,20 +201,37 @@ pub(crate) async fn receive(
         let decision = decide(state, parts, Phase::Upload, &target, None, &query, ex);
         step!(apply::apply(decision, &mut plan, ctl, ex, Phase::Upload));
     }
+    let sent_md5 = match content_md5(headers) {
+        Ok(md5) => md5,
+        Err(err) => return Finish::Answer(Answer::error(err).closing()),
+    };
     let mut source = Md5Tap {
         inner: RawBody(&mut *body),
-        md5: Md5Sink::new(declared),
+        md5: Md5Sink::new(sent_md5.is_some(), declared),
     };
     let file = match ingest::receive(&state.storage, &mut source, target, max, ctl).await {
         Ok(file) => file,
         Err(failure) => return failed(failure),
     };
-    let Some(etag) = source.md5.etag().await else {
-        file.discard().await;
-        return Finish::Answer(Answer::error(ApiError::internal(
-            "Could not compute the upload's MD5 (the hashing thread failed).",
-        )));
-    };
+    let md5 = source.md5.digest().await;
+    if let Some(sent) = sent_md5 {
+        let error = match md5 {
+            None => Some(ApiError::internal(
+                "Could not compute the upload's MD5 (the hashing thread failed).",
+            )),
+            Some(got) if got != sent => Some(ApiError::s3(
+                StatusCode::BAD_REQUEST,
+                "BadDigest",
+                "The Content-MD5 you specified did not match what we received.",
+            )),
+            Some(_) => None,
+        };
+        if let Some(err) = error {
+            file.discard().await;
+            return Finish::Answer(Answer::error(err));
+        }
+    }
+    let etag = etag_of(md5, &file.record().sha256);
 
     if plan.rules_apply {
         let target = file.target().clone();

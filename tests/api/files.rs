@@ -180,7 +180,7 @@ async fn the_sdk_upload_helper_flow_creates_puts_and_stores_the_bytes() {
     let resp = app.put(url, bytes.clone(), Some("text/csv")).await;
     assert_eq!(resp.status(), 200);
     let etag = resp.headers()["etag"].to_str().unwrap().to_owned();
-    assert_eq!(etag, format!("\"{}\"", md5_hex(&bytes)));
+    assert_eq!(etag, format!("\"{}\"", &sha256_hex(&bytes)[..32]));
     assert!(resp.bytes().await.unwrap().is_empty());
 
     let uploads = app.server.uploads().await;
@@ -1255,8 +1255,83 @@ async fn the_files_api_survives_a_restart_in_a_chosen_storage_dir() {
     assert_eq!(app.json_at("/v2/files").await["count"], 0);
 }
 
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `Content-MD5`: the base64 of the MD5.
+fn content_md5(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(bytes))
+}
+
 #[tokio::test]
-async fn the_etag_is_the_md5_of_small_large_and_chunked_bodies() {
+async fn with_content_md5_the_etag_is_the_md5_checked_as_s3_checks_it() {
+    let app = spawn_app().await;
+    let chunked = |bytes: Vec<u8>| {
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+            bytes.chunks(1000).map(|c| Ok(c.to_vec())).collect();
+        reqwest::Body::wrap_stream(futures_util::stream::iter(chunks))
+    };
+    // Inline (small), on the MD5 thread (large), and chunked (no length).
+    for (bytes, as_chunks) in [
+        (b"hello".to_vec(), false),
+        (data(2_000_000), false),
+        (data(5_000), true),
+    ] {
+        let upload = app.announce(json!({"local_file_path": "e.bin"})).await;
+        let url = upload["file_url"].as_str().unwrap();
+        let body = if as_chunks {
+            chunked(bytes.clone())
+        } else {
+            reqwest::Body::from(bytes.clone())
+        };
+        let resp = app
+            .client
+            .put(url)
+            .header("content-md5", content_md5(&bytes))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            resp.headers()["etag"].to_str().unwrap(),
+            format!("\"{}\"", md5_hex(&bytes)),
+            "{} bytes, chunked: {as_chunks}",
+            bytes.len()
+        );
+    }
+    // A Content-MD5 that does not match: 400 BadDigest, nothing stored;
+    // one that is no MD5 at all: 400 InvalidDigest.
+    let before = stored(&app).len();
+    for (md5, code) in [
+        (content_md5(b"other"), "BadDigest"),
+        ("nope".into(), "InvalidDigest"),
+    ] {
+        let upload = app.announce(json!({"local_file_path": "bad.bin"})).await;
+        let url = upload["file_url"].as_str().unwrap();
+        let resp = app
+            .client
+            .put(url)
+            .header("content-md5", md5)
+            .body(data(300_000))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(s3_error(resp).await, (400, code.to_owned()));
+        let uuid = upload["file_uuid"].as_str().unwrap();
+        assert_eq!(app.status_of(uuid).await, "pending");
+    }
+    assert_eq!(stored(&app).len(), before);
+}
+
+#[tokio::test]
+async fn without_content_md5_the_etag_is_the_start_of_the_sha256() {
     let app = spawn_app().await;
     let chunked = |bytes: Vec<u8>| {
         let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
@@ -1280,7 +1355,7 @@ async fn the_etag_is_the_md5_of_small_large_and_chunked_bodies() {
         assert_eq!(resp.status(), 200);
         assert_eq!(
             resp.headers()["etag"].to_str().unwrap(),
-            format!("\"{}\"", md5_hex(&bytes)),
+            format!("\"{}\"", &sha256_hex(&bytes)[..32]),
             "{} bytes, chunked: {as_chunks}",
             bytes.len()
         );
