@@ -153,7 +153,14 @@ pub(crate) struct Entry {
     rule: Arc<Rule>,
     matched: AtomicU64,
     fired: AtomicU64,
+    /// When the rule was added, in [`ADDED`]'s order: a request's near
+    /// misses are rules that were loaded when it was decided.
+    added: u64,
 }
+
+/// Numbers rules as they are added (across every engine of the process:
+/// only the order matters).
+static ADDED: AtomicU64 = AtomicU64::new(1);
 
 impl Entry {
     /// The rule with its counters now.
@@ -174,6 +181,7 @@ impl Entry {
             rule: Arc::new(rule),
             matched: AtomicU64::new(0),
             fired: AtomicU64::new(0),
+            added: ADDED.fetch_add(1, Ordering::Relaxed),
         })
     }
 }
@@ -292,15 +300,32 @@ struct Snapshot {
     admin: Vec<Arc<Entry>>,
     fixtures: Vec<Arc<Entry>>,
     index: Index,
+    /// Every header name some rule's `match.headers` names: the only
+    /// headers a request's near misses need kept ([`near_miss::Seen`]).
+    header_names: HashSet<http::HeaderName>,
+    /// The latest [`Entry::added`] among the rules (0: none).
+    newest: u64,
 }
 
 impl Snapshot {
     fn new(admin: Vec<Arc<Entry>>, fixtures: Vec<Arc<Entry>>) -> Arc<Self> {
         let index = Index::build(admin.iter().chain(fixtures.iter()));
+        let mut header_names = HashSet::new();
+        let mut newest = 0;
+        for entry in admin.iter().chain(fixtures.iter()) {
+            newest = newest.max(entry.added);
+            for name in entry.rule.matcher.headers.keys() {
+                if let Ok(name) = http::HeaderName::from_bytes(name.as_bytes()) {
+                    header_names.insert(name);
+                }
+            }
+        }
         Arc::new(Snapshot {
             admin,
             fixtures,
             index,
+            header_names,
+            newest,
         })
     }
 
@@ -425,15 +450,15 @@ impl RuleEngine {
         facts: &RequestFacts<'_>,
         mut seen: Option<&mut near_miss::Seen>,
     ) -> Option<Decision> {
+        let snapshot = self.snapshot();
         if let Some(seen) = seen.as_deref_mut() {
-            seen.note(phase, facts);
+            seen.note(phase, facts, &snapshot);
         }
         let mut held_back = |id: &str, why: near_miss::FailedCondition| {
             if let Some(seen) = seen.as_deref_mut() {
                 seen.held_back(id, why);
             }
         };
-        let snapshot = self.snapshot();
         for position in snapshot.index.candidates(phase, facts) {
             let Some(entry) = snapshot.at(position) else {
                 continue;

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::model::{Match, Phase, RouteName, Rule};
-use super::{RequestFacts, RuleEngine};
+use super::{RequestFacts, RuleEngine, Snapshot};
 use crate::journal::{header_value, is_credential_header, MAX_HEADER_VALUE, REDACTED};
 
 /// Most near misses listed per request.
@@ -72,7 +72,13 @@ pub(crate) struct Seen {
     route: Option<RouteName>,
     method: String,
     path: String,
+    /// Only the headers some rule names: a journal entry keeps every
+    /// header already, and a near miss is about a rule's conditions.
     headers: HeaderMap,
+    /// The rules loaded by the latest phase ([`super::Entry`]'s `added`):
+    /// later ones are not near misses of this request, nor could its
+    /// headers be judged by them.
+    rules_upto: u64,
     query: Vec<(String, String)>,
     filename: Option<String>,
     content_type: Option<String>,
@@ -82,25 +88,34 @@ pub(crate) struct Seen {
 }
 
 impl Seen {
-    /// Records the facts of a phase (the latest win: they only grow).
-    pub(super) fn note(&mut self, phase: Phase, facts: &RequestFacts<'_>) {
+    /// Records the facts of a phase, decided with `rules` (the latest win:
+    /// they only grow).
+    pub(super) fn note(&mut self, phase: Phase, facts: &RequestFacts<'_>, rules: &Snapshot) {
         if self.phase.is_none() {
             self.route = Some(facts.route);
             self.method = facts.method.to_owned();
             self.path = facts.path.to_owned();
-            // Owned copies (a parsed value shares hyper's read buffer, which
-            // the journal must not keep alive), each cut at the journal's
-            // 8 KiB: a near miss judges a longer value by its start.
-            self.headers = HeaderMap::with_capacity(facts.headers.len());
-            for (name, value) in facts.headers {
-                let bytes = value.as_bytes();
-                let kept = &bytes[..bytes.len().min(MAX_HEADER_VALUE)];
-                if let Ok(copy) = http::HeaderValue::from_bytes(kept) {
-                    self.headers.append(name.clone(), copy);
-                }
-            }
             self.query = facts.query.to_vec();
         }
+        // The headers the rules name, as owned copies (a parsed value shares
+        // hyper's read buffer, which the journal must not keep alive), each
+        // cut at the journal's 8 KiB: a near miss judges a longer value by
+        // its start. A rule added between two phases may name one more.
+        if !rules.header_names.is_empty() {
+            for name in facts.headers.keys() {
+                if !rules.header_names.contains(name) || self.headers.contains_key(name) {
+                    continue;
+                }
+                for value in facts.headers.get_all(name) {
+                    let bytes = value.as_bytes();
+                    let kept = &bytes[..bytes.len().min(MAX_HEADER_VALUE)];
+                    if let Ok(copy) = http::HeaderValue::from_bytes(kept) {
+                        self.headers.append(name.clone(), copy);
+                    }
+                }
+            }
+        }
+        self.rules_upto = self.rules_upto.max(rules.newest);
         self.phase = self.phase.max(Some(phase));
         if let Some(f) = facts.filename {
             self.filename = Some(f.to_owned());
@@ -530,12 +545,17 @@ pub(crate) fn explain(engine: &RuleEngine, seen: &Seen, decided: Option<&str>) -
             .position(|e| e.id == id)
             .and_then(|p| snapshot.entries().nth(p).map(|e| (p, e.rule.phase)))
     });
+    // Rules added since the request was decided were not there to match it.
+    let loaded_then = |entry: &super::Entry| entry.added <= seen.rules_upto;
     if decided.is_some() && decider.is_none() {
         return Vec::new();
     }
     // (failed conditions, position) of the closest rules so far, best first.
     let mut closest: Vec<(usize, usize)> = Vec::with_capacity(MAX_NEAR_MISSES + 1);
     for (position, entry) in entries.enumerate() {
+        if !loaded_then(entry) {
+            continue;
+        }
         if let Some((at, phase)) = decider {
             let tried_before =
                 entry.rule.phase < phase || (entry.rule.phase == phase && position < at);
@@ -766,6 +786,45 @@ mod tests {
         assert_eq!(actual.len(), MAX_HEADER_VALUE);
         assert!(actual.bytes().all(|b| b == b'a'));
         assert!(misses[0].failed[0].message.len() < 9_000);
+    }
+
+    #[test]
+    fn only_headers_a_rule_names_are_kept_and_later_rules_are_not_near_misses() {
+        let engine = RuleEngine::new(Vec::new(), 1).unwrap();
+        engine
+            .add(vec![rule(
+                r#"{"id": "mode", "match": {"headers": {"X-Mode": "fast"}}, "respond": {"status": 500}}"#,
+            )])
+            .unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-mode", "slow".parse().unwrap());
+        headers.insert("x-big", "b".repeat(100_000).parse().unwrap());
+        let mut seen = Seen::default();
+        let f = facts("POST", UPLOAD_PATH, &headers, &[], None);
+        assert!(engine
+            .decide_seen(Phase::Request, &f, Some(&mut seen))
+            .is_none());
+        // x-mode is kept (a rule names it, in any case); the 100 KB x-big is
+        // not: the journal entry has its own copy.
+        assert_eq!(seen.headers.len(), 1);
+        assert_eq!(seen.headers["x-mode"], "slow");
+        assert!(
+            seen.approximate_size() < 1_000,
+            "{}",
+            seen.approximate_size()
+        );
+        // A rule added afterwards, which would have matched, is not listed:
+        // it was not there to decide the request.
+        engine
+            .add(vec![rule(
+                r#"{"id": "later", "match": {"headers": {"x-big": "b*"}}, "respond": {"status": 500}}"#,
+            )])
+            .unwrap();
+        let misses = explain(&engine, &seen, None);
+        let ids: Vec<&str> = misses.iter().map(|m| m.rule.as_str()).collect();
+        assert_eq!(ids, ["mode"]);
+        assert_eq!(misses[0].failed[0].condition, "match.headers.X-Mode");
+        assert_eq!(misses[0].failed[0].actual, "slow");
     }
 
     #[test]

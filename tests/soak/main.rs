@@ -439,8 +439,11 @@ fn health_stays_fast_under_100k_rules_a_crafted_glob_and_a_full_journal() {
     // 64 MiB of journal, 100k rules and the request buffers: well under the
     // ~2 GB the journal alone reached before it had a byte bound.
     assert!(hwm < 400 * 1024, "peak RSS {hwm} kB");
+    // 64 MiB of entries of ~18.8 KB each: the journal's copy of x-h (cut at
+    // 8 KiB), and the near misses' own copy of it (two rules name x-h), the
+    // struct and the room kept for three near misses.
     assert!(
-        (5_000..10_000).contains(&journaled),
+        (3_000..10_000).contains(&journaled),
         "{journaled} requests journaled"
     );
 }
