@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # S3 suite: aymara-mock's S3 storage backend (--storage s3://BUCKET/PREFIX --s3-endpoint URL)
-# against moto in server mode, with boto3 checking the bucket.
+# against moto in server mode, with boto3 checking the bucket; the official SDK's upload
+# helpers (presigned PUTs) store into it too.
 #
 #   tests/s3/run.sh                 # build the binary, set up tests/s3/.venv, run pytest
 #   tests/s3/run.sh --setup-only     # only set up the venv (CI does this while cargo builds)
@@ -19,6 +20,8 @@ venv="$here/.venv"
 source "$here/../pyshared/lib.sh"
 
 suite_venv s3 "$here"
+# The official SDK, for its upload helpers over the S3 backend (test_s3.py, section 8).
+suite_sdk s3 "$here"
 
 if [[ "${1:-}" == --setup-only ]]; then exit 0; fi
 

@@ -3,6 +3,7 @@ real S3-compatible server (moto), checked from the outside with boto3."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import random
@@ -14,6 +15,8 @@ from typing import Any, Iterator
 
 import httpx
 import pytest
+from aymara_ai import AsyncAymaraAI, AymaraAI
+from aymara_ai.lib.uploads import upload_file, upload_file_async
 
 from conftest import API_KEY, UPLOAD_PATH, Emulator, Moto, empty_bucket, poll, unique_bucket
 
@@ -455,3 +458,131 @@ def test_missing_bucket_answers_500(s3: Any, moto: Moto, start_emulator: Any) ->
         assert get_bytes(s3, name, r.json()["remote_file_path"]) == b"hello"
     finally:
         empty_bucket(s3, name)
+
+
+# -- 8. the files API's presigned PUT on S3 --------------------------------------------------
+
+
+def announce(emu: Emulator, local_file_path: str) -> dict[str, Any]:
+    """POST /v2/files with one local_file_path: its FileUpload, pending, with a PUT URL."""
+    r = emu.http.post(
+        "/v2/files", headers={"x-api-key": API_KEY}, json={"files": [{"local_file_path": local_file_path}]}
+    )
+    assert r.status_code == 200, f"{r.status_code} {r.text}\nstderr:\n{emu.stderr()}"
+    (upload,) = r.json()["files"]
+    assert upload["processing_status"] == "pending", upload
+    return upload
+
+
+def processing_status(emu: Emulator, file_uuid: str) -> str:
+    r = emu.http.get(f"/v2/files/{file_uuid}/status", headers={"x-api-key": API_KEY})
+    assert r.status_code == 200, r.text
+    return r.json()["processing_status"]
+
+
+@pytest.mark.parametrize("source", ["bytes", "path"])
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_sdk_upload_helpers_store_in_the_bucket(
+    s3: Any, bucket: str, moto: Moto, start_emulator: Any, tmp_path: Any, kind: str, source: str
+) -> None:
+    """The official SDK's upload_file / upload_file_async (POST /v2/files, then a PUT of the bytes
+    to the presigned file_url) with the emulator storing in S3: the object in the bucket is the
+    client's bytes, uploaded in 8 MiB parts, and no multipart upload is left."""
+    emu = start_emulator(moto.endpoint, bucket, PREFIX)
+    data = random.Random(8).randbytes(20 * MiB + 5)  # three parts: a multipart upload
+    if source == "bytes":
+        kw: dict[str, Any] = {"file_name": "clip.mp4", "file_content": data}
+        name, content_type = "clip.mp4", "video/mp4"
+    else:
+        # A Path without a name: the helper sends it as "file.png", image/png (its defaults);
+        # the async helper streams it through aiofiles, chunked.
+        path = tmp_path / "notes.bin"
+        path.write_bytes(data)
+        kw, name, content_type = {"file_content": path}, "file.png", "image/png"
+
+    client_kw = {"api_key": API_KEY, "base_url": emu.url, "max_retries": 0}
+    if kind == "sync":
+        with AymaraAI(**client_kw) as client:
+            ref = upload_file(client, **kw)
+    else:
+
+        async def main() -> Any:
+            async with AsyncAymaraAI(**client_kw) as client:
+                return await upload_file_async(client, **kw)
+
+        ref = asyncio.run(main())
+
+    key = ref["remote_file_path"]
+    parts = key.split("/")
+    assert parts[:3] == [PREFIX, "uploads", "default"] and parts[4:] == [name], key
+    file_uuid = parts[3]
+    obj = s3.get_object(Bucket=bucket, Key=key)
+    assert obj["ContentType"] == content_type
+    assert obj["ContentLength"] == len(data)
+    assert hashlib.sha256(obj["Body"].read()).hexdigest() == hashlib.sha256(data).hexdigest()
+    assert obj["ETag"].strip('"').endswith("-3"), obj["ETag"]
+    assert multipart_uploads(s3, bucket) == []
+    (listed,) = emu.uploads()
+    assert (listed["file_uuid"], listed["size"]) == (file_uuid, len(data))
+    assert listed["sha256"] == hashlib.sha256(data).hexdigest()
+    # Stored: the video is processed over time (the default), the image at once.
+    poll(
+        lambda: processing_status(emu, file_uuid) == "completed",
+        timeout=15,
+        what=f"{file_uuid} to be completed; stderr:\n{emu.stderr()}",
+    )
+
+
+@pytest.mark.parametrize("close", ["fin", "rst"])
+def test_put_cut_mid_body_leaves_nothing(
+    s3: Any, bucket: str, moto: Moto, start_emulator: Any, close: str
+) -> None:
+    """A presigned PUT whose client goes away after 20 of its 30 MiB: no object, no multipart
+    upload left in the bucket, the file still pending; the same URL then takes the whole body."""
+    emu = start_emulator(moto.endpoint, bucket, PREFIX)
+    upload = announce(emu, "cut.bin")
+    file_uuid, url = upload["file_uuid"], httpx.URL(upload["file_url"])
+    announced, sent = 30 * MiB, 20 * MiB
+    sock = socket.create_connection((url.host, url.port), timeout=30)
+    try:
+        sock.sendall(
+            (
+                f"PUT {url.raw_path.decode()} HTTP/1.1\r\n"
+                f"Host: {url.host}:{url.port}\r\n"
+                "Content-Type: application/octet-stream\r\n"
+                f"Content-Length: {announced}\r\n\r\n"
+            ).encode()
+        )
+        rng = random.Random(9)
+        for _ in range(sent // MiB):
+            sock.sendall(rng.randbytes(MiB))
+        poll(
+            lambda: multipart_uploads(s3, bucket),
+            timeout=15,
+            what=f"a multipart upload in progress while the PUT streams in; stderr:\n{emu.stderr()}",
+        )
+        (in_flight,) = multipart_uploads(s3, bucket)
+        assert in_flight["Key"] == f"{PREFIX}/uploads/default/{file_uuid}/cut.bin", in_flight
+    finally:
+        if close == "rst":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+
+    poll(
+        lambda: not multipart_uploads(s3, bucket),
+        timeout=15,
+        what=f"the multipart upload to be aborted after the cut ({close}); stderr:\n{emu.stderr()}",
+    )
+    assert keys(s3, bucket, f"{PREFIX}/uploads/") == [], emu.stderr()
+    assert emu.uploads() == []
+    assert processing_status(emu, file_uuid) == "pending"
+    assert emu.alive()
+
+    # The client tries again with the same URL and the whole body.
+    data = random.Random(10).randbytes(announced)
+    r = emu.http.put(upload["file_url"], content=data, headers={"content-type": "application/octet-stream"})
+    assert r.status_code == 200, f"{r.status_code} {r.text}\nstderr:\n{emu.stderr()}"
+    key = f"{PREFIX}/uploads/default/{file_uuid}/cut.bin"
+    assert hashlib.sha256(get_bytes(s3, bucket, key)).hexdigest() == hashlib.sha256(data).hexdigest()
+    assert multipart_uploads(s3, bucket) == []
+    assert processing_status(emu, file_uuid) == "completed"

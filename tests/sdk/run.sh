@@ -17,12 +17,7 @@ venv="$here/.venv"
 source "$here/../pyshared/lib.sh"
 
 suite_venv sdk "$here"
-
-# The SDK declares heavy dependencies (pandas, matplotlib, boto3, jupyter, ...)
-# that its client never imports: install it alone; requirements.txt pins what it uses.
-"$venv/bin/python" -m pip --disable-pip-version-check -q install --no-deps -r "$here/requirements-sdk.txt"
-"$venv/bin/python" -c 'import aymara_ai' \
-    || { echo "sdk: aymara_ai does not import with the pinned requirements" >&2; exit 1; }
+suite_sdk sdk "$here"
 
 if [[ "${1:-}" == --setup-only ]]; then exit 0; fi
 

@@ -39,10 +39,9 @@ if [[ -z "$sdk_version" ]]; then
 fi
 
 suite_venv sdk-upstream "$dir"
-# As in run.sh: the SDK alone, without the heavy dependencies its client never imports.
-"$venv/bin/python" -m pip --disable-pip-version-check -q install --no-deps -r "$here/requirements-sdk.txt"
-"$venv/bin/python" -c 'import aymara_ai, pytest_asyncio, httpx_aiohttp' \
-    || { echo "sdk-upstream: the SDK or its test dependencies do not import" >&2; exit 1; }
+suite_sdk sdk-upstream "$dir"
+"$venv/bin/python" -c 'import pytest_asyncio, httpx_aiohttp' \
+    || { echo "sdk-upstream: the SDK's test dependencies do not import" >&2; exit 1; }
 
 sdist="$cache/aymara_ai_sdk-$sdk_version.tar.gz"
 if [[ ! -f "$sdist" ]]; then
