@@ -5,7 +5,8 @@
 //! rule's verdict on its processing. A file created with `POST /v2/files` is
 //! here from the start (`pending` until its PUT lands); an upload through
 //! the multipart endpoint joins once stored. A deleted file leaves a
-//! tombstone, so that its presigned URL cannot bring it back.
+//! tombstone, so that its presigned URL cannot bring it back (kept across a
+//! restart in a chosen storage directory).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -281,14 +282,21 @@ impl Catalog {
     /// Removes a file, leaving a tombstone; its entry if it had one.
     pub(crate) fn remove(&self, file_uuid: &str) -> Option<Entry> {
         let mut inner = lock(&self.inner);
-        inner.deleted.insert(file_uuid.to_owned());
-        let entry = inner.by_id.remove(file_uuid)?;
-        inner.order.remove(&entry.seq);
+        let buried = inner.deleted.insert(file_uuid.to_owned());
+        let entry = inner.by_id.remove(file_uuid);
+        if let Some(entry) = &entry {
+            inner.order.remove(&entry.seq);
+        }
         drop(inner);
         if let Some(saved) = &self.saved {
-            saved.forget(file_uuid);
+            if buried {
+                saved.bury(file_uuid);
+            }
+            if entry.is_some() {
+                saved.forget(file_uuid);
+            }
         }
-        Some(entry)
+        entry
     }
 
     /// Every entry, oldest first.
@@ -335,6 +343,7 @@ impl Catalog {
             for file_uuid in old.by_id.keys() {
                 saved.forget(file_uuid);
             }
+            saved.clear_deleted();
         }
         drop(old);
     }
@@ -343,7 +352,10 @@ impl Catalog {
     /// ones saved there by an earlier run (`--storage-dir`): those whose
     /// bytes are stored come back with them, for the index to take again.
     pub(crate) fn persistent(saved: super::persist::Saved) -> (Self, Vec<Entry>) {
-        let mut inner = Inner::default();
+        let mut inner = Inner {
+            deleted: saved.load_deleted(),
+            ..Inner::default()
+        };
         let mut entries = saved.load();
         entries.sort_by_key(|e| e.created_at);
         for entry in &entries {

@@ -5,7 +5,8 @@
 //! (to a temporary name, then renamed, so a crash never leaves half a
 //! record) and removed with it; and `uploads.jsonl`, the index of the other
 //! stored uploads (the multipart endpoint's), written once at a graceful
-//! shutdown, so that the upload endpoint pays nothing per upload. Records
+//! shutdown, so that the upload endpoint pays nothing per upload; and
+//! `deleted.txt`, the deleted files' uuids (their tombstones). Records
 //! whose bytes are gone are skipped when read back. A temp dir, removed on
 //! exit, keeps none.
 
@@ -20,6 +21,10 @@ use crate::storage::{Target, UploadRecord};
 
 /// The shutdown snapshot of the uploads the catalog does not hold.
 const UPLOADS: &str = "uploads.jsonl";
+/// The uuids of deleted files, one per line, appended as they are deleted:
+/// a deleted file's presigned URL stays refused after a restart (with
+/// `--presign-secret` the URL itself would still verify).
+const DELETED: &str = "deleted.txt";
 
 /// One line of [`UPLOADS`].
 #[derive(Serialize, Deserialize)]
@@ -194,6 +199,37 @@ impl Saved {
         }
     }
 
+    /// Records that a file was deleted (its tombstone); a failure is logged.
+    pub(crate) fn bury(&self, file_uuid: &str) {
+        use std::io::Write as _;
+        if !plain(file_uuid) {
+            return;
+        }
+        let path = self.dir.join(DELETED);
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut file| file.write_all(format!("{file_uuid}\n").as_bytes()));
+        if let Err(err) = written {
+            tracing::warn!(error = %err, path = %path.display(), "could not record a deleted file");
+        }
+    }
+
+    /// The deleted files' uuids, as [`bury`](Self::bury) recorded them.
+    pub(crate) fn load_deleted(&self) -> std::collections::BTreeSet<String> {
+        let text = std::fs::read_to_string(self.dir.join(DELETED)).unwrap_or_default();
+        text.lines()
+            .filter(|line| plain(line))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Forgets every tombstone (reset, clearing the uploads).
+    pub(crate) fn clear_deleted(&self) {
+        let _ = std::fs::remove_file(self.dir.join(DELETED));
+    }
+
     /// The entries saved by an earlier run; unreadable records are logged
     /// and skipped, and so are records whose bytes are gone.
     pub(crate) fn load(&self) -> Vec<Entry> {
@@ -204,7 +240,10 @@ impl Saved {
         let mut entries = Vec::new();
         for item in listing.flatten() {
             let path = item.path();
-            if path.file_name().is_some_and(|n| n == UPLOADS) {
+            if path
+                .file_name()
+                .is_some_and(|n| n == UPLOADS || n == DELETED)
+            {
                 continue;
             }
             if path.extension().is_none_or(|e| e != "json") {

@@ -1201,6 +1201,10 @@ async fn the_files_api_survives_a_restart_in_a_chosen_storage_dir() {
     let app = start().await;
     let stored_one = app.announce(json!({"local_file_path": "kept.txt"})).await;
     let kept = stored_one["file_uuid"].as_str().unwrap().to_owned();
+    let kept_url = stored_one["file_url"]
+        .as_str()
+        .unwrap()
+        .replace(app.server.url(), "");
     app.put(
         stored_one["file_url"].as_str().unwrap(),
         b"kept bytes".to_vec(),
@@ -1249,10 +1253,22 @@ async fn the_files_api_survives_a_restart_in_a_chosen_storage_dir() {
     assert_eq!(app.json_at("/v2/files").await["count"], 2);
     assert_eq!(app.status_of(later).await, "completed");
     envelope_code(app.get_api(&format!("/v2/files/{kept}")).await, 404).await;
+    // The deleted file's URL verifies (same secret), but its tombstone came
+    // back too: it cannot bring the file back.
+    let url = format!("{}{kept_url}", app.server.url());
+    let refused = app.put(&url, b"again".to_vec(), None).await;
+    assert_eq!(s3_error(refused).await, (403, "AccessDenied".to_owned()));
+    assert_eq!(app.server.uploads().await.len(), 2);
+    envelope_code(app.get_api(&format!("/v2/files/{kept}")).await, 404).await;
     app.server.reset().await.unwrap();
     app.server.shutdown().await;
     let app = start().await;
     assert_eq!(app.json_at("/v2/files").await["count"], 0);
+    // Reset cleared the tombstones too: the URL is now one of a file this
+    // process does not know, which it takes as S3 would.
+    let url = format!("{}{kept_url}", app.server.url());
+    assert_eq!(app.put(&url, b"anew".to_vec(), None).await.status(), 200);
+    assert_eq!(app.server.uploads().await.len(), 1);
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
