@@ -102,10 +102,10 @@ impl Default for Config {
             video_processing_time: Duration::from_secs(3),
             organization_uuid: "00000000-0000-4000-8000-0000000000a1".to_owned(),
             uploaded_by_uuid: "00000000-0000-4000-8000-0000000000b1".to_owned(),
-            remote_hosts: crate::files::remote::DEFAULT_HOSTS
-                .iter()
-                .map(|h| (*h).to_owned())
-                .collect(),
+            // Loopback only: `remote_uri` never makes it an open proxy.
+            remote_hosts: ["localhost", "127.0.0.1", "::1"]
+                .map(str::to_owned)
+                .to_vec(),
         }
     }
 }

@@ -70,6 +70,7 @@ pub mod fuzzing;
 pub(crate) mod http_util;
 pub(crate) mod journal;
 pub(crate) mod presign;
+pub(crate) mod redact;
 pub(crate) mod routes;
 pub(crate) mod rules;
 pub(crate) mod same_origin;
@@ -81,10 +82,11 @@ pub(crate) mod upload;
 
 pub use config::{ByteSize, ByteSizeError, MAX_DURATION};
 pub use error::{default_error_code, DOCUMENTED_ERROR_STATUSES};
-pub use journal::{RequestRecord, REDACTED};
+pub use journal::RequestRecord;
 /// The object-store crate behind [`MockServerBuilder::object_store`], re-exported
 /// so that the store you pass is of the same version.
 pub use object_store;
+pub use redact::REDACTED;
 pub use rules::glob::{Glob, GlobError};
 pub use rules::model::{
     Action, Fault, Fixture, Headers, Match, Pass, Phase, Probability, Processing, ProcessingStatus,

@@ -4,10 +4,10 @@
 //! are kept is `storage`'s.
 
 pub(crate) mod catalog;
+pub(crate) mod entry;
 pub(crate) mod ingest;
 pub(crate) mod persist;
 pub(crate) mod png;
-pub(crate) mod remote;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::catalog::Entry;
+use super::entry::Entry;
 use crate::rules::model::Processing;
 use crate::storage::{Target, UploadRecord};
 

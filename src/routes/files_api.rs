@@ -14,9 +14,10 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::{json, Value};
 
 use super::answer::Answer;
+use super::remote_fetch;
 use crate::error::ApiError;
-use crate::files::catalog::{file_type, Entry};
-use crate::files::{png, remote, FileStatus};
+use crate::files::entry::{file_type, Entry};
+use crate::files::{png, FileStatus};
 use crate::http_util::rfc3339;
 use crate::state::AppState;
 use crate::storage::Target;
@@ -41,7 +42,7 @@ struct NewFile {
 
 /// `POST /v2/files`: each `local_file_path` entry becomes a `pending` file
 /// with a presigned PUT URL as its `file_url`; each `remote_uri` entry a
-/// `pending` file fetched in the background (`files::remote`), or `failed`
+/// `pending` file fetched in the background (`remote_fetch`), or `failed`
 /// at once when its URL may not be fetched.
 pub(crate) async fn create(
     state: &Arc<AppState>,
@@ -111,11 +112,16 @@ fn announce(state: &Arc<AppState>, file: NewFile, workspace_uuid: Option<&str>) 
         None,
     );
     if let Some(uri) = &file.remote_uri {
-        match remote::refuse(uri, &state.settings.files.remote_hosts) {
+        match remote_fetch::refuse(uri, &state.settings.files.remote_hosts) {
             Some(why) => state.catalog.failed(&target.file_uuid, why),
             None => {
                 let typed = file.content_type.is_some();
-                tokio::spawn(remote::fetch(Arc::clone(state), uri.clone(), target, typed));
+                tokio::spawn(remote_fetch::fetch(
+                    Arc::clone(state),
+                    uri.clone(),
+                    target,
+                    typed,
+                ));
             }
         }
     }

@@ -15,6 +15,7 @@ pub(crate) mod files_api;
 pub(crate) mod health;
 pub(crate) mod openapi;
 pub(crate) mod put;
+pub(crate) mod remote_fetch;
 pub(crate) mod upload;
 
 use http::Method;

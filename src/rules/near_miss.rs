@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use super::model::{Match, Phase, RouteName, Rule};
 use super::{RequestFacts, RuleEngine, Snapshot};
-use crate::journal::{header_value, is_credential_header, MAX_HEADER_VALUE, REDACTED};
+use crate::redact::{header_value, is_credential_header, MAX_HEADER_VALUE, REDACTED};
 
 /// Most near misses listed per request.
 pub const MAX_NEAR_MISSES: usize = 3;

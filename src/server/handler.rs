@@ -15,7 +15,8 @@ use serde_json::{Map, Value};
 use super::conn::ConnHandle;
 use crate::error::ApiError;
 use crate::http_util::{new_request_id, rfc3339, ResponseBody};
-use crate::journal::{parse_query, record_headers, RequestRecord};
+use crate::journal::{parse_query, RequestRecord};
+use crate::redact::record_headers;
 use crate::routes::answer::{Abort, Answer, Exchange, Finish};
 use crate::routes::apply::{self, Plan, Step};
 use crate::routes::{downloads, files_api, health, openapi, put, upload, AdminRoute, Route};
@@ -65,7 +66,7 @@ pub(crate) async fn handle(
             .map(|(k, v)| {
                 // A presigned URL's signature is a credential for its file.
                 let v = if k.eq_ignore_ascii_case("x-amz-signature") {
-                    crate::journal::REDACTED
+                    crate::redact::REDACTED
                 } else {
                     v
                 };

@@ -4,7 +4,8 @@
 //! the file goes `pending` → `completed`, or `failed` with an
 //! `error_message` that says why. It fetches only plain `http://` URLs from
 //! the allowed hosts (`--allow-remote-host`; default loopback only), follows
-//! no redirects, and so never becomes an open proxy.
+//! no redirects, and so never becomes an open proxy. Spawned by
+//! `files_api`'s create, as a request it serves itself.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,14 +15,11 @@ use futures_util::{Stream, StreamExt};
 use http::Uri;
 use http_body_util::BodyExt;
 
-use super::ingest::{self, Failure, Source};
+use crate::files::ingest::{self, Failure, Source};
 use crate::state::AppState;
 use crate::storage::Target;
 use crate::upload::body::{BodyControl, BodyError, BodyFailure};
 use crate::upload::multipart::MultipartError;
-
-/// The hosts fetched from when the user allows none: loopback only.
-pub(crate) const DEFAULT_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
 /// How long connecting and the answer's head may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -211,7 +209,7 @@ mod tests {
     use super::*;
 
     fn loopback() -> Vec<String> {
-        DEFAULT_HOSTS.iter().map(|h| (*h).to_owned()).collect()
+        crate::config::Config::default().remote_hosts
     }
 
     #[test]
