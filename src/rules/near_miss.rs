@@ -15,6 +15,7 @@ use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::glob::Glob;
 use super::model::{Match, Phase, RouteName, Rule};
 use super::{RequestFacts, RuleEngine, Snapshot};
 use crate::redact::{header_value, is_credential_header, MAX_HEADER_VALUE, REDACTED};
@@ -371,18 +372,30 @@ fn check_headers(m: &Match, facts: &RequestFacts<'_>, out: &mut Out<'_>) {
             } else {
                 Some(header_value(facts.headers.get_all(name.as_str())))
             };
-            FailedCondition::new(
-                format!("match.headers.{name}"),
-                text(want.as_ref().map(|g| g.as_str())),
-                text(shown.as_deref()),
-                format!(
-                    "header {name}: expected {}, got {}",
-                    want.as_ref().map_or("absent", |g| g.as_str()),
-                    shown.as_deref().unwrap_or("none")
-                ),
-            )
+            value_miss("headers", "header", name, want.as_ref(), shown.as_deref())
         });
     }
+}
+
+/// A named header or query parameter that was not as the rule wants
+/// (`want` `None`: absent; `shown` `None`: the request had none).
+fn value_miss(
+    field: &str,
+    noun: &str,
+    name: &str,
+    want: Option<&Glob>,
+    shown: Option<&str>,
+) -> FailedCondition {
+    FailedCondition::new(
+        format!("match.{field}.{name}"),
+        text(want.map(|g| g.as_str())),
+        text(shown),
+        format!(
+            "{noun} {name}: expected {}, got {}",
+            want.map_or("absent", |g| g.as_str()),
+            shown.unwrap_or("none")
+        ),
+    )
 }
 
 fn check_query(m: &Match, facts: &RequestFacts<'_>, out: &mut Out<'_>) {
@@ -400,16 +413,7 @@ fn check_query(m: &Match, facts: &RequestFacts<'_>, out: &mut Out<'_>) {
         if !ok {
             out.fail(|| {
                 let shown = (!values.is_empty()).then(|| values.join(", "));
-                FailedCondition::new(
-                    format!("match.query.{name}"),
-                    text(want.as_ref().map(|g| g.as_str())),
-                    text(shown.as_deref()),
-                    format!(
-                        "query {name}: expected {}, got {}",
-                        want.as_ref().map_or("absent", |g| g.as_str()),
-                        shown.as_deref().unwrap_or("none")
-                    ),
-                )
+                value_miss("query", "query", name, want.as_ref(), shown.as_deref())
             });
         }
     }
