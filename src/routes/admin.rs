@@ -283,6 +283,19 @@ async fn route(
                 })
                 .transpose()?;
             let (records, oldest) = state.journal.since(after.unwrap_or(0));
+            // Near misses not worked out yet are worked out here, on the
+            // blocking pool: each is a scan of up to 1,000 rules, and a full
+            // journal's worth must not hold up the async workers (and the
+            // requests they serve) while the list streams.
+            let rules = Arc::clone(&state.rules);
+            let records = tokio::task::spawn_blocking(move || {
+                for record in &records {
+                    record.near_misses_with(&rules);
+                }
+                records
+            })
+            .await
+            .map_err(|e| ApiError::internal(format!("Listing the journal failed: {e}")))?;
             Ok(Reply::Requests(records, oldest))
         }
         AdminRoute::ClearRequests => {
