@@ -535,50 +535,68 @@ async fn a_put_over_the_size_limit_is_413_and_stores_nothing() {
 
 #[tokio::test]
 async fn a_put_cut_mid_body_stores_nothing() {
+    // (framing header, what is sent before the client goes away): a large
+    // and a small Content-Length body (the small one would be kept in memory
+    // until it is written), a chunked body without its last chunk, and one
+    // cut inside a chunk.
+    let small = data(500);
+    let cases: [(&str, Vec<u8>); 4] = [
+        ("Content-Length: 100000", data(40_000)),
+        ("Content-Length: 1000", small),
+        (
+            "Transfer-Encoding: chunked",
+            [b"10\r\n".as_slice(), &[b'y'; 16], b"\r\n"].concat(),
+        ),
+        (
+            "Transfer-Encoding: chunked",
+            [b"100\r\n".as_slice(), &[b'z'; 50]].concat(),
+        ),
+    ];
     let app = spawn_app().await;
-    let upload = app.announce(json!({"local_file_path": "cut.bin"})).await;
-    let url = upload["file_url"].as_str().unwrap();
-    let uuid = upload["file_uuid"].as_str().unwrap();
-    let target = url.strip_prefix(app.server.url()).unwrap();
-    let mut stream = tokio::net::TcpStream::connect(app.server.address())
-        .await
-        .unwrap();
-    let head = format!(
-        "PUT {target} HTTP/1.1\r\nHost: {}\r\nContent-Length: 100000\r\n\r\n",
-        app.server.address()
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(&data(40_000)).await.unwrap();
-    stream.shutdown().await.unwrap();
-    drop(stream);
-    // The cut request is journaled once the server gave up on it.
-    let mut journaled = false;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if app
-            .server
-            .requests()
+    for (n, (framing, sent)) in cases.into_iter().enumerate() {
+        let upload = app
+            .announce(json!({"local_file_path": format!("cut-{n}.bin")}))
+            .await;
+        let url = upload["file_url"].as_str().unwrap();
+        let uuid = upload["file_uuid"].as_str().unwrap();
+        let target = url.strip_prefix(app.server.url()).unwrap();
+        let mut stream = tokio::net::TcpStream::connect(app.server.address())
             .await
-            .iter()
-            .any(|r| r.method == "PUT")
-        {
-            journaled = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+            .unwrap();
+        let head = format!(
+            "PUT {target} HTTP/1.1\r\nHost: {}\r\n{framing}\r\n\r\n",
+            app.server.address()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&sent).await.unwrap();
+        stream.shutdown().await.unwrap();
+        drop(stream);
+        // The cut request is journaled once the server gave up on it.
+        let path = target.split('?').next().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let put = loop {
+            let found = app
+                .server
+                .requests()
+                .await
+                .into_iter()
+                .find(|r| r.method == "PUT" && r.path == path);
+            match found {
+                Some(put) => break put,
+                None if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                None => panic!("case {n} ({framing}): the cut PUT was never journaled"),
+            }
+        };
+        assert!(put.upload.is_none(), "case {n} ({framing})");
+        assert!(
+            app.server.uploads().await.is_empty(),
+            "case {n} ({framing})"
+        );
+        assert!(stored(&app).is_empty(), "case {n}: {:?}", stored(&app));
+        assert_eq!(app.status_of(uuid).await, "pending", "case {n} ({framing})");
     }
-    assert!(journaled);
-    let put = app
-        .server
-        .requests()
-        .await
-        .into_iter()
-        .find(|r| r.method == "PUT")
-        .unwrap();
-    assert!(put.upload.is_none());
-    assert!(app.server.uploads().await.is_empty());
-    assert!(stored(&app).is_empty(), "{:?}", stored(&app));
-    assert_eq!(app.status_of(uuid).await, "pending");
 }
 
 #[tokio::test]
