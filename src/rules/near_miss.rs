@@ -422,18 +422,22 @@ fn check_query(m: &Match, facts: &RequestFacts<'_>, out: &mut Out<'_>) {
 fn check_filename(m: &Match, facts: &RequestFacts<'_>, out: &mut Out<'_>) {
     let Some(glob) = &m.filename else { return };
     if !facts.filename.is_some_and(|f| glob.matches(f)) {
-        out.fail(|| {
-            FailedCondition::new(
-                "match.filename",
-                json!(glob.as_str()),
-                text(facts.filename),
-                format!(
-                    "filename: expected {glob}, got {}",
-                    facts.filename.unwrap_or("no file part")
-                ),
-            )
-        });
+        out.fail(|| part_miss("filename", "filename", glob, facts.filename));
     }
+}
+
+/// A file part's filename or content type that was not as the rule wants
+/// (`actual` `None`: the request had no file part, or not yet).
+fn part_miss(field: &str, noun: &str, glob: &Glob, actual: Option<&str>) -> FailedCondition {
+    FailedCondition::new(
+        format!("match.{field}"),
+        json!(glob.as_str()),
+        text(actual),
+        format!(
+            "{noun}: expected {glob}, got {}",
+            actual.unwrap_or("no file part")
+        ),
+    )
 }
 
 fn check_content_type(m: &Match, facts: &RequestFacts<'_>, out: &mut Out<'_>) {
@@ -442,17 +446,7 @@ fn check_content_type(m: &Match, facts: &RequestFacts<'_>, out: &mut Out<'_>) {
         .content_type
         .is_some_and(|c| glob.matches_ignore_case(c))
     {
-        out.fail(|| {
-            FailedCondition::new(
-                "match.content_type",
-                json!(glob.as_str()),
-                text(facts.content_type),
-                format!(
-                    "content type: expected {glob}, got {}",
-                    facts.content_type.unwrap_or("no file part")
-                ),
-            )
-        });
+        out.fail(|| part_miss("content_type", "content type", glob, facts.content_type));
     }
 }
 
