@@ -1303,14 +1303,16 @@ fn content_md5(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(bytes))
 }
 
+/// `bytes` as a body of 1,000-byte chunks, sent without a length.
+fn chunked_body(bytes: &[u8]) -> reqwest::Body {
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        bytes.chunks(1000).map(|c| Ok(c.to_vec())).collect();
+    reqwest::Body::wrap_stream(futures_util::stream::iter(chunks))
+}
+
 #[tokio::test]
 async fn with_content_md5_the_etag_is_the_md5_checked_as_s3_checks_it() {
     let app = spawn_app().await;
-    let chunked = |bytes: Vec<u8>| {
-        let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-            bytes.chunks(1000).map(|c| Ok(c.to_vec())).collect();
-        reqwest::Body::wrap_stream(futures_util::stream::iter(chunks))
-    };
     // Inline (small), on the MD5 thread (large), and chunked (no length).
     for (bytes, as_chunks) in [
         (b"hello".to_vec(), false),
@@ -1320,7 +1322,7 @@ async fn with_content_md5_the_etag_is_the_md5_checked_as_s3_checks_it() {
         let upload = app.announce(json!({"local_file_path": "e.bin"})).await;
         let url = upload["file_url"].as_str().unwrap();
         let body = if as_chunks {
-            chunked(bytes.clone())
+            chunked_body(&bytes)
         } else {
             reqwest::Body::from(bytes.clone())
         };
@@ -1367,11 +1369,6 @@ async fn with_content_md5_the_etag_is_the_md5_checked_as_s3_checks_it() {
 #[tokio::test]
 async fn without_content_md5_the_etag_is_the_start_of_the_sha256() {
     let app = spawn_app().await;
-    let chunked = |bytes: Vec<u8>| {
-        let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-            bytes.chunks(1000).map(|c| Ok(c.to_vec())).collect();
-        reqwest::Body::wrap_stream(futures_util::stream::iter(chunks))
-    };
     for (bytes, as_chunks) in [
         (b"hello".to_vec(), false),
         (Vec::new(), false),
@@ -1381,7 +1378,7 @@ async fn without_content_md5_the_etag_is_the_start_of_the_sha256() {
         let upload = app.announce(json!({"local_file_path": "e.bin"})).await;
         let url = upload["file_url"].as_str().unwrap();
         let body = if as_chunks {
-            chunked(bytes.clone())
+            chunked_body(&bytes)
         } else {
             reqwest::Body::from(bytes.clone())
         };
