@@ -84,9 +84,10 @@ GOOD_AND_BROKEN = {
 @pytest.mark.parametrize("case", sorted(GOOD_AND_BROKEN))
 def test_a_broken_example_fails_and_the_mended_one_passes(case: str, tmp_path: Path) -> None:
     good, broken = GOOD_AND_BROKEN[case]
-    ok = run_on(doc(tmp_path, "# Doc\n\n## One\n\n" + good))
+    ok = run_on(doc(tmp_path, "# Doc\n\n## One\n\n" + textwrap.dedent(good)))
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    bad = run_on(doc(tmp_path, "# Doc\n\n## One\n\n" + broken))
+    assert any(line.startswith(("ok ", "skip ")) for line in ok.stdout.splitlines()), ok.stdout
+    bad = run_on(doc(tmp_path, "# Doc\n\n## One\n\n" + textwrap.dedent(broken)))
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "FAIL " in bad.stdout and "doc.md:" in bad.stdout, bad.stdout
     assert "examples: 0 ran, 1 failed" in bad.stdout or ", 1 failed" in bad.stdout, bad.stdout
