@@ -49,6 +49,11 @@ pub struct RequestRecord {
     pub cut: bool,
     /// The stored file, for an upload that was stored.
     pub upload: Option<StoredUpload>,
+    /// For a request from a web page (it sent `Origin`): its origin, whether
+    /// `--cors-origin` lets it read the answer, and for a CORS preflight what
+    /// it asked for and what the grant left out; `None` for other clients.
+    #[serde(default)]
+    pub cors: Option<crate::cors::CorsRecord>,
     /// Request body bytes received (chunked transfer framing not counted).
     pub body_bytes: u64,
     /// Milliseconds from arrival to the end of the answer.
@@ -183,6 +188,15 @@ fn approximate_size(record: &RequestRecord) -> usize {
         + record.rule.as_ref().map_or(0, String::len)
         + record.fault.as_ref().map_or(0, String::len)
         + upload
+        + record.cors.as_ref().map_or(0, |c| {
+            c.origin.len()
+                + c.preflight_method.as_ref().map_or(0, String::len)
+                + c.preflight_headers
+                    .iter()
+                    .chain(&c.refused)
+                    .map(|h| h.len() + FIELD_OVERHEAD)
+                    .sum::<usize>()
+        })
         + record.call.len()
         + record
             .pending
@@ -376,6 +390,7 @@ mod tests {
             fault: None,
             cut: false,
             upload: None,
+            cors: None,
             body_bytes: 0,
             duration_ms: 0,
             retry_count: None,

@@ -390,6 +390,7 @@ mod tests {
                 fault: None,
                 cut: false,
                 upload: None,
+                cors: None,
                 body_bytes: 0,
                 duration_ms: 1,
                 retry_count: None,
