@@ -10,6 +10,8 @@
 pub(crate) mod admin;
 pub(crate) mod answer;
 pub(crate) mod apply;
+#[cfg(test)]
+mod cors_walk;
 pub(crate) mod downloads;
 pub(crate) mod files_api;
 pub(crate) mod health;
