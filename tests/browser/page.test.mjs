@@ -13,7 +13,7 @@
 import { spawn, execFileSync } from "node:child_process";
 import { createServer } from "node:http";
 import { createHash } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync, existsSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -33,9 +33,12 @@ const APPEAR_MS = 1000; // an upload must show on the page this soon
 if (!bin || !existsSync(bin)) throw new Error("no aymara-mock binary: build it or set AYMARA_MOCK_BIN");
 if (!existsSync(python)) throw new Error(`no SDK venv at ${python}: run tests/sdk/run.sh --setup-only`);
 
+// Each cleanup may return a promise; they run, newest first, once the tests are done.
 const cleanups = [];
 const log = { text: "" };
-process.on("exit", () => cleanups.reverse().forEach((f) => f()));
+async function cleanUp() {
+  while (cleanups.length) await cleanups.pop()();
+}
 
 /** Starts the binary on port 0; resolves with its URL once it prints its listening line. */
 function startServer(args = []) {
@@ -78,15 +81,13 @@ function startServer(args = []) {
   );
   // The server's log is shown only when a test fails.
   child.stderr.on("data", (chunk) => (log.text += chunk));
-  cleanups.push(() => {
+  const exited = new Promise((ok) => child.on("exit", ok));
+  cleanups.push(async () => {
+    // It saves the files API's state in its storage dir as it stops: the
+    // dir is removed once it has exited.
     child.kill("SIGTERM");
-    // The server may still be saving the files API's state as it stops:
-    // retry while it writes there.
-    try {
-      rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 });
-    } catch (err) {
-      console.log(`  left ${dir} behind: ${err.code}`);
-    }
+    await exited;
+    rmSync(dir, { recursive: true, force: true });
   });
   return new Promise((resolveUrl, reject) => {
     let out = "";
@@ -335,6 +336,15 @@ test("a web app on another origin uploads, PUTs to a presigned URL, reads a 429;
   }, url);
   assert.deepEqual(c, { status: 429, retryAfter: "3", code: "quota.limit_exceeded" });
 
+  // The README's example ("From a web app"), as written but for the server's address.
+  const readme = readFileSync(join(root, "README.md"), "utf8").split("\n## From a web app\n")[1].split("\n## ")[0];
+  const example = readme.match(/```js\n([\s\S]*?)```/)[1];
+  assert.ok(example.trim().split("\n").length <= 10, "the README's example is ten lines at most");
+  const logged = [];
+  page.on("console", (message) => logged.push(message.text()));
+  await page.evaluate(`(async () => {\n${example.replaceAll("http://localhost:8000", url)}\n})()`);
+  assert.match(logged.join("\n"), /^[0-9a-f-]{36} 200 "[0-9a-f]{32}"$/m, logged.join("\n"));
+
   // (e) The admin API, from the allowed page: the browser refuses, and the reset never happens.
   const e = await page.evaluate(async (api) => {
     const outcome = (p) => p.then((r) => "answer " + r.status, (err) => err.name);
@@ -399,4 +409,5 @@ for (const { name, fn } of selected) {
   }
 }
 console.log(failed ? `${failed} of ${selected.length} failed` : `all ${selected.length} passed`);
+await cleanUp();
 process.exit(failed ? 1 : 0);

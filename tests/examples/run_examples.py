@@ -12,6 +12,7 @@ Every fenced block names its language. What happens to it:
 | `json` | parsed; a fixture (`{"rules": …}` or one rule) is checked with `aymara-mock check` |
 | `yaml` | parsed; a compose file's images must be pinned, its `entrypoint`/`command` pass `sh -n` |
 | `text` | not run; with `output`, what the block before it must print |
+| `js` | browser code: must be `skip`ped (a browser test runs it); `node --check` as a module when node is on PATH |
 
 A directive is an HTML comment on the line just above the fence, `<!-- example: D; D -->`:
 
@@ -55,7 +56,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-LANGS = {"sh", "python", "rust", "toml", "ini", "json", "yaml", "text"}
+LANGS = {"sh", "python", "rust", "toml", "ini", "json", "yaml", "text", "js"}
 DIRECTIVES = {"skip", "server", "file", "output", "exit", "needs"}
 BLOCK_TIMEOUT = 120  # a block that waits for something that never comes fails in time
 CARGO_TIMEOUT = 900  # a Rust example compiles its crate and what only it needs
@@ -259,6 +260,18 @@ def sh_syntax(script: str, what: str, shell: str) -> None:
         raise Failure(f"{what} does not pass `{shell} -n`:\n{done.stderr}")
 
 
+def js_syntax(code: str) -> None:
+    """Browser code, checked as an ES module (top-level `await` allowed) when node is there."""
+    if shutil.which("node") is None:
+        return
+    with tempfile.TemporaryDirectory() as d:
+        f = Path(d) / "example.mjs"
+        f.write_text(code)
+        done = subprocess.run(["node", "--check", str(f)], text=True, capture_output=True)
+    if done.returncode != 0:
+        raise Failure(f"the block does not pass `node --check`:\n{done.stderr}")
+
+
 def compose_checks(doc: dict) -> None:
     services = doc.get("services")
     if not isinstance(services, dict):
@@ -314,6 +327,8 @@ def syntax(block: Block) -> object:
             configparser.ConfigParser().read_string(code)
         elif block.lang == "json" and "output" not in block.directives:
             return json.loads(code)
+        elif block.lang == "js":
+            js_syntax(code)
         elif block.lang == "yaml":
             doc = yaml.safe_load(code)
             if isinstance(doc, dict):
@@ -378,6 +393,8 @@ def run_file(path: Path, scratch: Path) -> tuple[int, list[str]]:
                     ran += 1
                     print(f"ok   {label}: a valid fixture")
                 continue
+            if block.lang == "js":
+                raise Failure("a js block runs in a browser: mark it `skip: WHY` (naming the test that runs it)")
             if block.lang not in ("sh", "python"):
                 continue  # parsed above; nothing to run
             server = Server(d["server"], cwd, env) if "server" in d else None

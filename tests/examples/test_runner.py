@@ -34,6 +34,14 @@ GOOD_AND_BROKEN = {
         "```sh\necho hello world\n```\n<!-- example: output -->\n```text\nhello …\n```\n",
         "```sh\necho hello world\n```\n<!-- example: output -->\n```text\ngoodbye …\n```\n",
     ),
+    "browser code that does not parse": (
+        "<!-- example: skip: runs in a web page -->\n```js\nconst r = await fetch('/health');\n```\n",
+        "<!-- example: skip: runs in a web page -->\n```js\nconst r = await fetch('/health';\n```\n",
+    ),
+    "browser code not marked skip": (
+        "<!-- example: skip: runs in a web page -->\n```js\nconsole.log(1);\n```\n",
+        "```js\nconsole.log(1);\n```\n",
+    ),
     "a compose entrypoint whose folded line starts with &&": (
         """\
         <!-- example: skip: needs a container engine -->
