@@ -187,6 +187,7 @@ impl Cors {
 }
 
 /// A value of `--cors-origin`, checked (for the command line's own errors).
+#[cfg(feature = "cli")]
 pub(crate) fn check_value(value: &str) -> Result<String, String> {
     parse_value(value).map(|_| value.trim().to_owned())
 }
