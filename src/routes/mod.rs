@@ -5,7 +5,10 @@
 //! one module per resource, named for what they serve.
 //!
 //! Adding a route is one variant (in [`Route`] or [`AdminRoute`], with a
-//! line in [`Resource::route`]) and one handler.
+//! line in [`Resource::route`]) and one handler; a client route also gets a
+//! number and a request in the CORS walk (`cors_walk.rs`, which fails until
+//! it has them). Pages on allowed origins (`--cors-origin`) may call every
+//! client route, and their preflights are [`Route::Preflight`].
 
 pub(crate) mod admin;
 pub(crate) mod answer;

@@ -1,7 +1,9 @@
 //! Every request goes through [`handle`]: request id, the route table
 //! (`crate::routes`), the request phase and the route's handler, then the
 //! answer is delayed, truncated or replaced by a network fault as the rules
-//! decided, logged and journaled (admin requests are logged, not journaled).
+//! decided, granted to the web page that asked if `--cors-origin` allows it
+//! (`crate::cors`), logged and journaled (admin requests are logged, not
+//! journaled, and never granted).
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
