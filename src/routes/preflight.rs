@@ -83,6 +83,17 @@ pub(crate) fn answer(
             out.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, v);
         }
     }
+    // Chrome's Private Network Access: a page on a public origin (a deployed
+    // front end named in --cors-origin) asks before it calls a loopback server.
+    let private_network = headers
+        .get("access-control-request-private-network")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
+    if private_network {
+        out.insert(
+            "access-control-allow-private-network",
+            HeaderValue::from_static("true"),
+        );
+    }
     out.insert(
         header::ACCESS_CONTROL_MAX_AGE,
         HeaderValue::from(MAX_AGE_SECS),

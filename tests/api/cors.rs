@@ -367,6 +367,15 @@ async fn star_grants_any_page_and_none_grants_none() {
     .await;
     assert_eq!(status, 204);
     assert_granted(&head, "https://app.example.test");
+    assert_eq!(header(&head, "access-control-allow-private-network"), None);
+    // A public page calling a loopback server asks first (Chrome's Private Network Access).
+    let head = "OPTIONS /v2/files HTTP/1.1\r\nAccess-Control-Request-Method: GET\r\nAccess-Control-Request-Private-Network: true\r\nContent-Length: 0\r\n\r\n";
+    let (status, head, _) = raw(addr, head, "https://app.example.test", b"").await;
+    assert_eq!(status, 204, "{head}");
+    assert_eq!(
+        header(&head, "access-control-allow-private-network").as_deref(),
+        Some("true")
+    );
 
     let app = spawn_with(|b| b.cors_origin("none")).await;
     let addr = app.server.address();
