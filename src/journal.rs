@@ -43,6 +43,11 @@ pub struct RequestRecord {
     pub rule: Option<String>,
     /// The network fault carried out (`reset`, `hang`, `truncate`), if any.
     pub fault: Option<String>,
+    /// The `error.code` of the error envelope answered (`quota.limit_exceeded`,
+    /// or S3's code for a presigned URL), so that a report can show what the
+    /// client was told without the body; `None` for any other answer.
+    #[serde(default)]
+    pub error_code: Option<String>,
     /// The client's connection ended before the request body was complete
     /// (its `Content-Length` or chunked terminator never came): no answer was
     /// sent and nothing was stored.
@@ -374,6 +379,7 @@ mod tests {
             status: Some(200),
             rule: None,
             fault: None,
+            error_code: None,
             cut: false,
             upload: None,
             body_bytes: 0,

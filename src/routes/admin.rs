@@ -388,6 +388,7 @@ mod tests {
                 status: Some(200),
                 rule: None,
                 fault: None,
+                error_code: None,
                 cut: false,
                 upload: None,
                 body_bytes: 0,

@@ -77,6 +77,7 @@ pub(crate) async fn handle(
         status: None,
         rule: None,
         fault: None,
+        error_code: None,
         cut: false,
         upload: None,
         body_bytes: 0,
@@ -113,6 +114,10 @@ pub(crate) async fn handle(
     match finish {
         Finish::Answer(answer) => {
             let truncate = answer.truncate;
+            let error_code = answer.error_code();
+            if let Some(record) = &mut flight.record {
+                record.error_code = error_code;
+            }
             let mut response = answer.into_response(&request_id);
             set_request_id(&mut response, &request_id);
             flight.set_status(response.status().as_u16());
