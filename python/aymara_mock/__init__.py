@@ -17,7 +17,7 @@ from importlib import metadata as _metadata
 
 from ._admin import UPLOAD_PATH, AdminClient, AdminError, format_journal
 from ._server import AymaraMock, AymaraMockError, find_binary
-from ._types import JournalEntry, Rule, RuleInfo, Upload
+from ._types import JournalEntry, Rule, RuleInfo, Scenario, Upload
 
 try:
     #: The package's version, which is the binary's (Cargo.toml's).
@@ -34,6 +34,7 @@ __all__ = [
     "JournalEntry",
     "Rule",
     "RuleInfo",
+    "Scenario",
     "Upload",
     "find_binary",
     "format_journal",

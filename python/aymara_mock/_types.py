@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, TypedDict, Union
 
-__all__ = ["Upload", "JournalEntry", "NearMiss", "FailedCondition", "Rule", "RuleInfo"]
+__all__ = [
+    "Upload", "JournalEntry", "NearMiss", "FailedCondition", "Rule", "RuleInfo", "Scenario",
+]
 
 #: A fault rule in the fixture format (README "Rule reference"): ``id``, ``match``, ``when``,
 #: ``phase``, exactly one of ``respond`` / ``fault`` / ``pass``, and the modifiers.
@@ -62,6 +64,8 @@ class _JournalEntryFields(TypedDict):
     #: id of the rule that fired, if any
     rule: Optional[str]
     fault: Any
+    #: the ``error.code`` of the error envelope answered (``None`` for other answers)
+    error_code: Optional[str]
     duration_ms: Any
     #: 1, 2, … in journal order, never reused (``GET /__admin/requests?after=SEQ``)
     seq: int
@@ -92,3 +96,15 @@ class RuleInfo(TypedDict, total=False):
     matched: int
     #: times it decided a request
     fired: int
+
+
+class Scenario(TypedDict, total=False):
+    """A scenario shipped in the binary (``GET /__admin/scenarios``, ``aymara-mock scenarios``)."""
+
+    #: what ``--scenario NAME``, ``AymaraMock(scenarios=[NAME])`` and ``use_scenario`` take
+    name: str
+    #: one line on what it does
+    summary: str
+    description: str
+    #: the fixture file it was compiled from, relative to the repository
+    file: str
