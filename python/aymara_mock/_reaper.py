@@ -35,7 +35,7 @@ STOPPED = b"stopped"
 def _open_pidfd(pid: int) -> Optional[int]:
     """A pidfd (Linux 5.3+) names this very process even if its pid is reused later."""
     pidfd_open = getattr(os, "pidfd_open", None)
-    if pidfd_open is None:
+    if pidfd_open is None or not hasattr(signal, "pidfd_send_signal"):
         return None
     try:
         return int(pidfd_open(pid))
@@ -63,7 +63,7 @@ def _alive(pid: int, pidfd: Optional[int]) -> bool:
 def _signal(pid: int, pidfd: Optional[int], sig: int) -> None:
     try:
         if pidfd is not None:
-            signal.pidfd_send_signal(pidfd, sig)  # type: ignore[attr-defined]
+            getattr(signal, "pidfd_send_signal")(pidfd, sig)
         else:
             os.kill(pid, sig)
     except OSError:

@@ -198,7 +198,8 @@ class AymaraMock(AdminClient):
         self.fixtures: List[Path] = [Path(f) for f in fixtures]
         if isinstance(scenarios, str):
             scenarios = [scenarios]
-        self.scenarios: List[str] = list(scenarios)
+        #: the ``scenarios`` given (:meth:`scenarios` lists those the binary ships)
+        self.scenario_names: List[str] = list(scenarios)
         self.admin_token = admin_token
         self.binary = Path(binary) if binary is not None else None
         self.start_timeout = start_timeout
@@ -207,7 +208,7 @@ class AymaraMock(AdminClient):
         self._storage_option = storage_dir
 
         args: List[str] = []
-        for name in self.scenarios:
+        for name in self.scenario_names:
             args += ["--scenario", name]
         for f in self.fixtures:
             args += ["--fixtures", str(f)]
