@@ -82,6 +82,7 @@ def test_aymara_mock_variables_reach_the_server_and_the_header_lists_them(pytest
 
 def test_an_option_given_to_aymara_mock_wins_over_its_variable(monkeypatch):
     monkeypatch.setenv("AYMARA_MOCK_SEED", "5")
+    monkeypatch.setenv("AYMARA_MOCK_LOG_FORMAT", "json")  # the seed is read from JSON logs too
     with AymaraMock() as from_env:
         assert from_env.seed == 5
     with AymaraMock(seed=6) as given:
