@@ -272,7 +272,19 @@ pub fn bin_path() -> &'static str {
 
 /// Starts the binary and waits (bounded) for its one stdout line.
 pub fn start_binary(args: &[&str], envs: &[(&str, &str)]) -> Binary {
+    start_binary_at(None, args, envs)
+}
+
+/// [`start_binary`] in the working directory `dir`.
+pub fn start_binary_in(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Binary {
+    start_binary_at(Some(dir), args, envs)
+}
+
+fn start_binary_at(dir: Option<&Path>, args: &[&str], envs: &[(&str, &str)]) -> Binary {
     let mut cmd = Command::new(bin_path());
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
     cmd.args(["--port", "0"])
         .args(args)
         .stdout(Stdio::piped())
