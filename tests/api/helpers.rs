@@ -307,7 +307,7 @@ fn start_binary_at(dir: Option<&Path>, args: &[&str], envs: &[(&str, &str)]) -> 
     let line = match rx.recv_timeout(Duration::from_secs(20)) {
         Ok(line) => line,
         Err(_) => {
-            let _ = child.kill();
+            terminate(&mut child);
             panic!("no ready line within 20 s");
         }
     };
@@ -371,9 +371,38 @@ impl Binary {
     }
 }
 
+/// How long [`terminate`] waits after SIGTERM before it sends SIGKILL.
+pub const TERMINATE_GRACE: Duration = Duration::from_secs(10);
+
+/// Stops a child as a harness should: SIGTERM, so that the server removes
+/// its temp dir (SIGKILL left one `/tmp/aymara-mock-*` folder per test
+/// behind), then a bounded wait; SIGKILL only if it has not exited by then.
+/// Returns its exit status, `None` if it had to be killed.
+pub fn terminate(child: &mut Child) -> Option<std::process::ExitStatus> {
+    if let Ok(Some(status)) = child.try_wait() {
+        return Some(status);
+    }
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    if sent {
+        let deadline = std::time::Instant::now() + TERMINATE_GRACE;
+        while std::time::Instant::now() < deadline {
+            match child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                Err(_) => break,
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
 impl Drop for Binary {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        terminate(&mut self.child);
     }
 }
