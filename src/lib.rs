@@ -93,6 +93,7 @@ pub use rules::model::{
     Respond, RouteName, Rule, SizeRange, Status, Wait, When, FALLBACK_READ_TIMEOUT_MS, MAX_WAIT_MS,
 };
 pub use rules::near_miss::{FailedCondition, NearMiss, MAX_NEAR_MISSES, NEAR_MISS_SCAN};
+pub use rules::scenarios::{Scenario, UnknownScenario};
 pub use rules::schema::SCHEMA as FIXTURE_SCHEMA;
 pub use rules::{AddRuleError, FixtureError, RuleStatus};
 pub use server::{MockServer, MockServerBuilder, StartError};

@@ -14,6 +14,7 @@ use super::AdminRoute;
 use crate::error::{json_body_response, json_response, ApiError};
 use crate::http_util::{BoxError, ResponseBody};
 use crate::journal::RequestRecord;
+use crate::rules::scenarios::Scenario;
 use crate::rules::{AddRuleError, Entry, RuleStatus};
 use crate::state::AppState;
 use crate::storage::UploadRecord;
@@ -257,6 +258,33 @@ async fn route(
             .await
             .map_err(|e| ApiError::internal(format!("Adding the rules failed: {e}")))?;
             added.map(|ids| Reply::Json(StatusCode::CREATED, json!({ "ids": ids })))
+        }
+        AdminRoute::ListScenarios => {
+            let list: Vec<Value> = Scenario::all()
+                .iter()
+                .map(|s| json!({"name": s.name(), "summary": s.summary(), "description": s.description(), "file": s.file()}))
+                .collect();
+            Ok(Reply::Json(StatusCode::OK, json!({ "scenarios": list })))
+        }
+        AdminRoute::AddScenario { name } => {
+            let scenario = Scenario::named(&name).map_err(|e| {
+                ApiError::not_found(format!("{e}"))
+                    .with_details(json!({"field": "name", "known": e.known}))
+            })?;
+            let rules = scenario
+                .rules()
+                .map_err(|e| ApiError::internal(format!("The shipped scenario is invalid: {e}")))?;
+            let ids = state
+                .rules
+                .add_from(rules, &scenario.source())
+                .map_err(|err| match err {
+                    AddRuleError::DuplicateId(_) => ApiError::new(
+                        StatusCode::CONFLICT,
+                        format!("{err}: the scenario {name:?} is switched on already (POST /__admin/reset, or DELETE /__admin/rules/ID, switches it off)"),
+                    ),
+                    AddRuleError::Invalid(e) => ApiError::bad_request(e.to_string()),
+                })?;
+            Ok(Reply::Json(StatusCode::CREATED, json!({ "ids": ids })))
         }
         AdminRoute::ClearRules => {
             let count = state.rules.clear();

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::model::{Fixture, Rule};
+use super::scenarios::Scenario;
 
 /// A fixture that cannot be used, with where and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,8 +59,14 @@ pub(crate) struct LoadedFile {
 /// but a directory reached twice (a link back to a parent: a loop) is an error.
 pub(crate) fn expand(path: &Path) -> Result<Vec<PathBuf>, FixtureError> {
     let display = path.display().to_string();
-    let meta = std::fs::metadata(path)
-        .map_err(|e| FixtureError::whole(&display, format!("cannot read fixture path: {e}")))?;
+    let meta = std::fs::metadata(path).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::NotFound {
+            scenario_hint(path)
+        } else {
+            String::new()
+        };
+        FixtureError::whole(&display, format!("cannot read fixture path: {e}{hint}"))
+    })?;
     if !meta.is_dir() {
         return Ok(vec![path.to_owned()]);
     }
@@ -68,6 +75,24 @@ pub(crate) fn expand(path: &Path) -> Result<Vec<PathBuf>, FixtureError> {
     collect_json(path, &meta, &mut seen, &mut files)?;
     files.sort();
     Ok(files)
+}
+
+/// For a fixture path that does not exist: the shipped scenarios, which
+/// need no file (the path may be one of the clone's `fixtures/`, used
+/// outside the clone). The scenario of the path's stem, if there is one.
+fn scenario_hint(path: &Path) -> String {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+    if let Some(scenario) = stem.and_then(|stem| Scenario::named(&stem).ok()) {
+        return format!(
+            ". The shipped scenario {name:?} is built in: name it instead of its file (--scenario {name}, MockServerBuilder::scenario, scenarios=[...] in Python)",
+            name = scenario.name()
+        );
+    }
+    let names: Vec<&str> = Scenario::all().iter().map(|s| s.name()).collect();
+    format!(
+        ". Did you mean a shipped scenario? They are built in, named with --scenario NAME (MockServerBuilder::scenario): {}",
+        names.join(", ")
+    )
 }
 
 fn collect_json(
@@ -140,12 +165,36 @@ pub(crate) fn read_fixture_bytes(path: &Path) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
+/// Where a server's fixture rules come from: a file or directory on disk
+/// (read again by `--watch` and reset), or a shipped scenario.
+#[derive(Debug, Clone)]
+pub(crate) enum FixtureSource {
+    /// `--fixtures PATH`.
+    Path(PathBuf),
+    /// `--scenario NAME`.
+    Scenario(&'static Scenario),
+}
+
 /// Loads every fixture path, in order. Rule ids must be unique across all of them.
 pub(crate) fn load_paths(paths: &[PathBuf]) -> Result<Vec<LoadedFile>, FixtureError> {
+    let sources: Vec<FixtureSource> = paths.iter().cloned().map(FixtureSource::Path).collect();
+    load_sources(&sources)
+}
+
+/// Loads every source, in order. Rule ids must be unique across all of them.
+pub(crate) fn load_sources(sources: &[FixtureSource]) -> Result<Vec<LoadedFile>, FixtureError> {
     let mut loaded = Vec::new();
-    for path in paths {
-        for file in expand(path)? {
-            loaded.push(load_file(&file)?);
+    for source in sources {
+        match source {
+            FixtureSource::Path(path) => {
+                for file in expand(path)? {
+                    loaded.push(load_file(&file)?);
+                }
+            }
+            FixtureSource::Scenario(scenario) => loaded.push(LoadedFile {
+                source: scenario.source(),
+                rules: scenario.rules()?,
+            }),
         }
     }
     check_unique_ids(&loaded)?;

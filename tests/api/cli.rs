@@ -59,6 +59,39 @@ fn prints_one_ready_line_and_removes_its_temp_dir_on_sigterm() {
     }
 }
 
+/// The temp dir a binary logged at start (`storage=/tmp/aymara-mock-…`).
+fn logged_storage_dir(bin: &Binary) -> PathBuf {
+    assert!(bin.wait_for_log("aymara-mock started", Duration::from_secs(10)));
+    let log = bin.stderr_text();
+    let dir = log
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("storage="))
+        .unwrap_or_else(|| panic!("no storage= in {log}"));
+    PathBuf::from(dir)
+}
+
+/// `cargo test` leaves no `/tmp/aymara-mock-*` folder behind: the helpers
+/// stop a binary with SIGTERM (SIGKILL only as the fallback), and the
+/// server removes its temp dir on SIGTERM and on SIGINT, having stored
+/// something or not.
+#[test]
+fn a_stopped_binary_leaves_no_temp_dir_behind() {
+    let bin = start_binary(&[], &[]);
+    let dir = logged_storage_dir(&bin);
+    assert!(dir.starts_with(std::env::temp_dir()), "{dir:?}");
+    assert!(dir.exists(), "{dir:?}");
+    drop(bin);
+    assert!(!dir.exists(), "{dir:?} left behind by the helper's stop");
+
+    let mut bin = start_binary(&[], &[]);
+    let dir = logged_storage_dir(&bin);
+    let (status, _) = upload_blocking(&bin.url, "k", b"stored");
+    assert_eq!(status, 200);
+    bin.signal("INT");
+    assert_eq!(bin.wait_exit(Duration::from_secs(15)), Some(0));
+    assert!(!dir.exists(), "{dir:?} left behind after SIGINT");
+}
+
 #[test]
 fn sigint_also_stops_it_and_keep_files_keeps_the_dir() {
     let mut bin = start_binary(&["--keep-files"], &[]);

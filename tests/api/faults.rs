@@ -1467,8 +1467,7 @@ fn run_bounded(args: &[&str], limit: Duration) -> (Option<i32>, String) {
             break status.code();
         }
         if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
+            terminate(&mut child);
             break None;
         }
         std::thread::sleep(Duration::from_millis(20));
