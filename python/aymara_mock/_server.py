@@ -27,7 +27,7 @@ READY_LINE = re.compile(r"^aymara-mock listening on (http://[^\s]+:(\d+))\s*$")
 BINARY_NAME = "aymara-mock" + (".exe" if sys.platform == "win32" else "")
 REAPER = Path(__file__).with_name("_reaper.py")
 
-#: Flags whose value is a credential: never printed (start errors, ``repr``, the report).
+#: Flags whose value is a credential: never printed (start errors, :meth:`AymaraMock.stderr`).
 SECRET_FLAGS = ("--api-key", "--bearer-token", "--admin-token", "--presign-secret")
 REDACTED = "[redacted]"
 #: Variable names whose value is a credential, for the same reason.
@@ -89,7 +89,10 @@ def redact_argv(argv: Sequence[str]) -> List[str]:
     return out
 
 
-def _secret_values(argv: Sequence[str]) -> List[str]:
+def _secret_values(argv: Sequence[str], env: Mapping[str, str]) -> List[str]:
+    """The credentials given to a server, by flag or ``AYMARA_MOCK_*`` variable (lists are
+    comma-separated), to scrub from its log. Shorter than 4 characters: left alone, as
+    replacing every ``k`` of a log would hide the log, not a key."""
     values = []
     for before, arg in zip([""] + list(argv), argv):
         flag, eq, value = arg.partition("=")
@@ -97,7 +100,10 @@ def _secret_values(argv: Sequence[str]) -> List[str]:
             values.append(arg)
         elif flag in SECRET_FLAGS and eq:
             values.append(value)
-    return [v for v in values if v]
+    for name, value in env.items():
+        if name.startswith("AYMARA_MOCK_") and SECRET_ENV.search(name[len("AYMARA_MOCK_"):]):
+            values += value.split(",")
+    return sorted({v.strip() for v in values if len(v.strip()) >= 4}, key=len, reverse=True)
 
 
 def server_environment(
@@ -419,7 +425,7 @@ class AymaraMock(AdminClient):
         """The last ``chars`` characters the server logged (its logs go to stderr only), with
         the values of credential flags redacted."""
         text = self._read_stderr()[-chars:]
-        for secret in _secret_values(self._args):
+        for secret in _secret_values(self._args, server_environment(self._extra_env)):
             text = text.replace(secret, REDACTED)
         return text
 

@@ -109,3 +109,17 @@ def test_wait_for_requests_fails_on_the_callers_line(pytester):
         "E*TimeoutError: expected 1 request(s) within 0.2s, the journal holds 0:",
     ])
     assert "_admin.py" not in result.stdout.str()
+
+
+def test_a_start_error_scrubs_credentials_the_server_printed(tmp_path, monkeypatch):
+    """Whatever the binary logs: a stand-in that echoes its command line and environment."""
+    fake = tmp_path / "aymara-mock"
+    fake.write_text('#!/bin/sh\necho "bad: $* $AYMARA_MOCK_API_KEYS" >&2\nexit 2\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("AYMARA_MOCK_API_KEYS", "env-SEKRET1,env-SEKRET2")
+    with pytest.raises(AymaraMockError) as info:
+        AymaraMock(binary=fake, api_keys=["key-SEKRET3"], admin_token="adm-SEKRET4").start()
+    message = str(info.value)
+    assert "exited with code 2" in message and "bad: serve --host 127.0.0.1" in message
+    assert "SEKRET" not in message
+    assert "environment: AYMARA_MOCK_API_KEYS=[redacted]" in message
