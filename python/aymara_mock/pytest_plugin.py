@@ -30,7 +30,8 @@ An option on the command line replaces its ini key. ``AYMARA_MOCK_*`` environmen
 reach the servers (flags win over them); the report header lists those it sees.
 
 A failing test that used one of these servers gets a report section "aymara-mock journal": every
-request it received during the test (what the client sent, the answer, the rule that fired).
+request it received during the test (what the client sent, the status and ``error.code``, the
+rule that fired or the near misses, retries, ``duplicate_of``; credentials redacted).
 """
 
 from __future__ import annotations
@@ -157,7 +158,10 @@ def _scenarios(config: pytest.Config) -> List[str]:
 def _args(config: pytest.Config) -> List[str]:
     cli = config.getoption("aymara_mock_args")
     if cli is not None:
-        return shlex.split(cli)
+        try:
+            return shlex.split(cli)
+        except ValueError as exc:  # an unclosed quote
+            raise pytest.UsageError(f"--aymara-mock-args {cli!r}: {exc}") from None
     return [str(arg) for arg in config.getini("aymara_mock_args")]
 
 
