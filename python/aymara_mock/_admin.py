@@ -277,10 +277,19 @@ def _value(value: Any) -> str:
 def _failed_condition(failed: Mapping[str, Any]) -> str:
     condition = str(failed.get("condition", "?"))
     expected, actual = failed.get("expected"), failed.get("actual")
-    # `match.query.api_key` / `match.headers.x-auth-token`: the client's value is a credential.
+    credential = failed.get("credential")
+    if isinstance(credential, Mapping):
+        # The server masked a credential (`se…(10 chars)`) and says how much of it agrees
+        # with the rule's pattern: enough to spot a typo, without the value.
+        agree = credential.get("matching_prefix")
+        return (
+            f"{condition}: expected {_value(expected)}, actual {_value(actual)}"
+            f" (a credential, masked; the first {agree} characters agree)"
+        )
+    # `match.query.api_key` / `match.headers.x-auth-token` from a server that did not mask it.
     name = condition.split(".", 2)[2] if condition.count(".") >= 2 else ""
     if condition.startswith(("match.query.", "match.headers.")) and _is_credential(name):
-        if actual is not None and not (isinstance(actual, str) and actual.startswith("[")):
+        if actual is not None and actual != REDACTED:
             actual = REDACTED
     return f"{condition}: expected {_value(expected)}, actual {_value(actual)}"
 

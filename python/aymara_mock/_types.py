@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, TypedDict, Union
 
 __all__ = [
-    "Upload", "JournalEntry", "NearMiss", "FailedCondition", "Rule", "RuleInfo", "Scenario",
+    "Upload", "JournalEntry", "NearMiss", "FailedCondition", "CredentialMiss", "Rule",
+    "RuleInfo", "Scenario",
 ]
 
 #: A fault rule in the fixture format (README "Rule reference"): ``id``, ``match``, ``when``,
@@ -33,13 +34,30 @@ class Upload(TypedDict):
     duplicate_of: Optional[str]
 
 
-class FailedCondition(TypedDict):
-    """One condition of a rule that did not hold (README "Near misses")."""
+class CredentialMiss(TypedDict):
+    """How a credential (``x-api-key``, a ``token`` query parameter, …) missed a rule's pattern,
+    without its value."""
 
+    #: ``se…(10 chars)``: the start of the value and its length
+    masked: str
+    length: int
+    #: how many leading characters agree with the pattern
+    matching_prefix: int
+
+
+class _FailedConditionFields(TypedDict):
     condition: str
     expected: Any
+    #: the request's value; a credential's is masked (see ``credential``)
     actual: Any
     message: str
+
+
+class FailedCondition(_FailedConditionFields, total=False):
+    """One condition of a rule that did not hold (README "Near misses")."""
+
+    #: set when ``actual`` is a credential, masked by the server
+    credential: CredentialMiss
 
 
 class NearMiss(TypedDict):

@@ -77,6 +77,20 @@ def test_format_journal_redacts_credentials_of_any_journal():
     assert "user-agent: ua" in text
 
 
+def test_format_journal_shows_a_credential_the_server_masked():
+    """A server that masks credentials in near misses says how much of the value agrees."""
+    failed = {"condition": "match.headers.x-api-key", "expected": "limited-*",
+              "actual": "li…(12 chars)", "message": "…",
+              "credential": {"masked": "li…(12 chars)", "length": 12, "matching_prefix": 3}}
+    entry = {"id": "r1", "method": "POST", "path": "/v2/files/-/uploads", "status": 200,
+             "near_misses": [{"rule": "limited", "failed": [failed]}]}
+    assert format_journal([entry]) == (
+        "  1. POST /v2/files/-/uploads -> 200\n"
+        '       near miss limited: match.headers.x-api-key: expected "limited-*", '
+        'actual "li…(12 chars)" (a credential, masked; the first 3 characters agree)'
+    )
+
+
 def test_a_start_error_never_shows_credentials():
     with pytest.raises(AymaraMockError) as info:
         AymaraMock(
