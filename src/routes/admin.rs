@@ -425,6 +425,7 @@ mod tests {
                 fault: None,
                 cut: false,
                 upload: None,
+                file_seen: None,
                 body_bytes: 0,
                 duration_ms: 1,
                 retry_count: None,
