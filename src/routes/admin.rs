@@ -244,9 +244,16 @@ async fn route(
             let state = Arc::clone(state);
             let added = tokio::task::spawn_blocking(move || {
                 let rules = crate::rules::loading::parse_rules("<admin>", &text).map_err(|e| {
-                    ApiError::bad_request(format!("Invalid rule: {e}")).with_details(
-                        json!({"line": e.line, "column": e.column, "message": e.message}),
-                    )
+                    let errors: Vec<Value> = e
+                        .all()
+                        .map(|e| json!({"line": e.line, "column": e.column, "message": e.message}))
+                        .collect();
+                    ApiError::bad_request(format!("Invalid rule: {e}")).with_details(json!({
+                        "line": e.line,
+                        "column": e.column,
+                        "message": e.message,
+                        "errors": errors,
+                    }))
                 })?;
                 state.rules.add(rules).map_err(|err| match err {
                     AddRuleError::DuplicateId(_) => {
@@ -419,6 +426,7 @@ mod tests {
                 error_code: None,
                 cut: false,
                 upload: None,
+                file_seen: None,
                 body_bytes: 0,
                 duration_ms: 1,
                 retry_count: None,

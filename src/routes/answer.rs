@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use crate::error::{default_error_code, default_error_message, json_response, ApiError};
 use crate::http_util::ResponseBody;
+use crate::journal::FileSeen;
 use crate::rules::model::Respond;
 use crate::storage::StoredUpload;
 
@@ -23,6 +24,8 @@ pub(crate) struct Exchange {
     pub(crate) rule: Option<String>,
     pub(crate) fault: Option<&'static str>,
     pub(crate) upload: Option<StoredUpload>,
+    /// What was seen of the file, stored or not (see [`FileSeen`]).
+    pub(crate) file_seen: Option<FileSeen>,
     pub(crate) delay_ms: u64,
     pub(crate) body_bytes: u64,
     /// The client's body ended before its framing said it would.

@@ -80,6 +80,7 @@ pub(crate) async fn handle(
         error_code: None,
         cut: false,
         upload: None,
+        file_seen: None,
         body_bytes: 0,
         duration_ms: 0,
         retry_count: crate::journal::retry_count(req.headers()),
@@ -203,6 +204,7 @@ impl Drop for InFlight {
         record.rule = self.ex.rule.clone();
         record.fault = self.ex.fault.map(str::to_owned);
         record.upload = self.ex.upload.take();
+        record.file_seen = self.ex.file_seen.take();
         record.cut = self.ex.cut;
         record.body_bytes = self.ex.body_bytes;
         record.duration_ms = self.started.elapsed().as_millis() as u64;

@@ -315,3 +315,86 @@ fn the_binary_sets_the_allocator_options_it_documents() {
         );
     }
 }
+
+/// `check` reports every error of a file in one run, each with
+/// file:line:col, the field's path and a hint; the exit code stays 2. A
+/// wrong top-level shape says what a fixture is.
+#[test]
+fn check_reports_three_typos_in_one_run() {
+    let out = Command::new(bin_path())
+        .args(["check", "tests/data/three-typos.json"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            r#"tests/data/three-typos.json:4:31: rules[0].respond: unknown field "stauts", did you mean "status"?"#,
+            r#"tests/data/three-typos.json:5:19: rules[1]: unknown field "whne", did you mean "when"?"#,
+            r#"tests/data/three-typos.json:6:44: rules[2].fault.kind: unknown value "rest", did you mean "reset"?"#,
+        ],
+        "{stderr}"
+    );
+
+    // At start-up too, before binding.
+    let out = Command::new(bin_path())
+        .args(["--port", "0", "--fixtures", "tests/data/three-typos.json"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for typo in ["stauts", "whne", "rest"] {
+        assert!(stderr.contains(&format!("\"{typo}\"")), "{stderr}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let array = dir.path().join("array.json");
+    std::fs::write(&array, r#"[{"respond": {"status": 503}}]"#).unwrap();
+    let out = Command::new(bin_path())
+        .args(["check", array.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(r#":1:1: a fixture is an object `{"rules": [...]}`, not an array"#),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn watch_logs_every_error_of_a_broken_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rules.json");
+    std::fs::write(
+        &path,
+        r#"{"rules": [{"id": "fine", "respond": {"status": 503}}]}"#,
+    )
+    .unwrap();
+    let bin = start_binary(&["--fixtures", path.to_str().unwrap(), "--watch"], &[]);
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/three-typos.json"),
+        &path,
+    )
+    .unwrap();
+    assert!(
+        bin.wait_for_log("previous rules stay in force", Duration::from_secs(5)),
+        "{}",
+        bin.stderr_text()
+    );
+    let log = bin.stderr_text();
+    for expected in [
+        "rules.json:4:31: rules[0].respond: unknown field \"stauts\"",
+        "rules.json:5:19: rules[1]: unknown field \"whne\"",
+        "rules.json:6:44: rules[2].fault.kind: unknown value \"rest\"",
+    ] {
+        assert!(log.contains(expected), "{expected} not in {log}");
+    }
+    // The previous rule is still in force.
+    assert_eq!(upload_blocking(&bin.url, "k", b"x").0, 503);
+}
