@@ -347,6 +347,14 @@ def format_journal(
                 by = stored_by.get(duplicate)
                 stored += f" duplicate_of={duplicate}" + (f" (stored by #{by})" if by else "")
             parts.append(stored)
+        seen = e.get("file_seen")
+        if not upload and seen:
+            # Not stored (refused, cut, failed): which file it was, and how far it got.
+            whole = "whole" if seen.get("complete") else "incomplete"
+            parts.append(
+                f"not stored: {seen.get('filename')} ({seen.get('content_type')}, "
+                f"{seen.get('bytes')} B received, {whole})"
+            )
         lines.append("  ".join(parts))
         for miss in e.get("near_misses") or ():
             failed = "; ".join(_failed_condition(f) for f in miss.get("failed") or ())

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, TypedDict, Union
 
 __all__ = [
-    "Upload", "JournalEntry", "NearMiss", "FailedCondition", "CredentialMiss", "Rule",
-    "RuleInfo", "Scenario",
+    "Upload", "JournalEntry", "NearMiss", "FailedCondition", "CredentialMiss", "FileSeen",
+    "Rule", "RuleInfo", "Scenario",
 ]
 
 #: A fault rule in the fixture format (README "Rule reference"): ``id``, ``match``, ``when``,
@@ -97,11 +97,25 @@ class _JournalEntryFields(TypedDict):
     near_misses: List[NearMiss]
 
 
+class FileSeen(TypedDict):
+    """What a request showed of its file, stored or not (a journal entry's ``file_seen``)."""
+
+    #: the name as the client sent it
+    filename: str
+    content_type: str
+    #: file bytes received, up to a refusal or a cut
+    bytes: int
+    #: whether the whole file was received
+    complete: bool
+
+
 class JournalEntry(_JournalEntryFields, total=False):
     """One request the emulator received (``GET /__admin/requests``), oldest first."""
 
     #: the stored file, for an upload that was stored
     upload: Optional[Upload]
+    #: what was seen of the request's file, stored or not (``None``: no file part reached)
+    file_seen: Optional[FileSeen]
 
 
 class RuleInfo(TypedDict, total=False):

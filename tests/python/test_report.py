@@ -24,6 +24,8 @@ def test_uploads_twice(aymara_mock):
         httpx.post(aymara_mock.url + "/v2/files/-/uploads", params=query,
                    headers={"x-api-key": secret + "6", "x-auth-token": secret + "7"},
                    files={"file": ("clip.mov", b"same bytes", "video/quicktime")})
+    httpx.post(aymara_mock.url + "/v2/files/-/uploads", headers={"x-api-key": "k"},
+               files={"file": ("big.mp4", b"video", "video/mp4")})   # refused: videos-only
     aymara_mock.assert_uploaded_once(data=b"same bytes")
 """
 
@@ -51,6 +53,9 @@ def test_report_shows_codes_near_misses_and_duplicates_and_hides_credentials(pyt
         '       near miss limited-key: match.query.api_key: expected "limited-*",'
         ' actual "?redacted?"',
         '       near miss videos-only: match.filename: expected "*.mp4", actual "clip.mov"',
+        # A refused upload: which file it was, though nothing was stored.
+        "  3. POST /v2/files/-/uploads -> 413 validation.invalid_request  rule=videos-only"
+        "  not stored: big.mp4 (video/mp4, * B received, *)",
     ])
     assert "_admin.py" not in out  # no traceback into the package
     assert "SEKRET" not in out
