@@ -289,7 +289,7 @@ def _failed_condition(failed: Mapping[str, Any]) -> str:
     # `match.query.api_key` / `match.headers.x-auth-token` from a server that did not mask it.
     name = condition.split(".", 2)[2] if condition.count(".") >= 2 else ""
     if condition.startswith(("match.query.", "match.headers.")) and _is_credential(name):
-        if actual is not None and actual != REDACTED:
+        if actual is not None:
             actual = REDACTED
     return f"{condition}: expected {_value(expected)}, actual {_value(actual)}"
 
