@@ -24,8 +24,9 @@ pub(crate) struct Config {
     pub(crate) storage_dir: Option<PathBuf>,
     /// Leave the temp dir behind on shutdown.
     pub(crate) keep_files: bool,
-    /// Fixture files or directories, checked when added.
-    pub(crate) fixtures: Vec<PathBuf>,
+    /// Fixture files or directories and shipped scenarios, in the order
+    /// added; each checked when added.
+    pub(crate) fixtures: Vec<crate::rules::loading::FixtureSource>,
     /// Reload the fixtures when they change.
     pub(crate) watch: bool,
     /// Accepted `x-api-key` values (none: any credential).

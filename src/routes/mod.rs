@@ -100,6 +100,11 @@ pub(crate) enum AdminRoute {
     ClearUploads,
     /// `POST /__admin/reset`.
     Reset,
+    /// `GET /__admin/scenarios`: the shipped scenarios.
+    ListScenarios,
+    /// `POST /__admin/scenarios/{name}`: a shipped scenario's rules added
+    /// as run-time rules.
+    AddScenario { name: String },
     /// `GET|HEAD /__admin/`, `/__admin/app.js`, `/__admin/style.css`: the
     /// live page, served before the token check (it holds no data and asks
     /// for the token itself).
@@ -256,6 +261,8 @@ enum Resource {
     AdminRequests,
     AdminUploads,
     AdminReset,
+    AdminScenarios,
+    AdminScenario { name: String },
     AdminPage(crate::admin_page::PageFile),
 }
 
@@ -346,6 +353,7 @@ impl Resource {
             "/requests" => Resource::AdminRequests,
             "/uploads" => Resource::AdminUploads,
             "/reset" => Resource::AdminReset,
+            "/scenarios" => Resource::AdminScenarios,
             "" | "/index.html" => Resource::AdminPage(PageFile::Index),
             "/app.js" => Resource::AdminPage(PageFile::AppJs),
             "/style.css" => Resource::AdminPage(PageFile::StyleCss),
@@ -354,8 +362,13 @@ impl Resource {
                     .decode_utf8_lossy()
                     .into_owned(),
             },
+            t if t.starts_with("/scenarios/") => Resource::AdminScenario {
+                name: percent_encoding::percent_decode_str(&t["/scenarios/".len()..])
+                    .decode_utf8_lossy()
+                    .into_owned(),
+            },
             _ => return Err(ApiError::not_found(format!(
-                "No admin route {:?}: see /__admin/ (the live page), /__admin/rules, /__admin/requests, /__admin/uploads, /__admin/reset.",
+                "No admin route {:?}: see /__admin/ (the live page), /__admin/rules, /__admin/requests, /__admin/uploads, /__admin/reset, /__admin/scenarios.",
                 path.trim_end_matches('/')
             ))),
         })
@@ -411,6 +424,10 @@ impl Resource {
             (Resource::AdminUploads, Method::GET) => admin(A::ListUploads),
             (Resource::AdminUploads, Method::DELETE) => admin(A::ClearUploads),
             (Resource::AdminReset, Method::POST) => admin(A::Reset),
+            (Resource::AdminScenarios, Method::GET) => admin(A::ListScenarios),
+            (Resource::AdminScenario { name }, Method::POST) => {
+                admin(A::AddScenario { name: name.clone() })
+            }
             (Resource::AdminPage(file), Method::GET | Method::HEAD) => admin(A::Page(*file)),
             _ => None,
         }

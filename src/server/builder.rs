@@ -17,6 +17,8 @@ use crate::config::{AuthPolicy, ByteSize, Config};
 use crate::files::catalog::Catalog;
 use crate::files::Files;
 use crate::journal::Journal;
+use crate::rules::loading::FixtureSource;
+use crate::rules::scenarios::{Scenario, UnknownScenario};
 use crate::rules::{FixtureError, RuleEngine};
 use crate::same_origin::SameOrigin;
 use crate::state::{AppState, Settings};
@@ -129,10 +131,40 @@ impl MockServerBuilder {
     }
 
     /// Adds a fixture file or directory; it is read and checked now.
+    /// Fixtures and [scenarios](Self::scenario) are evaluated in the order
+    /// they are added, after the rules added at run time.
     pub fn fixtures(mut self, path: impl AsRef<Path>) -> Result<Self, FixtureError> {
         let path = path.as_ref().to_owned();
         crate::rules::loading::load_paths(std::slice::from_ref(&path))?;
-        self.config.fixtures.push(path);
+        self.config.fixtures.push(FixtureSource::Path(path));
+        Ok(self)
+    }
+
+    /// Adds a shipped scenario by name (see [`Scenario::all`]): its rules
+    /// are loaded as a fixture file's would be, in the order added among
+    /// the [fixtures](Self::fixtures). No file is needed: the scenarios are
+    /// compiled in.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = aymara_mock::MockServer::builder()
+    ///     .scenario("retry-then-succeed")?
+    ///     .start()
+    ///     .await?;
+    /// let rules = server.rules().await;
+    /// assert_eq!(rules[0].id, "retry-then-succeed");
+    /// assert_eq!(rules[0].source, "scenario:retry-then-succeed");
+    ///
+    /// // An unknown name is an error that lists the shipped ones.
+    /// let err = aymara_mock::MockServer::builder().scenario("nope").unwrap_err();
+    /// assert!(err.to_string().contains("retry-then-succeed"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn scenario(mut self, name: &str) -> Result<Self, UnknownScenario> {
+        let scenario = Scenario::named(name)?;
+        self.config.fixtures.push(FixtureSource::Scenario(scenario));
         Ok(self)
     }
 
@@ -351,7 +383,7 @@ impl MockServerBuilder {
             %url,
             seed,
             storage = %state.storage.describe(),
-            fixtures = state.rules.fixture_paths().len(),
+            fixtures = state.rules.sources().len(),
             cors_origins = %state.settings.cors,
             "aymara-mock started"
         );

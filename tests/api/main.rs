@@ -13,6 +13,7 @@
 //! - `object_store`: uploads kept in an (in-memory) object store; S3 flags.
 //! - `openapi`: `GET /openapi.json` matches what the server does.
 //! - `routes`: one rule means the same on every route (`match.route`).
+//! - `scenarios`: the shipped scenarios by name (CLI, builder, admin API).
 //! - `why`: near misses, retries grouped into calls, `duplicate_of`, the live page.
 //!
 //! The soak test is its own binary, `tests/soak`.
@@ -35,5 +36,6 @@ mod object_store;
 mod openapi;
 mod robustness;
 mod routes;
+mod scenarios;
 mod upload;
 mod why;
