@@ -7,8 +7,9 @@
 # of its own. Checked: the static binary, the image's config (user, env,
 # volume, port, labels, health check), its exact file list and size, the
 # listening line, an upload through the official SDK stored with the same
-# sha256, the health subcommand (0 against it, 1 against a closed port), the
-# process's uid, and a SIGTERM that exits 0 within a second.
+# sha256, the health subcommand (0 against it, 1 against a closed port), a
+# name from a mounted /etc/hosts, the process's uid, and a SIGTERM that exits
+# 0 within a second.
 #
 #   tests/container/run.sh                          # build the static binary, then all of the above
 #   AYMARA_MOCK_STATIC_BIN=PATH tests/container/run.sh   # use that static binary
@@ -186,6 +187,15 @@ code=0
 out="$(in_net "${in_image[@]}" /aymara-mock health http://127.0.0.1:9 2>&1)" || code=$?
 [[ "$code" == 1 ]] || fail "health against a closed port exited $code: $out"
 say "health against a closed port: exit 1 ($out)"
+
+# Names resolve through the /etc/hosts an engine mounts into every container:
+# glibc's built-in `files` lookup, in a static binary, loads no NSS module.
+mkdir "$rootfs/etc"
+printf '127.0.0.1 localhost\n127.0.0.1 aymara-mock-service\n' >"$rootfs/etc/hosts"
+out="$(in_net "${in_image[@]}" /aymara-mock health http://aymara-mock-service:8000 2>&1)" \
+    || fail "health by a name in /etc/hosts: $out"
+rm -r "${rootfs:?}/etc"
+say "a name from a mounted /etc/hosts resolves: $out"
 
 # SIGTERM: exit 0 within a second, the upload's temp dir removed from the volume.
 stop_started="$(date +%s%N)"
