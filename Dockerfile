@@ -6,13 +6,15 @@
 # CI (tests/container/run.sh) and the release (.github/workflows/release.yml)
 # build the binary first with container/build-static.sh, then pack it:
 #
-#   podman build --target prebuilt --build-arg VERSION=0.1.0 -t aymara-mock CONTEXT
+#   podman build --format docker --target prebuilt --build-arg TARGETARCH=amd64 -t aymara-mock CONTEXT
 #
 # where CONTEXT holds `aymara-mock-$TARGETARCH` (amd64, arm64) and an empty `data/`.
 # Build with `--format docker` under podman: OCI image configs have no HEALTHCHECK.
 
-# Cargo.toml's version, and where the source is (the release passes its repository).
-ARG VERSION=dev
+# Cargo.toml's version: tests/container/run.sh fails when they differ (a label
+# cannot be computed from the build stage). Where the source is: the release
+# passes its repository.
+ARG VERSION=0.1.0
 ARG SOURCE=https://github.com/aymara-ai/aymara-mock
 
 # The binary, compiled from the source tree (only what .dockerignore lets in).

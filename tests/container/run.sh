@@ -75,9 +75,9 @@ case "$arch" in
     *) fail "no image architecture for $arch" ;;
 esac
 cp "$bin" "$context/aymara-mock-$goarch"
+# No VERSION given: the Dockerfile's default must be Cargo.toml's version (checked below).
 # TARGETARCH: BuildKit and newer buildahs set it; podman 4.3 warns unless given.
-pod build --quiet --format docker --target prebuilt \
-    --build-arg "VERSION=$version" --build-arg "TARGETARCH=$goarch" \
+pod build --quiet --format docker --target prebuilt --build-arg "TARGETARCH=$goarch" \
     -t "$image" -f Dockerfile "$context" >/dev/null
 pod image inspect "$image" >"$work/image.json"
 size="$(pod image inspect --format '{{.Size}}' "$image")"
@@ -103,7 +103,7 @@ expect("TMPDIR", env.get("TMPDIR"), "/data")
 expect("volumes", sorted(config.get("Volumes") or {}), ["/data"])
 expect("exposed ports", sorted(config.get("ExposedPorts") or {}), ["8000/tcp"])
 labels = config.get("Labels") or {}
-expect("version label", labels.get("org.opencontainers.image.version"), version)
+expect("version label (the Dockerfile's ARG VERSION)", labels.get("org.opencontainers.image.version"), version)
 expect("licence label", labels.get("org.opencontainers.image.licenses"), "MIT OR Apache-2.0")
 if not labels.get("org.opencontainers.image.source", "").startswith("https://"):
     problems.append(f"source label: {labels.get('org.opencontainers.image.source')!r}")
