@@ -15,6 +15,8 @@ use crate::server::{MockServer, StartError};
 #[cfg(feature = "s3")]
 use crate::storage::S3Config;
 
+mod health;
+
 /// The port the command line listens on by default, unlike the library's
 /// free one: the official SDK's `development` environment is
 /// `http://localhost:8000`.
@@ -63,6 +65,26 @@ enum Command {
     Schema,
     /// List the shipped scenarios (for --scenario NAME), each with what it does.
     Scenarios,
+    /// Ask a running emulator for GET /health: exit 0 if healthy, 1 if not
+    /// (a health check that needs no shell or curl, as in the container image).
+    Health(HealthArgs),
+}
+
+/// Options of `health`.
+#[derive(Debug, Args)]
+struct HealthArgs {
+    /// The emulator's URL, as in its listening line (default: http://HOST:PORT
+    /// from --host and --port, 0.0.0.0 asked on 127.0.0.1).
+    url: Option<String>,
+    /// Host of the default URL: where `serve` listens with the same environment.
+    #[arg(long, env = "AYMARA_MOCK_HOST", default_value_t = Config::default().host)]
+    host: String,
+    /// Port of the default URL.
+    #[arg(long, env = "AYMARA_MOCK_PORT", default_value_t = PORT)]
+    port: u16,
+    /// Unhealthy if no answer within this long.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    timeout: humantime::Duration,
 }
 
 /// Log line format.
@@ -321,6 +343,7 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::Serve(args)) => serve(args),
+        Some(Command::Health(args)) => check_health(&args),
         None => serve(cli.serve),
     }
 }
@@ -380,6 +403,32 @@ fn check(paths: &[PathBuf]) -> ExitCode {
     } else {
         println!("{} files, {rules} rules: all valid", files.len());
         ExitCode::SUCCESS
+    }
+}
+
+/// `health`: one line saying healthy (stdout, exit 0) or why not (stderr,
+/// exit 1); a URL that cannot be asked at all is a usage error (exit 2).
+fn check_health(args: &HealthArgs) -> ExitCode {
+    let given = args
+        .url
+        .clone()
+        .unwrap_or_else(|| health::default_url(&args.host, args.port));
+    let url = match health::health_url(&given) {
+        Ok(url) => url,
+        Err(err) => {
+            eprintln!("aymara-mock health: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    match health::probe(&url, args.timeout.into()) {
+        Ok(()) => {
+            println!("aymara-mock at {url}: healthy");
+            ExitCode::SUCCESS
+        }
+        Err(why) => {
+            eprintln!("aymara-mock health: {url}: unhealthy: {why}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -398,3 +398,63 @@ fn watch_logs_every_error_of_a_broken_edit() {
     // The previous rule is still in force.
     assert_eq!(upload_blocking(&bin.url, "k", b"x").0, 503);
 }
+
+/// `aymara-mock health URL`, the container image's health check.
+fn health(args: &[&str], envs: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let mut cmd = Command::new(bin_path());
+    cmd.arg("health").args(args);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn health_exits_0_against_a_running_server_and_1_when_it_is_not_healthy() {
+    let bin = start_binary(&[], &[]);
+    let (code, out, _) = health(&[&bin.url], &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("healthy"), "{out}");
+    // The URL of /health itself is asked as given.
+    assert_eq!(health(&[&format!("{}/health", bin.url)], &[]).0, Some(0));
+    // Without a URL: where `serve` would listen with the same environment,
+    // 0.0.0.0 asked on loopback (the image sets AYMARA_MOCK_HOST=0.0.0.0).
+    let port = bin.url.rsplit(':').next().unwrap();
+    let env = [("AYMARA_MOCK_HOST", "0.0.0.0"), ("AYMARA_MOCK_PORT", port)];
+    assert_eq!(health(&[], &env).0, Some(0));
+
+    // A server that answers, but not healthy: /prefix/health is a 404.
+    let (code, _, err) = health(&[&format!("{}/prefix", bin.url)], &[]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("unhealthy") && err.contains("404"), "{err}");
+
+    // A closed port: nothing listens there once the listener is dropped.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let (code, out, err) = health(&[&closed_url, "--timeout", "2s"], &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(err.contains("cannot connect"), "{err}");
+
+    // A URL that cannot be asked at all is a usage error.
+    let (code, _, err) = health(&["https://127.0.0.1:1"], &[]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("only http://"), "{err}");
+}
+
+#[test]
+fn health_gives_up_on_a_server_that_never_answers() {
+    // Accepts (the kernel's backlog does) but never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let started = std::time::Instant::now();
+    let (code, _, err) = health(&[&url, "--timeout", "300ms"], &[]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no answer within 300 ms"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
