@@ -253,6 +253,20 @@ struct ServeArgs {
         value_name = "HOST"
     )]
     allow_remote_hosts: Vec<String>,
+    /// Let web pages on this origin call the API, the presigned upload URLs
+    /// and the downloads from a browser (CORS): an origin such as
+    /// http://localhost:5173, `*` (any), `loopback` (localhost and loopback
+    /// addresses, any port) or `none` (repeatable; env: comma-separated).
+    /// Never the admin API.
+    #[arg(
+        long = "cors-origin",
+        env = "AYMARA_MOCK_CORS_ORIGIN",
+        value_delimiter = ',',
+        value_name = "ORIGIN",
+        default_value = "loopback",
+        value_parser = crate::cors::check_value
+    )]
+    cors_origins: Vec<String>,
 }
 
 /// A shipped scenario's name (clap exits 2 with the names there are).
@@ -428,6 +442,9 @@ async fn serve_async(args: ServeArgs) -> ExitCode {
     for host in args.allow_remote_hosts {
         builder = builder.allow_remote_host(host);
     }
+    for origin in args.cors_origins {
+        builder = builder.cors_origin(origin);
+    }
     if let Some(secret) = args.presign_secret {
         builder = builder.presign_secret(secret);
     }
@@ -599,6 +616,10 @@ mod tests {
             defaults.header_read_timeout
         );
         assert_eq!(Duration::from(args.body_timeout), defaults.body_timeout);
+        assert_eq!(
+            crate::cors::Cors::new(Some(&args.cors_origins)),
+            crate::cors::Cors::new(defaults.cors_origins.as_deref())
+        );
     }
 
     #[test]

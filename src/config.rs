@@ -72,6 +72,8 @@ pub(crate) struct Config {
     pub(crate) uploaded_by_uuid: String,
     /// Hosts `remote_uri` files may be fetched from (loopback always).
     pub(crate) remote_hosts: Vec<String>,
+    /// `--cors-origin` values (none given: `loopback`, see `crate::cors`).
+    pub(crate) cors_origins: Option<Vec<String>>,
 }
 
 impl Default for Config {
@@ -107,6 +109,7 @@ impl Default for Config {
             remote_hosts: ["localhost", "127.0.0.1", "::1"]
                 .map(str::to_owned)
                 .to_vec(),
+            cors_origins: None,
         }
     }
 }

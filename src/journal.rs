@@ -55,6 +55,11 @@ pub struct RequestRecord {
     /// phase, before any body byte was read).
     #[serde(default)]
     pub file_seen: Option<FileSeen>,
+    /// For a request from a web page (it sent `Origin`): its origin, whether
+    /// `--cors-origin` lets it read the answer, and for a CORS preflight what
+    /// it asked for and what the grant left out; `None` for other clients.
+    #[serde(default)]
+    pub cors: Option<crate::cors::CorsRecord>,
     /// Request body bytes received (chunked transfer framing not counted).
     pub body_bytes: u64,
     /// Milliseconds from arrival to the end of the answer.
@@ -227,6 +232,15 @@ fn approximate_size(record: &RequestRecord) -> usize {
             .file_seen
             .as_ref()
             .map_or(0, |f| f.filename.len() + f.content_type.len())
+        + record.cors.as_ref().map_or(0, |c| {
+            c.origin.len()
+                + c.preflight_method.as_ref().map_or(0, String::len)
+                + c.preflight_headers
+                    .iter()
+                    .chain(&c.refused)
+                    .map(|h| h.len() + FIELD_OVERHEAD)
+                    .sum::<usize>()
+        })
         + record.call.len()
         + record
             .pending
@@ -421,6 +435,7 @@ mod tests {
             cut: false,
             upload: None,
             file_seen: None,
+            cors: None,
             body_bytes: 0,
             duration_ms: 0,
             retry_count: None,

@@ -62,6 +62,7 @@ pub(crate) mod auth;
 #[doc(hidden)]
 pub mod cli;
 pub(crate) mod config;
+pub(crate) mod cors;
 pub(crate) mod error;
 pub(crate) mod files;
 #[cfg(feature = "fuzzing")]
@@ -82,6 +83,7 @@ pub(crate) mod sync;
 pub(crate) mod upload;
 
 pub use config::{ByteSize, ByteSizeError, MAX_DURATION};
+pub use cors::CorsRecord;
 pub use error::{default_error_code, DOCUMENTED_ERROR_STATUSES};
 pub use journal::{FileSeen, RequestRecord, MAX_SEEN_NAME};
 /// The object-store crate behind [`MockServerBuilder::object_store`], re-exported

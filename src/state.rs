@@ -21,6 +21,8 @@ pub(crate) struct Settings {
     pub(crate) admin_token: Option<String>,
     /// What an admin request must look like to be this server's own.
     pub(crate) same_origin: crate::same_origin::SameOrigin,
+    /// Which web pages on other origins may call the emulated API.
+    pub(crate) cors: crate::cors::Cors,
     /// The files API's settings.
     pub(crate) files: FilesSettings,
 }

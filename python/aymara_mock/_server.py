@@ -76,6 +76,9 @@ class AymaraMock(AdminClient):
     - ``max_upload_size`` / ``max_storage``: ``"512MiB"``, ``"10MB"``, a number of bytes;
     - ``journal_size``, ``public_url``, ``bucket``, ``watch``, ``log_level``;
     - ``admin_token``: the admin API requires it; :attr:`admin` sends it;
+    - ``cors_origins``: origins whose web pages may call the API from a browser
+      (``--cors-origin``, README "From a web app"): ``"http://localhost:5173"``, ``"*"``,
+      ``"loopback"`` (the default) or ``"none"``;
     - ``storage_dir``: where uploads land. Default ``None``: a fresh temp dir that is removed
       after :meth:`stop`. A path: used and kept. ``False``: let the server make (and remove) its
       own temp dir, unknown to this object (``storage_dir`` is then ``None``);
@@ -103,6 +106,7 @@ class AymaraMock(AdminClient):
         max_storage: Union[int, str, None] = None,
         journal_size: Optional[int] = None,
         admin_token: Optional[str] = None,
+        cors_origins: Union[str, Iterable[str]] = (),
         public_url: Optional[str] = None,
         bucket: Optional[str] = None,
         watch: bool = False,
@@ -143,6 +147,10 @@ class AymaraMock(AdminClient):
             args += ["--journal-size", str(journal_size)]
         if admin_token is not None:
             args += ["--admin-token", admin_token]
+        if isinstance(cors_origins, str):
+            cors_origins = [cors_origins]
+        for origin in cors_origins:
+            args += ["--cors-origin", origin]
         if public_url is not None:
             args += ["--public-url", public_url]
         if bucket is not None:

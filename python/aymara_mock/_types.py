@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, TypedDict, Union
 
-__all__ = ["Upload", "JournalEntry", "NearMiss", "FailedCondition", "Rule", "RuleInfo"]
+__all__ = ["Upload", "JournalEntry", "NearMiss", "FailedCondition", "CorsRecord", "Rule", "RuleInfo"]
 
 #: A fault rule in the fixture format (README "Rule reference"): ``id``, ``match``, ``when``,
 #: ``phase``, exactly one of ``respond`` / ``fault`` / ``pass``, and the modifiers.
@@ -47,6 +47,19 @@ class NearMiss(TypedDict):
     failed: List[FailedCondition]
 
 
+class CorsRecord(TypedDict):
+    """A journal entry's ``cors``: a request from a web page (it sent ``Origin``)."""
+
+    origin: str
+    #: whether ``--cors-origin`` lets pages on that origin read the answer
+    allowed: bool
+    #: for a CORS preflight: the method and headers the page asked for
+    preflight_method: Optional[str]
+    preflight_headers: List[str]
+    #: what the preflight's grant left out (``"header x-custom"``): the browser sends nothing
+    refused: List[str]
+
+
 class _JournalEntryFields(TypedDict):
     """The keys every journal entry has."""
 
@@ -80,6 +93,8 @@ class JournalEntry(_JournalEntryFields, total=False):
 
     #: the stored file, for an upload that was stored
     upload: Optional[Upload]
+    #: for a request from a web page (it sent ``Origin``); ``None`` for other clients
+    cors: Optional[CorsRecord]
 
 
 class RuleInfo(TypedDict, total=False):

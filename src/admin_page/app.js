@@ -254,8 +254,16 @@ function fillRow(row, r) {
     ? u.filename + " · " + size(u.size) + (u.duplicate_of ? " · duplicate" : "")
     : seen
       ? seen.filename + " · not stored"
+      : r.cors && r.cors.preflight_method != null
+        ? "CORS preflight · " + corsVerdict(r.cors)
       : "";
   cells[6].textContent = r.attempt > 1 ? "retry " + (r.attempt - 1) : r.retry_count != null ? "1st" : "";
+}
+
+// What a browser was told about a page's cross-origin call.
+function corsVerdict(c) {
+  if (!c.allowed) return "origin refused";
+  return c.refused && c.refused.length ? "refused " + c.refused.join(", ") : "granted";
 }
 
 function newRow() {
@@ -362,6 +370,23 @@ function detail(r) {
         ["content type", seen.content_type],
         ["received", seen.bytes + " bytes" + (seen.complete ? ", the whole file" : ", then it stopped")],
       ])
+    );
+  }
+  const c = r.cors;
+  if (c) {
+    out.push(el("h3", { text: c.preflight_method != null ? "CORS preflight" : "Cross-origin (CORS)" }));
+    out.push(
+      el(
+        "div",
+        { class: "cors" },
+        kv([
+          ["origin", c.origin],
+          ["verdict", c.allowed ? "allowed by --cors-origin" : "not allowed by --cors-origin: the page cannot read the answer"],
+          ["asked method", c.preflight_method],
+          ["asked headers", (c.preflight_headers || []).join(", ")],
+          ["not granted", (c.refused || []).join(", ")],
+        ])
+      )
     );
   }
   const near = r.near_misses || [];

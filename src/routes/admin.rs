@@ -426,6 +426,7 @@ mod tests {
                 cut: false,
                 upload: None,
                 file_seen: None,
+                cors: None,
                 body_bytes: 0,
                 duration_ms: 1,
                 retry_count: None,

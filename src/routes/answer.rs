@@ -36,6 +36,9 @@ pub(crate) struct Exchange {
     pub(crate) processing: Option<crate::rules::model::Processing>,
     /// What the rules saw, for the near misses.
     pub(crate) seen: crate::rules::near_miss::Seen,
+    /// A web page's request (it sent `Origin`): its origin, whether it may
+    /// call the API, and for a preflight what it asked for.
+    pub(crate) cors: Option<crate::cors::CorsRecord>,
 }
 
 /// How a request ends.

@@ -5,15 +5,21 @@
 //! one module per resource, named for what they serve.
 //!
 //! Adding a route is one variant (in [`Route`] or [`AdminRoute`], with a
-//! line in [`Resource::route`]) and one handler.
+//! line in [`Resource::route`]) and one handler; a client route also gets a
+//! number and a request in the CORS walk (`cors_walk.rs`, which fails until
+//! it has them). Pages on allowed origins (`--cors-origin`) may call every
+//! client route, and their preflights are [`Route::Preflight`].
 
 pub(crate) mod admin;
 pub(crate) mod answer;
 pub(crate) mod apply;
+#[cfg(test)]
+mod cors_walk;
 pub(crate) mod downloads;
 pub(crate) mod files_api;
 pub(crate) mod health;
 pub(crate) mod openapi;
+pub(crate) mod preflight;
 pub(crate) mod put;
 pub(crate) mod remote_fetch;
 pub(crate) mod upload;
@@ -60,6 +66,14 @@ pub(crate) enum Route {
         file_uuid: String,
         frame: String,
         head: bool,
+    },
+    /// `OPTIONS` with `Origin` and `Access-Control-Request-Method` on a
+    /// client route: a browser's CORS preflight, answered from `--cors-origin`
+    /// and the resource's `methods`; `presigned`: a presigned upload URL
+    /// (answered as S3 answers). Never on the admin API.
+    Preflight {
+        methods: Vec<Method>,
+        presigned: bool,
     },
     /// Under `/__admin`.
     Admin(AdminRoute),
@@ -113,12 +127,24 @@ impl Route {
     pub(crate) fn resolve(method: &Method, path: &str) -> Result<Route, ApiError> {
         let resource = Resource::of(path)?;
         resource.route(method).ok_or_else(|| {
-            let allow: Vec<&str> = CANDIDATE_METHODS
-                .iter()
-                .filter(|m| resource.route(m).is_some())
-                .map(Method::as_str)
-                .collect();
+            let methods = resource.methods();
+            let allow: Vec<&str> = methods.iter().map(Method::as_str).collect();
             ApiError::method_not_allowed(&allow.join(", "))
+        })
+    }
+
+    /// The preflight a browser sends before calling `path` from a page on
+    /// another origin (`OPTIONS` with `Origin` and
+    /// `Access-Control-Request-Method`), or the 404 of an unknown path. The
+    /// admin API has none: its paths resolve as [`Route::resolve`] does.
+    pub(crate) fn preflight(path: &str) -> Result<Route, ApiError> {
+        let resource = Resource::of(path)?;
+        if resource.is_admin() {
+            return Route::resolve(&Method::OPTIONS, path);
+        }
+        Ok(Route::Preflight {
+            methods: resource.methods(),
+            presigned: matches!(resource, Resource::PutUrl { .. }),
         })
     }
 
@@ -138,7 +164,30 @@ impl Route {
             Route::DeleteFile { .. } => Some(RouteName::Delete),
             Route::Put { .. } => Some(RouteName::Put),
             Route::Frame { .. } => Some(RouteName::Frame),
-            Route::Admin(_) => None,
+            // A preflight is the browser's, not the client's: a rule that
+            // failed it would hide the answer the rule meant to give.
+            Route::Preflight { .. } | Route::Admin(_) => None,
+        }
+    }
+
+    /// Whether a page on an origin `--cors-origin` allows may call it (its
+    /// answers carry the CORS headers). Every route but the admin API's.
+    pub(crate) fn cross_origin(&self) -> bool {
+        match self {
+            Route::Upload
+            | Route::Health
+            | Route::OpenApi
+            | Route::Download { .. }
+            | Route::CreateFiles
+            | Route::ListFiles
+            | Route::GetFile { .. }
+            | Route::FileStatus { .. }
+            | Route::FileFrames { .. }
+            | Route::DeleteFile { .. }
+            | Route::Put { .. }
+            | Route::Frame { .. }
+            | Route::Preflight { .. } => true,
+            Route::Admin(_) => false,
         }
     }
 
@@ -157,7 +206,8 @@ impl Route {
             | Route::OpenApi
             | Route::Download { .. }
             | Route::Put { .. }
-            | Route::Frame { .. } => Access::Open,
+            | Route::Frame { .. }
+            | Route::Preflight { .. } => Access::Open,
             Route::Admin(_) => Access::Admin,
         }
     }
@@ -178,6 +228,7 @@ impl Route {
             | Route::Download { .. }
             | Route::Put { .. }
             | Route::Frame { .. }
+            | Route::Preflight { .. }
             | Route::Admin(_) => None,
         }
     }
@@ -216,6 +267,27 @@ enum Resource {
 }
 
 impl Resource {
+    /// The methods the table serves on this resource, in `Allow`'s order.
+    fn methods(&self) -> Vec<Method> {
+        CANDIDATE_METHODS
+            .iter()
+            .filter(|m| self.route(m).is_some())
+            .cloned()
+            .collect()
+    }
+
+    fn is_admin(&self) -> bool {
+        matches!(
+            self,
+            Resource::AdminRules
+                | Resource::AdminRule { .. }
+                | Resource::AdminRequests
+                | Resource::AdminUploads
+                | Resource::AdminReset
+                | Resource::AdminPage(_)
+        )
+    }
+
     fn of(path: &str) -> Result<Resource, ApiError> {
         if is_admin_path(path) {
             return Self::admin(path);

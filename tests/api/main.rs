@@ -7,6 +7,7 @@
 //! - `files`: the files API: presigned PUTs, list, get, status, frames, delete.
 //! - `faults`: fault rules, fixtures, phases, network faults, `Prefer`.
 //! - `admin`: the admin API and the library's test-control methods.
+//! - `cors`: web pages on other origins (`--cors-origin`): grants, preflights, the admin API refused.
 //! - `robustness`: hostile and slow clients, full disks, connection limits.
 //! - `fuzz`: property tests over mutated multipart bodies and rule JSON.
 //! - `object_store`: uploads kept in an (in-memory) object store; S3 flags.
@@ -25,6 +26,7 @@
 
 mod admin;
 mod cli;
+mod cors;
 mod cut_body;
 mod faults;
 mod files;
