@@ -43,23 +43,28 @@ pub struct RequestRecord {
     pub rule: Option<String>,
     /// The network fault carried out (`reset`, `hang`, `truncate`), if any.
     pub fault: Option<String>,
+    /// The `error.code` of the error envelope answered (`quota.limit_exceeded`,
+    /// or S3's code for a presigned URL), so that a report can show what the
+    /// client was told without the body; `None` for any other answer.
+    #[serde(default)]
+    pub error_code: Option<String>,
     /// The client's connection ended before the request body was complete
     /// (its `Content-Length` or chunked terminator never came): no answer was
     /// sent and nothing was stored.
     pub cut: bool,
     /// The stored file, for an upload that was stored.
     pub upload: Option<StoredUpload>,
+    /// For a request from a web page (it sent `Origin`): its origin, whether
+    /// `--cors-origin` lets it read the answer, and for a CORS preflight what
+    /// it asked for and what the grant left out; `None` for other clients.
+    #[serde(default)]
+    pub cors: Option<crate::cors::CorsRecord>,
     /// What was seen of the file the request carried, stored or not: for an
     /// upload a rule refused or cut, the only trace of which file it was.
     /// `None` when no file part was reached (e.g. refused at the `request`
     /// phase, before any body byte was read).
     #[serde(default)]
     pub file_seen: Option<FileSeen>,
-    /// For a request from a web page (it sent `Origin`): its origin, whether
-    /// `--cors-origin` lets it read the answer, and for a CORS preflight what
-    /// it asked for and what the grant left out; `None` for other clients.
-    #[serde(default)]
-    pub cors: Option<crate::cors::CorsRecord>,
     /// Request body bytes received (chunked transfer framing not counted).
     pub body_bytes: u64,
     /// Milliseconds from arrival to the end of the answer.
@@ -228,10 +233,6 @@ fn approximate_size(record: &RequestRecord) -> usize {
         + record.rule.as_ref().map_or(0, String::len)
         + record.fault.as_ref().map_or(0, String::len)
         + upload
-        + record
-            .file_seen
-            .as_ref()
-            .map_or(0, |f| f.filename.len() + f.content_type.len())
         + record.cors.as_ref().map_or(0, |c| {
             c.origin.len()
                 + c.preflight_method.as_ref().map_or(0, String::len)
@@ -241,6 +242,10 @@ fn approximate_size(record: &RequestRecord) -> usize {
                     .map(|h| h.len() + FIELD_OVERHEAD)
                     .sum::<usize>()
         })
+        + record
+            .file_seen
+            .as_ref()
+            .map_or(0, |f| f.filename.len() + f.content_type.len())
         + record.call.len()
         + record
             .pending
@@ -432,10 +437,11 @@ mod tests {
             status: Some(200),
             rule: None,
             fault: None,
+            error_code: None,
             cut: false,
             upload: None,
-            file_seen: None,
             cors: None,
+            file_seen: None,
             body_bytes: 0,
             duration_ms: 0,
             retry_count: None,

@@ -17,7 +17,7 @@ from importlib import metadata as _metadata
 
 from ._admin import UPLOAD_PATH, AdminClient, AdminError, format_journal
 from ._server import AymaraMock, AymaraMockError, find_binary
-from ._types import CorsRecord, JournalEntry, Rule, RuleInfo, Upload
+from ._types import CorsRecord, JournalEntry, Rule, RuleInfo, Scenario, Upload
 
 try:
     #: The package's version, which is the binary's (Cargo.toml's).
@@ -35,6 +35,7 @@ __all__ = [
     "JournalEntry",
     "Rule",
     "RuleInfo",
+    "Scenario",
     "Upload",
     "find_binary",
     "format_journal",

@@ -116,6 +116,26 @@ impl Answer {
         self
     }
 
+    /// The `error.code` the client is sent: the envelope's (a rule's
+    /// `body` or `merge` may replace it), S3's code for its XML; `None` for
+    /// an answer that is not an error envelope.
+    pub(crate) fn error_code(&self) -> Option<String> {
+        let Payload::Error(err) = &self.payload else {
+            return None;
+        };
+        if err.s3_xml {
+            return Some(err.code.clone());
+        }
+        let code_of = |error: &Value| error.get("code")?.as_str().map(str::to_owned);
+        if let Some(body) = err.body_override.as_deref() {
+            return body.get("error").and_then(code_of);
+        }
+        match err.merge.as_deref().and_then(|merge| merge.get("error")) {
+            Some(error) => code_of(error),
+            None => Some(err.code.clone()),
+        }
+    }
+
     pub(crate) fn closing(mut self) -> Self {
         self.close = true;
         self

@@ -100,10 +100,11 @@ pub(crate) async fn handle(
         status: None,
         rule: None,
         fault: None,
+        error_code: None,
         cut: false,
         upload: None,
-        file_seen: None,
         cors: None,
+        file_seen: None,
         body_bytes: 0,
         duration_ms: 0,
         retry_count: crate::journal::retry_count(req.headers()),
@@ -146,6 +147,10 @@ pub(crate) async fn handle(
     match finish {
         Finish::Answer(answer) => {
             let truncate = answer.truncate;
+            let error_code = answer.error_code();
+            if let Some(record) = &mut flight.record {
+                record.error_code = error_code;
+            }
             let mut response = answer.into_response(&request_id);
             set_request_id(&mut response, &request_id);
             if let Some(origin) = &granted_origin {
@@ -234,8 +239,8 @@ impl Drop for InFlight {
         record.rule = self.ex.rule.clone();
         record.fault = self.ex.fault.map(str::to_owned);
         record.upload = self.ex.upload.take();
-        record.file_seen = self.ex.file_seen.take();
         record.cors = self.ex.cors.take();
+        record.file_seen = self.ex.file_seen.take();
         record.cut = self.ex.cut;
         record.body_bytes = self.ex.body_bytes;
         record.duration_ms = self.started.elapsed().as_millis() as u64;

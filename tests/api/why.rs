@@ -325,6 +325,47 @@ async fn the_live_page_is_served_without_the_token_but_its_data_is_not() {
     );
 }
 
+#[tokio::test]
+async fn the_journal_records_the_error_code_each_answer_sent() {
+    let app = spawn_app().await;
+    add_rule(
+        &app,
+        json!({"rules": [
+            {"id": "custom", "match": {"headers": {"x-api-key": "custom"}},
+             "respond": {"status": 429, "code": "quota.custom"}},
+            {"id": "replaced", "match": {"headers": {"x-api-key": "replaced"}},
+             "respond": {"status": 500, "body": {"error": {"code": "my.own"}}}},
+            {"id": "no-envelope", "match": {"headers": {"x-api-key": "bare"}},
+             "respond": {"status": 503, "body": ["not", "an", "envelope"]}}
+        ]}),
+    )
+    .await;
+    for key in [
+        Some("custom"),
+        Some("replaced"),
+        Some("bare"),
+        None,
+        Some("fine"),
+    ] {
+        upload_clip(&app, key).await;
+    }
+    let codes: Vec<_> = journal_json(&app)
+        .await
+        .iter()
+        .map(|r| (r["status"].clone(), r["error_code"].clone()))
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            (json!(429), json!("quota.custom")),
+            (json!(500), json!("my.own")),
+            (json!(503), Value::Null),
+            (json!(401), json!("auth.invalid_key")),
+            (json!(200), Value::Null),
+        ]
+    );
+}
+
 /// A credential near miss says why without repeating the credential: its
 /// masked form, its length, and how much of it agrees with the pattern.
 #[tokio::test]
