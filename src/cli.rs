@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{ByteSize, Config};
-use crate::rules::scenarios::Scenario;
+use crate::scenarios::Scenario;
 use crate::server::{MockServer, StartError};
 #[cfg(feature = "s3")]
 use crate::storage::S3Config;

@@ -26,7 +26,7 @@ pub(crate) struct Config {
     pub(crate) keep_files: bool,
     /// Fixture files or directories and shipped scenarios, in the order
     /// added; each checked when added.
-    pub(crate) fixtures: Vec<crate::rules::loading::FixtureSource>,
+    pub(crate) fixtures: Vec<FixtureSource>,
     /// Reload the fixtures when they change.
     pub(crate) watch: bool,
     /// Accepted `x-api-key` values (none: any credential).
@@ -128,6 +128,16 @@ impl Config {
             }
         }
     }
+}
+
+/// Where a server's fixture rules come from: a file or directory on disk
+/// (read again by `--watch` and reset), or a shipped scenario.
+#[derive(Debug, Clone)]
+pub(crate) enum FixtureSource {
+    /// `--fixtures PATH`.
+    Path(PathBuf),
+    /// `--scenario NAME`.
+    Scenario(&'static crate::scenarios::Scenario),
 }
 
 /// A size in bytes, parsed from human forms such as `512MiB`, `5GiB`, `10MB` or `1024`.

@@ -75,6 +75,7 @@ pub(crate) mod redact;
 pub(crate) mod routes;
 pub(crate) mod rules;
 pub(crate) mod same_origin;
+pub(crate) mod scenarios;
 pub(crate) mod server;
 pub(crate) mod state;
 pub(crate) mod storage;
@@ -97,9 +98,9 @@ pub use rules::model::{
 pub use rules::near_miss::{
     CredentialMiss, FailedCondition, NearMiss, MAX_NEAR_MISSES, NEAR_MISS_SCAN,
 };
-pub use rules::scenarios::{Scenario, UnknownScenario};
 pub use rules::schema::SCHEMA as FIXTURE_SCHEMA;
 pub use rules::{AddRuleError, FixtureError, RuleStatus};
+pub use scenarios::{Scenario, UnknownScenario};
 pub use server::{MockServer, MockServerBuilder, StartError};
 #[cfg(feature = "s3")]
 pub use storage::S3Config;

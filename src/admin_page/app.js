@@ -22,7 +22,46 @@ const state = {
   needToken: false,
   polls: 0,
   rows: [], // the pool of row elements
+  linked: linkedSeq(), // the seq of `#seq=N`, until it is shown
 };
+
+// ------------------------------------------------------------------- links
+//
+// `/__admin/#seq=N` opens the page on request N: selected, scrolled into
+// view and its detail shown (a test report can print that link). Selecting
+// a request puts its link in the address bar.
+
+function linkedSeq() {
+  const match = /^#seq=(\d+)$/.exec(location.hash);
+  return match ? Number(match[1]) : null;
+}
+
+function showLinked() {
+  if (state.linked == null || !state.bySeq.has(state.linked)) return;
+  const seq = state.linked;
+  state.linked = null;
+  if (!state.matching.some((r) => r.seq === seq)) {
+    for (const id of ["f-status", "f-rule", "f-path"]) $(id).value = "";
+    refilter();
+  }
+  select(seq);
+  scrollToSeq(seq);
+}
+
+function scrollToSeq(seq) {
+  const order = newestFirst();
+  const index = order.findIndex((r) => r.seq === seq);
+  if (index < 0) return;
+  list.scrollTop = Math.max(0, index * ROW_HEIGHT - (list.clientHeight - ROW_HEIGHT) / 2);
+  render();
+}
+
+window.addEventListener("hashchange", () => {
+  state.linked = linkedSeq();
+  if (state.linked == null) return;
+  if (state.bySeq.has(state.linked)) showLinked();
+  else if (state.entries.length && state.linked < state.entries[0].seq) state.linked = null;
+});
 
 const $ = (id) => document.getElementById(id);
 
@@ -114,6 +153,7 @@ function receive(records, oldest) {
   if (dropped) refilter();
   else if (records.length) render();
   if (state.selected != null && !state.bySeq.has(state.selected)) select(null);
+  showLinked();
 }
 
 async function loadRules() {
@@ -209,10 +249,13 @@ function fillRow(row, r) {
   cells[4].textContent = r.rule || (near.length ? "none · " + near.length + " near" : "—");
   cells[4].classList.toggle("missed", !r.rule && near.length > 0);
   const u = r.upload;
+  const seen = r.file_seen;
   cells[5].textContent = u
     ? u.filename + " · " + size(u.size) + (u.duplicate_of ? " · duplicate" : "")
-    : r.cors && r.cors.preflight_method != null
-      ? "CORS preflight · " + corsVerdict(r.cors)
+    : seen
+      ? seen.filename + " · not stored"
+      : r.cors && r.cors.preflight_method != null
+        ? "CORS preflight · " + corsVerdict(r.cors)
       : "";
   cells[6].textContent = r.attempt > 1 ? "retry " + (r.attempt - 1) : r.retry_count != null ? "1st" : "";
 }
@@ -261,6 +304,8 @@ function render() {
 
 function select(seq) {
   state.selected = seq;
+  const hash = seq == null ? "" : "#seq=" + seq;
+  if (location.hash !== hash) history.replaceState(null, "", location.pathname + location.search + hash);
   render();
   const box = $("detail");
   const r = seq == null ? null : state.bySeq.get(seq);
@@ -292,6 +337,7 @@ function detail(r) {
       ["fault", r.fault],
       ["cut", r.cut ? "the client's body ended early" : null],
       ["request id", r.id],
+      ["link", el("a", { href: "#seq=" + r.seq, class: "permalink", title: "A link to this request on this page" }, location.origin + location.pathname + "#seq=" + r.seq)],
       ["time", r.time],
       ["duration", r.duration_ms + " ms"],
       ["body", size(r.body_bytes)],
@@ -312,6 +358,17 @@ function detail(r) {
         ["duplicate of", u.duplicate_of],
         ["file_uuid", u.file_uuid],
         ["file", link],
+      ])
+    );
+  }
+  const seen = r.file_seen;
+  if (!u && seen) {
+    out.push(el("h3", { text: "File seen (not stored)" }));
+    out.push(
+      kv([
+        ["filename", seen.filename],
+        ["content type", seen.content_type],
+        ["received", seen.bytes + " bytes" + (seen.complete ? ", the whole file" : ", then it stopped")],
       ])
     );
   }

@@ -14,8 +14,8 @@ use super::AdminRoute;
 use crate::error::{json_body_response, json_response, ApiError};
 use crate::http_util::{BoxError, ResponseBody};
 use crate::journal::RequestRecord;
-use crate::rules::scenarios::Scenario;
 use crate::rules::{AddRuleError, Entry, RuleStatus};
+use crate::scenarios::Scenario;
 use crate::state::AppState;
 use crate::storage::UploadRecord;
 

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::model::Rule;
-use super::scenarios::Scenario;
+pub(crate) use crate::config::FixtureSource;
+use crate::scenarios::Scenario;
 
 /// A fixture that cannot be used, with where and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,16 +191,6 @@ pub(crate) fn read_fixture_bytes(path: &Path) -> Result<Vec<u8>, String> {
     file.read_to_end(&mut bytes)
         .map_err(|e| format!("cannot read fixture: {e}"))?;
     Ok(bytes)
-}
-
-/// Where a server's fixture rules come from: a file or directory on disk
-/// (read again by `--watch` and reset), or a shipped scenario.
-#[derive(Debug, Clone)]
-pub(crate) enum FixtureSource {
-    /// `--fixtures PATH`.
-    Path(PathBuf),
-    /// `--scenario NAME`.
-    Scenario(&'static Scenario),
 }
 
 /// Loads every fixture path, in order. Rule ids must be unique across all of them.
@@ -480,6 +471,26 @@ impl<'a> Located<'a> {
             ..*self
         };
         Some(piece.place(1, 1))
+    }
+}
+
+// Here rather than in scenarios.rs, so that the settings can name a scenario
+// without importing the loader (which imports the settings).
+impl Scenario {
+    /// Its rules, in evaluation order.
+    ///
+    /// ```
+    /// let rules = aymara_mock::Scenario::named("rate-limit-burst")?.rules()?;
+    /// assert_eq!(rules[0].id.as_deref(), Some("rate-limit-burst"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn rules(&self) -> Result<Vec<Rule>, FixtureError> {
+        parse_fixture(&self.source(), self.json())
+    }
+
+    /// The `source` its rules are listed with: `scenario:NAME`.
+    pub(crate) fn source(&self) -> String {
+        format!("scenario:{}", self.name())
     }
 }
 

@@ -11,7 +11,6 @@ pub(crate) mod glob;
 pub(crate) mod loading;
 pub(crate) mod model;
 pub(crate) mod near_miss;
-pub(crate) mod scenarios;
 pub(crate) mod schema;
 pub(crate) mod watch;
 

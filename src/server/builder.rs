@@ -18,9 +18,9 @@ use crate::files::catalog::Catalog;
 use crate::files::Files;
 use crate::journal::Journal;
 use crate::rules::loading::FixtureSource;
-use crate::rules::scenarios::{Scenario, UnknownScenario};
 use crate::rules::{FixtureError, RuleEngine};
 use crate::same_origin::SameOrigin;
+use crate::scenarios::{Scenario, UnknownScenario};
 use crate::state::{AppState, Settings};
 #[cfg(feature = "s3")]
 use crate::storage::S3Config;

@@ -186,6 +186,7 @@ fn help_lists_every_option_with_its_env_var() {
         ("--storage-dir", "AYMARA_MOCK_STORAGE_DIR"),
         ("--keep-files", "AYMARA_MOCK_KEEP_FILES"),
         ("--fixtures", "AYMARA_MOCK_FIXTURES"),
+        ("--scenario", "AYMARA_MOCK_SCENARIO"),
         ("--watch", "AYMARA_MOCK_WATCH"),
         ("--api-key", "AYMARA_MOCK_API_KEYS"),
         ("--bearer-token", "AYMARA_MOCK_BEARER_TOKENS"),

@@ -371,12 +371,16 @@ impl Binary {
     }
 }
 
-/// How long [`terminate`] waits after SIGTERM before it sends SIGKILL.
-pub const TERMINATE_GRACE: Duration = Duration::from_secs(10);
+/// How long [`terminate`] waits after SIGTERM before it sends SIGKILL:
+/// longer than the server's default `--shutdown-timeout` (10 s), which a
+/// server with a request still in flight (a `hang` fault) waits out before
+/// it exits and removes its temp dir.
+pub const TERMINATE_GRACE: Duration = Duration::from_secs(20);
 
 /// Stops a child as a harness should: SIGTERM, so that the server removes
 /// its temp dir (SIGKILL left one `/tmp/aymara-mock-*` folder per test
-/// behind), then a bounded wait; SIGKILL only if it has not exited by then.
+/// behind), then a bounded wait; SIGKILL only if it has not exited by then
+/// (which is logged: it leaves the temp dir behind).
 /// Returns its exit status, `None` if it had to be killed.
 pub fn terminate(child: &mut Child) -> Option<std::process::ExitStatus> {
     if let Ok(Some(status)) = child.try_wait() {
@@ -396,6 +400,10 @@ pub fn terminate(child: &mut Child) -> Option<std::process::ExitStatus> {
             }
         }
     }
+    eprintln!(
+        "aymara-mock (pid {}) did not exit within {TERMINATE_GRACE:?} of SIGTERM: killed",
+        child.id()
+    );
     let _ = child.kill();
     let _ = child.wait();
     None

@@ -206,6 +206,38 @@ test("an SDK upload appears live, opens its detail, near misses show, reset empt
   await context.close();
 });
 
+test("a link /__admin/#seq=N opens the page on that request, scrolled into view", async () => {
+  const { url } = await startServer();
+  // 300 requests: request 5 is far below the first screen (newest first).
+  for (let i = 0; i < 300; i++) {
+    const path = i === 4 ? "/v2/linked-request" : "/health";
+    await (await fetch(url + path)).arrayBuffer();
+  }
+  const context = await browser();
+  const page = context.pages()[0] || (await context.newPage());
+  await page.goto(url + "/__admin/#seq=5");
+  const row = page.locator('.row.selected[data-seq="5"]:not([hidden])');
+  await row.waitFor({ timeout: 2000 });
+  assert.match(await row.locator(".c-path").textContent(), /linked-request/);
+  // In view in the list, not just somewhere in its scroll height.
+  const [box, view] = [await row.boundingBox(), await page.locator("#list").boundingBox()];
+  assert.ok(box.y >= view.y && box.y + box.height <= view.y + view.height, JSON.stringify({ box, view }));
+  // Its detail is open, with the link to itself.
+  const detail = page.locator("#detail");
+  await detail.locator("h2", { hasText: "/v2/linked-request" }).waitFor({ timeout: 1000 });
+  const link = await detail.locator("a.permalink").getAttribute("href");
+  assert.equal(link, "#seq=5");
+
+  // Selecting another request puts its link in the address bar.
+  await page.locator('.row[data-seq="6"]:not([hidden])').click();
+  await page.locator('.row.selected[data-seq="6"]:not([hidden])').waitFor({ timeout: 1000 });
+  assert.equal(new URL(page.url()).hash, "#seq=6");
+  // And a link followed on the open page moves to its request.
+  await page.evaluate(() => (location.hash = "#seq=5"));
+  await page.locator('.row.selected[data-seq="5"]:not([hidden])').waitFor({ timeout: 2000 });
+  await context.close();
+});
+
 test("with --admin-token the page asks for the token, refuses a wrong one, then lists", async () => {
   const { url } = await startServer(["--admin-token", "s3cret"]);
   sdkUpload(url, "before.txt", "x", "text/plain");
