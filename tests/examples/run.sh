@@ -6,8 +6,8 @@
 #   tests/examples/run.sh                  # the runner's self-test, then README.md and docs/*.md
 #   tests/examples/run.sh docs/x.md        # other files instead of README.md
 #   WHEEL=path/to.whl tests/examples/run.sh
-#   BIN=target/debug/aymara-mock tests/examples/run.sh   # the wheel's Python, this binary: quick
-#                                       # iteration on a debug build (CI runs the wheel as built)
+#   BIN=target/debug/aymara-mock tests/examples/run.sh   # this binary and python/ over the wheel:
+#                                       # quick iteration on a debug build (CI runs the wheel as built)
 #
 # The wheel is the newest in target/wheels (tests/python/run.sh builds it; CI runs that first).
 # See run_examples.py for what is done with each block and the directives that steer it.
@@ -32,7 +32,10 @@ venv="$scratch/venv"
     -r "$root/tests/sdk/requirements.txt" -r "$here/requirements.txt"
 "$venv/bin/python" -m pip "${pip_flags[@]}" install --no-deps -r "$root/tests/sdk/requirements-sdk.txt"
 if [[ -n "${BIN:-}" ]]; then
+    # A quick iteration: this binary and the clone's Python sources over what the wheel installed.
     cp "$BIN" "$venv/bin/aymara-mock"
+    site="$("$venv/bin/python" -c 'import aymara_mock, os; print(os.path.dirname(aymara_mock.__file__))')"
+    cp -r "$root/python/aymara_mock/." "$site/"
 fi
 
 # Nothing of this shell reaches the examples but what a reader has: HOME, a PATH (the runner
