@@ -32,6 +32,17 @@ const REDACTED_NAME_PARTS: [&str; 8] = [
 pub(crate) fn is_credential_header(name: &str) -> bool {
     REDACTED_HEADERS.contains(&name) || REDACTED_NAME_PARTS.iter().any(|part| name.contains(part))
 }
+/// Whether a query parameter's value is a credential: a name a credential
+/// header would have, with `_` read as `-` (`api_key`, `access_token`,
+/// `client_secret`, `password`), plain `key`, or a signature
+/// (`X-Amz-Signature`, `sig`). Clients put keys in URLs too, and the journal
+/// is listed by anyone who can reach it.
+pub(crate) fn is_credential_param(name: &str) -> bool {
+    let name = name.to_ascii_lowercase().replace('_', "-");
+    is_credential_header(&name)
+        || matches!(name.as_str(), "key" | "sig" | "auth")
+        || name.contains("signature")
+}
 /// What a redacted header value is replaced with.
 pub const REDACTED: &str = "[redacted]";
 /// Longest header value journaled, in bytes; a longer one keeps its first
@@ -95,6 +106,36 @@ mod tests {
             &value[MAX_HEADER_VALUE..]
         );
         assert_eq!(rec["x-short"], "v");
+    }
+
+    #[test]
+    fn query_credentials_are_known_by_their_names() {
+        for name in [
+            "api_key",
+            "apiKey",
+            "API-KEY",
+            "access_token",
+            "token",
+            "password",
+            "client_secret",
+            "key",
+            "sig",
+            "X-Amz-Signature",
+            "x-amz-security-token",
+            "session_id",
+        ] {
+            assert!(is_credential_param(name), "{name}");
+        }
+        for name in [
+            "workspace_uuid",
+            "limit",
+            "offset",
+            "file_type",
+            "X-Amz-Date",
+            "X-Amz-Expires",
+        ] {
+            assert!(!is_credential_param(name), "{name}");
+        }
     }
 
     #[test]

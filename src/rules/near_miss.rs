@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use super::glob::Glob;
 use super::model::{Match, Phase, RouteName, Rule};
 use super::{RequestFacts, RuleEngine, Snapshot};
-use crate::redact::{header_value, is_credential_header, MAX_HEADER_VALUE};
+use crate::redact::{header_value, is_credential_header, is_credential_param, MAX_HEADER_VALUE};
 
 /// Most near misses listed per request.
 pub const MAX_NEAR_MISSES: usize = 3;
@@ -482,10 +482,7 @@ fn check_query(m: &Match, facts: &RequestFacts<'_>, out: &mut Out<'_>) {
         };
         if !ok {
             out.fail(|| {
-                let lower = name.to_ascii_lowercase();
-                if !values.is_empty()
-                    && (is_credential_header(&lower) || lower == "x-amz-signature")
-                {
+                if !values.is_empty() && is_credential_param(name) {
                     return credential_miss("query", "query", name, want.as_ref(), values[0]);
                 }
                 let shown = (!values.is_empty()).then(|| values.join(", "));

@@ -87,8 +87,9 @@ pub(crate) async fn handle(
         query: query
             .iter()
             .map(|(k, v)| {
-                // A presigned URL's signature is a credential for its file.
-                let v = if k.eq_ignore_ascii_case("x-amz-signature") {
+                // A key, token or password in the URL, or a presigned
+                // URL's signature (a credential for its file).
+                let v = if crate::redact::is_credential_param(k) {
                     crate::redact::REDACTED
                 } else {
                     v

@@ -509,3 +509,51 @@ async fn a_refused_or_cut_upload_is_journaled_with_its_file() {
     assert_eq!(records[3]["file_seen"]["bytes"], 10);
     assert!(app.stored_files().iter().all(|p| !p.ends_with("movie.mp4")));
 }
+
+/// A key, token or password in the URL is a credential like one in a
+/// header: the journal lists the parameter but never its value, and a near
+/// miss on it shows the masked form. Other parameters stay as sent.
+#[tokio::test]
+async fn query_credentials_are_redacted_in_the_journal() {
+    let app = spawn_app().await;
+    add_rule(
+        &app,
+        json!({"id": "by-key", "match": {"query": {"api_key": "limited-*"}}, "respond": {"status": 429}}),
+    )
+    .await;
+    let sent = app
+        .client
+        .post(app.url(
+            "/v2/files/-/uploads?workspace_uuid=ws1&api_key=limted-key-1&access_token=tok-secret&password=hunter2",
+        ))
+        .header("x-api-key", "k")
+        .multipart(reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(vec![1; 8]).file_name("a.bin"),
+        ))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(sent.status(), 200);
+    let body = app
+        .client
+        .get(app.url("/__admin/requests"))
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    for secret in ["limted-key-1", "tok-secret", "hunter2"] {
+        assert!(!body.contains(secret), "{secret} repeated in {body}");
+    }
+    let journal: Value = serde_json::from_str(&body).expect("json");
+    let entry = &journal["requests"][0];
+    assert_eq!(entry["query"]["workspace_uuid"], "ws1");
+    for name in ["api_key", "access_token", "password"] {
+        assert_eq!(entry["query"][name], aymara_mock::REDACTED, "{name}");
+    }
+    let miss = &entry["near_misses"][0]["failed"][0];
+    assert_eq!(miss["condition"], "match.query.api_key");
+    assert_eq!(miss["actual"], "li…(12 chars)");
+}
