@@ -93,6 +93,7 @@ fn safe_name(name: &str) -> bool {
 /// Whether `root/file_uuid/name` holds the stored bytes of a record: a
 /// regular file (not a link) of `size` bytes in a real directory, inside
 /// `root` once every link on the way is resolved.
+/// `root` is the storage directory, canonical.
 fn stored_bytes_ok(root: &Path, file_uuid: &str, name: &str, size: u64) -> bool {
     if !plain(file_uuid) || !safe_name(name) {
         return false;
@@ -102,11 +103,7 @@ fn stored_bytes_ok(root: &Path, file_uuid: &str, name: &str, size: u64) -> bool 
     let real_dir = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
     let real_file =
         std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file() && m.len() == size);
-    let inside = match (std::fs::canonicalize(root), std::fs::canonicalize(&path)) {
-        (Ok(root), Ok(path)) => path.starts_with(root),
-        _ => false,
-    };
-    real_dir && real_file && inside
+    real_dir && real_file && std::fs::canonicalize(&path).is_ok_and(|path| path.starts_with(root))
 }
 
 /// A file uuid is a file name here: only what `random_uuid` makes.
@@ -124,6 +121,12 @@ impl Saved {
         let dir = root.join(DIR);
         std::fs::create_dir_all(&dir)?;
         Ok(Self { dir })
+    }
+
+    /// The storage directory, canonical (stored paths are checked against it).
+    fn root(&self) -> PathBuf {
+        let root = self.dir.parent().map(Path::to_path_buf).unwrap_or_default();
+        std::fs::canonicalize(&root).unwrap_or(root)
     }
 
     fn path(&self, file_uuid: &str) -> Option<PathBuf> {
@@ -202,7 +205,7 @@ impl Saved {
                 return Vec::new();
             }
         };
-        let root = self.dir.parent().map(Path::to_path_buf).unwrap_or_default();
+        let root = self.root();
         let mut records = Vec::new();
         for line in std::io::BufReader::new(file).lines().map_while(Result::ok) {
             let Ok(line) = serde_json::from_str::<UploadLine>(&line) else {
@@ -283,7 +286,7 @@ impl Saved {
         let Ok(listing) = std::fs::read_dir(&self.dir) else {
             return Vec::new();
         };
-        let root = self.dir.parent().map(Path::to_path_buf).unwrap_or_default();
+        let root = self.root();
         let mut entries = Vec::new();
         for item in listing.flatten() {
             let path = item.path();
