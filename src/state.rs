@@ -62,6 +62,10 @@ pub(crate) struct AppState {
     pub(crate) fetches: Arc<crate::files::fetches::Fetches>,
     /// One commit or delete of a file at a time.
     pub(crate) file_locks: crate::files::fetches::FileLocks,
+    /// Lists walking the catalog at once: half the cores, so that clients
+    /// listing a large catalog in a loop leave the others to every other
+    /// request.
+    pub(crate) list_walks: tokio::sync::Semaphore,
 }
 
 impl AppState {

@@ -346,8 +346,8 @@ fn too_long(field: &str, limit: &str, max: usize, len: usize) -> ApiError {
 
 /// `GET /v2/files`: `{"items": [FileDetail…], "count": N}`, oldest first;
 /// `count` is the number of files that match the filters (all pages). The
-/// walk over every file (`files::page`) runs on a blocking thread: a large
-/// catalog must not hold up the async workers.
+/// walk over every file (`files::page`) runs on a blocking thread, half the
+/// cores' worth at most: a large catalog must not hold up the async workers.
 pub(crate) async fn list(state: &Arc<AppState>, query: &[(String, String)]) -> Answer {
     let param = |name: &str| {
         query
@@ -379,6 +379,9 @@ pub(crate) async fn list(state: &Arc<AppState>, query: &[(String, String)]) -> A
     let wanted_workspace = param("workspace_uuid")
         .filter(|w| !w.is_empty())
         .map(str::to_owned);
+    let Ok(_walking) = state.list_walks.acquire().await else {
+        return Answer::error(ApiError::internal("The server is stopping."));
+    };
     let state = Arc::clone(state);
     let listed = tokio::task::spawn_blocking(move || {
         let keep = |content_type: &str, workspace: Option<&str>| {

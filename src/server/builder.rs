@@ -416,6 +416,9 @@ fn shared_state(
             config.remote_fetch_timeout,
         )),
         file_locks: crate::files::fetches::FileLocks::default(),
+        list_walks: tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+        ),
     }
 }
 
