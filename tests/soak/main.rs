@@ -453,6 +453,33 @@ fn health_stays_fast_under_100k_rules_a_crafted_glob_and_a_full_journal() {
     );
 }
 
+/// [`probe_health`], each latency with when its request was sent (since `t0`).
+fn probe_health_at(
+    url: String,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    t0: Instant,
+) -> std::thread::JoinHandle<Vec<(Duration, Duration)>> {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let client = reqwest::Client::new();
+            let mut times = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let started = Instant::now();
+                let resp = client.get(format!("{url}/health")).send().await.unwrap();
+                assert_eq!(resp.status(), 200);
+                resp.bytes().await.unwrap();
+                times.push((started - t0, started.elapsed()));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            times
+        })
+    })
+}
+
 /// Posts `body` to `POST /v2/files`; the status and the answer.
 async fn create_files(client: &reqwest::Client, url: &str, body: &Value) -> (u16, Value) {
     let resp = client
@@ -490,8 +517,8 @@ async fn api_get(client: &reqwest::Client, url: &str, path: &str) -> (u16, Value
 
 /// The RSS bound of the files API soak: 100k announced files (about 1 KB
 /// each in the catalog, with their list answers) and 50k queued fetches,
-/// one phase at a time, with room for the allocator's arenas.
-const FILES_SOAK_RSS_MIB: u64 = 320;
+/// one phase at a time (156 MiB measured), with room for the allocator's arenas.
+const FILES_SOAK_RSS_MIB: u64 = 256;
 
 /// Issue 28's acceptance soak, against the release binary: 50 requests of
 /// 1,000 `remote_uri` entries at a port that never accepts, 100 entries
@@ -530,7 +557,8 @@ fn files_api_stays_bounded_under_hostile_fetches_lists_and_races() {
         .build()
         .unwrap();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let probe = probe_health(url.clone(), Arc::clone(&stop));
+    let t0 = Instant::now();
+    let probe = probe_health_at(url.clone(), Arc::clone(&stop), t0);
     // Let the probe's connection open before the baseline.
     while open_fds(pid) < 4 {
         std::thread::sleep(Duration::from_millis(10));
@@ -538,6 +566,7 @@ fn files_api_stays_bounded_under_hostile_fetches_lists_and_races() {
     std::thread::sleep(Duration::from_millis(200));
     let fd_base = open_fds(pid);
     let mut phases = Vec::new();
+    let mut marks = Vec::new();
     let mut fd_peak = fd_base;
 
     // 1. A black hole: a loopback port whose backlog takes connections that
@@ -572,6 +601,7 @@ fn files_api_stays_bounded_under_hostile_fetches_lists_and_races() {
     );
     rt.block_on(admin(&client, Method::POST, &url, "/__admin/reset"));
     drop(hole);
+    marks.push(("black hole", t0.elapsed()));
     phases.push((
         "50 x 1,000 fetches of a black hole, then reset",
         started.elapsed(),
@@ -627,6 +657,7 @@ fn files_api_stays_bounded_under_hostile_fetches_lists_and_races() {
         admin(&client, Method::POST, &url, "/__admin/reset").await;
     });
     phases.push(("100 self-pointing fetches refused", started.elapsed()));
+    marks.push(("self", t0.elapsed()));
 
     // 3. 100k announced files, listed by 10 clients at once.
     let started = Instant::now();
@@ -650,6 +681,7 @@ fn files_api_stays_bounded_under_hostile_fetches_lists_and_races() {
         }
     });
     phases.push(("100k files announced", started.elapsed()));
+    marks.push(("announce", t0.elapsed()));
     let started = Instant::now();
     let lists = rt.block_on(async {
         let mut tasks = Vec::new();
@@ -678,6 +710,7 @@ fn files_api_stays_bounded_under_hostile_fetches_lists_and_races() {
     phases.push(("10 clients listing 100k files for 8 s", started.elapsed()));
     let rss_lists = proc_status(pid, "VmRSS:");
     rt.block_on(admin(&client, Method::POST, &url, "/__admin/reset"));
+    marks.push(("lists", t0.elapsed()));
 
     // 4. PUT/DELETE races: whatever lands first, a 204 is followed by 404s.
     let started = Instant::now();
@@ -706,6 +739,7 @@ fn files_api_stays_bounded_under_hostile_fetches_lists_and_races() {
         (puts_first, deletes_first)
     });
     phases.push(("500 PUT/DELETE races", started.elapsed()));
+    marks.push(("races", t0.elapsed()));
     rt.block_on(admin(&client, Method::POST, &url, "/__admin/reset"));
 
     // Descriptors back to the baseline within 15 s.
@@ -716,12 +750,26 @@ fn files_api_stays_bounded_under_hostile_fetches_lists_and_races() {
         fds = open_fds(pid);
     }
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let mut times = probe.join().unwrap();
+    let samples = probe.join().unwrap();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mut slow: Vec<_> = samples.clone();
+    slow.sort_by_key(|(_, took)| std::cmp::Reverse(*took));
+    for (at, took) in slow.iter().take(5) {
+        let phase = marks
+            .iter()
+            .find(|(_, end)| at < end)
+            .map_or("end", |(p, _)| *p);
+        eprintln!(
+            "files soak: slowest /health: {:.1} ms at {:.1} s ({phase})",
+            ms(*took),
+            at.as_secs_f64()
+        );
+    }
+    let mut times: Vec<Duration> = samples.iter().map(|(_, took)| *took).collect();
     times.sort();
     let p99 = times[times.len() * 99 / 100];
     let max = *times.last().unwrap();
     let hwm = proc_status(pid, "VmHWM:");
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     for (phase, took) in &phases {
         eprintln!("files soak: {phase}: {:.0} ms", ms(*took));
     }
