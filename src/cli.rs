@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{ByteSize, Config};
+use crate::rules::scenarios::Scenario;
 use crate::server::{MockServer, StartError};
 #[cfg(feature = "s3")]
 use crate::storage::S3Config;
@@ -60,6 +61,8 @@ enum Command {
     },
     /// Print the JSON Schema of fixture files.
     Schema,
+    /// List the shipped scenarios (for --scenario NAME), each with what it does.
+    Scenarios,
 }
 
 /// Log line format.
@@ -110,6 +113,16 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     fixtures: Vec<PathBuf>,
+    /// Shipped scenario to load by name, after the --fixtures files
+    /// (repeatable; env: comma-separated; list: `aymara-mock scenarios`).
+    #[arg(
+        long = "scenario",
+        env = "AYMARA_MOCK_SCENARIO",
+        value_name = "NAME",
+        value_delimiter = ',',
+        value_parser = parse_scenario
+    )]
+    scenarios: Vec<&'static Scenario>,
     /// Reload fixtures when they change.
     #[arg(long, env = "AYMARA_MOCK_WATCH")]
     watch: bool,
@@ -251,6 +264,25 @@ struct ServeArgs {
     /// Most files announced by POST /v2/files and not stored yet (429 past it).
     #[arg(long, env = "AYMARA_MOCK_MAX_PENDING_FILES", default_value_t = Config::default().max_pending_files, value_name = "N")]
     max_pending_files: usize,
+    /// Let web pages on this origin call the API, the presigned upload URLs
+    /// and the downloads from a browser (CORS): an origin such as
+    /// http://localhost:5173, `*` (any), `loopback` (localhost and loopback
+    /// addresses, any port) or `none` (repeatable; env: comma-separated).
+    /// Never the admin API.
+    #[arg(
+        long = "cors-origin",
+        env = "AYMARA_MOCK_CORS_ORIGIN",
+        value_delimiter = ',',
+        value_name = "ORIGIN",
+        default_value = "loopback",
+        value_parser = crate::cors::check_value
+    )]
+    cors_origins: Vec<String>,
+}
+
+/// A shipped scenario's name (clap exits 2 with the names there are).
+fn parse_scenario(input: &str) -> Result<&'static Scenario, String> {
+    Scenario::named(input.trim()).map_err(|e| e.to_string())
 }
 
 /// A journal size in bytes, at least one.
@@ -295,9 +327,27 @@ pub fn run(cli: Cli) -> ExitCode {
             println!("{}", crate::rules::schema::SCHEMA.trim_end());
             ExitCode::SUCCESS
         }
+        Some(Command::Scenarios) => {
+            list_scenarios();
+            ExitCode::SUCCESS
+        }
         Some(Command::Serve(args)) => serve(args),
         None => serve(cli.serve),
     }
+}
+
+/// `aymara-mock scenarios`: one line each, name then what it does.
+fn list_scenarios() {
+    let width = Scenario::all()
+        .iter()
+        .map(|s| s.name().len())
+        .max()
+        .unwrap_or(0);
+    let mut out = std::io::stdout().lock();
+    for scenario in Scenario::all() {
+        let _ = writeln!(out, "{:width$}  {}", scenario.name(), scenario.summary());
+    }
+    let _ = out.flush();
 }
 
 fn check(paths: &[PathBuf]) -> ExitCode {
@@ -406,6 +456,9 @@ async fn serve_async(args: ServeArgs) -> ExitCode {
     for host in args.allow_remote_hosts {
         builder = builder.allow_remote_host(host);
     }
+    for origin in args.cors_origins {
+        builder = builder.cors_origin(origin);
+    }
     if let Some(secret) = args.presign_secret {
         builder = builder.presign_secret(secret);
     }
@@ -425,6 +478,17 @@ async fn serve_async(args: ServeArgs) -> ExitCode {
     }
     for path in &args.fixtures {
         builder = match builder.fixtures(path) {
+            Ok(b) => b,
+            Err(err) => {
+                eprintln!("aymara-mock: {err}");
+                return ExitCode::from(2);
+            }
+        };
+    }
+    // After the files: a user's own rules are more specific than a
+    // shipped scenario, and the first rule that holds decides.
+    for scenario in args.scenarios {
+        builder = match builder.scenario(scenario.name()) {
             Ok(b) => b,
             Err(err) => {
                 eprintln!("aymara-mock: {err}");
@@ -572,6 +636,10 @@ mod tests {
             defaults.remote_fetch_timeout
         );
         assert_eq!(args.max_pending_files, defaults.max_pending_files);
+        assert_eq!(
+            crate::cors::Cors::new(Some(&args.cors_origins)),
+            crate::cors::Cors::new(defaults.cors_origins.as_deref())
+        );
     }
 
     #[test]

@@ -24,8 +24,9 @@ pub(crate) struct Config {
     pub(crate) storage_dir: Option<PathBuf>,
     /// Leave the temp dir behind on shutdown.
     pub(crate) keep_files: bool,
-    /// Fixture files or directories, checked when added.
-    pub(crate) fixtures: Vec<PathBuf>,
+    /// Fixture files or directories and shipped scenarios, in the order
+    /// added; each checked when added.
+    pub(crate) fixtures: Vec<crate::rules::loading::FixtureSource>,
     /// Reload the fixtures when they change.
     pub(crate) watch: bool,
     /// Accepted `x-api-key` values (none: any credential).
@@ -77,6 +78,8 @@ pub(crate) struct Config {
     pub(crate) remote_fetch_timeout: Duration,
     /// Most files announced by `POST /v2/files` and not stored at once.
     pub(crate) max_pending_files: usize,
+    /// `--cors-origin` values (none given: `loopback`, see `crate::cors`).
+    pub(crate) cors_origins: Option<Vec<String>>,
 }
 
 impl Default for Config {
@@ -119,6 +122,7 @@ impl Default for Config {
             remote_fetch_timeout: Duration::from_secs(120),
             // Far beyond a test suite's needs; about 10 MB of catalog.
             max_pending_files: 10_000,
+            cors_origins: None,
         }
     }
 }

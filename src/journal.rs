@@ -43,12 +43,28 @@ pub struct RequestRecord {
     pub rule: Option<String>,
     /// The network fault carried out (`reset`, `hang`, `truncate`), if any.
     pub fault: Option<String>,
+    /// The `error.code` of the error envelope answered (`quota.limit_exceeded`,
+    /// or S3's code for a presigned URL), so that a report can show what the
+    /// client was told without the body; `None` for any other answer.
+    #[serde(default)]
+    pub error_code: Option<String>,
     /// The client's connection ended before the request body was complete
     /// (its `Content-Length` or chunked terminator never came): no answer was
     /// sent and nothing was stored.
     pub cut: bool,
     /// The stored file, for an upload that was stored.
     pub upload: Option<StoredUpload>,
+    /// For a request from a web page (it sent `Origin`): its origin, whether
+    /// `--cors-origin` lets it read the answer, and for a CORS preflight what
+    /// it asked for and what the grant left out; `None` for other clients.
+    #[serde(default)]
+    pub cors: Option<crate::cors::CorsRecord>,
+    /// What was seen of the file the request carried, stored or not: for an
+    /// upload a rule refused or cut, the only trace of which file it was.
+    /// `None` when no file part was reached (e.g. refused at the `request`
+    /// phase, before any body byte was read).
+    #[serde(default)]
+    pub file_seen: Option<FileSeen>,
     /// Request body bytes received (chunked transfer framing not counted).
     pub body_bytes: u64,
     /// Milliseconds from arrival to the end of the answer.
@@ -74,6 +90,40 @@ pub struct RequestRecord {
     /// `near_miss::Pending`); not serialized.
     #[serde(skip)]
     pub(crate) pending: Explainer,
+}
+
+/// What a request showed of its file (its multipart `file` part, or a
+/// presigned PUT's body), whether or not it was stored.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileSeen {
+    /// The file name as the client sent it (at most [`MAX_SEEN_NAME`]
+    /// bytes kept), before it is made safe for storage.
+    pub filename: String,
+    /// The part's content type (or the one guessed from the name).
+    pub content_type: String,
+    /// File bytes received, up to the refusal or the cut.
+    pub bytes: u64,
+    /// Whether the whole file was received.
+    pub complete: bool,
+}
+
+/// Longest file name a journal entry keeps of [`FileSeen::filename`].
+pub const MAX_SEEN_NAME: usize = 1024;
+
+impl FileSeen {
+    /// A file part whose headers were just read.
+    pub(crate) fn new(filename: &str, content_type: &str) -> Self {
+        let mut end = filename.len().min(MAX_SEEN_NAME);
+        while !filename.is_char_boundary(end) {
+            end -= 1;
+        }
+        FileSeen {
+            filename: filename[..end].to_owned(),
+            content_type: content_type.to_owned(),
+            bytes: 0,
+            complete: false,
+        }
+    }
 }
 
 /// A journal entry's [`Pending`] near misses, shared by its copies. Two
@@ -183,6 +233,19 @@ fn approximate_size(record: &RequestRecord) -> usize {
         + record.rule.as_ref().map_or(0, String::len)
         + record.fault.as_ref().map_or(0, String::len)
         + upload
+        + record.cors.as_ref().map_or(0, |c| {
+            c.origin.len()
+                + c.preflight_method.as_ref().map_or(0, String::len)
+                + c.preflight_headers
+                    .iter()
+                    .chain(&c.refused)
+                    .map(|h| h.len() + FIELD_OVERHEAD)
+                    .sum::<usize>()
+        })
+        + record
+            .file_seen
+            .as_ref()
+            .map_or(0, |f| f.filename.len() + f.content_type.len())
         + record.call.len()
         + record
             .pending
@@ -374,8 +437,11 @@ mod tests {
             status: Some(200),
             rule: None,
             fault: None,
+            error_code: None,
             cut: false,
             upload: None,
+            cors: None,
+            file_seen: None,
             body_bytes: 0,
             duration_ms: 0,
             retry_count: None,

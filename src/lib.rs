@@ -62,6 +62,7 @@ pub(crate) mod auth;
 #[doc(hidden)]
 pub mod cli;
 pub(crate) mod config;
+pub(crate) mod cors;
 pub(crate) mod error;
 pub(crate) mod files;
 #[cfg(feature = "fuzzing")]
@@ -82,8 +83,9 @@ pub(crate) mod sync;
 pub(crate) mod upload;
 
 pub use config::{ByteSize, ByteSizeError, MAX_DURATION};
+pub use cors::CorsRecord;
 pub use error::{default_error_code, DOCUMENTED_ERROR_STATUSES};
-pub use journal::RequestRecord;
+pub use journal::{FileSeen, RequestRecord, MAX_SEEN_NAME};
 /// The object-store crate behind [`MockServerBuilder::object_store`], re-exported
 /// so that the store you pass is of the same version.
 pub use object_store;
@@ -93,7 +95,10 @@ pub use rules::model::{
     Action, Fault, Fixture, Headers, Match, Pass, Phase, Probability, Processing, ProcessingStatus,
     Respond, RouteName, Rule, SizeRange, Status, Wait, When, FALLBACK_READ_TIMEOUT_MS, MAX_WAIT_MS,
 };
-pub use rules::near_miss::{FailedCondition, NearMiss, MAX_NEAR_MISSES, NEAR_MISS_SCAN};
+pub use rules::near_miss::{
+    CredentialMiss, FailedCondition, NearMiss, MAX_NEAR_MISSES, NEAR_MISS_SCAN,
+};
+pub use rules::scenarios::{Scenario, UnknownScenario};
 pub use rules::schema::SCHEMA as FIXTURE_SCHEMA;
 pub use rules::{AddRuleError, FixtureError, RuleStatus};
 pub use server::{MockServer, MockServerBuilder, StartError};

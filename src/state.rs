@@ -23,6 +23,8 @@ pub(crate) struct Settings {
     pub(crate) same_origin: crate::same_origin::SameOrigin,
     /// The address listened on (a `remote_uri` never fetches from it).
     pub(crate) addr: std::net::SocketAddr,
+    /// Which web pages on other origins may call the emulated API.
+    pub(crate) cors: crate::cors::Cors,
     /// The files API's settings.
     pub(crate) files: FilesSettings,
 }

@@ -17,7 +17,7 @@ from importlib import metadata as _metadata
 
 from ._admin import UPLOAD_PATH, AdminClient, AdminError, format_journal
 from ._server import AymaraMock, AymaraMockError, find_binary
-from ._types import JournalEntry, Rule, RuleInfo, Upload
+from ._types import CorsRecord, JournalEntry, Rule, RuleInfo, Scenario, Upload
 
 try:
     #: The package's version, which is the binary's (Cargo.toml's).
@@ -31,9 +31,11 @@ __all__ = [
     "AdminError",
     "AymaraMock",
     "AymaraMockError",
+    "CorsRecord",
     "JournalEntry",
     "Rule",
     "RuleInfo",
+    "Scenario",
     "Upload",
     "find_binary",
     "format_journal",

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 import time
 from typing import Any, Iterable, List, Mapping, Optional, Sequence, Union, cast
 
+from urllib.parse import quote
+
 import httpx
 
-from ._types import JournalEntry, Rule, RuleInfo, Upload
+from ._types import JournalEntry, Rule, RuleInfo, Scenario, Upload
 
-__all__ = ["AdminClient", "AdminError", "UPLOAD_PATH", "format_journal"]
+__all__ = ["AdminClient", "AdminError", "UPLOAD_PATH", "format_journal", "redact_query"]
 
 #: The emulated upload endpoint; the journal's ``path`` for an upload.
 UPLOAD_PATH = "/v2/files/-/uploads"
@@ -112,6 +116,21 @@ class AdminClient:
         """Remove every rule, fixture rules included (until the next :meth:`reset`)."""
         self._call("DELETE", "/rules", (200, 204))
 
+    # -- shipped scenarios -------------------------------------------------------------------
+
+    def scenarios(self) -> List[Scenario]:
+        """The scenarios shipped in the binary (``name``, ``summary``, …), as
+        ``aymara-mock scenarios`` lists them."""
+        return cast(List[Scenario], self._call("GET", "/scenarios", (200,)).json()["scenarios"])
+
+    def use_scenario(self, name: str) -> List[str]:
+        """Switch a shipped scenario on (``POST /__admin/scenarios/NAME``): its rules are added
+        as run-time rules, before every other rule, until the next :meth:`reset` (the
+        ``aymara_mock`` fixture resets before each test). Returns their ids. An unknown name
+        raises :class:`AdminError` (404) whose message lists the names that exist."""
+        response = self._call("POST", f"/scenarios/{quote(name, safe='')}", (200, 201))
+        return cast(List[str], response.json()["ids"])
+
     # -- journal and storage -----------------------------------------------------------------
 
     def requests(self, path: Optional[str] = None) -> List[JournalEntry]:
@@ -153,6 +172,7 @@ class AdminClient:
         the connection, which the client may notice first. Polls the journal; raises
         ``TimeoutError``, listing what it holds, if ``timeout`` seconds pass first.
         """
+        __tracebackhide__ = True  # pytest: the failure is the caller's line, not this one
         deadline = time.monotonic() + timeout
         while True:
             entries = self.requests(path)
@@ -160,9 +180,10 @@ class AdminClient:
                 return entries
             if time.monotonic() >= deadline:
                 where = f" to {path}" if path else ""
+                listed = format_journal(entries, headers=False) or "  (empty)"
                 raise TimeoutError(
                     f"expected {count} request(s){where} within {timeout}s, the journal holds "
-                    f"{len(entries)}:\n{format_journal(entries) or '  (empty)'}"
+                    f"{len(entries)}:\n{listed}"
                 )
             time.sleep(interval)
 
@@ -170,7 +191,9 @@ class AdminClient:
         self, sha256: Optional[str] = None, *, data: Optional[bytes] = None
     ) -> Upload:
         """Assert that exactly one stored upload has this SHA-256 (hex, or of ``data``);
-        returns it. ``AssertionError`` lists what is stored otherwise."""
+        returns it. Otherwise ``AssertionError`` says what was expected, lists what is stored
+        and the journal's uploads (status, rule, ``duplicate_of``)."""
+        __tracebackhide__ = True  # pytest: the failure is the caller's line, not this one
         if (sha256 is None) == (data is None):
             raise TypeError("give exactly one of sha256 or data")
         digest = hashlib.sha256(data).hexdigest() if data is not None else str(sha256).lower()
@@ -179,11 +202,14 @@ class AdminClient:
         if len(found) != 1:
             listed = "\n".join(
                 f"  {u['sha256']}  {u['size']} B  {u['filename']}  {u['file_uuid']}"
+                + (f"  duplicate_of {u['duplicate_of']}" if u.get("duplicate_of") else "")
                 for u in uploads
             )
+            journal = format_journal(self.requests(), headers=False) or "  (empty)"
             raise AssertionError(
-                f"expected one stored upload with sha256 {digest}, found {len(found)}; "
-                f"stored:\n{listed or '  (none)'}"
+                f"expected exactly one stored upload with sha256 {digest}, found {len(found)}\n"
+                f"stored uploads:\n{listed or '  (none)'}\n"
+                f"the journal:\n{journal}"
             )
         return found[0]
 
@@ -212,43 +238,132 @@ QUIET_HEADERS = frozenset(
     }
 )
 
+REDACTED = "[redacted]"
+#: A query parameter or header whose name matches carries a credential: the report never
+#: shows its value (``api_key``, ``access_token``, ``token``, ``password``, ``X-Amz-Signature``,
+#: ``sig``, ``client_secret``, ``x-auth-token``, …). The server redacts credential headers in
+#: the journal itself; this also covers query strings and servers of older versions.
+CREDENTIAL_NAME = re.compile(
+    r"api[-_]?key|token|secret|passw|pwd|signature|credential|session|cookie|authorization"
+    r"|^(key|sig|auth)$",
+    re.IGNORECASE,
+)
 
-def _query(query: Any) -> str:
+
+def _is_credential(name: str) -> bool:
+    return bool(CREDENTIAL_NAME.search(str(name)))
+
+
+def redact_query(query: Any) -> str:
+    """``?name=value&…`` of a journal entry's ``query`` (a mapping, or a raw string), with the
+    value of every credential-like name (:data:`CREDENTIAL_NAME`) replaced by ``[redacted]``."""
     if isinstance(query, str):
-        return f"?{query}" if query else ""
-    if isinstance(query, Mapping) and query:
-        return "?" + "&".join(f"{k}={v}" for k, v in query.items())
-    return ""
+        pairs = [p.partition("=") for p in query.split("&") if p]
+        items = [(k, v if eq else None) for k, eq, v in pairs]
+    elif isinstance(query, Mapping):
+        items = [(str(k), v) for k, v in query.items()]
+    else:
+        return ""
+    shown = [
+        k if v is None else f"{k}={REDACTED if _is_credential(k) else v}" for k, v in items
+    ]
+    return "?" + "&".join(shown) if shown else ""
 
 
-def format_journal(entries: Sequence[Union[JournalEntry, Mapping[str, Any]]]) -> str:
-    """One line per request (method, path and query, status, rule and fault, the SDK's retry
-    count, the stored file), then the headers the client sent (less :data:`QUIET_HEADERS`):
-    what the pytest plugin shows for a failing test."""
-    lines = []
+def _value(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False) if value is not None else "null"
+
+
+def _failed_condition(failed: Mapping[str, Any]) -> str:
+    condition = str(failed.get("condition", "?"))
+    expected, actual = failed.get("expected"), failed.get("actual")
+    credential = failed.get("credential")
+    if isinstance(credential, Mapping):
+        # The server masked a credential (`se…(10 chars)`) and says how much of it agrees
+        # with the rule's pattern: enough to spot a typo, without the value.
+        agree = credential.get("matching_prefix")
+        return (
+            f"{condition}: expected {_value(expected)}, actual {_value(actual)}"
+            f" (a credential, masked; the first {agree} characters agree)"
+        )
+    # `match.query.api_key` / `match.headers.x-auth-token` from a server that did not mask it.
+    name = condition.split(".", 2)[2] if condition.count(".") >= 2 else ""
+    if condition.startswith(("match.query.", "match.headers.")) and _is_credential(name):
+        if actual is not None:
+            actual = REDACTED
+    return f"{condition}: expected {_value(expected)}, actual {_value(actual)}"
+
+
+def format_journal(
+    entries: Sequence[Union[JournalEntry, Mapping[str, Any]]], *, headers: bool = True
+) -> str:
+    """What the pytest plugin shows for a failing test, one block per request:
+
+    - a first line: number, method, path and query, status and ``error.code`` (or ``no
+      answer``), the rule that decided it, the network fault, the SDK's retry count and which
+      attempt of which call it is, the stored file and its ``duplicate_of``;
+    - a line per near miss (the rule, then each failed condition with expected and actual):
+      why no rule decided it, or which rules tried before the one that did nearly matched;
+    - with ``headers``, the headers the client sent (less :data:`QUIET_HEADERS`).
+
+    Credentials never appear: credential-like query parameters, headers and near-miss values
+    read ``[redacted]``.
+    """
+    lines: List[str] = []
+    number_of = {e.get("id"): n for n, e in enumerate(entries, 1)}
+    stored_by = {
+        (e.get("upload") or {}).get("file_uuid"): n for n, e in enumerate(entries, 1)
+    }
     for n, e in enumerate(entries, 1):
         status = e.get("status")
-        parts = [
-            f"{n:>3}. {e['method']} {e['path']}{_query(e.get('query'))}"
-            f" -> {status if status is not None else 'no answer'}"
-        ]
+        answer = str(status) if status is not None else "no answer"
+        if e.get("error_code"):
+            answer += f" {e['error_code']}"
+        parts = [f"{n:>3}. {e.get('method')} {e.get('path')}{redact_query(e.get('query'))}"
+                 f" -> {answer}"]
         if e.get("rule"):
             parts.append(f"rule={e['rule']}")
         if e.get("fault"):
             parts.append(f"fault={e['fault']}")
-        headers = e.get("headers") or {}
-        retry = _header(headers, "x-stainless-retry-count")
+        if e.get("cut"):
+            parts.append("cut by the client")
+        request_headers = e.get("headers") or {}
+        retry = _header(request_headers, "x-stainless-retry-count")
         if retry is not None:
             parts.append(f"retry={retry}")
+        attempt = e.get("attempt")
+        if isinstance(attempt, int) and attempt > 1:
+            first = number_of.get(e.get("call"))
+            of = f"#{first}" if first is not None else str(e.get("call"))
+            parts.append(f"attempt {attempt} of {of}")
         upload = e.get("upload")
         if upload:
+            stored = (
+                f"stored {upload.get('filename')} ({upload.get('size')} B, "
+                f"{upload.get('content_type')}, sha256 {str(upload.get('sha256'))[:16]}…)"
+            )
+            duplicate = upload.get("duplicate_of")
+            if duplicate:
+                by = stored_by.get(duplicate)
+                stored += f" duplicate_of={duplicate}" + (f" (stored by #{by})" if by else "")
+            parts.append(stored)
+        seen = e.get("file_seen")
+        if not upload and seen:
+            # Not stored (refused, cut, failed): which file it was, and how far it got.
+            whole = "whole" if seen.get("complete") else "incomplete"
             parts.append(
-                f"stored {upload['filename']} ({upload['size']} B, {upload['content_type']}, "
-                f"sha256 {upload['sha256'][:16]}…)"
+                f"not stored: {seen.get('filename')} ({seen.get('content_type')}, "
+                f"{seen.get('bytes')} B received, {whole})"
             )
         lines.append("  ".join(parts))
-        items = headers.items() if isinstance(headers, Mapping) else headers
-        lines.extend(
-            f"       {k}: {v}" for k, v in items if str(k).lower() not in QUIET_HEADERS
-        )
+        for miss in e.get("near_misses") or ():
+            failed = "; ".join(_failed_condition(f) for f in miss.get("failed") or ())
+            lines.append(f"       near miss {miss.get('rule')}: {failed}")
+        if headers:
+            items = request_headers.items() if isinstance(request_headers, Mapping) else request_headers
+            lines.extend(
+                f"       {k}: {REDACTED if _is_credential(str(k)) else v}"
+                for k, v in items
+                if str(k).lower() not in QUIET_HEADERS
+            )
     return "\n".join(lines)

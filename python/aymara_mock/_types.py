@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, TypedDict, Union
 
-__all__ = ["Upload", "JournalEntry", "NearMiss", "FailedCondition", "Rule", "RuleInfo"]
+__all__ = [
+    "Upload", "JournalEntry", "NearMiss", "FailedCondition", "CredentialMiss", "FileSeen",
+    "CorsRecord", "Rule", "RuleInfo", "Scenario",
+]
 
 #: A fault rule in the fixture format (README "Rule reference"): ``id``, ``match``, ``when``,
 #: ``phase``, exactly one of ``respond`` / ``fault`` / ``pass``, and the modifiers.
@@ -31,13 +34,30 @@ class Upload(TypedDict):
     duplicate_of: Optional[str]
 
 
-class FailedCondition(TypedDict):
-    """One condition of a rule that did not hold (README "Near misses")."""
+class CredentialMiss(TypedDict):
+    """How a credential (``x-api-key``, a ``token`` query parameter, …) missed a rule's pattern,
+    without its value."""
 
+    #: ``se…(10 chars)``: the start of the value and its length
+    masked: str
+    length: int
+    #: how many leading characters agree with the pattern
+    matching_prefix: int
+
+
+class _FailedConditionFields(TypedDict):
     condition: str
     expected: Any
+    #: the request's value; a credential's is masked (see ``credential``)
     actual: Any
     message: str
+
+
+class FailedCondition(_FailedConditionFields, total=False):
+    """One condition of a rule that did not hold (README "Near misses")."""
+
+    #: set when ``actual`` is a credential, masked by the server
+    credential: CredentialMiss
 
 
 class NearMiss(TypedDict):
@@ -45,6 +65,19 @@ class NearMiss(TypedDict):
 
     rule: str
     failed: List[FailedCondition]
+
+
+class CorsRecord(TypedDict):
+    """A journal entry's ``cors``: a request from a web page (it sent ``Origin``)."""
+
+    origin: str
+    #: whether ``--cors-origin`` lets pages on that origin read the answer
+    allowed: bool
+    #: for a CORS preflight: the method and headers the page asked for
+    preflight_method: Optional[str]
+    preflight_headers: List[str]
+    #: what the preflight's grant left out (``"header x-custom"``): the browser sends nothing
+    refused: List[str]
 
 
 class _JournalEntryFields(TypedDict):
@@ -62,6 +95,8 @@ class _JournalEntryFields(TypedDict):
     #: id of the rule that fired, if any
     rule: Optional[str]
     fault: Any
+    #: the ``error.code`` of the error envelope answered (``None`` for other answers)
+    error_code: Optional[str]
     duration_ms: Any
     #: 1, 2, … in journal order, never reused (``GET /__admin/requests?after=SEQ``)
     seq: int
@@ -75,11 +110,27 @@ class _JournalEntryFields(TypedDict):
     near_misses: List[NearMiss]
 
 
+class FileSeen(TypedDict):
+    """What a request showed of its file, stored or not (a journal entry's ``file_seen``)."""
+
+    #: the name as the client sent it
+    filename: str
+    content_type: str
+    #: file bytes received, up to a refusal or a cut
+    bytes: int
+    #: whether the whole file was received
+    complete: bool
+
+
 class JournalEntry(_JournalEntryFields, total=False):
     """One request the emulator received (``GET /__admin/requests``), oldest first."""
 
     #: the stored file, for an upload that was stored
     upload: Optional[Upload]
+    #: for a request from a web page (it sent ``Origin``); ``None`` for other clients
+    cors: Optional[CorsRecord]
+    #: what was seen of the request's file, stored or not (``None``: no file part reached)
+    file_seen: Optional[FileSeen]
 
 
 class RuleInfo(TypedDict, total=False):
@@ -92,3 +143,15 @@ class RuleInfo(TypedDict, total=False):
     matched: int
     #: times it decided a request
     fired: int
+
+
+class Scenario(TypedDict, total=False):
+    """A scenario shipped in the binary (``GET /__admin/scenarios``, ``aymara-mock scenarios``)."""
+
+    #: what ``--scenario NAME``, ``AymaraMock(scenarios=[NAME])`` and ``use_scenario`` take
+    name: str
+    #: one line on what it does
+    summary: str
+    description: str
+    #: the fixture file it was compiled from, relative to the repository
+    file: str

@@ -209,8 +209,18 @@ function fillRow(row, r) {
   cells[4].textContent = r.rule || (near.length ? "none · " + near.length + " near" : "—");
   cells[4].classList.toggle("missed", !r.rule && near.length > 0);
   const u = r.upload;
-  cells[5].textContent = u ? u.filename + " · " + size(u.size) + (u.duplicate_of ? " · duplicate" : "") : "";
+  cells[5].textContent = u
+    ? u.filename + " · " + size(u.size) + (u.duplicate_of ? " · duplicate" : "")
+    : r.cors && r.cors.preflight_method != null
+      ? "CORS preflight · " + corsVerdict(r.cors)
+      : "";
   cells[6].textContent = r.attempt > 1 ? "retry " + (r.attempt - 1) : r.retry_count != null ? "1st" : "";
+}
+
+// What a browser was told about a page's cross-origin call.
+function corsVerdict(c) {
+  if (!c.allowed) return "origin refused";
+  return c.refused && c.refused.length ? "refused " + c.refused.join(", ") : "granted";
 }
 
 function newRow() {
@@ -303,6 +313,23 @@ function detail(r) {
         ["file_uuid", u.file_uuid],
         ["file", link],
       ])
+    );
+  }
+  const c = r.cors;
+  if (c) {
+    out.push(el("h3", { text: c.preflight_method != null ? "CORS preflight" : "Cross-origin (CORS)" }));
+    out.push(
+      el(
+        "div",
+        { class: "cors" },
+        kv([
+          ["origin", c.origin],
+          ["verdict", c.allowed ? "allowed by --cors-origin" : "not allowed by --cors-origin: the page cannot read the answer"],
+          ["asked method", c.preflight_method],
+          ["asked headers", (c.preflight_headers || []).join(", ")],
+          ["not granted", (c.refused || []).join(", ")],
+        ])
+      )
     );
   }
   const near = r.near_misses || [];

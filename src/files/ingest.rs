@@ -70,19 +70,22 @@ impl Failure {
 }
 
 /// Streams `source` to storage as `target`, at most `max` bytes. On any
-/// failure the partial file is removed before returning.
+/// failure the partial file is removed before returning. `seen` counts the
+/// file bytes received, also those of a file that fails (for the journal).
 pub(crate) async fn receive(
     storage: &Storage,
     source: &mut impl Source,
     target: Target,
     max: u64,
     ctl: &BodyControl,
+    seen: &mut u64,
 ) -> Result<FinishedFile, Failure> {
     let mut partial = storage.begin(target);
     let failure = loop {
         match source.next_chunk().await {
             Ok(Some(chunk)) => {
                 ctl.mark_progress();
+                *seen = seen.saturating_add(chunk.len() as u64);
                 if partial.size() + chunk.len() as u64 > max {
                     break Failure::closing(ApiError::payload_too_large(max));
                 }
@@ -195,7 +198,7 @@ mod tests {
         let storage = Storage::local(Some(dir.path()), false, "bucket".into(), None).unwrap();
         let ctl = BodyControl::new();
         let mut source = raw(&[b"hello ", b"raw ", b"body"]);
-        let file = receive(&storage, &mut source, target(), 1024, &ctl)
+        let file = receive(&storage, &mut source, target(), 1024, &ctl, &mut 0)
             .await
             .unwrap();
         assert_eq!(file.size, 14);
@@ -215,7 +218,7 @@ mod tests {
         let storage = Storage::local(Some(dir.path()), false, "bucket".into(), None).unwrap();
         let ctl = BodyControl::new();
         let mut source = raw(&[b"0123456789", b"0123456789"]);
-        match receive(&storage, &mut source, target(), 15, &ctl).await {
+        match receive(&storage, &mut source, target(), 15, &ctl, &mut 0).await {
             Err(Failure::Refused { error, close }) => {
                 assert_eq!(error.status, StatusCode::PAYLOAD_TOO_LARGE);
                 assert!(close, "the rest of the body is not read");

@@ -14,6 +14,7 @@ use super::AdminRoute;
 use crate::error::{json_body_response, json_response, ApiError};
 use crate::http_util::{BoxError, ResponseBody};
 use crate::journal::RequestRecord;
+use crate::rules::scenarios::Scenario;
 use crate::rules::{AddRuleError, Entry, RuleStatus};
 use crate::state::AppState;
 use crate::storage::UploadRecord;
@@ -250,9 +251,16 @@ async fn route(
             let state = Arc::clone(state);
             let added = tokio::task::spawn_blocking(move || {
                 let rules = crate::rules::loading::parse_rules("<admin>", &text).map_err(|e| {
-                    ApiError::bad_request(format!("Invalid rule: {e}")).with_details(
-                        json!({"line": e.line, "column": e.column, "message": e.message}),
-                    )
+                    let errors: Vec<Value> = e
+                        .all()
+                        .map(|e| json!({"line": e.line, "column": e.column, "message": e.message}))
+                        .collect();
+                    ApiError::bad_request(format!("Invalid rule: {e}")).with_details(json!({
+                        "line": e.line,
+                        "column": e.column,
+                        "message": e.message,
+                        "errors": errors,
+                    }))
                 })?;
                 state.rules.add(rules).map_err(|err| match err {
                     AddRuleError::DuplicateId(_) => {
@@ -264,6 +272,33 @@ async fn route(
             .await
             .map_err(|e| ApiError::internal(format!("Adding the rules failed: {e}")))?;
             added.map(|ids| Reply::Json(StatusCode::CREATED, json!({ "ids": ids })))
+        }
+        AdminRoute::ListScenarios => {
+            let list: Vec<Value> = Scenario::all()
+                .iter()
+                .map(|s| json!({"name": s.name(), "summary": s.summary(), "description": s.description(), "file": s.file()}))
+                .collect();
+            Ok(Reply::Json(StatusCode::OK, json!({ "scenarios": list })))
+        }
+        AdminRoute::AddScenario { name } => {
+            let scenario = Scenario::named(&name).map_err(|e| {
+                ApiError::not_found(format!("{e}"))
+                    .with_details(json!({"field": "name", "known": e.known}))
+            })?;
+            let rules = scenario
+                .rules()
+                .map_err(|e| ApiError::internal(format!("The shipped scenario is invalid: {e}")))?;
+            let ids = state
+                .rules
+                .add_from(rules, &scenario.source())
+                .map_err(|err| match err {
+                    AddRuleError::DuplicateId(_) => ApiError::new(
+                        StatusCode::CONFLICT,
+                        format!("{err}: the scenario {name:?} is switched on already (POST /__admin/reset, or DELETE /__admin/rules/ID, switches it off)"),
+                    ),
+                    AddRuleError::Invalid(e) => ApiError::bad_request(e.to_string()),
+                })?;
+            Ok(Reply::Json(StatusCode::CREATED, json!({ "ids": ids })))
         }
         AdminRoute::ClearRules => {
             let count = state.rules.clear();
@@ -395,8 +430,11 @@ mod tests {
                 status: Some(200),
                 rule: None,
                 fault: None,
+                error_code: None,
                 cut: false,
                 upload: None,
+                cors: None,
+                file_seen: None,
                 body_bytes: 0,
                 duration_ms: 1,
                 retry_count: None,

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use crate::error::{default_error_code, default_error_message, json_response, ApiError};
 use crate::http_util::ResponseBody;
+use crate::journal::FileSeen;
 use crate::rules::model::Respond;
 use crate::storage::StoredUpload;
 
@@ -23,6 +24,8 @@ pub(crate) struct Exchange {
     pub(crate) rule: Option<String>,
     pub(crate) fault: Option<&'static str>,
     pub(crate) upload: Option<StoredUpload>,
+    /// What was seen of the file, stored or not (see [`FileSeen`]).
+    pub(crate) file_seen: Option<FileSeen>,
     pub(crate) delay_ms: u64,
     pub(crate) body_bytes: u64,
     /// The client's body ended before its framing said it would.
@@ -33,6 +36,9 @@ pub(crate) struct Exchange {
     pub(crate) processing: Option<crate::rules::model::Processing>,
     /// What the rules saw, for the near misses.
     pub(crate) seen: crate::rules::near_miss::Seen,
+    /// A web page's request (it sent `Origin`): its origin, whether it may
+    /// call the API, and for a preflight what it asked for.
+    pub(crate) cors: Option<crate::cors::CorsRecord>,
 }
 
 /// How a request ends.
@@ -108,6 +114,26 @@ impl Answer {
             self.payload = Payload::Error(err.in_s3_xml());
         }
         self
+    }
+
+    /// The `error.code` the client is sent: the envelope's (a rule's
+    /// `body` or `merge` may replace it), S3's code for its XML; `None` for
+    /// an answer that is not an error envelope.
+    pub(crate) fn error_code(&self) -> Option<String> {
+        let Payload::Error(err) = &self.payload else {
+            return None;
+        };
+        if err.s3_xml {
+            return Some(err.code.clone());
+        }
+        let code_of = |error: &Value| error.get("code")?.as_str().map(str::to_owned);
+        if let Some(body) = err.body_override.as_deref() {
+            return body.get("error").and_then(code_of);
+        }
+        match err.merge.as_deref().and_then(|merge| merge.get("error")) {
+            Some(error) => code_of(error),
+            None => Some(err.code.clone()),
+        }
     }
 
     pub(crate) fn closing(mut self) -> Self {

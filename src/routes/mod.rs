@@ -5,15 +5,21 @@
 //! one module per resource, named for what they serve.
 //!
 //! Adding a route is one variant (in [`Route`] or [`AdminRoute`], with a
-//! line in [`Resource::route`]) and one handler.
+//! line in [`Resource::route`]) and one handler; a client route also gets a
+//! number and a request in the CORS walk (`cors_walk.rs`, which fails until
+//! it has them). Pages on allowed origins (`--cors-origin`) may call every
+//! client route, and their preflights are [`Route::Preflight`].
 
 pub(crate) mod admin;
 pub(crate) mod answer;
 pub(crate) mod apply;
+#[cfg(test)]
+mod cors_walk;
 pub(crate) mod downloads;
 pub(crate) mod files_api;
 pub(crate) mod health;
 pub(crate) mod openapi;
+pub(crate) mod preflight;
 pub(crate) mod put;
 pub(crate) mod remote_fetch;
 pub(crate) mod upload;
@@ -61,6 +67,14 @@ pub(crate) enum Route {
         frame: String,
         head: bool,
     },
+    /// `OPTIONS` with `Origin` and `Access-Control-Request-Method` on a
+    /// client route: a browser's CORS preflight, answered from `--cors-origin`
+    /// and the resource's `methods`; `presigned`: a presigned upload URL
+    /// (answered as S3 answers). Never on the admin API.
+    Preflight {
+        methods: Vec<Method>,
+        presigned: bool,
+    },
     /// Under `/__admin`.
     Admin(AdminRoute),
 }
@@ -86,6 +100,11 @@ pub(crate) enum AdminRoute {
     ClearUploads,
     /// `POST /__admin/reset`.
     Reset,
+    /// `GET /__admin/scenarios`: the shipped scenarios.
+    ListScenarios,
+    /// `POST /__admin/scenarios/{name}`: a shipped scenario's rules added
+    /// as run-time rules.
+    AddScenario { name: String },
     /// `GET|HEAD /__admin/`, `/__admin/app.js`, `/__admin/style.css`: the
     /// live page, served before the token check (it holds no data and asks
     /// for the token itself).
@@ -108,12 +127,24 @@ impl Route {
     pub(crate) fn resolve(method: &Method, path: &str) -> Result<Route, ApiError> {
         let resource = Resource::of(path)?;
         resource.route(method).ok_or_else(|| {
-            let allow: Vec<&str> = CANDIDATE_METHODS
-                .iter()
-                .filter(|m| resource.route(m).is_some())
-                .map(Method::as_str)
-                .collect();
+            let methods = resource.methods();
+            let allow: Vec<&str> = methods.iter().map(Method::as_str).collect();
             ApiError::method_not_allowed(&allow.join(", "))
+        })
+    }
+
+    /// The preflight a browser sends before calling `path` from a page on
+    /// another origin (`OPTIONS` with `Origin` and
+    /// `Access-Control-Request-Method`), or the 404 of an unknown path. The
+    /// admin API has none: its paths resolve as [`Route::resolve`] does.
+    pub(crate) fn preflight(path: &str) -> Result<Route, ApiError> {
+        let resource = Resource::of(path)?;
+        if resource.is_admin() {
+            return Route::resolve(&Method::OPTIONS, path);
+        }
+        Ok(Route::Preflight {
+            methods: resource.methods(),
+            presigned: matches!(resource, Resource::PutUrl { .. }),
         })
     }
 
@@ -133,7 +164,30 @@ impl Route {
             Route::DeleteFile { .. } => Some(RouteName::Delete),
             Route::Put { .. } => Some(RouteName::Put),
             Route::Frame { .. } => Some(RouteName::Frame),
-            Route::Admin(_) => None,
+            // A preflight is the browser's, not the client's: a rule that
+            // failed it would hide the answer the rule meant to give.
+            Route::Preflight { .. } | Route::Admin(_) => None,
+        }
+    }
+
+    /// Whether a page on an origin `--cors-origin` allows may call it (its
+    /// answers carry the CORS headers). Every route but the admin API's.
+    pub(crate) fn cross_origin(&self) -> bool {
+        match self {
+            Route::Upload
+            | Route::Health
+            | Route::OpenApi
+            | Route::Download { .. }
+            | Route::CreateFiles
+            | Route::ListFiles
+            | Route::GetFile { .. }
+            | Route::FileStatus { .. }
+            | Route::FileFrames { .. }
+            | Route::DeleteFile { .. }
+            | Route::Put { .. }
+            | Route::Frame { .. }
+            | Route::Preflight { .. } => true,
+            Route::Admin(_) => false,
         }
     }
 
@@ -152,7 +206,8 @@ impl Route {
             | Route::OpenApi
             | Route::Download { .. }
             | Route::Put { .. }
-            | Route::Frame { .. } => Access::Open,
+            | Route::Frame { .. }
+            | Route::Preflight { .. } => Access::Open,
             Route::Admin(_) => Access::Admin,
         }
     }
@@ -190,6 +245,7 @@ impl Route {
             | Route::Download { .. }
             | Route::Put { .. }
             | Route::Frame { .. }
+            | Route::Preflight { .. }
             | Route::Admin(_) => None,
         }
     }
@@ -222,10 +278,33 @@ enum Resource {
     AdminRequests,
     AdminUploads,
     AdminReset,
+    AdminScenarios,
+    AdminScenario { name: String },
     AdminPage(crate::admin_page::PageFile),
 }
 
 impl Resource {
+    /// The methods the table serves on this resource, in `Allow`'s order.
+    fn methods(&self) -> Vec<Method> {
+        CANDIDATE_METHODS
+            .iter()
+            .filter(|m| self.route(m).is_some())
+            .cloned()
+            .collect()
+    }
+
+    fn is_admin(&self) -> bool {
+        matches!(
+            self,
+            Resource::AdminRules
+                | Resource::AdminRule { .. }
+                | Resource::AdminRequests
+                | Resource::AdminUploads
+                | Resource::AdminReset
+                | Resource::AdminPage(_)
+        )
+    }
+
     fn of(path: &str) -> Result<Resource, ApiError> {
         if is_admin_path(path) {
             return Self::admin(path);
@@ -291,6 +370,7 @@ impl Resource {
             "/requests" => Resource::AdminRequests,
             "/uploads" => Resource::AdminUploads,
             "/reset" => Resource::AdminReset,
+            "/scenarios" => Resource::AdminScenarios,
             "" | "/index.html" => Resource::AdminPage(PageFile::Index),
             "/app.js" => Resource::AdminPage(PageFile::AppJs),
             "/style.css" => Resource::AdminPage(PageFile::StyleCss),
@@ -299,8 +379,13 @@ impl Resource {
                     .decode_utf8_lossy()
                     .into_owned(),
             },
+            t if t.starts_with("/scenarios/") => Resource::AdminScenario {
+                name: percent_encoding::percent_decode_str(&t["/scenarios/".len()..])
+                    .decode_utf8_lossy()
+                    .into_owned(),
+            },
             _ => return Err(ApiError::not_found(format!(
-                "No admin route {:?}: see /__admin/ (the live page), /__admin/rules, /__admin/requests, /__admin/uploads, /__admin/reset.",
+                "No admin route {:?}: see /__admin/ (the live page), /__admin/rules, /__admin/requests, /__admin/uploads, /__admin/reset, /__admin/scenarios.",
                 path.trim_end_matches('/')
             ))),
         })
@@ -356,6 +441,10 @@ impl Resource {
             (Resource::AdminUploads, Method::GET) => admin(A::ListUploads),
             (Resource::AdminUploads, Method::DELETE) => admin(A::ClearUploads),
             (Resource::AdminReset, Method::POST) => admin(A::Reset),
+            (Resource::AdminScenarios, Method::GET) => admin(A::ListScenarios),
+            (Resource::AdminScenario { name }, Method::POST) => {
+                admin(A::AddScenario { name: name.clone() })
+            }
             (Resource::AdminPage(file), Method::GET | Method::HEAD) => admin(A::Page(*file)),
             _ => None,
         }

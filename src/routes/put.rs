@@ -21,6 +21,7 @@ use super::answer::{Answer, Exchange, Finish};
 use super::apply::{self, Plan, Step};
 use crate::error::ApiError;
 use crate::files::ingest::{self, Failure, RawBody, Source};
+use crate::journal::FileSeen;
 use crate::rules::model::{Phase, RouteName};
 use crate::state::AppState;
 use crate::storage::{FinishedFile, Target};
@@ -196,6 +197,8 @@ pub(crate) async fn receive(
     }
     let target = target(state, parts, &file_uuid, content_type);
 
+    // Journaled whatever happens next (see `FileSeen`).
+    ex.file_seen = Some(FileSeen::new(&target.name, &target.content_type));
     if plan.rules_apply {
         let query = ex.query.clone();
         let decision = decide(state, parts, Phase::Upload, &target, None, &query, ex);
@@ -209,7 +212,13 @@ pub(crate) async fn receive(
         inner: RawBody(&mut *body),
         md5: Md5Sink::new(sent_md5.is_some(), declared),
     };
-    let file = match ingest::receive(&state.storage, &mut source, target, max, ctl).await {
+    let mut bytes = 0;
+    let result = ingest::receive(&state.storage, &mut source, target, max, ctl, &mut bytes).await;
+    if let Some(seen) = &mut ex.file_seen {
+        seen.bytes = bytes;
+        seen.complete = result.is_ok();
+    }
+    let file = match result {
         Ok(file) => file,
         Err(failure) => return failed(failure),
     };

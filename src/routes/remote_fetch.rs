@@ -343,7 +343,16 @@ async fn fetch_into(
     };
     let max = state.settings.max_upload_size;
     let ctl = BodyControl::new();
-    match ingest::receive(&state.storage, &mut source, target.clone(), max, &ctl).await {
+    match ingest::receive(
+        &state.storage,
+        &mut source,
+        target.clone(),
+        max,
+        &ctl,
+        &mut 0,
+    )
+    .await
+    {
         Ok(file) => Ok(file),
         Err(failure) => Err(source.why.take().unwrap_or_else(|| match failure {
             Failure::Refused { error, .. } => error.message,

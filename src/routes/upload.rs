@@ -13,6 +13,7 @@ use super::apply::{self, Plan, Step};
 use crate::error::ApiError;
 use crate::files::ingest::{self, Failure};
 use crate::files::FileStatus;
+use crate::journal::FileSeen;
 use crate::rules::model::{Phase, RouteName};
 use crate::rules::Decision;
 use crate::state::AppState;
@@ -104,6 +105,9 @@ pub(crate) async fn receive(
             let raw_filename = name::disposition_filename(&part.headers).unwrap_or_default();
             let filename = SafeFileName::parse(&raw_filename);
             let content_type = part_content_type(&part.headers, filename.as_ref());
+            // Journaled whatever happens next: a refused or cut upload's
+            // only trace of which file it was.
+            ex.file_seen = Some(FileSeen::new(&raw_filename, &content_type));
             if rules_apply {
                 let part = Some((raw_filename.as_str(), content_type.as_str()));
                 let decision = decide(state, parts, Phase::Upload, &query, part, None, ex);
@@ -115,7 +119,14 @@ pub(crate) async fn receive(
                 workspace: workspace(&query).to_owned(),
                 content_type: content_type.clone(),
             };
-            match ingest::receive(&state.storage, &mut multipart, target, max, ctl).await {
+            let mut bytes = 0;
+            let result =
+                ingest::receive(&state.storage, &mut multipart, target, max, ctl, &mut bytes).await;
+            if let Some(seen) = &mut ex.file_seen {
+                seen.bytes = bytes;
+                seen.complete = result.is_ok();
+            }
+            match result {
                 Ok(file) => received = Some(Received { raw_filename, file }),
                 Err(failure) => return failed(failure),
             }

@@ -98,6 +98,27 @@ impl Glob {
         })
     }
 
+    /// How many leading characters of `text` agree with the pattern, up to
+    /// its first `*` (a `?` agrees with any character): where a near miss
+    /// starts to differ.
+    ///
+    /// ```
+    /// let g = aymara_mock::Glob::parse("limited-*").unwrap();
+    /// assert_eq!(g.matching_prefix("limted-key"), 3);
+    /// assert_eq!(g.matching_prefix("limited"), 7);
+    /// ```
+    pub fn matching_prefix(&self, text: &str) -> usize {
+        self.tokens
+            .iter()
+            .zip(text.chars())
+            .take_while(|(token, c)| match token {
+                Token::Literal(p) => p == c,
+                Token::One => true,
+                Token::Any => false,
+            })
+            .count()
+    }
+
     /// The pattern as written.
     pub fn as_str(&self) -> &str {
         &self.source

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::model::{Fixture, Rule};
+use super::model::Rule;
+use super::scenarios::Scenario;
 
 /// A fixture that cannot be used, with where and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +22,9 @@ pub struct FixtureError {
     pub column: Option<usize>,
     /// What is wrong, naming the field.
     pub message: String,
+    /// The other errors found in the same check, in file order: a fixture
+    /// is checked whole, so that three typos are three errors of one run.
+    pub more: Vec<FixtureError>,
 }
 
 impl FixtureError {
@@ -30,16 +34,40 @@ impl FixtureError {
             line: None,
             column: None,
             message: message.into(),
+            more: Vec::new(),
         }
+    }
+
+    /// This error, then the [`more`](Self::more) found with it.
+    pub fn all(&self) -> impl Iterator<Item = &FixtureError> {
+        std::iter::once(self).chain(self.more.iter().flat_map(|e| e.all().collect::<Vec<_>>()))
+    }
+
+    /// This error alone, as `path:line:column: message`.
+    pub fn line(&self) -> String {
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => format!("{}:{l}:{c}: {}", self.path, self.message),
+            _ => format!("{}: {}", self.path, self.message),
+        }
+    }
+
+    /// One error of several (`None` if there are none).
+    pub(crate) fn gather(errors: Vec<FixtureError>) -> Option<FixtureError> {
+        let mut flat = errors.into_iter().flat_map(|mut e| {
+            let more = std::mem::take(&mut e.more);
+            std::iter::once(e).chain(more)
+        });
+        let mut first = flat.next()?;
+        first.more = flat.collect();
+        Some(first)
     }
 }
 
+/// One line per error: `path:line:column: message`.
 impl fmt::Display for FixtureError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.line, self.column) {
-            (Some(l), Some(c)) => write!(f, "{}:{l}:{c}: {}", self.path, self.message),
-            _ => write!(f, "{}: {}", self.path, self.message),
-        }
+        let lines: Vec<String> = self.all().map(FixtureError::line).collect();
+        f.write_str(&lines.join("\n"))
     }
 }
 
@@ -58,8 +86,14 @@ pub(crate) struct LoadedFile {
 /// but a directory reached twice (a link back to a parent: a loop) is an error.
 pub(crate) fn expand(path: &Path) -> Result<Vec<PathBuf>, FixtureError> {
     let display = path.display().to_string();
-    let meta = std::fs::metadata(path)
-        .map_err(|e| FixtureError::whole(&display, format!("cannot read fixture path: {e}")))?;
+    let meta = std::fs::metadata(path).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::NotFound {
+            scenario_hint(path)
+        } else {
+            String::new()
+        };
+        FixtureError::whole(&display, format!("cannot read fixture path: {e}{hint}"))
+    })?;
     if !meta.is_dir() {
         return Ok(vec![path.to_owned()]);
     }
@@ -68,6 +102,24 @@ pub(crate) fn expand(path: &Path) -> Result<Vec<PathBuf>, FixtureError> {
     collect_json(path, &meta, &mut seen, &mut files)?;
     files.sort();
     Ok(files)
+}
+
+/// For a fixture path that does not exist: the shipped scenarios, which
+/// need no file (the path may be one of the clone's `fixtures/`, used
+/// outside the clone). The scenario of the path's stem, if there is one.
+fn scenario_hint(path: &Path) -> String {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+    if let Some(scenario) = stem.and_then(|stem| Scenario::named(&stem).ok()) {
+        return format!(
+            ". The shipped scenario {name:?} is built in: name it instead of its file (--scenario {name}, MockServerBuilder::scenario, scenarios=[...] in Python)",
+            name = scenario.name()
+        );
+    }
+    let names: Vec<&str> = Scenario::all().iter().map(|s| s.name()).collect();
+    format!(
+        ". Did you mean a shipped scenario? They are built in, named with --scenario NAME (MockServerBuilder::scenario): {}",
+        names.join(", ")
+    )
 }
 
 fn collect_json(
@@ -116,13 +168,45 @@ pub(crate) fn read_fixture_bytes(path: &Path) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
+/// Where a server's fixture rules come from: a file or directory on disk
+/// (read again by `--watch` and reset), or a shipped scenario.
+#[derive(Debug, Clone)]
+pub(crate) enum FixtureSource {
+    /// `--fixtures PATH`.
+    Path(PathBuf),
+    /// `--scenario NAME`.
+    Scenario(&'static Scenario),
+}
+
 /// Loads every fixture path, in order. Rule ids must be unique across all of them.
 pub(crate) fn load_paths(paths: &[PathBuf]) -> Result<Vec<LoadedFile>, FixtureError> {
+    let sources: Vec<FixtureSource> = paths.iter().cloned().map(FixtureSource::Path).collect();
+    load_sources(&sources)
+}
+
+/// Loads every source, in order. Rule ids must be unique across all of them.
+/// Every file is read, and every error of each is reported together.
+pub(crate) fn load_sources(sources: &[FixtureSource]) -> Result<Vec<LoadedFile>, FixtureError> {
     let mut loaded = Vec::new();
-    for path in paths {
-        for file in expand(path)? {
-            loaded.push(load_file(&file)?);
+    let mut errors = Vec::new();
+    let mut keep = |result: Result<LoadedFile, FixtureError>| match result {
+        Ok(file) => loaded.push(file),
+        Err(err) => errors.push(err),
+    };
+    for source in sources {
+        match source {
+            FixtureSource::Path(path) => match expand(path) {
+                Ok(files) => files.iter().for_each(|file| keep(load_file(file))),
+                Err(err) => keep(Err(err)),
+            },
+            FixtureSource::Scenario(scenario) => keep(scenario.rules().map(|rules| LoadedFile {
+                source: scenario.source(),
+                rules,
+            })),
         }
+    }
+    if let Some(err) = FixtureError::gather(errors) {
+        return Err(err);
     }
     check_unique_ids(&loaded)?;
     Ok(loaded)
@@ -138,19 +222,241 @@ pub(crate) fn load_file(path: &Path) -> Result<LoadedFile, FixtureError> {
     Ok(LoadedFile { source, rules })
 }
 
-/// Parses a fixture document (`{"rules": […]}`).
+/// Parses a fixture document (`{"rules": […]}`), reporting every error in
+/// it: the top level is read with each value kept as text (its place in the
+/// file known), then each rule is checked on its own, so that an error in
+/// one rule does not hide those of the next.
 pub(crate) fn parse_fixture(source: &str, text: &str) -> Result<Vec<Rule>, FixtureError> {
-    let fixture: Fixture = parse_json(source, text)?;
-    let rules = fixture.rules;
-    check_unique_ids(&[LoadedFile {
-        source: source.to_owned(),
-        rules: rules.clone(),
-    }])
-    .map_err(|mut e| {
-        locate_id(&mut e, text);
-        e
-    })?;
-    Ok(rules)
+    let top = Located::whole(source, text);
+    top.shape("a fixture is an object `{\"rules\": [...]}`")?;
+    let entries: Entries<'_> = top.parse()?;
+    let mut errors = Vec::new();
+    let mut rules = Vec::new();
+    let mut seen_rules = false;
+    let mut seen_keys: Vec<&str> = Vec::new();
+    for (key, raw) in &entries.0 {
+        let value = top.at(raw);
+        if seen_keys.contains(&key.as_str()) {
+            errors.push(value.error(format!("duplicate field \"{key}\"")));
+            continue;
+        }
+        seen_keys.push(key);
+        match key.as_str() {
+            "$schema" | "description" => {
+                if let Err(err) = value.parse::<String>() {
+                    errors.push(value.error(format!("{key}: {}", err.message)));
+                }
+            }
+            "rules" => {
+                seen_rules = true;
+                let list: Vec<&serde_json::value::RawValue> =
+                    match value.parse() {
+                        Ok(list) => list,
+                        Err(_) => {
+                            errors.push(value.error(
+                                "rules: a list of rules `[{...}, ...]`, one object per rule",
+                            ));
+                            continue;
+                        }
+                    };
+                for (n, raw_rule) in list.iter().enumerate() {
+                    match top.at(raw_rule).parse_as::<Rule>(&format!("rules[{n}]")) {
+                        Ok(rule) => rules.push(rule),
+                        Err(err) => errors.push(err),
+                    }
+                }
+            }
+            unknown => {
+                let expected = ["$schema", "description", "rules"].map(str::to_owned);
+                let mut err = value.error(format!(
+                    "unknown field \"{unknown}\"{}",
+                    hint(unknown, &expected)
+                ));
+                if let Some((line, column)) = top.key_before(raw, unknown) {
+                    (err.line, err.column) = (Some(line), Some(column));
+                }
+                errors.push(err);
+            }
+        }
+    }
+    if !seen_rules && errors.is_empty() {
+        errors.push(top.error("a fixture needs \"rules\": [...], the list of its rules"));
+    }
+    if errors.is_empty() {
+        errors = duplicate_ids(source, text, &rules);
+    }
+    match FixtureError::gather(errors) {
+        Some(err) => Err(err),
+        None => Ok(rules),
+    }
+}
+
+/// Every rule id given twice in one file, each at its second place.
+fn duplicate_ids(source: &str, text: &str, rules: &[Rule]) -> Vec<FixtureError> {
+    let mut seen = HashSet::new();
+    let mut errors = Vec::new();
+    for id in rules.iter().filter_map(|r| r.id.as_deref()) {
+        if !seen.insert(id) {
+            let mut err = FixtureError::whole(
+                source,
+                format!("duplicate rule id \"{id}\" (earlier in this file); ids must be unique"),
+            );
+            locate_id(&mut err, text);
+            errors.push(err);
+        }
+    }
+    errors
+}
+
+/// A fixture's top-level fields, in file order, each value as its text.
+struct Entries<'a>(Vec<(String, &'a serde_json::value::RawValue)>);
+
+impl<'de> Deserialize<'de> for Entries<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Entries<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                Ok(Entries(entries))
+            }
+        }
+        deserializer.deserialize_map(Visit)
+    }
+}
+
+/// A piece of a fixture's text with its place in the file, so that an
+/// error found in the piece is reported at its line and column in the file.
+#[derive(Clone, Copy)]
+struct Located<'a> {
+    source: &'a str,
+    /// The whole file.
+    file: &'a str,
+    /// The piece, a slice of `file`.
+    text: &'a str,
+}
+
+impl<'a> Located<'a> {
+    fn whole(source: &'a str, file: &'a str) -> Self {
+        Located {
+            source,
+            file,
+            text: file,
+        }
+    }
+
+    /// The piece `raw` (a slice of the file, as serde_json's borrowed
+    /// `RawValue`s are).
+    fn at(&self, raw: &'a serde_json::value::RawValue) -> Located<'a> {
+        Located {
+            text: raw.get(),
+            ..*self
+        }
+    }
+
+    /// Where the piece starts in the file, in bytes.
+    fn offset(&self) -> usize {
+        (self.text.as_ptr() as usize)
+            .checked_sub(self.file.as_ptr() as usize)
+            .filter(|&o| o <= self.file.len())
+            .unwrap_or(0)
+    }
+
+    /// 1-based (line, column) in the file of the piece's `line`:`column`.
+    fn place(&self, line: usize, column: usize) -> (usize, usize) {
+        let before = &self.file[..self.offset()];
+        let base_line = before.matches('\n').count() + 1;
+        let base_column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        if line <= 1 {
+            (base_line, base_column + column.saturating_sub(1))
+        } else {
+            (base_line + line - 1, column)
+        }
+    }
+
+    /// An error at the piece's first character.
+    fn error(&self, message: impl Into<String>) -> FixtureError {
+        let start = self.text.len() - self.text.trim_start().len();
+        let (line, column) = self.place(1, start + 1);
+        FixtureError {
+            path: self.source.to_owned(),
+            line: Some(line),
+            column: Some(column),
+            message: message.into(),
+            more: Vec::new(),
+        }
+    }
+
+    /// Refuses a piece that is not a JSON object, saying what it should be.
+    fn shape(&self, should_be: &str) -> Result<(), FixtureError> {
+        let what = match self.text.trim_start().chars().next() {
+            Some('{') | None => return Ok(()),
+            Some('[') => "an array",
+            Some('"') => "a string",
+            Some('t' | 'f') => "a boolean",
+            Some('n') => "null",
+            Some(_) => "a number",
+        };
+        // A syntax error is reported as such, not as a shape.
+        serde_json::from_str::<serde::de::IgnoredAny>(self.text)
+            .map_err(|err| describe(self.source, self.file, ".", &err))?;
+        Err(self.error(format!("{should_be}, not {what}")))
+    }
+
+    /// The piece as a `T`, errors placed in the file.
+    fn parse<T: Deserialize<'a>>(&self) -> Result<T, FixtureError> {
+        self.parse_as("")
+    }
+
+    /// The piece as a `T` at `field` (`rules[2]`), errors placed in the
+    /// file and naming the field's path from the top.
+    fn parse_as<T: Deserialize<'a>>(&self, field: &str) -> Result<T, FixtureError> {
+        let mut de = serde_json::Deserializer::from_str(self.text);
+        let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
+        let value = result.map_err(|err| {
+            let inner_path = err.path().to_string();
+            let path = match (field, inner_path.as_str()) {
+                ("", p) => p.to_owned(),
+                (f, "" | ".") => f.to_owned(),
+                (f, p) if p.starts_with('[') => format!("{f}{p}"),
+                (f, p) => format!("{f}.{p}"),
+            };
+            self.placed(describe(self.source, self.text, &path, &err.into_inner()))
+        })?;
+        de.end()
+            .map_err(|err| self.placed(describe(self.source, self.text, field, &err)))?;
+        Ok(value)
+    }
+
+    /// An error found in the piece, moved to its place in the file.
+    fn placed(&self, mut err: FixtureError) -> FixtureError {
+        if let (Some(line), Some(column)) = (err.line, err.column) {
+            let (line, column) = self.place(line, column);
+            (err.line, err.column) = (Some(line), Some(column));
+        }
+        err
+    }
+
+    /// The place of the key `"key"` written just before the value `raw`.
+    fn key_before(&self, raw: &serde_json::value::RawValue, key: &str) -> Option<(usize, usize)> {
+        let value_at = self.at(raw).offset();
+        let quoted = format!("\"{key}\"");
+        let key_at = self.file[..value_at].rfind(&quoted)?;
+        let piece = Located {
+            text: &self.file[key_at..],
+            ..*self
+        };
+        Some(piece.place(1, 1))
+    }
 }
 
 // Here rather than in model.rs, so that the model does not import the loader
@@ -173,6 +479,7 @@ impl Rule {
 
 /// Parses what `POST /__admin/rules` accepts: one rule, or `{"rules": […]}`.
 pub(crate) fn parse_rules(source: &str, text: &str) -> Result<Vec<Rule>, FixtureError> {
+    Located::whole(source, text).shape("expected one rule `{...}`, or `{\"rules\": [...]}`")?;
     let value: serde_json::Value = parse_json(source, text)?;
     if value.get("rules").is_some() {
         parse_fixture(source, text)
@@ -204,11 +511,34 @@ fn describe(source: &str, text: &str, field: &str, err: &serde_json::Error) -> F
         line: (line > 0).then_some(line),
         column: (line > 0).then_some(column.max(1)),
         message,
+        more: Vec::new(),
+    };
+    let at_field = |message: String| {
+        if field.is_empty() || field == "." {
+            message
+        } else {
+            format!("{field}: {message}")
+        }
     };
     if let Some((unknown, expected)) = parse_unknown(&message, "unknown field `") {
         let column = key_start(text, line, column, &unknown).unwrap_or(column);
         let hint = hint(&unknown, &expected);
-        return located(line, column, format!("unknown field \"{unknown}\"{hint}"));
+        // The path names the object the unknown key is in.
+        let field = field
+            .strip_suffix(unknown.as_str())
+            .map_or(field, |f| f.strip_suffix('.').unwrap_or(f));
+        let at_field = |message: String| {
+            if field.is_empty() || field == "." {
+                message
+            } else {
+                format!("{field}: {message}")
+            }
+        };
+        return located(
+            line,
+            column,
+            at_field(format!("unknown field \"{unknown}\"{hint}")),
+        );
     }
     if let Some((unknown, expected)) = parse_unknown(&message, "unknown variant `") {
         let hint = hint(&unknown, &expected);
@@ -218,12 +548,7 @@ fn describe(source: &str, text: &str, field: &str, err: &serde_json::Error) -> F
             format!("{field}: unknown value \"{unknown}\"{hint}"),
         );
     }
-    let message = if field.is_empty() || field == "." {
-        message
-    } else {
-        format!("{field}: {message}")
-    };
-    located(line, column, message)
+    located(line, column, at_field(message))
 }
 
 /// Splits serde's "unknown field `x`, expected one of `a`, `b`" into (x, [a, b]).
@@ -312,7 +637,7 @@ mod tests {
         let err = parse_fixture("fixtures/x.json", text).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "fixtures/x.json:4:7: unknown field \"stauts\", did you mean \"status\"?"
+            "fixtures/x.json:4:7: rules[0].respond: unknown field \"stauts\", did you mean \"status\"?"
         );
     }
 
@@ -373,6 +698,46 @@ mod tests {
         let err = parse_fixture("f.json", text).unwrap_err();
         assert!(err.message.contains("duplicate rule id \"a\""), "{err}");
         assert_eq!(err.line, Some(3));
+    }
+
+    #[test]
+    fn every_error_of_a_file_is_reported_in_one_go() {
+        let text = "{\n  \"rules\": [\n    {\"respond\": {\"stauts\": 429}},\n    {\"pass\": {}, \"whne\": {}},\n    {\"fault\": {\"kind\": \"rest\"}}\n  ],\n  \"descripton\": \"x\"\n}\n";
+        let err = parse_fixture("f.json", text).unwrap_err();
+        let all: Vec<String> = err.all().map(FixtureError::line).collect();
+        assert_eq!(
+            all,
+            [
+                "f.json:3:18: rules[0].respond: unknown field \"stauts\", did you mean \"status\"?",
+                "f.json:4:18: rules[1]: unknown field \"whne\", did you mean \"when\"?",
+                "f.json:5:29: rules[2].fault.kind: unknown value \"rest\", did you mean \"reset\"?",
+                "f.json:7:3: unknown field \"descripton\", did you mean \"description\"?",
+            ],
+            "{err}"
+        );
+        assert_eq!(err.to_string().lines().count(), 4);
+    }
+
+    #[test]
+    fn a_wrong_top_level_shape_says_the_shape() {
+        for (text, what) in [
+            ("[{\"pass\": {}}]", "not an array"),
+            ("\"rules\"", "not a string"),
+            ("42", "not a number"),
+        ] {
+            let err = parse_fixture("f.json", text).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("f.json:1:1: a fixture is an object `{{\"rules\": [...]}}`, {what}")
+            );
+        }
+        let err = parse_fixture("f.json", "{\"rules\": {\"pass\": {}}}").unwrap_err();
+        assert!(err.message.starts_with("rules: a list of rules"), "{err}");
+        let err = parse_fixture("f.json", "{}").unwrap_err();
+        assert!(err.message.contains("needs \"rules\""), "{err}");
+        // A syntax error stays one.
+        let err = parse_fixture("f.json", "[1,").unwrap_err();
+        assert!(!err.message.contains("a fixture is"), "{err}");
     }
 
     #[test]

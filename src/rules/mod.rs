@@ -11,6 +11,7 @@ pub(crate) mod glob;
 pub(crate) mod loading;
 pub(crate) mod model;
 pub(crate) mod near_miss;
+pub(crate) mod scenarios;
 pub(crate) mod schema;
 pub(crate) mod watch;
 
@@ -402,27 +403,42 @@ pub(crate) struct RuleEngine {
     current: Mutex<Arc<Snapshot>>,
     changes: Mutex<Ids>,
     rng: Mutex<StdRng>,
-    fixture_paths: Vec<PathBuf>,
+    sources: Vec<loading::FixtureSource>,
     seed: u64,
 }
 
 impl RuleEngine {
     /// Loads the fixtures (all or nothing).
-    pub(crate) fn new(fixture_paths: Vec<PathBuf>, seed: u64) -> Result<Self, FixtureError> {
-        let files = loading::load_paths(&fixture_paths)?;
+    pub(crate) fn new(
+        sources: Vec<loading::FixtureSource>,
+        seed: u64,
+    ) -> Result<Self, FixtureError> {
+        let files = loading::load_sources(&sources)?;
         let mut ids = Ids::default();
         let fixtures = ids.fixture_entries(files);
         Ok(Self {
             current: Mutex::new(Snapshot::new(Vec::new(), fixtures)),
             changes: Mutex::new(ids),
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
-            fixture_paths,
+            sources,
             seed,
         })
     }
 
-    pub(crate) fn fixture_paths(&self) -> &[PathBuf] {
-        &self.fixture_paths
+    /// Where the fixture rules come from, in order.
+    pub(crate) fn sources(&self) -> &[loading::FixtureSource] {
+        &self.sources
+    }
+
+    /// The fixture files and directories (what `--watch` polls).
+    pub(crate) fn fixture_paths(&self) -> Vec<PathBuf> {
+        self.sources
+            .iter()
+            .filter_map(|s| match s {
+                loading::FixtureSource::Path(path) => Some(path.clone()),
+                loading::FixtureSource::Scenario(_) => None,
+            })
+            .collect()
     }
 
     fn snapshot(&self) -> Arc<Snapshot> {
@@ -515,6 +531,16 @@ impl RuleEngine {
     /// Adds run-time rules before all others: a batch keeps its own order and
     /// goes before older rules. All or nothing.
     pub(crate) fn add(&self, rules: Vec<Rule>) -> Result<Vec<String>, AddRuleError> {
+        self.add_from(rules, "admin")
+    }
+
+    /// [`add`](Self::add), with the `source` the rules are listed with
+    /// (`scenario:NAME` for a scenario switched on at run time).
+    pub(crate) fn add_from(
+        &self,
+        rules: Vec<Rule>,
+        source: &str,
+    ) -> Result<Vec<String>, AddRuleError> {
         let mut ids = lock(&self.changes);
         let mut batch: HashSet<&str> = HashSet::new();
         for rule in &rules {
@@ -536,7 +562,7 @@ impl RuleEngine {
                 None => ids.generate(),
             };
             added.push(id.clone());
-            admin.push(Entry::new(id, "admin".to_owned(), rule));
+            admin.push(Entry::new(id, source.to_owned(), rule));
         }
         admin.extend(current.admin.iter().cloned());
         self.install(Snapshot::new(admin, current.fixtures.clone()));
@@ -608,7 +634,7 @@ impl RuleEngine {
     /// Back to the state at start: run-time rules removed, fixtures reloaded
     /// from disk, counters zeroed, the RNG re-seeded.
     pub(crate) fn reset(&self) -> Result<(), FixtureError> {
-        let files = loading::load_paths(&self.fixture_paths)?;
+        let files = loading::load_sources(&self.sources)?;
         let mut ids = lock(&self.changes);
         *ids = Ids::default();
         let fixtures = ids.fixture_entries(files);

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use super::glob::Glob;
 use super::model::{Match, Phase, RouteName, Rule};
 use super::{RequestFacts, RuleEngine, Snapshot};
-use crate::redact::{header_value, is_credential_header, MAX_HEADER_VALUE, REDACTED};
+use crate::redact::{header_value, is_credential_header, MAX_HEADER_VALUE};
 
 /// Most near misses listed per request.
 pub const MAX_NEAR_MISSES: usize = 3;
@@ -50,6 +50,52 @@ pub struct FailedCondition {
     pub actual: Value,
     /// The same in one sentence, as the page and the debug log show it.
     pub message: String,
+    /// For a credential (`x-api-key`, `authorization`, …), whose value is
+    /// never repeated: enough about it to spot a typo. `actual` is then its
+    /// masked form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<CredentialMiss>,
+}
+
+/// What a near miss says about a credential it does not repeat.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CredentialMiss {
+    /// The value's length, in characters (a bearer token's, without its
+    /// `Bearer ` scheme).
+    pub length: usize,
+    /// How many leading characters of the value as sent (scheme included)
+    /// agree with the rule's pattern, up to its first `*`: where the typo is.
+    pub matching_prefix: usize,
+    /// The value masked: an `Authorization` scheme kept, then the first two
+    /// characters (none for a value of 4 or fewer), `…`, and the length
+    /// (`li…(12 chars)`, `Bearer sk…(40 chars)`).
+    pub masked: String,
+}
+
+impl CredentialMiss {
+    /// Describes `value` against the pattern `want`.
+    pub(crate) fn new(value: &str, want: Option<&Glob>) -> Self {
+        let (scheme, secret) = match value.split_once(' ') {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => {
+                (format!("{scheme} "), rest)
+            }
+            _ => (String::new(), value),
+        };
+        let length = secret.chars().count();
+        let shown: String = if length > 4 {
+            secret.chars().take(2).collect()
+        } else {
+            String::new()
+        };
+        CredentialMiss {
+            length,
+            matching_prefix: want.map_or(0, |g| g.matching_prefix(value)),
+            masked: format!(
+                "{scheme}{shown}…({length} char{})",
+                if length == 1 { "" } else { "s" }
+            ),
+        }
+    }
 }
 
 impl FailedCondition {
@@ -59,6 +105,7 @@ impl FailedCondition {
             expected,
             actual,
             message,
+            credential: None,
         }
     }
 }
@@ -363,18 +410,41 @@ fn check_headers(m: &Match, facts: &RequestFacts<'_>, out: &mut Out<'_>) {
             continue;
         }
         out.fail(|| {
-            // A credential is never repeated, not even to say it was wrong;
-            // a long value is cut as the journal cuts it.
-            let shown = if values.is_empty() {
-                None
-            } else if is_credential_header(&name.to_ascii_lowercase()) {
-                Some(REDACTED.to_owned())
-            } else {
-                Some(header_value(facts.headers.get_all(name.as_str())))
-            };
+            // A credential is never repeated, not even to say it was wrong:
+            // its masked form, length and the prefix that agrees with the
+            // pattern show a typo; a long value is cut as the journal cuts it.
+            if !values.is_empty() && is_credential_header(&name.to_ascii_lowercase()) {
+                return credential_miss("headers", "header", name, want.as_ref(), values[0]);
+            }
+            let shown =
+                (!values.is_empty()).then(|| header_value(facts.headers.get_all(name.as_str())));
             value_miss("headers", "header", name, want.as_ref(), shown.as_deref())
         });
     }
+}
+
+/// A credential header or query parameter that was not as the rule wants.
+fn credential_miss(
+    field: &str,
+    noun: &str,
+    name: &str,
+    want: Option<&Glob>,
+    value: &str,
+) -> FailedCondition {
+    let credential = CredentialMiss::new(value, want);
+    let expected = want.map_or("absent", |g| g.as_str());
+    let message = format!(
+        "{noun} {name}: expected {expected}, got {} (a credential, masked: {} characters, the first {} agree with the pattern)",
+        credential.masked, credential.length, credential.matching_prefix
+    );
+    let mut failed = FailedCondition::new(
+        format!("match.{field}.{name}"),
+        text(want.map(|g| g.as_str())),
+        json!(credential.masked),
+        message,
+    );
+    failed.credential = Some(credential);
+    failed
 }
 
 /// A named header or query parameter that was not as the rule wants
@@ -412,6 +482,12 @@ fn check_query(m: &Match, facts: &RequestFacts<'_>, out: &mut Out<'_>) {
         };
         if !ok {
             out.fail(|| {
+                let lower = name.to_ascii_lowercase();
+                if !values.is_empty()
+                    && (is_credential_header(&lower) || lower == "x-amz-signature")
+                {
+                    return credential_miss("query", "query", name, want.as_ref(), values[0]);
+                }
                 let shown = (!values.is_empty()).then(|| values.join(", "));
                 value_miss("query", "query", name, want.as_ref(), shown.as_deref())
             });
@@ -661,8 +737,19 @@ mod tests {
         assert_eq!(by_name("match.method").expected, "PUT");
         assert_eq!(by_name("match.method").actual, "POST");
         assert_eq!(by_name("match.path").actual, UPLOAD_PATH);
-        // The credential's value is not repeated.
-        assert_eq!(by_name("match.headers.x-api-key").actual, REDACTED);
+        // The credential's value is not repeated: masked, with its length
+        // and how much of it agrees with the pattern.
+        let key = by_name("match.headers.x-api-key");
+        assert_eq!(key.actual, "se…(10 chars)");
+        assert!(!key.message.contains("secret-key"), "{}", key.message);
+        assert_eq!(
+            key.credential,
+            Some(CredentialMiss {
+                length: 10,
+                matching_prefix: 0,
+                masked: "se…(10 chars)".into()
+            })
+        );
         assert_eq!(by_name("match.headers.x-mode").expected, Value::Null);
         assert_eq!(by_name("match.headers.x-mode").actual, "fast");
         assert_eq!(by_name("match.query.workspace_uuid").actual, "ws-2");

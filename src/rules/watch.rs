@@ -55,7 +55,8 @@ pub(crate) fn watch(
     rules: Arc<super::RuleEngine>,
     mut stop: watch::Receiver<bool>,
 ) -> impl Future<Output = ()> + Send {
-    let paths = rules.fixture_paths().to_vec();
+    let paths = rules.fixture_paths();
+    let sources = rules.sources().to_vec();
     let mut last = fingerprint(&paths);
     async move {
         loop {
@@ -66,13 +67,15 @@ pub(crate) fn watch(
             // File I/O on a blocking thread: a slow disk (or a file that
             // never ends) must not hold an async worker, which serves requests.
             let (paths_now, previous) = (paths.clone(), last.clone());
+            let sources_now = sources.clone();
             let rules_now = Arc::clone(&rules);
             let polled = tokio::task::spawn_blocking(move || {
                 let now = fingerprint(&paths_now);
                 if now == previous {
                     return (now, None);
                 }
-                let reloaded = loading::load_paths(&paths_now).and_then(|files| {
+                // Every source again, the scenarios in their place.
+                let reloaded = loading::load_sources(&sources_now).and_then(|files| {
                     let count: usize = files.iter().map(|f| f.rules.len()).sum();
                     rules_now.replace_fixtures(files).map(|()| count)
                 });

@@ -17,6 +17,8 @@ use crate::config::{AuthPolicy, ByteSize, Config};
 use crate::files::catalog::Catalog;
 use crate::files::Files;
 use crate::journal::Journal;
+use crate::rules::loading::FixtureSource;
+use crate::rules::scenarios::{Scenario, UnknownScenario};
 use crate::rules::{FixtureError, RuleEngine};
 use crate::same_origin::SameOrigin;
 use crate::state::{AppState, Settings};
@@ -133,10 +135,40 @@ impl MockServerBuilder {
     }
 
     /// Adds a fixture file or directory; it is read and checked now.
+    /// Fixtures and [scenarios](Self::scenario) are evaluated in the order
+    /// they are added, after the rules added at run time.
     pub fn fixtures(mut self, path: impl AsRef<Path>) -> Result<Self, FixtureError> {
         let path = path.as_ref().to_owned();
         crate::rules::loading::load_paths(std::slice::from_ref(&path))?;
-        self.config.fixtures.push(path);
+        self.config.fixtures.push(FixtureSource::Path(path));
+        Ok(self)
+    }
+
+    /// Adds a shipped scenario by name (see [`Scenario::all`]): its rules
+    /// are loaded as a fixture file's would be, in the order added among
+    /// the [fixtures](Self::fixtures). No file is needed: the scenarios are
+    /// compiled in.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = aymara_mock::MockServer::builder()
+    ///     .scenario("retry-then-succeed")?
+    ///     .start()
+    ///     .await?;
+    /// let rules = server.rules().await;
+    /// assert_eq!(rules[0].id, "retry-then-succeed");
+    /// assert_eq!(rules[0].source, "scenario:retry-then-succeed");
+    ///
+    /// // An unknown name is an error that lists the shipped ones.
+    /// let err = aymara_mock::MockServer::builder().scenario("nope").unwrap_err();
+    /// assert!(err.to_string().contains("retry-then-succeed"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn scenario(mut self, name: &str) -> Result<Self, UnknownScenario> {
+        let scenario = Scenario::named(name)?;
+        self.config.fixtures.push(FixtureSource::Scenario(scenario));
         Ok(self)
     }
 
@@ -313,6 +345,39 @@ impl MockServerBuilder {
         self
     }
 
+    /// Lets web pages on `origin` call the emulated API, the presigned
+    /// upload URLs and the download URLs from a browser (repeatable; the
+    /// first call replaces the default). A value is an origin
+    /// (`http://localhost:5173`: scheme, host and optional port), `*` (any
+    /// origin), `loopback` (pages on `localhost`, `*.localhost` or a
+    /// loopback address, any port: the default) or `none` (no page on
+    /// another origin). The admin API never answers pages on other origins,
+    /// whatever is allowed here. An invalid value fails [`start`](Self::start).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = aymara_mock::MockServer::builder()
+    ///     .cors_origin("http://localhost:5173")
+    ///     .start()
+    ///     .await?;
+    /// let answer = reqwest::Client::new()
+    ///     .get(format!("{}/health", server.url()))
+    ///     .header("origin", "http://localhost:5173")
+    ///     .send()
+    ///     .await?;
+    /// assert_eq!(answer.headers()["access-control-allow-origin"], "http://localhost:5173");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn cors_origin(mut self, origin: impl Into<String>) -> Self {
+        self.config
+            .cors_origins
+            .get_or_insert_with(Vec::new)
+            .push(origin.into());
+        self
+    }
+
     /// At most this many connections at once; more wait to be accepted.
     pub fn max_connections(mut self, max: usize) -> Self {
         self.config.max_connections = Some(max);
@@ -332,17 +397,20 @@ impl MockServerBuilder {
                 "--max-connections must be at least 1".into(),
             ));
         }
+        let cors =
+            crate::cors::Cors::new(config.cors_origins.as_deref()).map_err(StartError::Config)?;
         let (listener, addr) = bind(&config, listener).await?;
         let seed = config.seed.unwrap_or_else(rand::random);
         let rules = load_rules(&config, seed).await?;
         let storage = storage(&config, object_store)?;
         let url = format!("http://{addr}");
-        let state = Arc::new(shared_state(&config, addr, &url, storage, rules));
+        let state = Arc::new(shared_state(&config, addr, &url, storage, rules, cors));
         tracing::info!(
             %url,
             seed,
             storage = %state.storage.describe(),
-            fixtures = state.rules.fixture_paths().len(),
+            fixtures = state.rules.sources().len(),
+            cors_origins = %state.settings.cors,
             "aymara-mock started"
         );
         let (stop, task) = spawn(&config, listener, &state);
@@ -375,6 +443,7 @@ fn shared_state(
     url: &str,
     storage: Storage,
     rules: RuleEngine,
+    cors: crate::cors::Cors,
 ) -> AppState {
     let auth = config.auth_policy();
     warn_if_exposed(addr, &auth, config.admin_token.is_some());
@@ -389,6 +458,7 @@ fn shared_state(
             max_upload_size: config.max_upload_size.bytes(),
             same_origin: SameOrigin::new(addr, &public_url, config.admin_token.is_some()),
             addr,
+            cors,
             public_url,
             body_timeout: config.body_timeout,
             admin_token: config.admin_token.clone(),

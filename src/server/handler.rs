@@ -1,7 +1,9 @@
 //! Every request goes through [`handle`]: request id, the route table
 //! (`crate::routes`), the request phase and the route's handler, then the
 //! answer is delayed, truncated or replaced by a network fault as the rules
-//! decided, logged and journaled (admin requests are logged, not journaled).
+//! decided, granted to the web page that asked if `--cors-origin` allows it
+//! (`crate::cors`), logged and journaled (admin requests are logged, not
+//! journaled, and never granted).
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -19,7 +21,9 @@ use crate::journal::{parse_query, RequestRecord};
 use crate::redact::record_headers;
 use crate::routes::answer::{Abort, Answer, Exchange, Finish};
 use crate::routes::apply::{self, Plan, Step};
-use crate::routes::{downloads, files_api, health, openapi, put, upload, AdminRoute, Route};
+use crate::routes::{
+    downloads, files_api, health, openapi, preflight, put, upload, AdminRoute, Route,
+};
 use crate::state::AppState;
 use crate::upload::body::UploadBody;
 
@@ -46,7 +50,16 @@ pub(crate) async fn handle(
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
 
-    let resolved = match Route::resolve(&method, &path) {
+    // A browser's CORS preflight is its own route; the admin API has none
+    // (its paths resolve as usual, and `same_origin` refuses the page).
+    let resolved = if crate::cors::is_preflight(&method, req.headers())
+        && !crate::routes::is_admin_path(&path)
+    {
+        Route::preflight(&path)
+    } else {
+        Route::resolve(&method, &path)
+    };
+    let resolved = match resolved {
         Ok(Route::Admin(route)) => return Ok(admin(&state, req, Ok(route), &request_id).await),
         Err(err) if crate::routes::is_admin_path(&path) => {
             return Ok(admin(&state, req, Err(err), &request_id).await)
@@ -54,6 +67,16 @@ pub(crate) async fn handle(
         other => other,
     };
 
+    // A page on an origin `--cors-origin` allows may read every answer of a
+    // client route (errors, rule answers and the table's 404/405 included).
+    let cors = state.settings.cors.visit(req.headers());
+    let granted_origin = match &resolved {
+        Ok(route) if !route.cross_origin() => None,
+        _ => cors
+            .as_ref()
+            .filter(|c| c.allowed)
+            .and_then(|_| req.headers().get(http::header::ORIGIN).cloned()),
+    };
     let query = parse_query(req.uri().query());
     let record = RequestRecord {
         id: request_id.clone(),
@@ -77,8 +100,11 @@ pub(crate) async fn handle(
         status: None,
         rule: None,
         fault: None,
+        error_code: None,
         cut: false,
         upload: None,
+        cors: None,
+        file_seen: None,
         body_bytes: 0,
         duration_ms: 0,
         retry_count: crate::journal::retry_count(req.headers()),
@@ -93,6 +119,7 @@ pub(crate) async fn handle(
         ex: Exchange {
             query,
             read_timeout_ms: crate::rules::model::announced_read_timeout_ms(req.headers()),
+            cors,
             ..Exchange::default()
         },
         method: method.clone(),
@@ -101,7 +128,14 @@ pub(crate) async fn handle(
     let ex = &mut flight.ex;
 
     // A presigned URL answers its errors as S3 does.
-    let s3 = matches!(resolved, Ok(Route::Put { .. }));
+    let s3 = matches!(
+        resolved,
+        Ok(Route::Put { .. }
+            | Route::Preflight {
+                presigned: true,
+                ..
+            })
+    );
     let finish = match serve(&state, resolved, req, ex).await {
         Finish::Answer(answer) if s3 => Finish::Answer(answer.in_s3_xml()),
         finish => finish,
@@ -113,8 +147,15 @@ pub(crate) async fn handle(
     match finish {
         Finish::Answer(answer) => {
             let truncate = answer.truncate;
+            let error_code = answer.error_code();
+            if let Some(record) = &mut flight.record {
+                record.error_code = error_code;
+            }
             let mut response = answer.into_response(&request_id);
             set_request_id(&mut response, &request_id);
+            if let Some(origin) = &granted_origin {
+                crate::cors::grant(&mut response, origin);
+            }
             flight.set_status(response.status().as_u16());
             if truncate {
                 response = truncated(response).await;
@@ -198,6 +239,8 @@ impl Drop for InFlight {
         record.rule = self.ex.rule.clone();
         record.fault = self.ex.fault.map(str::to_owned);
         record.upload = self.ex.upload.take();
+        record.cors = self.ex.cors.take();
+        record.file_seen = self.ex.file_seen.take();
         record.cut = self.ex.cut;
         record.body_bytes = self.ex.body_bytes;
         record.duration_ms = self.started.elapsed().as_millis() as u64;
@@ -370,6 +413,13 @@ async fn serve(
             frame,
             head,
         } => files_api::frame(state, file_uuid, frame, *head),
+        Route::Preflight { methods, presigned } => preflight::answer(
+            &state.settings.cors,
+            &parts.headers,
+            methods,
+            *presigned,
+            ex,
+        ),
         Route::Health => health::answer(),
         Route::OpenApi => openapi::answer(),
         Route::Download {

@@ -59,6 +59,39 @@ fn prints_one_ready_line_and_removes_its_temp_dir_on_sigterm() {
     }
 }
 
+/// The temp dir a binary logged at start (`storage=/tmp/aymara-mock-…`).
+fn logged_storage_dir(bin: &Binary) -> PathBuf {
+    assert!(bin.wait_for_log("aymara-mock started", Duration::from_secs(10)));
+    let log = bin.stderr_text();
+    let dir = log
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("storage="))
+        .unwrap_or_else(|| panic!("no storage= in {log}"));
+    PathBuf::from(dir)
+}
+
+/// `cargo test` leaves no `/tmp/aymara-mock-*` folder behind: the helpers
+/// stop a binary with SIGTERM (SIGKILL only as the fallback), and the
+/// server removes its temp dir on SIGTERM and on SIGINT, having stored
+/// something or not.
+#[test]
+fn a_stopped_binary_leaves_no_temp_dir_behind() {
+    let bin = start_binary(&[], &[]);
+    let dir = logged_storage_dir(&bin);
+    assert!(dir.starts_with(std::env::temp_dir()), "{dir:?}");
+    assert!(dir.exists(), "{dir:?}");
+    drop(bin);
+    assert!(!dir.exists(), "{dir:?} left behind by the helper's stop");
+
+    let mut bin = start_binary(&[], &[]);
+    let dir = logged_storage_dir(&bin);
+    let (status, _) = upload_blocking(&bin.url, "k", b"stored");
+    assert_eq!(status, 200);
+    bin.signal("INT");
+    assert_eq!(bin.wait_exit(Duration::from_secs(15)), Some(0));
+    assert!(!dir.exists(), "{dir:?} left behind after SIGINT");
+}
+
 #[test]
 fn sigint_also_stops_it_and_keep_files_keeps_the_dir() {
     let mut bin = start_binary(&["--keep-files"], &[]);
@@ -281,4 +314,87 @@ fn the_binary_sets_the_allocator_options_it_documents() {
             "no line {line:?} in:\n{stderr}"
         );
     }
+}
+
+/// `check` reports every error of a file in one run, each with
+/// file:line:col, the field's path and a hint; the exit code stays 2. A
+/// wrong top-level shape says what a fixture is.
+#[test]
+fn check_reports_three_typos_in_one_run() {
+    let out = Command::new(bin_path())
+        .args(["check", "tests/data/three-typos.json"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            r#"tests/data/three-typos.json:4:31: rules[0].respond: unknown field "stauts", did you mean "status"?"#,
+            r#"tests/data/three-typos.json:5:19: rules[1]: unknown field "whne", did you mean "when"?"#,
+            r#"tests/data/three-typos.json:6:44: rules[2].fault.kind: unknown value "rest", did you mean "reset"?"#,
+        ],
+        "{stderr}"
+    );
+
+    // At start-up too, before binding.
+    let out = Command::new(bin_path())
+        .args(["--port", "0", "--fixtures", "tests/data/three-typos.json"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for typo in ["stauts", "whne", "rest"] {
+        assert!(stderr.contains(&format!("\"{typo}\"")), "{stderr}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let array = dir.path().join("array.json");
+    std::fs::write(&array, r#"[{"respond": {"status": 503}}]"#).unwrap();
+    let out = Command::new(bin_path())
+        .args(["check", array.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(r#":1:1: a fixture is an object `{"rules": [...]}`, not an array"#),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn watch_logs_every_error_of_a_broken_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rules.json");
+    std::fs::write(
+        &path,
+        r#"{"rules": [{"id": "fine", "respond": {"status": 503}}]}"#,
+    )
+    .unwrap();
+    let bin = start_binary(&["--fixtures", path.to_str().unwrap(), "--watch"], &[]);
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/three-typos.json"),
+        &path,
+    )
+    .unwrap();
+    assert!(
+        bin.wait_for_log("previous rules stay in force", Duration::from_secs(5)),
+        "{}",
+        bin.stderr_text()
+    );
+    let log = bin.stderr_text();
+    for expected in [
+        "rules.json:4:31: rules[0].respond: unknown field \"stauts\"",
+        "rules.json:5:19: rules[1]: unknown field \"whne\"",
+        "rules.json:6:44: rules[2].fault.kind: unknown value \"rest\"",
+    ] {
+        assert!(log.contains(expected), "{expected} not in {log}");
+    }
+    // The previous rule is still in force.
+    assert_eq!(upload_blocking(&bin.url, "k", b"x").0, 503);
 }

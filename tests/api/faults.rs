@@ -1181,8 +1181,7 @@ fn check_reports_a_typo_with_its_position_and_a_hint_and_exits_2() {
         .expect("check runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    let expected =
-        r#"tests/data/typo-stauts.json:4:7: unknown field "stauts", did you mean "status"?"#;
+    let expected = r#"tests/data/typo-stauts.json:4:7: rules[0].respond: unknown field "stauts", did you mean "status"?"#;
     assert!(stderr.lines().any(|l| l == expected), "{stderr}");
 }
 
@@ -1467,8 +1466,7 @@ fn run_bounded(args: &[&str], limit: Duration) -> (Option<i32>, String) {
             break status.code();
         }
         if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
+            terminate(&mut child);
             break None;
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -272,7 +272,19 @@ pub fn bin_path() -> &'static str {
 
 /// Starts the binary and waits (bounded) for its one stdout line.
 pub fn start_binary(args: &[&str], envs: &[(&str, &str)]) -> Binary {
+    start_binary_at(None, args, envs)
+}
+
+/// [`start_binary`] in the working directory `dir`.
+pub fn start_binary_in(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Binary {
+    start_binary_at(Some(dir), args, envs)
+}
+
+fn start_binary_at(dir: Option<&Path>, args: &[&str], envs: &[(&str, &str)]) -> Binary {
     let mut cmd = Command::new(bin_path());
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
     cmd.args(["--port", "0"])
         .args(args)
         .stdout(Stdio::piped())
@@ -295,7 +307,7 @@ pub fn start_binary(args: &[&str], envs: &[(&str, &str)]) -> Binary {
     let line = match rx.recv_timeout(Duration::from_secs(20)) {
         Ok(line) => line,
         Err(_) => {
-            let _ = child.kill();
+            terminate(&mut child);
             panic!("no ready line within 20 s");
         }
     };
@@ -359,9 +371,38 @@ impl Binary {
     }
 }
 
+/// How long [`terminate`] waits after SIGTERM before it sends SIGKILL.
+pub const TERMINATE_GRACE: Duration = Duration::from_secs(10);
+
+/// Stops a child as a harness should: SIGTERM, so that the server removes
+/// its temp dir (SIGKILL left one `/tmp/aymara-mock-*` folder per test
+/// behind), then a bounded wait; SIGKILL only if it has not exited by then.
+/// Returns its exit status, `None` if it had to be killed.
+pub fn terminate(child: &mut Child) -> Option<std::process::ExitStatus> {
+    if let Ok(Some(status)) = child.try_wait() {
+        return Some(status);
+    }
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    if sent {
+        let deadline = std::time::Instant::now() + TERMINATE_GRACE;
+        while std::time::Instant::now() < deadline {
+            match child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                Err(_) => break,
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
 impl Drop for Binary {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        terminate(&mut self.child);
     }
 }

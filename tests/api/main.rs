@@ -7,11 +7,13 @@
 //! - `files`: the files API: presigned PUTs, list, get, status, frames, delete.
 //! - `faults`: fault rules, fixtures, phases, network faults, `Prefer`.
 //! - `admin`: the admin API and the library's test-control methods.
+//! - `cors`: web pages on other origins (`--cors-origin`): grants, preflights, the admin API refused.
 //! - `robustness`: hostile and slow clients, full disks, connection limits.
 //! - `fuzz`: property tests over mutated multipart bodies and rule JSON.
 //! - `object_store`: uploads kept in an (in-memory) object store; S3 flags.
 //! - `openapi`: `GET /openapi.json` matches what the server does.
 //! - `routes`: one rule means the same on every route (`match.route`).
+//! - `scenarios`: the shipped scenarios by name (CLI, builder, admin API).
 //! - `why`: near misses, retries grouped into calls, `duplicate_of`, the live page.
 //!
 //! The soak test is its own binary, `tests/soak`.
@@ -24,6 +26,7 @@
 
 mod admin;
 mod cli;
+mod cors;
 mod cut_body;
 mod faults;
 mod files;
@@ -34,5 +37,6 @@ mod object_store;
 mod openapi;
 mod robustness;
 mod routes;
+mod scenarios;
 mod upload;
 mod why;

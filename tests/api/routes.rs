@@ -189,3 +189,40 @@ async fn a_reset_after_n_bytes_cuts_every_route_after_n_body_bytes_or_at_a_short
         );
     }
 }
+
+/// The README's rule reference names every route a rule can take, and no
+/// other: its `match.route` list (between `<!-- routes:begin -->` and
+/// `<!-- routes:end -->`) against the `match.route` enum of the committed
+/// schema. It once named 4 of 12.
+#[test]
+fn the_readme_lists_the_routes_the_schema_has() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let list = readme
+        .split_once("<!-- routes:begin -->")
+        .and_then(|(_, rest)| rest.split_once("<!-- routes:end -->"))
+        .map(|(list, _)| list)
+        .expect("README.md has <!-- routes:begin --> … <!-- routes:end --> around the route list");
+    // The names are the backquoted lowercase words; methods and paths are not.
+    let mut in_readme: Vec<&str> = list
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase()))
+        .collect();
+    in_readme.sort_unstable();
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("fixtures/schema.json")).unwrap())
+            .unwrap();
+    let mut in_schema: Vec<&str> = schema["$defs"]["match"]["properties"]["route"]["enum"]
+        .as_array()
+        .expect("the schema's match.route enum")
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    in_schema.sort_unstable();
+    assert_eq!(
+        in_readme, in_schema,
+        "README.md's match.route list differs from fixtures/schema.json"
+    );
+}

@@ -101,7 +101,7 @@ async fn each_kind_of_failed_condition_is_a_near_miss_with_expected_and_actual()
             json!({"match": {"headers": {"x-api-key": "limited-*"}}}),
             "match.headers.x-api-key",
             json!("limited-*"),
-            json!("[redacted]"),
+            json!("…(1 char)"),
         ),
         (
             json!({"match": {"query": {"workspace_uuid": "ws-1"}}}),
@@ -323,4 +323,189 @@ async fn the_live_page_is_served_without_the_token_but_its_data_is_not() {
         app.call(reqwest::Method::POST, "/__admin/").await.status(),
         401
     );
+}
+
+#[tokio::test]
+async fn the_journal_records_the_error_code_each_answer_sent() {
+    let app = spawn_app().await;
+    add_rule(
+        &app,
+        json!({"rules": [
+            {"id": "custom", "match": {"headers": {"x-api-key": "custom"}},
+             "respond": {"status": 429, "code": "quota.custom"}},
+            {"id": "replaced", "match": {"headers": {"x-api-key": "replaced"}},
+             "respond": {"status": 500, "body": {"error": {"code": "my.own"}}}},
+            {"id": "no-envelope", "match": {"headers": {"x-api-key": "bare"}},
+             "respond": {"status": 503, "body": ["not", "an", "envelope"]}}
+        ]}),
+    )
+    .await;
+    for key in [
+        Some("custom"),
+        Some("replaced"),
+        Some("bare"),
+        None,
+        Some("fine"),
+    ] {
+        upload_clip(&app, key).await;
+    }
+    let codes: Vec<_> = journal_json(&app)
+        .await
+        .iter()
+        .map(|r| (r["status"].clone(), r["error_code"].clone()))
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            (json!(429), json!("quota.custom")),
+            (json!(500), json!("my.own")),
+            (json!(503), Value::Null),
+            (json!(401), json!("auth.invalid_key")),
+            (json!(200), Value::Null),
+        ]
+    );
+}
+
+/// A credential near miss says why without repeating the credential: its
+/// masked form, its length, and how much of it agrees with the pattern.
+#[tokio::test]
+async fn a_credential_near_miss_shows_the_typo_not_the_key() {
+    let app = spawn_app().await;
+    add_rule(
+        &app,
+        json!({"id": "limited", "match": {"headers": {"x-api-key": "limited-*"}}, "respond": {"status": 429}}),
+    )
+    .await;
+    add_rule(
+        &app,
+        json!({"id": "bearer", "match": {"headers": {"authorization": "Bearer sk-live-*"}}, "respond": {"status": 429}}),
+    )
+    .await;
+    let sent = app
+        .client
+        .post(app.server.upload_url())
+        .header("x-api-key", "limted-key-1")
+        .bearer_auth("sk-lvie-0123456789")
+        .multipart(reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(vec![1; 8]).file_name("a.bin"),
+        ))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(sent.status(), 200);
+    let body = app
+        .client
+        .get(app.url("/__admin/requests"))
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("text");
+    for secret in ["limted-key-1", "sk-lvie-0123456789", "0123456789"] {
+        assert!(!body.contains(secret), "{secret} repeated in {body}");
+    }
+    let journal: Value = serde_json::from_str(&body).expect("json");
+    let misses = journal["requests"][0]["near_misses"]
+        .as_array()
+        .expect("near misses");
+    let failed = |rule: &str| {
+        let miss = misses
+            .iter()
+            .find(|m| m["rule"] == rule)
+            .unwrap_or_else(|| panic!("no near miss of {rule}: {misses:?}"));
+        miss["failed"][0].clone()
+    };
+    let key = failed("limited");
+    assert_eq!(key["condition"], "match.headers.x-api-key");
+    assert_eq!(key["expected"], "limited-*");
+    assert_eq!(key["actual"], "li…(12 chars)");
+    assert_eq!(
+        key["credential"],
+        json!({"length": 12, "matching_prefix": 3, "masked": "li…(12 chars)"})
+    );
+    assert!(
+        key["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("the first 3 agree")),
+        "{key}"
+    );
+    let token = failed("bearer");
+    assert_eq!(
+        token["credential"],
+        json!({"length": 18, "matching_prefix": 11, "masked": "Bearer sk…(18 chars)"})
+    );
+}
+
+/// An upload refused or cut by a rule is journaled with what was seen of
+/// its file (name as sent, content type, bytes so far), not just
+/// `"upload": null`.
+#[tokio::test]
+async fn a_refused_or_cut_upload_is_journaled_with_its_file() {
+    let app = spawn_with(|b| {
+        b.scenario("cut-mid-upload")
+            .expect("shipped")
+            .max_upload_size(aymara_mock::ByteSize::new(1 << 20))
+    })
+    .await;
+    add_rule(
+        &app,
+        json!({"id": "no-mov", "phase": "upload", "match": {"filename": "*.mov"}, "respond": {"status": 415}}),
+    )
+    .await;
+    add_rule(
+        &app,
+        json!({"id": "no-big-txt", "match": {"filename": "*.txt", "size": {"min": 1000}}, "respond": {"status": 422}}),
+    )
+    .await;
+    // Refused at the `upload` phase: no file byte read.
+    assert_eq!(upload_clip(&app, Some("k")).await, 415);
+    // Cut by the scenario after 64 KiB of body.
+    let cut = app
+        .client
+        .post(app.server.upload_url())
+        .header("x-api-key", "k")
+        .multipart(
+            reqwest::multipart::Form::new().part(
+                "file",
+                reqwest::multipart::Part::bytes(data(300_000))
+                    .file_name("movie.mp4")
+                    .mime_str("video/mp4")
+                    .expect("mime"),
+            ),
+        )
+        .send()
+        .await;
+    assert!(cut.is_err(), "the connection is reset");
+    // Refused at `complete`: received whole, then discarded.
+    assert_eq!(app.upload(data(5000), "notes.txt").await.status(), 422);
+    // Stored: seen and stored.
+    assert_eq!(app.upload(data(10), "ok.bin").await.status(), 200);
+
+    let records = journal_json(&app).await;
+    assert_eq!(records.len(), 4, "{records:?}");
+    assert_eq!(records[0]["rule"], "no-mov");
+    assert_eq!(records[0]["upload"], Value::Null);
+    assert_eq!(
+        records[0]["file_seen"],
+        json!({"filename": "clip.mov", "content_type": "video/quicktime", "bytes": 0, "complete": false})
+    );
+    assert_eq!(records[1]["rule"], "cut-mp4-mid-upload");
+    assert_eq!(records[1]["upload"], Value::Null);
+    let seen = &records[1]["file_seen"];
+    assert_eq!(seen["filename"], "movie.mp4");
+    assert_eq!(seen["content_type"], "video/mp4");
+    assert_eq!(seen["complete"], false);
+    let bytes = seen["bytes"].as_u64().expect("bytes");
+    // The 64 KiB of body the rule lets through, less the multipart framing
+    // and what the parser holds back while it looks for a boundary.
+    assert!(bytes > 32_768 && bytes <= 65_536, "{seen}");
+    assert_eq!(records[2]["rule"], "no-big-txt");
+    assert_eq!(records[2]["upload"], Value::Null);
+    assert_eq!(records[2]["file_seen"]["bytes"], 5000);
+    assert_eq!(records[2]["file_seen"]["complete"], true);
+    assert_eq!(records[3]["upload"]["filename"], "ok.bin");
+    assert_eq!(records[3]["file_seen"]["bytes"], 10);
+    assert!(app.stored_files().iter().all(|p| !p.ends_with("movie.mp4")));
 }

@@ -24,13 +24,17 @@ def test_failing_test_report_shows_its_journal(pytester):
     result = pytester.runpytest_subprocess("--aymara-mock-seed", "99")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines([
-        "aymara-mock: */bin/aymara-mock",  # the report header: which binary is tested
+        "aymara-mock: */aymara-mock",  # the report header: which binary is tested
         "*_ test_upload_fails_after_an_outage _*",
         "*- aymara-mock journal (http://127.0.0.1:*, seed 99) -*",
-        "  1. POST /v2/files/-/uploads -> 503  rule=one-outage  retry=0",
+        # status and error.code, the rule that decided, the SDK's retry count
+        "  1. POST /v2/files/-/uploads -> 503 server.unavailable  rule=one-outage  retry=0",
         "*x-api-key: ?redacted?",  # fnmatch: [..] is a character class
         "*content-type: multipart/form-data; boundary=*",
-        "  2. POST /v2/files/-/uploads -> 200  retry=1  stored hello.txt (5 B, text/plain, sha256 2cf24dba5fb0a30e…)",
+        # the retry: which attempt of which call, what was stored, why the rule let it through
+        "  2. POST /v2/files/-/uploads -> 200  retry=1  attempt 2 of #1"
+        "  stored hello.txt (5 B, text/plain, sha256 2cf24dba5fb0a30e…)",
+        "       near miss one-outage: when.times: expected 1, actual 1",
     ])
     # Only the failing test's requests, and no section for the test that passed.
     assert "/health/" not in result.stdout.str()
@@ -167,5 +171,5 @@ def test_a_failing_fixture_of_ones_own_gets_the_journal_too(pytester):
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines([
         "*- aymara-mock journal (http://127.0.0.1:*, seed *) -*",
-        "  1. POST /v2/files/-/uploads -> 401",
+        "  1. POST /v2/files/-/uploads -> 401 auth.invalid_key",
     ])

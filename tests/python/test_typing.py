@@ -7,7 +7,7 @@ import sys
 
 USER_CODE = '''
 from typing import List, Optional
-from aymara_mock import AdminClient, AymaraMock, JournalEntry, Upload
+from aymara_mock import AdminClient, AymaraMock, JournalEntry, Scenario, Upload
 
 def statuses(mock: AymaraMock) -> List[Optional[int]]:
     entries: List[JournalEntry] = mock.wait_for_requests(2, path="/v2/files/-/uploads")
@@ -20,6 +20,14 @@ def stored_size(admin: AdminClient, data: bytes) -> int:
 with AymaraMock(seed=1, max_upload_size="1MiB") as mock:
     rule_id: str = mock.add_rule(respond={"status": 503})
     port: int = mock.port
+
+def scenario_rules(mock: AymaraMock) -> List[str]:
+    shipped: List[Scenario] = mock.scenarios()
+    code: Optional[str] = mock.requests()[0]["error_code"]
+    return mock.use_scenario(shipped[0]["name"])
+
+with AymaraMock(scenarios=["retry-then-succeed"], env={"AYMARA_MOCK_SEED": None}) as named:
+    names: List[str] = named.scenario_names
 '''
 
 MISUSE = '''

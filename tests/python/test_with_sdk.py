@@ -207,3 +207,24 @@ def test_a_server_that_fails_to_start_leaves_no_temp_dir(tmp_path, monkeypatch):
     with pytest.raises(AymaraMockError, match="exited with code 2"):
         AymaraMock(fixtures=tmp_path / "missing.json").start()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cors_origins_let_a_web_page_call_the_api(aymara_mock_factory):
+    page = "http://localhost:5173"
+    server = aymara_mock_factory(cors_origins=[page])
+    asked = {
+        "origin": page,
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "x-api-key",
+    }
+    granted = httpx.options(f"{server.url}{UPLOAD_PATH}", headers=asked)
+    assert granted.status_code == 204
+    assert granted.headers["access-control-allow-origin"] == page
+    assert granted.headers["access-control-allow-headers"] == "x-api-key"
+    refused = httpx.options(f"{server.url}{UPLOAD_PATH}", headers={**asked, "origin": "http://localhost:3000"})
+    assert refused.status_code == 403
+    assert "access-control-allow-origin" not in refused.headers
+
+    preflights = server.requests(UPLOAD_PATH)
+    assert [(e["status"], e["cors"]["allowed"]) for e in preflights] == [(204, True), (403, False)]
+    assert preflights[0]["cors"]["preflight_method"] == "POST"
