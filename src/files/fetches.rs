@@ -31,6 +31,9 @@ pub(crate) fn cut_short(uri: &str) -> String {
     format!("aymara-mock stopped before its fetch of {uri} finished: announce the file again.")
 }
 
+/// Tells a fetch it is cancelled, and why.
+type CancelSignal = watch::Sender<Option<Cancelled>>;
+
 /// The fetches of one server.
 #[derive(Debug)]
 pub(crate) struct Fetches {
@@ -40,7 +43,7 @@ pub(crate) struct Fetches {
     /// The longest a fetch may take, connecting to its last byte.
     pub(crate) timeout: Duration,
     /// file uuid → (registration number, cancel signal).
-    registered: std::sync::Mutex<HashMap<String, (u64, watch::Sender<Option<Cancelled>>)>>,
+    registered: std::sync::Mutex<HashMap<String, (u64, CancelSignal)>>,
     next: std::sync::atomic::AtomicU64,
 }
 
