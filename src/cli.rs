@@ -275,6 +275,17 @@ struct ServeArgs {
         value_name = "HOST"
     )]
     allow_remote_hosts: Vec<String>,
+    /// Most remote_uri fetches running at once; the others wait their turn
+    /// (one request runs at most 4 of its own at once).
+    #[arg(long, env = "AYMARA_MOCK_MAX_REMOTE_FETCHES", default_value_t = Config::default().max_remote_fetches, value_name = "N", value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u64).range(1..), |n| usize::try_from(n).unwrap_or(usize::MAX)))]
+    max_remote_fetches: usize,
+    /// The longest one remote_uri fetch may take, connecting to its last
+    /// byte; past it the file is "failed".
+    #[arg(long, env = "AYMARA_MOCK_REMOTE_FETCH_TIMEOUT", default_value_t = Config::default().remote_fetch_timeout.into(), value_parser = parse_duration, value_name = "DURATION")]
+    remote_fetch_timeout: humantime::Duration,
+    /// Most files announced by POST /v2/files and not stored yet (429 past it).
+    #[arg(long, env = "AYMARA_MOCK_MAX_PENDING_FILES", default_value_t = Config::default().max_pending_files, value_name = "N")]
+    max_pending_files: usize,
     /// Let web pages on this origin call the API, the presigned upload URLs
     /// and the downloads from a browser (CORS): an origin such as
     /// http://localhost:5173, `*` (any), `loopback` (localhost and loopback
@@ -487,6 +498,9 @@ async fn serve_async(args: ServeArgs) -> ExitCode {
         .body_timeout(args.body_timeout.into())
         .presign_expiry(args.presign_expiry.into())
         .video_processing_time(args.video_processing_time.into())
+        .max_remote_fetches(args.max_remote_fetches)
+        .remote_fetch_timeout(args.remote_fetch_timeout.into())
+        .max_pending_files(args.max_pending_files)
         .owner(args.organization_uuid, args.user_uuid);
     for host in args.allow_remote_hosts {
         builder = builder.allow_remote_host(host);
@@ -665,6 +679,12 @@ mod tests {
             defaults.header_read_timeout
         );
         assert_eq!(Duration::from(args.body_timeout), defaults.body_timeout);
+        assert_eq!(args.max_remote_fetches, defaults.max_remote_fetches);
+        assert_eq!(
+            Duration::from(args.remote_fetch_timeout),
+            defaults.remote_fetch_timeout
+        );
+        assert_eq!(args.max_pending_files, defaults.max_pending_files);
         assert_eq!(
             crate::cors::Cors::new(Some(&args.cors_origins)),
             crate::cors::Cors::new(defaults.cors_origins.as_deref())

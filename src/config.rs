@@ -72,6 +72,12 @@ pub(crate) struct Config {
     pub(crate) uploaded_by_uuid: String,
     /// Hosts `remote_uri` files may be fetched from (loopback always).
     pub(crate) remote_hosts: Vec<String>,
+    /// Most `remote_uri` fetches running at once (the rest wait their turn).
+    pub(crate) max_remote_fetches: usize,
+    /// The longest one `remote_uri` fetch may take, connect to last byte.
+    pub(crate) remote_fetch_timeout: Duration,
+    /// Most files announced by `POST /v2/files` and not stored at once.
+    pub(crate) max_pending_files: usize,
     /// `--cors-origin` values (none given: `loopback`, see `crate::cors`).
     pub(crate) cors_origins: Option<Vec<String>>,
 }
@@ -109,6 +115,13 @@ impl Default for Config {
             remote_hosts: ["localhost", "127.0.0.1", "::1"]
                 .map(str::to_owned)
                 .to_vec(),
+            // A handful of sockets: loopback fetches finish in moments, and a
+            // test suite rarely has more than a few in flight.
+            max_remote_fetches: 16,
+            // Room for a 5 GiB file on loopback, not for a dripping origin.
+            remote_fetch_timeout: Duration::from_secs(120),
+            // Far beyond a test suite's needs; about 10 MB of catalog.
+            max_pending_files: 10_000,
             cors_origins: None,
         }
     }

@@ -49,8 +49,12 @@ pub(crate) fn random_uuid() -> uuid::Uuid {
 /// Formats a time as RFC 3339 UTC with milliseconds, e.g. `2026-11-25T17:50:41.123Z`.
 /// humantime (already compiled for object_store) replaces a hand-written
 /// civil-from-days conversion.
+///
+/// Total: RFC 3339 has four-digit years, and humantime panics past 9999, so
+/// a later time is written as the last millisecond of 9999.
 pub(crate) fn rfc3339(time: std::time::SystemTime) -> String {
-    humantime::format_rfc3339_millis(time).to_string()
+    let last = std::time::UNIX_EPOCH + std::time::Duration::from_millis(253_402_300_799_999);
+    humantime::format_rfc3339_millis(time.min(last)).to_string()
 }
 
 #[cfg(test)]
@@ -65,6 +69,8 @@ mod tests {
         assert_eq!(rfc3339(t), "2026-11-25T17:50:41.123Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+        let far = UNIX_EPOCH + Duration::from_secs(300_000_000_000);
+        assert_eq!(rfc3339(far), "9999-12-31T23:59:59.999Z");
     }
 
     #[test]

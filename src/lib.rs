@@ -72,6 +72,7 @@ pub(crate) mod http_util;
 pub(crate) mod journal;
 pub(crate) mod presign;
 pub(crate) mod redact;
+pub(crate) mod regular_file;
 pub(crate) mod routes;
 pub(crate) mod rules;
 pub(crate) mod same_origin;

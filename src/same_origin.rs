@@ -87,6 +87,22 @@ impl SameOrigin {
         }
     }
 
+    /// `Ok` when the request's `Host` is a name this server is known by (or
+    /// none was sent): the check that keeps a DNS-rebinding page from
+    /// reading what the routes that serve stored files and their listing
+    /// answer, without the `Origin` check (a page on another origin cannot
+    /// read their answers anyway, and `--cors-origin` lets some do).
+    pub(crate) fn check_host(&self, authority: Option<&str>) -> Result<(), ApiError> {
+        match authority {
+            Some(authority)
+                if split_authority(authority).is_none_or(|(n, _)| !self.known_name(&n)) =>
+            {
+                Err(foreign_host_for_files(authority))
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn known_name(&self, name: &str) -> bool {
         self.any_host
             || is_loopback_name(name)
@@ -120,7 +136,7 @@ fn is_loopback_name(name: &str) -> bool {
 }
 
 /// `host[:port]` → (lowercase host without brackets or a trailing dot, port).
-fn split_authority(authority: &str) -> Option<(String, Option<u16>)> {
+pub(crate) fn split_authority(authority: &str) -> Option<(String, Option<u16>)> {
     let authority = authority.trim();
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
         let (host, after) = rest.split_once(']')?;
@@ -171,6 +187,27 @@ fn foreign_host(host: &str) -> ApiError {
             "The admin API refuses `Host: {host}`: it is not a name this server is known by, and a web page could reach it by DNS rebinding. Call it as localhost or by IP address, or start the server with --public-url http://{host} (the name it is reached by) or --admin-token."
         ),
     )
+}
+
+fn foreign_host_for_files(host: &str) -> ApiError {
+    ApiError::new(
+        http::StatusCode::FORBIDDEN,
+        format!(
+            "This server does not serve its files to `Host: {host}`: it is not a name this server is known by, and a web page could reach it by DNS rebinding. Call it as localhost or by IP address, or start the server with --public-url http://{host} (the name it is reached by) or --admin-token."
+        ),
+    )
+    .with_details(serde_json::json!({"host": host}))
+}
+
+/// The authority a request was sent to: from its target (`GET http://h/…`)
+/// or its `Host` header.
+pub(crate) fn authority_of(uri: &http::Uri, headers: &HeaderMap) -> Option<String> {
+    if let Some(authority) = uri.authority() {
+        return Some(authority.as_str().to_owned());
+    }
+    headers
+        .get(http::header::HOST)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
 fn foreign_origin(origin: &str) -> ApiError {

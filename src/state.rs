@@ -21,6 +21,8 @@ pub(crate) struct Settings {
     pub(crate) admin_token: Option<String>,
     /// What an admin request must look like to be this server's own.
     pub(crate) same_origin: crate::same_origin::SameOrigin,
+    /// The address listened on (a `remote_uri` never fetches from it).
+    pub(crate) addr: std::net::SocketAddr,
     /// Which web pages on other origins may call the emulated API.
     pub(crate) cors: crate::cors::Cors,
     /// The files API's settings.
@@ -40,6 +42,8 @@ pub(crate) struct FilesSettings {
     pub(crate) uploaded_by_uuid: String,
     /// Hosts `remote_uri` files are fetched from.
     pub(crate) remote_hosts: Vec<String>,
+    /// Most files announced and not stored at once (`--max-pending-files`).
+    pub(crate) max_pending: usize,
 }
 
 /// Shared by every connection.
@@ -56,11 +60,22 @@ pub(crate) struct AppState {
     pub(crate) catalog: Catalog,
     /// Signs and checks presigned upload URLs.
     pub(crate) signer: crate::presign::Signer,
+    /// The `remote_uri` fetches, queued or running.
+    pub(crate) fetches: Arc<crate::files::fetches::Fetches>,
+    /// One commit or delete of a file at a time.
+    pub(crate) file_locks: crate::files::fetches::FileLocks,
+    /// Lists walking the catalog at once: half the cores, so that clients
+    /// listing a large catalog in a loop leave the others to every other
+    /// request.
+    pub(crate) list_walks: tokio::sync::Semaphore,
 }
 
 impl AppState {
     /// Removes every stored file; returns how many.
     pub(crate) async fn clear_uploads(&self) -> usize {
+        // Their fetches first: none may store a file after the clear.
+        self.fetches
+            .cancel_all(crate::files::fetches::Cancelled::Removed);
         self.catalog.clear();
         let removed = self.files.take_all();
         self.storage.remove(&removed).await;

@@ -32,6 +32,8 @@ struct Inner {
     /// `seq` → file uuid: the order files were created in.
     order: BTreeMap<u64, String>,
     deleted: BTreeSet<String>,
+    /// How many entries have no bytes yet (`pending`).
+    pending: usize,
 }
 
 impl Inner {
@@ -39,14 +41,43 @@ impl Inner {
         entry.seq = self.next_seq;
         self.next_seq += 1;
         self.order.insert(entry.seq, entry.target.file_uuid.clone());
+        self.pending += usize::from(entry.stored_at.is_none());
         if let Some(old) = self.by_id.insert(entry.target.file_uuid.clone(), entry) {
             self.order.remove(&old.seq);
+            self.pending -= usize::from(old.stored_at.is_none());
         }
     }
+
+    /// Marks an entry's bytes as settled (stored or failed) at `at`.
+    fn settle(entry: &mut Entry, pending: &mut usize, at: SystemTime) {
+        if entry.stored_at.is_none() {
+            *pending -= 1;
+        }
+        entry.stored_at = Some(at);
+    }
+}
+
+/// A new file for [`Catalog::create_all`].
+#[derive(Debug)]
+pub(crate) struct NewEntry {
+    pub(crate) target: Target,
+    pub(crate) workspace_uuid: Option<String>,
+    /// `local_file_path` or `remote_uri`, as the client gave it.
+    pub(crate) original: Option<String>,
+    /// Whether its bytes are fetched from `original` (a `remote_uri`).
+    pub(crate) remote: bool,
+}
+
+/// Too many files are announced and not stored (`--max-pending-files`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TooManyPending {
+    pub(crate) pending: usize,
+    pub(crate) max: usize,
 }
 
 impl Catalog {
     /// A file announced with `POST /v2/files`, its bytes still to come.
+    #[cfg(test)]
     pub(crate) fn create(
         &self,
         target: Target,
@@ -58,6 +89,7 @@ impl Catalog {
             target,
             workspace_uuid,
             original,
+            remote: false,
             created_at: SystemTime::now(),
             stored_at: None,
             outcome,
@@ -68,6 +100,49 @@ impl Catalog {
         lock(&self.inner).add(entry);
     }
 
+    /// Files announced together with `POST /v2/files`, their bytes still to
+    /// come: all of them, or none when they would make more than `max`
+    /// files pending at once.
+    pub(crate) fn create_all(&self, new: Vec<NewEntry>, max: usize) -> Result<(), TooManyPending> {
+        let now = SystemTime::now();
+        let entries: Vec<Entry> = new
+            .into_iter()
+            .map(|n| Entry {
+                target: n.target,
+                workspace_uuid: n.workspace_uuid,
+                original: n.original,
+                remote: n.remote,
+                created_at: now,
+                stored_at: None,
+                outcome: None,
+                bytes: None,
+                seq: 0,
+            })
+            .collect();
+        {
+            let mut inner = lock(&self.inner);
+            if inner.pending.saturating_add(entries.len()) > max {
+                return Err(TooManyPending {
+                    pending: inner.pending,
+                    max,
+                });
+            }
+            for entry in &entries {
+                inner.add(entry.clone());
+            }
+        }
+        for entry in &entries {
+            self.save(entry);
+        }
+        Ok(())
+    }
+
+    /// How many files are announced and not stored yet.
+    #[cfg(test)]
+    pub(crate) fn pending(&self) -> usize {
+        lock(&self.inner).pending
+    }
+
     /// A file's bytes are stored (`target` as stored). A file the catalog
     /// does not know yet (a multipart upload) joins it now; `outcome`, when
     /// a rule gave one, replaces the file's.
@@ -76,23 +151,29 @@ impl Catalog {
         let target = &record.target;
         let bytes = Some((record.size, record.sha256.clone()));
         let mut inner = lock(&self.inner);
-        let entry = match inner.by_id.get_mut(&target.file_uuid) {
-            Some(entry) => {
+        let known = inner.by_id.contains_key(&target.file_uuid);
+        let entry = match known {
+            true => {
+                let Inner { by_id, pending, .. } = &mut *inner;
+                let Some(entry) = by_id.get_mut(&target.file_uuid) else {
+                    return;
+                };
                 entry.target = target.clone();
-                entry.stored_at = Some(now);
+                Inner::settle(entry, pending, now);
                 entry.bytes = bytes;
                 if outcome.is_some() {
                     entry.outcome = outcome;
                 }
                 entry.clone()
             }
-            None => {
+            false => {
                 let workspace_uuid =
                     (target.workspace != "default").then(|| target.workspace.clone());
                 let entry = Entry {
                     target: target.clone(),
                     workspace_uuid,
                     original: None,
+                    remote: false,
                     created_at: now,
                     stored_at: Some(now),
                     outcome,
@@ -111,10 +192,11 @@ impl Catalog {
     /// fetched): `failed` from now on, with `error_message`.
     pub(crate) fn failed(&self, file_uuid: &str, error_message: String) {
         let mut inner = lock(&self.inner);
-        let Some(entry) = inner.by_id.get_mut(file_uuid) else {
+        let Inner { by_id, pending, .. } = &mut *inner;
+        let Some(entry) = by_id.get_mut(file_uuid) else {
             return;
         };
-        entry.stored_at = Some(SystemTime::now());
+        Inner::settle(entry, pending, SystemTime::now());
         entry.outcome = Some(Processing {
             status: ProcessingStatus::Failed,
             error_message: Some(error_message),
@@ -140,6 +222,7 @@ impl Catalog {
         let entry = inner.by_id.remove(file_uuid);
         if let Some(entry) = &entry {
             inner.order.remove(&entry.seq);
+            inner.pending -= usize::from(entry.stored_at.is_none());
         }
         drop(inner);
         if let Some(saved) = &self.saved {
@@ -153,14 +236,41 @@ impl Catalog {
         entry
     }
 
-    /// Every entry, oldest first.
-    pub(crate) fn entries(&self) -> Vec<Entry> {
+    /// Scans at most `max` entries in the catalog's order from `from` (a
+    /// place in it), under the lock once: the places and creation times of
+    /// those `keep` accepts go to `out`. The place to go on from, or `None`
+    /// at the end. A list walks the catalog this way, chunk by chunk,
+    /// holding the lock for one chunk at a time and copying no entry.
+    pub(crate) fn scan(
+        &self,
+        from: u64,
+        max: usize,
+        keep: &dyn Fn(&Entry) -> bool,
+        out: &mut std::collections::VecDeque<(SystemTime, u64)>,
+    ) -> Option<u64> {
         let inner = lock(&self.inner);
-        inner
-            .order
-            .values()
-            .filter_map(|id| inner.by_id.get(id).cloned())
-            .collect()
+        for (n, (seq, file_uuid)) in inner.order.range(from..).enumerate() {
+            if n == max {
+                return Some(*seq);
+            }
+            if let Some(entry) = inner.by_id.get(file_uuid).filter(|e| keep(e)) {
+                out.push_back((entry.created_at, *seq));
+            }
+        }
+        None
+    }
+
+    /// The entry at a place in the catalog's order, if it is still there.
+    pub(crate) fn at(&self, seq: u64) -> Option<Entry> {
+        let inner = lock(&self.inner);
+        let file_uuid = inner.order.get(&seq)?;
+        inner.by_id.get(file_uuid).cloned()
+    }
+
+    /// Drops the records of files the catalog holds (under the lock once).
+    pub(crate) fn retain_unknown(&self, records: &mut Vec<std::sync::Arc<UploadRecord>>) {
+        let inner = lock(&self.inner);
+        records.retain(|r| !inner.by_id.contains_key(&r.target.file_uuid));
     }
 
     /// The files for which `keep` holds, oldest first: how many, and those
@@ -330,6 +440,80 @@ mod tests {
             catalog.get("b").unwrap().status_at(later, t).status,
             FileStatus::Processing
         );
+    }
+
+    fn new_entry(id: &str) -> NewEntry {
+        NewEntry {
+            target: target(id, "text/plain"),
+            workspace_uuid: None,
+            original: None,
+            remote: false,
+        }
+    }
+
+    #[test]
+    fn announced_files_are_taken_all_or_none_within_the_pending_limit() {
+        let catalog = Catalog::default();
+        let three = || ["a", "b", "c"].map(new_entry).into_iter().collect();
+        assert_eq!(catalog.create_all(three(), 3), Ok(()));
+        assert_eq!(catalog.pending(), 3);
+        let more = vec![new_entry("d")];
+        assert_eq!(
+            catalog.create_all(more, 3),
+            Err(TooManyPending { pending: 3, max: 3 })
+        );
+        assert!(catalog.get("d").is_none());
+        // Stored, failed or deleted: no longer pending.
+        catalog.stored(&record("a", "text/plain"), None);
+        catalog.failed("b", "no".into());
+        catalog.remove("c");
+        catalog.failed("b", "twice".into());
+        assert_eq!(catalog.pending(), 0);
+        assert_eq!(catalog.create_all(vec![new_entry("d")], 1), Ok(()));
+        catalog.clear();
+        assert_eq!(catalog.pending(), 0);
+    }
+
+    #[test]
+    fn a_page_merges_the_catalog_and_the_index_oldest_first() {
+        let catalog = Catalog::default();
+        let files = crate::files::Files::default();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        // Index-only uploads at even seconds, announced files at odd ones,
+        // more than a chunk of each.
+        for i in 0..1500u64 {
+            let mut r = record(
+                &format!("u{i}"),
+                if i % 3 == 0 {
+                    "image/png"
+                } else {
+                    "text/plain"
+                },
+            );
+            r.stored_at = t0 + Duration::from_secs(2 * i);
+            files.insert(r);
+        }
+        {
+            let mut inner = lock(&catalog.inner);
+            for i in 0..1500u64 {
+                let mut entry = Entry::of_upload(&record(&format!("c{i}"), "text/plain"));
+                entry.created_at = t0 + Duration::from_secs(2 * i + 1);
+                inner.add(entry);
+            }
+        }
+        let all = |_: &str, _: Option<&str>| true;
+        let (count, page) = crate::files::page(&catalog, &files, &all, 1999, 3);
+        assert_eq!(count, 3000);
+        let ids: Vec<_> = page.iter().map(|e| e.target.file_uuid.as_str()).collect();
+        assert_eq!(ids, ["c999", "u1000", "c1000"]);
+        let images = |ct: &str, _: Option<&str>| ct == "image/png";
+        let (count, page) = crate::files::page(&catalog, &files, &images, 10, 2);
+        assert_eq!(count, 500);
+        let ids: Vec<_> = page.iter().map(|e| e.target.file_uuid.as_str()).collect();
+        assert_eq!(ids, ["u30", "u33"]);
+        // A file in both (announced, then stored) is listed once.
+        files.insert(record("c5", "text/plain"));
+        assert_eq!(crate::files::page(&catalog, &files, &all, 0, 1).0, 3000);
     }
 
     #[test]

@@ -20,6 +20,9 @@ pub(crate) struct Entry {
     pub(crate) workspace_uuid: Option<String>,
     /// What the client named as its source (`local_file_path` or `remote_uri`).
     pub(crate) original: Option<String>,
+    /// Whether its bytes are fetched from `original` (a `remote_uri`)
+    /// rather than PUT by the client.
+    pub(crate) remote: bool,
     pub(crate) created_at: SystemTime,
     /// When its bytes were stored (last stored, after an overwrite).
     pub(crate) stored_at: Option<SystemTime>,
@@ -51,6 +54,7 @@ impl Entry {
             target,
             workspace_uuid,
             original: None,
+            remote: false,
             created_at: record.stored_at,
             stored_at: Some(record.stored_at),
             outcome: None,
@@ -60,10 +64,12 @@ impl Entry {
     }
 
     /// An entry saved by an earlier run (`super::persist`).
+    #[allow(clippy::too_many_arguments, reason = "one per saved field")]
     pub(crate) fn restored(
         target: Target,
         workspace_uuid: Option<String>,
         original: Option<String>,
+        remote: bool,
         created_at: SystemTime,
         stored_at: Option<SystemTime>,
         outcome: Option<Processing>,
@@ -73,6 +79,7 @@ impl Entry {
             target,
             workspace_uuid,
             original,
+            remote,
             created_at,
             stored_at,
             outcome,

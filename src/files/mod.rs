@@ -5,6 +5,7 @@
 
 pub(crate) mod catalog;
 pub(crate) mod entry;
+pub(crate) mod fetches;
 pub(crate) mod ingest;
 pub(crate) mod persist;
 pub(crate) mod png;
@@ -77,6 +78,73 @@ pub(crate) fn download_url(public_url: &str, target: &Target) -> String {
     )
 }
 
+/// How many entries a list takes under a lock at a time.
+const LIST_CHUNK: usize = 1024;
+
+/// One page of every file the files API knows (the catalog's, and the
+/// uploads only the index holds), oldest first: how many `keep` accepts
+/// (given a content type and a `workspace_uuid`), and those from `offset`,
+/// at most `limit`. The two are walked side by side, a chunk at a time,
+/// keeping only the page: memory does not grow with the catalog, and no
+/// lock is held for more than a chunk. A file added or removed during the
+/// walk may be counted or not.
+pub(crate) fn page(
+    catalog: &catalog::Catalog,
+    files: &Files,
+    keep: &dyn Fn(&str, Option<&str>) -> bool,
+    offset: usize,
+    limit: usize,
+) -> (usize, Vec<entry::Entry>) {
+    use std::collections::VecDeque;
+
+    enum Item {
+        Announced(u64),
+        Upload(Arc<UploadRecord>),
+    }
+    let keep_entry = |e: &entry::Entry| keep(&e.target.content_type, e.workspace_uuid.as_deref());
+    let keep_upload = |r: &UploadRecord| {
+        let workspace = (r.target.workspace != "default").then_some(r.target.workspace.as_str());
+        keep(&r.target.content_type, workspace)
+    };
+    let (mut announced, mut next_seq) = (VecDeque::new(), Some(0u64));
+    let (mut uploads, mut next_pos) = (VecDeque::new(), Some(0usize));
+    let (mut count, mut items) = (0, Vec::new());
+    loop {
+        while announced.is_empty() {
+            let Some(from) = next_seq else { break };
+            next_seq = catalog.scan(from, LIST_CHUNK, &keep_entry, &mut announced);
+        }
+        while uploads.is_empty() {
+            let Some(from) = next_pos else { break };
+            let mut chunk = files.chunk(from, LIST_CHUNK);
+            next_pos = (chunk.len() == LIST_CHUNK).then_some(from + LIST_CHUNK);
+            catalog.retain_unknown(&mut chunk);
+            uploads.extend(chunk.into_iter().filter(|r| keep_upload(r)));
+        }
+        let item = match (announced.front(), uploads.front()) {
+            (None, None) => break,
+            (Some((created, _)), Some(upload)) if *created > upload.stored_at => {
+                uploads.pop_front().map(Item::Upload)
+            }
+            (Some(_), _) => announced.pop_front().map(|(_, seq)| Item::Announced(seq)),
+            (None, Some(_)) => uploads.pop_front().map(Item::Upload),
+        };
+        let Some(item) = item else { break };
+        if count >= offset && items.len() < limit {
+            items.push(item);
+        }
+        count += 1;
+    }
+    let entries = items
+        .into_iter()
+        .filter_map(|item| match item {
+            Item::Announced(seq) => catalog.at(seq),
+            Item::Upload(record) => Some(entry::Entry::of_upload(&record)),
+        })
+        .collect();
+    (count, entries)
+}
+
 /// Stored uploads, by `file_uuid`, in the order they were stored. It keeps
 /// [`UploadRecord`]s, which `AppState::upload_of` spells out when asked.
 #[derive(Debug, Default)]
@@ -138,6 +206,12 @@ impl Files {
             inner.by_sha256.remove(&record.sha256);
         }
         Some(record)
+    }
+
+    /// At most `max` records in storage order from position `from`.
+    pub(crate) fn chunk(&self, from: usize, max: usize) -> Vec<Arc<UploadRecord>> {
+        let inner = lock(&self.inner);
+        inner.order.iter().skip(from).take(max).cloned().collect()
     }
 
     pub(crate) fn take_all(&self) -> Vec<Arc<UploadRecord>> {

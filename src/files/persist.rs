@@ -43,6 +43,11 @@ pub(crate) const DIR: &str = ".files-api";
 
 /// Largest record read back (a record is a few hundred bytes).
 const MAX_RECORD: u64 = 64 * 1024;
+/// Largest list of tombstones read back (a million deletes).
+const MAX_DELETED: u64 = 64 << 20;
+/// The last millisecond of year 9999: a later time cannot be written as
+/// RFC 3339, so a record that claims one is not trusted.
+const MAX_TIME_MS: u64 = 253_402_300_799_999;
 
 /// Where the catalog's entries are saved.
 #[derive(Debug)]
@@ -59,6 +64,10 @@ struct Record {
     content_type: String,
     workspace_uuid: Option<String>,
     original: Option<String>,
+    /// A `remote_uri` file; absent from the records of earlier versions,
+    /// whose remote files are those whose source is an `http://` URL.
+    #[serde(default)]
+    remote: Option<bool>,
     created_at_ms: u64,
     stored_at_ms: Option<u64>,
     outcome: Option<Processing>,
@@ -72,7 +81,29 @@ fn millis(t: SystemTime) -> u64 {
 }
 
 fn time(ms: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms)
+    UNIX_EPOCH + Duration::from_millis(ms.min(MAX_TIME_MS))
+}
+
+/// A saved file's name is taken only if it is what the upload sanitiser
+/// makes of it: one safe path component, as every stored name is.
+fn safe_name(name: &str) -> bool {
+    crate::upload::name::SafeFileName::parse(name).as_ref() == name
+}
+
+/// Whether `root/file_uuid/name` holds the stored bytes of a record: a
+/// regular file (not a link) of `size` bytes in a real directory, inside
+/// `root` once every link on the way is resolved.
+/// `root` is the storage directory, canonical.
+fn stored_bytes_ok(root: &Path, file_uuid: &str, name: &str, size: u64) -> bool {
+    if !plain(file_uuid) || !safe_name(name) {
+        return false;
+    }
+    let dir = root.join(file_uuid);
+    let path = dir.join(name);
+    let real_dir = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
+    let real_file =
+        std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file() && m.len() == size);
+    real_dir && real_file && std::fs::canonicalize(&path).is_ok_and(|path| path.starts_with(root))
 }
 
 /// A file uuid is a file name here: only what `random_uuid` makes.
@@ -92,6 +123,12 @@ impl Saved {
         Ok(Self { dir })
     }
 
+    /// The storage directory, canonical (stored paths are checked against it).
+    fn root(&self) -> PathBuf {
+        let root = self.dir.parent().map(Path::to_path_buf).unwrap_or_default();
+        std::fs::canonicalize(&root).unwrap_or(root)
+    }
+
     fn path(&self, file_uuid: &str) -> Option<PathBuf> {
         plain(file_uuid).then(|| self.dir.join(format!("{file_uuid}.json")))
     }
@@ -108,6 +145,7 @@ impl Saved {
             content_type: entry.target.content_type.clone(),
             workspace_uuid: entry.workspace_uuid.clone(),
             original: entry.original.clone(),
+            remote: Some(entry.remote),
             created_at_ms: millis(entry.created_at),
             stored_at_ms: entry.stored_at.map(millis),
             outcome: entry.outcome.clone(),
@@ -157,23 +195,25 @@ impl Saved {
     /// The uploads indexed by the last shutdown whose bytes are still there.
     pub(crate) fn load_uploads(&self) -> Vec<UploadRecord> {
         use std::io::BufRead as _;
-        let Ok(file) = std::fs::File::open(self.dir.join(UPLOADS)) else {
-            return Vec::new();
+        let path = self.dir.join(UPLOADS);
+        let file = match crate::regular_file::open(&path) {
+            Ok((file, _)) => file,
+            Err(err) => {
+                if path.exists() {
+                    tracing::warn!(path = %path.display(), error = %err, "skipping the index of stored uploads");
+                }
+                return Vec::new();
+            }
         };
-        let root = self.dir.parent().map(Path::to_path_buf).unwrap_or_default();
+        let root = self.root();
         let mut records = Vec::new();
         for line in std::io::BufReader::new(file).lines().map_while(Result::ok) {
             let Ok(line) = serde_json::from_str::<UploadLine>(&line) else {
                 continue;
             };
-            if !plain(&line.file_uuid)
-                || line.name.contains(['/', '\\'])
-                || line.name.starts_with('.')
+            if line.stored_at_ms > MAX_TIME_MS
+                || !stored_bytes_ok(&root, &line.file_uuid, &line.name, line.size)
             {
-                continue;
-            }
-            let on_disk = std::fs::metadata(root.join(&line.file_uuid).join(&line.name));
-            if on_disk.map_or(true, |m| m.len() != line.size) {
                 continue;
             }
             records.push(UploadRecord {
@@ -218,8 +258,18 @@ impl Saved {
 
     /// The deleted files' uuids, as [`bury`](Self::bury) recorded them.
     pub(crate) fn load_deleted(&self) -> std::collections::BTreeSet<String> {
-        let text = std::fs::read_to_string(self.dir.join(DELETED)).unwrap_or_default();
-        text.lines()
+        let path = self.dir.join(DELETED);
+        let bytes = match crate::regular_file::read(&path, MAX_DELETED) {
+            Ok(bytes) => bytes,
+            Err(err) => {
+                if path.exists() {
+                    tracing::warn!(path = %path.display(), error = %err, "skipping the deleted files' list");
+                }
+                return Default::default();
+            }
+        };
+        String::from_utf8_lossy(&bytes)
+            .lines()
             .filter(|line| plain(line))
             .map(str::to_owned)
             .collect()
@@ -236,7 +286,7 @@ impl Saved {
         let Ok(listing) = std::fs::read_dir(&self.dir) else {
             return Vec::new();
         };
-        let root = self.dir.parent().map(Path::to_path_buf).unwrap_or_default();
+        let root = self.root();
         let mut entries = Vec::new();
         for item in listing.flatten() {
             let path = item.path();
@@ -250,21 +300,28 @@ impl Saved {
                 let _ = std::fs::remove_file(&path); // a `.part` of a crash
                 continue;
             }
-            let record = item
-                .metadata()
-                .ok()
-                .filter(|m| m.len() <= MAX_RECORD)
-                .and_then(|_| std::fs::read(&path).ok())
-                .and_then(|bytes| serde_json::from_slice::<Record>(&bytes).ok())
-                .filter(|r| plain(&r.file_uuid));
-            let Some(record) = record else {
-                tracing::warn!(path = %path.display(), "skipping an unreadable files API record");
-                continue;
+            let record = crate::regular_file::read(&path, MAX_RECORD)
+                .and_then(|bytes| {
+                    serde_json::from_slice::<Record>(&bytes).map_err(|e| e.to_string())
+                })
+                .and_then(check_record);
+            let record = match record {
+                Ok(record) => record,
+                Err(why) => {
+                    tracing::warn!(path = %path.display(), %why, "skipping an unreadable files API record");
+                    continue;
+                }
             };
             let bytes = match (record.size, record.sha256) {
                 (Some(size), Some(sha)) => Some((size, sha.into_boxed_str())),
                 _ => None,
             };
+            let remote = record.remote.unwrap_or_else(|| {
+                record
+                    .original
+                    .as_deref()
+                    .is_some_and(|o| o.starts_with("http://"))
+            });
             let target = Target {
                 file_uuid: record.file_uuid,
                 name: record.name,
@@ -272,23 +329,52 @@ impl Saved {
                 content_type: record.content_type,
             };
             if let Some((size, _)) = &bytes {
-                let on_disk = std::fs::metadata(root.join(&target.file_uuid).join(&target.name));
-                if on_disk.map_or(true, |m| m.len() != *size) {
+                if !stored_bytes_ok(&root, &target.file_uuid, &target.name, *size) {
                     tracing::warn!(file_uuid = %target.file_uuid, "its stored bytes are gone: forgetting the file");
                     let _ = std::fs::remove_file(&path);
                     continue;
                 }
             }
-            entries.push(Entry::restored(
+            let mut entry = Entry::restored(
                 target,
                 record.workspace_uuid,
                 record.original,
+                remote,
                 time(record.created_at_ms),
                 record.stored_at_ms.map(time),
                 record.outcome,
                 bytes,
-            ));
+            );
+            if entry.remote && entry.stored_at.is_none() {
+                // Its fetch was cut by the end of the last run (a crash, a
+                // kill): it will never come now.
+                let uri = entry.original.clone().unwrap_or_default();
+                entry.stored_at = Some(SystemTime::now());
+                entry.outcome = Some(Processing {
+                    status: crate::rules::model::ProcessingStatus::Failed,
+                    error_message: Some(super::fetches::cut_short(&uri)),
+                });
+                self.save(&entry);
+            }
+            entries.push(entry);
         }
         entries
     }
+}
+
+/// A saved record as trusted as an upload: its uuid a plain file name, its
+/// name what the upload sanitiser makes of it, its times within RFC 3339's
+/// years.
+fn check_record(record: Record) -> Result<Record, String> {
+    if !plain(&record.file_uuid) {
+        return Err(format!("file_uuid {:?} is not a uuid", record.file_uuid));
+    }
+    if !safe_name(&record.name) {
+        return Err(format!("name {:?} is not a safe file name", record.name));
+    }
+    let times = std::iter::once(record.created_at_ms).chain(record.stored_at_ms);
+    if times.into_iter().any(|ms| ms > MAX_TIME_MS) {
+        return Err("a timestamp is past the year 9999".to_owned());
+    }
+    Ok(record)
 }

@@ -207,12 +207,7 @@ fn authorized(state: &AppState, req: &Request<Incoming>) -> Result<(), ApiError>
 
 /// The request's authority: from an absolute-form target, else `Host`.
 fn authority(req: &Request<Incoming>) -> Option<String> {
-    if let Some(authority) = req.uri().authority() {
-        return Some(authority.as_str().to_owned());
-    }
-    req.headers()
-        .get(http::header::HOST)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    crate::same_origin::authority_of(req.uri(), req.headers())
 }
 
 /// Serves an admin request: first the checks every admin route needs (same
@@ -223,6 +218,18 @@ async fn route(
     req: Request<Incoming>,
     route: Result<AdminRoute, ApiError>,
 ) -> Result<Reply, ApiError> {
+    // A `remote_uri` fetch (this server's or another's on this machine)
+    // never reads the admin API: its answer would become a file anyone who
+    // can reach `/__files` could download.
+    if req
+        .headers()
+        .contains_key(super::remote_fetch::FETCH_MARKER)
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "The admin API does not answer aymara-mock's remote_uri fetches.",
+        ));
+    }
     // Before the token: a browser's request is refused whatever it carries.
     state
         .settings

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use super::answer::Answer;
 use super::remote_fetch;
 use crate::error::ApiError;
+use crate::files::catalog::NewEntry;
 use crate::files::entry::{file_type, Entry};
 use crate::files::{png, FileStatus};
 use crate::http_util::rfc3339;
@@ -40,10 +41,21 @@ struct NewFile {
     content_type: Option<String>,
 }
 
+/// Longest `workspace_uuid` taken (a UUID is 36 bytes): it is copied into
+/// every file of the request.
+pub(crate) const MAX_WORKSPACE_UUID: usize = 256;
+/// Longest `local_file_path` or `remote_uri` of an entry (a URL longer than
+/// this is refused by most servers anyway).
+const MAX_SOURCE: usize = 8 * 1024;
+/// Longest `content_type` (RFC 6838: 127 bytes each for type and subtype).
+const MAX_CONTENT_TYPE: usize = 255;
+
 /// `POST /v2/files`: each `local_file_path` entry becomes a `pending` file
 /// with a presigned PUT URL as its `file_url`; each `remote_uri` entry a
 /// `pending` file fetched in the background (`remote_fetch`), or `failed`
-/// at once when its URL may not be fetched.
+/// at once when its URL may not be fetched. All the entries are taken, or
+/// none: 429 when they would make more files pending than
+/// `--max-pending-files` allows.
 pub(crate) async fn create(
     state: &Arc<AppState>,
     body: &mut UploadBody,
@@ -53,23 +65,78 @@ pub(crate) async fn create(
         Ok(bytes) => bytes,
         Err(answer) => return answer,
     };
-    let (files, workspace_uuid) = match parse_create(&bytes) {
+    // A thousand entries (parsed, signed, recorded, answered) take a few
+    // milliseconds of CPU: on a blocking thread, so that a burst of such
+    // requests does not hold up the async workers and every other request.
+    let state = Arc::clone(state);
+    tokio::task::spawn_blocking(move || create_from(&state, &bytes))
+        .await
+        .unwrap_or_else(|err| {
+            Answer::error(ApiError::internal(format!(
+                "Announcing the files failed: {err}."
+            )))
+        })
+}
+
+/// [`create`] once the body is read.
+fn create_from(state: &Arc<AppState>, bytes: &[u8]) -> Answer {
+    let (files, workspace_uuid) = match parse_create(bytes) {
         Ok(parsed) => parsed,
         Err(err) => return Answer::error(err),
     };
-    let mut answers = Vec::with_capacity(files.len());
+    let count = files.len();
+    let mut answers = Vec::with_capacity(count);
+    let mut entries = Vec::with_capacity(count);
+    let mut fetches = Vec::new();
+    let mut refused = Vec::new();
     for file in files {
-        answers.push(announce(state, file, workspace_uuid.as_deref()));
+        let announced = announce(state, file, workspace_uuid.as_deref());
+        answers.push(announced.answer);
+        match announced.fetch {
+            Some(Ok(job)) => fetches.push(job),
+            Some(Err(why)) => refused.push((announced.entry.target.file_uuid.clone(), why)),
+            None => {}
+        }
+        entries.push(announced.entry);
     }
+    let max = state.settings.files.max_pending;
+    if let Err(full) = state.catalog.create_all(entries, max) {
+        return Answer::error(
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "{} files are announced and not stored yet, and these {count} would pass the limit of {} (--max-pending-files): upload or delete some first.",
+                    full.pending, full.max
+                ),
+            )
+            .with_details(json!({
+                "limit": "max_pending_files",
+                "max": full.max,
+                "pending": full.pending,
+                "requested": count,
+            })),
+        );
+    }
+    for (file_uuid, why) in refused {
+        state.catalog.failed(&file_uuid, why);
+    }
+    remote_fetch::spawn_all(state, fetches);
     Answer::json(
         StatusCode::OK,
         json!({"files": answers, "workspace_uuid": workspace_uuid}),
     )
 }
 
-/// Records one new file and answers its `FileUpload`; a `remote_uri`
-/// entry's fetch starts in the background.
-fn announce(state: &Arc<AppState>, file: NewFile, workspace_uuid: Option<&str>) -> Value {
+/// One entry of a `POST /v2/files`, ready to be recorded.
+struct Announced {
+    entry: NewEntry,
+    answer: Value,
+    /// A `remote_uri` entry: its fetch, or why it is not fetched.
+    fetch: Option<Result<remote_fetch::Job, String>>,
+}
+
+/// A new file for one entry, and its `FileUpload` answer.
+fn announce(state: &Arc<AppState>, file: NewFile, workspace_uuid: Option<&str>) -> Announced {
     let file_uuid = crate::http_util::random_uuid();
     let source = file
         .local_file_path
@@ -105,35 +172,34 @@ fn announce(state: &Arc<AppState>, file: NewFile, workspace_uuid: Option<&str>) 
         }
         Some(_) => None,
     };
-    state.catalog.create(
-        target.clone(),
-        workspace_uuid.map(str::to_owned),
-        Some(source.to_owned()),
-        None,
-    );
-    if let Some(uri) = &file.remote_uri {
-        match remote_fetch::refuse(uri, &state.settings.files.remote_hosts) {
-            Some(why) => state.catalog.failed(&target.file_uuid, why),
-            None => {
-                let typed = file.content_type.is_some();
-                tokio::spawn(remote_fetch::fetch(
-                    Arc::clone(state),
-                    uri.clone(),
-                    target,
-                    typed,
-                ));
-            }
-        }
-    }
-    json!({
+    let fetch = file.remote_uri.as_ref().map(|uri| {
+        remote_fetch::check(uri, &state.settings.files.remote_hosts).map(|url| remote_fetch::Job {
+            url,
+            uri: uri.clone(),
+            target: target.clone(),
+            typed: file.content_type.is_some(),
+            ticket: state.fetches.register(&target.file_uuid),
+        })
+    });
+    let answer = json!({
         "file_uuid": file_uuid.to_string(),
         "file_url": file_url,
         "local_file_path": file.local_file_path,
         "remote_file_path": location.remote_file_path,
-        "remote_uri": file.remote_uri.unwrap_or(location.remote_uri),
+        "remote_uri": file.remote_uri.clone().unwrap_or(location.remote_uri),
         "content_type": content_type,
         "processing_status": FileStatus::Pending.as_str(),
-    })
+    });
+    Announced {
+        entry: NewEntry {
+            target,
+            workspace_uuid: workspace_uuid.map(str::to_owned),
+            original: Some(source.to_owned()),
+            remote: file.remote_uri.is_some(),
+        },
+        answer,
+        fetch,
+    }
 }
 
 /// The request body, at most [`MAX_CREATE_BODY`] bytes.
@@ -185,6 +251,14 @@ fn parse_create(bytes: &[u8]) -> Result<(Vec<NewFile>, Option<String>), ApiError
     };
     let workspace_uuid = match body.get("workspace_uuid") {
         None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.len() > MAX_WORKSPACE_UUID => {
+            return Err(too_long(
+                "workspace_uuid",
+                "max_workspace_uuid_bytes",
+                MAX_WORKSPACE_UUID,
+                s.len(),
+            ))
+        }
         Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
         Some(_) => {
             return Err(ApiError::unprocessable(
@@ -237,31 +311,59 @@ fn parse_entry(i: usize, entry: &Value) -> Result<NewFile, ApiError> {
             format!("files[{i}] must be an object with local_file_path or remote_uri."),
         ));
     };
-    let field = |name: &str| -> Result<Option<String>, ApiError> {
+    let field = |name: &str, (limit, max): (&str, usize)| -> Result<Option<String>, ApiError> {
+        let path = format!("files[{i}].{name}");
         match entry.get(name) {
             None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.len() > max => Err(too_long(&path, limit, max, s.len())),
             Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
             Some(_) => Err(ApiError::unprocessable(
-                &format!("files[{i}].{name}"),
-                format!("files[{i}].{name} must be a non-empty string or null."),
+                &path,
+                format!("{path} must be a non-empty string or null."),
             )),
         }
     };
+    let source = ("max_source_bytes", MAX_SOURCE);
+    // A content type is a header value: surrounding spaces are not part of
+    // it (the PUT's `Content-Type` is compared without them), and what a
+    // header cannot carry could never be matched by a PUT.
+    let content_type = field("content_type", ("max_content_type_bytes", MAX_CONTENT_TYPE))?
+        .map(|ct| ct.trim().to_owned())
+        .filter(|ct| !ct.is_empty());
+    if let Some(ct) = &content_type {
+        if HeaderValue::from_str(ct).is_err() || !ct.is_ascii() {
+            return Err(ApiError::unprocessable(
+                &format!("files[{i}].content_type"),
+                format!("files[{i}].content_type {ct:?} is not a valid Content-Type header value (printable ASCII, e.g. video/mp4)."),
+            ));
+        }
+    }
     // Every field is optional, as in the SDK's `FileUploadParam` (its own
     // tests send `{}`, and all three fields at once): an entry without a
     // `remote_uri` gets an upload URL (named after `local_file_path`, else
     // `upload.bin`); one with a `remote_uri` is fetched, under `local_file_path`'s
     // base name when both are given.
     Ok(NewFile {
-        local_file_path: field("local_file_path")?,
-        remote_uri: field("remote_uri")?,
-        content_type: field("content_type")?,
+        local_file_path: field("local_file_path", source)?,
+        remote_uri: field("remote_uri", source)?,
+        content_type,
     })
 }
 
+/// A field longer than its limit: 422 naming the field and the limit.
+fn too_long(field: &str, limit: &str, max: usize, len: usize) -> ApiError {
+    ApiError::unprocessable(
+        field,
+        format!("{field} is {len} bytes long; at most {max} are taken."),
+    )
+    .with_details(json!({"field": field, "limit": limit, "max": max}))
+}
+
 /// `GET /v2/files`: `{"items": [FileDetail…], "count": N}`, oldest first;
-/// `count` is the number of files that match the filters (all pages).
-pub(crate) fn list(state: &AppState, query: &[(String, String)]) -> Answer {
+/// `count` is the number of files that match the filters (all pages). The
+/// walk over every file (`files::page`) runs on a blocking thread, half the
+/// cores' worth at most: a large catalog must not hold up the async workers.
+pub(crate) async fn list(state: &Arc<AppState>, query: &[(String, String)]) -> Answer {
     let param = |name: &str| {
         query
             .iter()
@@ -286,31 +388,38 @@ pub(crate) fn list(state: &AppState, query: &[(String, String)]) -> Answer {
         (Ok(limit), Ok(offset)) => (limit, offset),
         (Err(err), _) | (_, Err(err)) => return Answer::error(err),
     };
-    let wanted_type = param("file_type").filter(|t| !t.is_empty());
-    let wanted_workspace = param("workspace_uuid").filter(|w| !w.is_empty());
-    let keep = |entry: &Entry| {
-        wanted_type.is_none_or(|t| file_type(&entry.target.content_type) == t)
-            && wanted_workspace.is_none_or(|w| entry.workspace_uuid.as_deref() == Some(w))
+    let wanted_type = param("file_type")
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned);
+    let wanted_workspace = param("workspace_uuid")
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned);
+    let Ok(_walking) = state.list_walks.acquire().await else {
+        return Answer::error(ApiError::internal("The server is stopping."));
     };
-    // The catalog's files and the uploads it does not hold, oldest first.
-    let mut all = state.catalog.entries();
-    let announced: std::collections::HashSet<&str> =
-        all.iter().map(|e| e.target.file_uuid.as_str()).collect();
-    let uploads: Vec<Entry> = state
-        .files
-        .snapshot()
-        .iter()
-        .filter(|r| !announced.contains(r.target.file_uuid.as_str()))
-        .map(|r| Entry::of_upload(r))
-        .collect();
-    all.extend(uploads);
-    all.sort_by_key(|e| e.created_at);
-    let matching: Vec<Entry> = all.into_iter().filter(|e| keep(e)).collect();
-    let count = matching.len();
-    let entries: Vec<Entry> = matching.into_iter().skip(offset).take(limit).collect();
-    let now = SystemTime::now();
-    let items: Vec<Value> = entries.iter().map(|e| detail(state, e, now)).collect();
-    Answer::json(StatusCode::OK, json!({"items": items, "count": count}))
+    let state = Arc::clone(state);
+    let listed = tokio::task::spawn_blocking(move || {
+        let keep = |content_type: &str, workspace: Option<&str>| {
+            wanted_type
+                .as_deref()
+                .is_none_or(|t| file_type(content_type) == t)
+                && wanted_workspace
+                    .as_deref()
+                    .is_none_or(|w| workspace == Some(w))
+        };
+        let (count, entries) =
+            crate::files::page(&state.catalog, &state.files, &keep, offset, limit);
+        let now = SystemTime::now();
+        let items: Vec<Value> = entries.iter().map(|e| detail(&state, e, now)).collect();
+        json!({"items": items, "count": count})
+    })
+    .await;
+    match listed {
+        Ok(body) => Answer::json(StatusCode::OK, body),
+        Err(err) => Answer::error(ApiError::internal(format!(
+            "Listing the files failed: {err}."
+        ))),
+    }
 }
 
 /// The file, or the 404 every route of the files API gives for it. A file
@@ -523,10 +632,16 @@ pub(crate) fn frame(state: &AppState, file_uuid: &str, frame: &str, head: bool) 
 
 /// `DELETE /v2/files/{file_uuid}` → 204: gone from every route, its bytes
 /// removed from storage; its presigned URL refused from now on.
+///
+/// Under the file's lock: a PUT or a fetch that stores its bytes at the same
+/// moment does so wholly before (and the bytes are deleted) or wholly after
+/// (and finds it deleted), and a second `DELETE` finds it gone (404).
 pub(crate) async fn delete(state: &AppState, file_uuid: &str) -> Answer {
+    let _one_at_a_time = state.file_locks.lock(file_uuid).await;
     if let Err(err) = find(state, file_uuid).await {
         return Answer::error(err);
     }
+    state.fetches.cancel(file_uuid);
     state.catalog.remove(file_uuid);
     if let Some(record) = state.files.remove(file_uuid) {
         state.storage.remove(&[record]).await;

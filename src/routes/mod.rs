@@ -212,6 +212,23 @@ impl Route {
         }
     }
 
+    /// Whether it serves stored files or what is known of them (their
+    /// bytes, frames, details, the list): such a route answers only a `Host`
+    /// this server is known by, unless `--admin-token` is set (see
+    /// `crate::same_origin`). The routes that write (upload, create, PUT,
+    /// delete) hand nothing stored back to a page that rebinds a name.
+    pub(crate) fn serves_stored(&self) -> bool {
+        matches!(
+            self,
+            Route::Download { .. }
+                | Route::Frame { .. }
+                | Route::ListFiles
+                | Route::GetFile { .. }
+                | Route::FileStatus { .. }
+                | Route::FileFrames { .. }
+        )
+    }
+
     /// The error statuses a `Prefer: code=` may ask for; `None`: the route
     /// ignores `Prefer`.
     pub(crate) fn documented_statuses(&self) -> Option<&'static [u16]> {

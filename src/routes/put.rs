@@ -339,10 +339,10 @@ fn decide(
 /// earlier PUT, if any), in the index, the catalog and the journal.
 async fn keep(state: &AppState, file: FinishedFile, ex: &mut Exchange) -> Result<(), ApiError> {
     // Two PUTs to one URL at once: the bytes whose commit lands last must
-    // be the ones indexed, so commits and index updates go one at a time
-    // (a commit is a rename, or an object store's completion: short).
-    static COMMITS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    let _one_at_a_time = COMMITS.lock().await;
+    // be the ones indexed; and a DELETE of the file comes wholly before or
+    // after. So a file's commits and deletes go one at a time (a commit is
+    // a rename, or an object store's completion: short).
+    let _one_at_a_time = state.file_locks.lock(&file.target().file_uuid).await;
     if state.catalog.is_deleted(&file.target().file_uuid) {
         // Deleted while its bytes were arriving: it stays deleted.
         file.discard().await;

@@ -158,35 +158,11 @@ fn collect_json(
 
 /// Reads a fixture file's bytes. Only a regular file is read: a FIFO, socket
 /// or device is refused (opening a FIFO for reading blocks until a writer
-/// comes; a device may never end). It is opened non-blocking, then checked,
-/// so that the check is of the file actually read.
+/// comes; a device may never end); see `crate::regular_file`.
 pub(crate) fn read_fixture_bytes(path: &Path) -> Result<Vec<u8>, String> {
     use std::io::Read as _;
-    use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
-
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| format!("cannot read fixture: {e}"))?;
-    let kind = file
-        .metadata()
-        .map_err(|e| format!("cannot read fixture: {e}"))?
-        .file_type();
-    if !kind.is_file() {
-        let what = if kind.is_fifo() {
-            "a FIFO"
-        } else if kind.is_socket() {
-            "a socket"
-        } else if kind.is_char_device() || kind.is_block_device() {
-            "a device"
-        } else {
-            "a directory"
-        };
-        return Err(format!(
-            "cannot read fixture: it is {what}, not a regular file"
-        ));
-    }
+    let (mut file, _) =
+        crate::regular_file::open(path).map_err(|e| format!("cannot read fixture: {e}"))?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)
         .map_err(|e| format!("cannot read fixture: {e}"))?;

@@ -26,6 +26,10 @@ use crate::state::{AppState, Settings};
 use crate::storage::S3Config;
 use crate::storage::{ObjectStorage, Storage};
 
+/// Most `remote_uri` fetches of one `POST /v2/files` running at once: one
+/// request with a thousand entries cannot take every global slot.
+const FETCHES_PER_REQUEST: usize = 4;
+
 /// The object store chosen on the builder.
 enum ObjectStoreChoice {
     #[cfg(feature = "s3")]
@@ -319,6 +323,28 @@ impl MockServerBuilder {
         self
     }
 
+    /// At most this many `remote_uri` fetches run at once (default 16); the
+    /// others wait their turn. One request runs at most 4 of its own at once.
+    pub fn max_remote_fetches(mut self, max: usize) -> Self {
+        self.config.max_remote_fetches = max.max(1);
+        self
+    }
+
+    /// The longest one `remote_uri` fetch may take, from connecting to its
+    /// last byte (default 2 minutes; at most
+    /// [`MAX_DURATION`](crate::MAX_DURATION)); past it the file is `failed`.
+    pub fn remote_fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.config.remote_fetch_timeout = timeout.min(crate::config::MAX_DURATION);
+        self
+    }
+
+    /// At most this many files announced by `POST /v2/files` and not stored
+    /// yet (default 10 000); a request that would pass it is answered 429.
+    pub fn max_pending_files(mut self, max: usize) -> Self {
+        self.config.max_pending_files = max;
+        self
+    }
+
     /// Lets web pages on `origin` call the emulated API, the presigned
     /// upload URLs and the download URLs from a browser (repeatable; the
     /// first call replaces the default). A value is an origin
@@ -431,6 +457,7 @@ fn shared_state(
             auth,
             max_upload_size: config.max_upload_size.bytes(),
             same_origin: SameOrigin::new(addr, &public_url, config.admin_token.is_some()),
+            addr,
             cors,
             public_url,
             body_timeout: config.body_timeout,
@@ -441,6 +468,7 @@ fn shared_state(
                 organization_uuid: config.organization_uuid.clone(),
                 uploaded_by_uuid: config.uploaded_by_uuid.clone(),
                 remote_hosts: config.remote_hosts.clone(),
+                max_pending: config.max_pending_files,
             },
         },
         storage,
@@ -452,6 +480,15 @@ fn shared_state(
             Some(secret) => crate::presign::Signer::from_secret(secret.as_bytes()),
             None => crate::presign::Signer::random(),
         },
+        fetches: Arc::new(crate::files::fetches::Fetches::new(
+            config.max_remote_fetches,
+            FETCHES_PER_REQUEST,
+            config.remote_fetch_timeout,
+        )),
+        file_locks: crate::files::fetches::FileLocks::default(),
+        list_walks: tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+        ),
     }
 }
 
@@ -600,6 +637,12 @@ fn warn_if_exposed(addr: SocketAddr, auth: &AuthPolicy, admin_token: bool) {
             "listening on a non-loopback address without --admin-token: anyone who can reach it can use the admin API (/__admin: add rules, read the journal, delete uploads)"
         );
     }
+    // Fetching is what `remote_uri` is for; from beyond loopback it also
+    // lets a client read what other HTTP services on this machine serve.
+    tracing::warn!(
+        %addr,
+        "listening on a non-loopback address: a POST /v2/files with a remote_uri makes aymara-mock GET that URL from the hosts it allows (loopback and --allow-remote-host), so anyone who can reach it can download what HTTP services on those hosts serve (never its own admin API or files)"
+    );
 }
 
 /// Starts the server's tasks: the object store's reachability probe (told,

@@ -380,6 +380,13 @@ async fn serve(
             return apply::finish_body(&parts, &mut body, &ctl, finish, ex).await;
         }
     };
+    if route.serves_stored() {
+        let authority = crate::same_origin::authority_of(&parts.uri, &parts.headers);
+        if let Err(err) = state.settings.same_origin.check_host(authority.as_deref()) {
+            let finish = Finish::Answer(Answer::error(err));
+            return apply::finish_body(&parts, &mut body, &ctl, finish, ex).await;
+        }
+    }
     let mut plan = Plan::default();
     if let Step::Stop(finish) = apply::request_phase(state, &route, &parts, &ctl, &mut plan, ex) {
         return apply::finish_body(&parts, &mut body, &ctl, finish, ex).await;
@@ -397,7 +404,7 @@ async fn serve(
             let answer = plan.shape(files_api::create(state, &mut body, &ctl).await);
             return apply::finish_body(&parts, &mut body, &ctl, Finish::Answer(answer), ex).await;
         }
-        Route::ListFiles => files_api::list(state, &ex.query),
+        Route::ListFiles => files_api::list(state, &ex.query).await,
         Route::GetFile { file_uuid } => files_api::get(state, file_uuid).await,
         Route::FileStatus { file_uuid } => files_api::status(state, file_uuid).await,
         Route::FileFrames { file_uuid } => files_api::frames(state, file_uuid).await,

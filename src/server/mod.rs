@@ -233,6 +233,7 @@ impl MockServer {
     /// shutdown timeout), then removes the temp dir.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
+        crate::routes::remote_fetch::stop_all(&self.state);
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
@@ -246,6 +247,7 @@ impl MockServer {
 impl Drop for MockServer {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
+        crate::routes::remote_fetch::stop_all(&self.state);
         self.state.storage.cleanup();
     }
 }

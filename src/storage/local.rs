@@ -115,6 +115,12 @@ impl LocalStorage {
 
     /// Moves a finished file to `<root>/<file_uuid>/<name>`.
     pub(crate) async fn commit(&self, mut file: Finished, target: &Target) -> io::Result<()> {
+        if !one_component(&target.file_uuid) || !one_component(&target.name) {
+            return Err(io::Error::other(format!(
+                "refusing to store {:?}/{:?}: not a file name under the storage directory",
+                target.file_uuid, target.name
+            )));
+        }
         let dir = self.root.join(&target.file_uuid);
         let path = dir.join(&target.name);
         let temp_path = file.temp_path.clone();
@@ -160,6 +166,22 @@ impl LocalStorage {
         });
         // Fails only if the job panicked: the files stay, nothing else breaks.
         let _ = removed.await;
+    }
+}
+
+/// Whether `name` is one ordinary path component (no `/`, not `.` or `..`).
+fn one_component(name: &str) -> bool {
+    let mut components = Path::new(name).components();
+    matches!(components.next(), Some(std::path::Component::Normal(n)) if n == name)
+        && components.next().is_none()
+}
+
+/// Whether `path` is inside `root` once every link on the way is resolved
+/// (`Path::starts_with` alone is lexical: `root/../x` starts with `root`).
+pub(crate) fn inside(root: &Path, path: &Path) -> bool {
+    match (std::fs::canonicalize(root), std::fs::canonicalize(path)) {
+        (Ok(root), Ok(path)) => path.starts_with(root),
+        _ => false,
     }
 }
 

@@ -355,9 +355,20 @@ impl Storage {
             Backend::Local { dir, .. } => {
                 let path = upload
                     .local_file_path
-                    .as_deref()
-                    .filter(|p| p.starts_with(dir.root()))
+                    .clone()
                     .ok_or_else(|| io::Error::other("the upload has no local path"))?;
+                let root = dir.root().to_owned();
+                let checked = path.clone();
+                let inside = tokio::task::spawn_blocking(move || local::inside(&root, &checked))
+                    .await
+                    .unwrap_or(false);
+                if !inside {
+                    return Err(io::Error::other(
+                        "the upload's path leads outside the storage directory",
+                    )
+                    .into());
+                }
+                let path = path.as_path();
                 Ok(ByteStream::new(local::read(path, start, count).await?))
             }
             Backend::Object(store) => Ok(ByteStream::new(store.read(upload, start, count).await?)),

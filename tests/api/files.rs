@@ -1070,8 +1070,8 @@ async fn a_remote_uri_that_cannot_be_fetched_fails_with_a_clear_message() {
     let port = closed.local_addr().unwrap().port();
     drop(closed);
     let refused = announce_remote(&app, &format!("http://127.0.0.1:{port}/f.bin")).await;
-    let missing = announce_remote(&app, &app.url("/__files/nope/f.bin")).await;
     let source = spawn_app().await;
+    let missing = announce_remote(&app, &source.url("/__files/nope/f.bin")).await;
     let big: Value = source
         .upload(data(5000), "big.bin")
         .await

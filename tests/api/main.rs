@@ -31,6 +31,7 @@ mod cut_body;
 mod faults;
 mod files;
 mod fuzz;
+mod hardening;
 mod helpers;
 mod object_store;
 mod openapi;
