@@ -22,16 +22,34 @@ async fn add_rule(app: &TestApp, rule: Value) {
 }
 
 async fn journal_json(app: &TestApp) -> Vec<Value> {
-    let body: Value = app
-        .client
+    let body: Value = serde_json::from_str(&journal_text(app).await).expect("json");
+    body["requests"].as_array().expect("a list").clone()
+}
+
+/// The journal as sent, to check that a secret is repeated nowhere in it.
+async fn journal_text(app: &TestApp) -> String {
+    app.client
         .get(app.url("/__admin/requests"))
         .send()
         .await
         .expect("sent")
-        .json()
+        .text()
         .await
-        .expect("json");
-    body["requests"].as_array().expect("a list").clone()
+        .expect("text")
+}
+
+/// Uploads 8 bytes as `a.bin` with the request `build` makes; its status.
+async fn upload_a_bin(build: reqwest::RequestBuilder) -> u16 {
+    build
+        .multipart(reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(vec![1; 8]).file_name("a.bin"),
+        ))
+        .send()
+        .await
+        .expect("sent")
+        .status()
+        .as_u16()
 }
 
 /// Sends a 5120-byte `clip.mov` (`video/quicktime`) upload.
@@ -381,28 +399,15 @@ async fn a_credential_near_miss_shows_the_typo_not_the_key() {
         json!({"id": "bearer", "match": {"headers": {"authorization": "Bearer sk-live-*"}}, "respond": {"status": 429}}),
     )
     .await;
-    let sent = app
-        .client
-        .post(app.server.upload_url())
-        .header("x-api-key", "limted-key-1")
-        .bearer_auth("sk-lvie-0123456789")
-        .multipart(reqwest::multipart::Form::new().part(
-            "file",
-            reqwest::multipart::Part::bytes(vec![1; 8]).file_name("a.bin"),
-        ))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(sent.status(), 200);
-    let body = app
-        .client
-        .get(app.url("/__admin/requests"))
-        .send()
-        .await
-        .expect("sent")
-        .text()
-        .await
-        .expect("text");
+    let sent = upload_a_bin(
+        app.client
+            .post(app.server.upload_url())
+            .header("x-api-key", "limted-key-1")
+            .bearer_auth("sk-lvie-0123456789"),
+    )
+    .await;
+    assert_eq!(sent, 200);
+    let body = journal_text(&app).await;
     for secret in ["limted-key-1", "sk-lvie-0123456789", "0123456789"] {
         assert!(!body.contains(secret), "{secret} repeated in {body}");
     }
@@ -521,29 +526,16 @@ async fn query_credentials_are_redacted_in_the_journal() {
         json!({"id": "by-key", "match": {"query": {"api_key": "limited-*"}}, "respond": {"status": 429}}),
     )
     .await;
-    let sent = app
-        .client
-        .post(app.url(
-            "/v2/files/-/uploads?workspace_uuid=ws1&api_key=limted-key-1&access_token=tok-secret&password=hunter2",
-        ))
-        .header("x-api-key", "k")
-        .multipart(reqwest::multipart::Form::new().part(
-            "file",
-            reqwest::multipart::Part::bytes(vec![1; 8]).file_name("a.bin"),
-        ))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(sent.status(), 200);
-    let body = app
-        .client
-        .get(app.url("/__admin/requests"))
-        .send()
-        .await
-        .expect("sent")
-        .text()
-        .await
-        .expect("text");
+    let sent = upload_a_bin(
+        app.client
+            .post(app.url(
+                "/v2/files/-/uploads?workspace_uuid=ws1&api_key=limted-key-1&access_token=tok-secret&password=hunter2",
+            ))
+            .header("x-api-key", "k"),
+    )
+    .await;
+    assert_eq!(sent, 200);
+    let body = journal_text(&app).await;
     for secret in ["limted-key-1", "tok-secret", "hunter2"] {
         assert!(!body.contains(secret), "{secret} repeated in {body}");
     }
