@@ -80,19 +80,9 @@ async fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
-async fn create(app: &TestApp, body: Value) -> reqwest::Response {
-    app.client
-        .post(app.url("/v2/files"))
-        .header("x-api-key", KEY)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
-
 /// Announces `entries`; their uuids.
 async fn announce(app: &TestApp, entries: Vec<Value>) -> Vec<String> {
-    let resp = create(app, json!({ "files": entries })).await;
+    let resp = app.create(json!({ "files": entries })).await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     body["files"]
@@ -107,17 +97,8 @@ async fn remote(app: &TestApp, uris: &[String]) -> Vec<String> {
     announce(app, uris.iter().map(|u| json!({"remote_uri": u})).collect()).await
 }
 
-async fn get(app: &TestApp, path: &str) -> reqwest::Response {
-    app.client
-        .get(app.url(path))
-        .header("x-api-key", KEY)
-        .send()
-        .await
-        .unwrap()
-}
-
 async fn status(app: &TestApp, uuid: &str) -> Value {
-    let resp = get(app, &format!("/v2/files/{uuid}/status")).await;
+    let resp = app.get_api(&format!("/v2/files/{uuid}/status")).await;
     assert_eq!(resp.status(), 200, "{uuid}");
     resp.json().await.unwrap()
 }
@@ -342,7 +323,9 @@ async fn envelope(resp: reqwest::Response, status: u16) -> Value {
 async fn long_fields_are_refused_in_the_envelope_naming_the_limit() {
     let app = spawn_app().await;
     let long = |n: usize| "w".repeat(n);
-    let ok = create(&app, json!({"files": [{}], "workspace_uuid": long(256)})).await;
+    let ok = app
+        .create(json!({"files": [{}], "workspace_uuid": long(256)}))
+        .await;
     assert_eq!(ok.status(), 200);
     for (body, field, limit) in [
         (
@@ -366,13 +349,13 @@ async fn long_fields_are_refused_in_the_envelope_naming_the_limit() {
             "max_source_bytes",
         ),
     ] {
-        let body = envelope(create(&app, body).await, 422).await;
+        let body = envelope(app.create(body).await, 422).await;
         let details = &body["error"]["details"];
         assert_eq!(details["field"], field, "{body}");
         assert_eq!(details["limit"], limit, "{body}");
         assert!(details["max"].as_u64().is_some(), "{body}");
     }
-    let listed: Value = get(&app, "/v2/files").await.json().await.unwrap();
+    let listed: Value = app.get_api("/v2/files").await.json().await.unwrap();
     assert_eq!(listed["count"], 1, "only the first request was taken");
 }
 
@@ -380,11 +363,7 @@ async fn long_fields_are_refused_in_the_envelope_naming_the_limit() {
 async fn announcing_past_the_pending_limit_is_429_and_takes_nothing() {
     let app = spawn_with(|b| b.max_pending_files(5)).await;
     let first = announce(&app, vec![json!({"local_file_path": "a.txt"}); 3]).await;
-    let body = envelope(
-        create(&app, json!({"files": vec![json!({}); 3]})).await,
-        429,
-    )
-    .await;
+    let body = envelope(app.create(json!({"files": vec![json!({}); 3]})).await, 429).await;
     assert_eq!(body["error"]["code"], "quota.limit_exceeded");
     let details = &body["error"]["details"];
     assert_eq!(details["limit"], "max_pending_files", "{body}");
@@ -392,10 +371,11 @@ async fn announcing_past_the_pending_limit_is_429_and_takes_nothing() {
         (details["max"].as_u64(), details["pending"].as_u64()),
         (Some(5), Some(3))
     );
-    let listed: Value = get(&app, "/v2/files").await.json().await.unwrap();
+    let listed: Value = app.get_api("/v2/files").await.json().await.unwrap();
     assert_eq!(listed["count"], 3, "none of the refused request was taken");
     // A deleted file is no longer pending.
-    let detail: Value = get(&app, &format!("/v2/files/{}", first[0]))
+    let detail: Value = app
+        .get_api(&format!("/v2/files/{}", first[0]))
         .await
         .json()
         .await
@@ -408,11 +388,9 @@ async fn announcing_past_the_pending_limit_is_429_and_takes_nothing() {
 #[tokio::test]
 async fn a_content_type_with_spaces_gives_a_url_its_put_can_use() {
     let app = spawn_app().await;
-    let resp = create(
-        &app,
-        json!({"files": [{"local_file_path": "clip.mp4", "content_type": "  video/mp4 "}]}),
-    )
-    .await;
+    let resp = app
+        .create(json!({"files": [{"local_file_path": "clip.mp4", "content_type": "  video/mp4 "}]}))
+        .await;
     let body: Value = resp.json().await.unwrap();
     let upload = &body["files"][0];
     assert_eq!(upload["content_type"], "video/mp4");
@@ -425,11 +403,9 @@ async fn a_content_type_with_spaces_gives_a_url_its_put_can_use() {
         .await
         .unwrap();
     assert_eq!(put.status(), 200);
-    let bad = create(
-        &app,
-        json!({"files": [{"content_type": "video/mp4\u{7f}"}]}),
-    )
-    .await;
+    let bad = app
+        .create(json!({"files": [{"content_type": "video/mp4\u{7f}"}]}))
+        .await;
     let body = envelope(bad, 422).await;
     assert_eq!(body["error"]["details"]["field"], "files[0].content_type");
 }
@@ -440,7 +416,9 @@ async fn a_content_type_with_spaces_gives_a_url_its_put_can_use() {
 async fn a_delete_racing_a_put_has_exactly_one_outcome_and_a_second_delete_is_404() {
     let app = spawn_app().await;
     for round in 0..150 {
-        let resp = create(&app, json!({"files": [{"local_file_path": "race.bin"}]})).await;
+        let resp = app
+            .create(json!({"files": [{"local_file_path": "race.bin"}]}))
+            .await;
         let body: Value = resp.json().await.unwrap();
         let uuid = body["files"][0]["file_uuid"].as_str().unwrap().to_owned();
         let url = body["files"][0]["file_url"].as_str().unwrap().to_owned();
@@ -449,12 +427,15 @@ async fn a_delete_racing_a_put_has_exactly_one_outcome_and_a_second_delete_is_40
         let put = put.unwrap().status().as_u16();
         assert_eq!(deleted, 204, "round {round}");
         // Whichever came first, the file is gone everywhere.
-        assert_eq!(get(&app, &format!("/v2/files/{uuid}")).await.status(), 404);
+        assert_eq!(
+            app.get_api(&format!("/v2/files/{uuid}")).await.status(),
+            404
+        );
         assert!(
             !app.dir().join(&uuid).exists(),
             "round {round}: PUT {put}, DELETE 204, bytes left on disk"
         );
-        let listed: Value = get(&app, "/v2/files").await.json().await.unwrap();
+        let listed: Value = app.get_api("/v2/files").await.json().await.unwrap();
         assert_eq!(listed["count"], 0, "round {round}: PUT {put}: {listed}");
 
         let ids = announce(&app, vec![json!({})]).await;
@@ -503,12 +484,12 @@ async fn saved_records_are_trusted_no_more_than_uploads() {
         .await
         .unwrap();
     assert_eq!(leaked.status(), 404);
-    let listed = get(&app, "/v2/files").await;
+    let listed = app.get_api("/v2/files").await;
     assert_eq!(listed.status(), 200);
     let listed: Value = listed.json().await.unwrap();
     assert_eq!(listed["count"], 1, "{listed}");
     assert_eq!(listed["items"][0]["file_uuid"], good);
-    assert_eq!(get(&app, &format!("/v2/files/{far}")).await.status(), 404);
+    assert_eq!(app.get_api(&format!("/v2/files/{far}")).await.status(), 404);
 }
 
 #[tokio::test]

@@ -414,3 +414,71 @@ impl Drop for Binary {
         terminate(&mut self.child);
     }
 }
+
+/// The key the files API helpers send.
+pub const FILES_API_KEY: &str = "k";
+
+/// The files API, as its tests call it (with the key `k`).
+impl TestApp {
+    /// `POST /v2/files` with `body`, with a key.
+    pub async fn create(&self, body: serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/v2/files"))
+            .header("x-api-key", FILES_API_KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Announces one local file; its `FileUpload`.
+    pub async fn announce(&self, entry: serde_json::Value) -> serde_json::Value {
+        let resp = self.create(serde_json::json!({"files": [entry]})).await;
+        assert_eq!(resp.status(), 200);
+        let body: serde_json::Value = resp.json().await.unwrap();
+        body["files"][0].clone()
+    }
+
+    pub async fn put(
+        &self,
+        url: &str,
+        bytes: Vec<u8>,
+        content_type: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = self.client.put(url).body(bytes);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        req.send().await.unwrap()
+    }
+
+    pub async fn get_api(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .header("x-api-key", FILES_API_KEY)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn json_at(&self, path: &str) -> serde_json::Value {
+        let resp = self.get_api(path).await;
+        assert_eq!(resp.status(), 200, "{path}");
+        resp.json().await.unwrap()
+    }
+
+    pub async fn delete_file(&self, file_uuid: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(&format!("/v2/files/{file_uuid}")))
+            .header("x-api-key", FILES_API_KEY)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The file's processing status.
+    pub async fn status_of(&self, file_uuid: &str) -> String {
+        let status = self.json_at(&format!("/v2/files/{file_uuid}/status")).await;
+        status["processing_status"].as_str().unwrap().to_owned()
+    }
+}
