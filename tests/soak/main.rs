@@ -1,5 +1,6 @@
 //! Soak (ignored by default; `.ci/run` runs it in release mode):
-//! `cargo test --release --test soak -- --ignored --nocapture`.
+//! `cargo test --release --test soak -- --ignored --nocapture --test-threads=1` (one at a time:
+//! each times `/health` under its own load).
 //!
 //! A test binary of its own, so that the release build CI needs for it does
 //! not compile the whole `api` suite a second time.
