@@ -18,6 +18,9 @@
 //! fetches of a black hole, 100 fetches of itself, 10 clients listing 100k
 //! announced files, 500 PUT/DELETE races; `/health` p99 <= 50 ms and max
 //! <= 200 ms throughout, descriptors back to the baseline, peak RSS bounded.
+//! Its load generators run at nice 10 (the server and the probe do not), and
+//! a probe that a stall of the whole machine explains is reported, not
+//! counted in the max (`watch_hiccups`).
 
 #![allow(
     clippy::unwrap_used,
@@ -426,6 +429,42 @@ fn health_stays_fast_under_100k_rules_a_crafted_glob_and_a_full_journal() {
     );
 }
 
+/// Lowers the calling thread's scheduling priority to nice 10 (on Linux the
+/// nice value is a thread's own). The files soak's load generators run so: on
+/// a 2-core machine they share the CPUs with the server they load, and at the
+/// server's priority their own work (building and parsing 1,000-entry bodies)
+/// would be timed as the server's latency. The server and the probes keep the
+/// default priority, as they would on hosts of their own.
+#[allow(unsafe_code, reason = "setpriority(2) has no wrapper in std")]
+fn lower_this_threads_priority() {
+    // SAFETY: setpriority takes plain integers and touches no memory of ours.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+    assert_eq!(rc, 0, "setpriority: {}", std::io::Error::last_os_error());
+}
+
+/// Stalls of the machine itself, seen by a thread that only sleeps 1 ms at a
+/// time (as jHiccup does): each oversleep of 50 ms or more, with when it
+/// began (since `t0`), until `stop` is set. A VM's steal time stalls every
+/// thread at once; a busy server does not delay a sleeper of another process
+/// at the default priority (the scheduler favours sleepers).
+fn watch_hiccups(
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    t0: Instant,
+) -> std::thread::JoinHandle<Vec<(Duration, Duration)>> {
+    std::thread::spawn(move || {
+        let mut hiccups = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let started = Instant::now();
+            std::thread::sleep(Duration::from_millis(1));
+            let over = started.elapsed().saturating_sub(Duration::from_millis(1));
+            if over >= Duration::from_millis(50) {
+                hiccups.push((started - t0, over));
+            }
+        }
+        hiccups
+    })
+}
+
 /// Latencies of `/health`, asked every 5 ms on a connection and a thread of
 /// its own (so that the test's own load does not delay the asking), until
 /// `stop` is set: each with when its request was sent (since `t0`).
@@ -520,8 +559,17 @@ fn files_api_stays_bounded_under_hostile_fetches_lists_and_races() {
     );
     let pid = bin.child.id();
     let url = bin.url.clone();
+    // The probe and the hiccup watcher start first, at the default priority;
+    // then this thread and the load's runtime go to nice 10 (new threads
+    // inherit their creator's).
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let t0 = Instant::now();
+    let probe = probe_health_at(url.clone(), Arc::clone(&stop), t0);
+    let hiccups = watch_hiccups(Arc::clone(&stop), t0);
+    lower_this_threads_priority();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .on_thread_start(lower_this_threads_priority)
         .enable_all()
         .build()
         .unwrap();
@@ -531,9 +579,6 @@ fn files_api_stays_bounded_under_hostile_fetches_lists_and_races() {
         .pool_max_idle_per_host(0)
         .build()
         .unwrap();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let t0 = Instant::now();
-    let probe = probe_health_at(url.clone(), Arc::clone(&stop), t0);
     // Let the probe's connection open before the baseline.
     while open_fds(pid) < 4 {
         std::thread::sleep(Duration::from_millis(10));
@@ -726,7 +771,15 @@ fn files_api_stays_bounded_under_hostile_fetches_lists_and_races() {
     }
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let samples = probe.join().unwrap();
+    let hiccups = hiccups.join().unwrap();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    for (at, over) in &hiccups {
+        eprintln!(
+            "files soak: the machine stalled {:.1} ms at {:.1} s (a sleeping thread overslept)",
+            ms(*over),
+            at.as_secs_f64()
+        );
+    }
     let mut slow: Vec<_> = samples.clone();
     slow.sort_by_key(|(_, took)| std::cmp::Reverse(*took));
     for (at, took) in slow.iter().take(5) {
@@ -743,16 +796,44 @@ fn files_api_stays_bounded_under_hostile_fetches_lists_and_races() {
     let mut times: Vec<Duration> = samples.iter().map(|(_, took)| *took).collect();
     times.sort();
     let p99 = times[times.len() * 99 / 100];
-    let max = *times.last().unwrap();
+    // The max leaves out a probe the machine's own stall explains: one that
+    // overlaps a hiccup of at least its excess over 200 ms, so that the
+    // server's share is still under the bound. At most 3 such: a machine
+    // that stalls more often cannot judge the bound at all.
+    let bound = Duration::from_millis(200);
+    let (excused, counted): (Vec<_>, Vec<_>) = samples.iter().partition(|(at, took)| {
+        *took > bound
+            && hiccups.iter().any(|(h_at, over)| {
+                *h_at < *at + *took && *at < *h_at + *over && *over >= *took - bound
+            })
+    });
+    for (at, took) in &excused {
+        eprintln!(
+            "files soak: /health took {:.1} ms at {:.1} s, during a stall of the machine: not counted in the max",
+            ms(*took),
+            at.as_secs_f64()
+        );
+    }
+    assert!(
+        excused.len() <= 3,
+        "{} slow probes during stalls of the machine: too noisy to judge",
+        excused.len()
+    );
+    let max = counted
+        .iter()
+        .map(|(_, took)| *took)
+        .max()
+        .unwrap_or_default();
     let hwm = proc_status(pid, "VmHWM:");
     for (phase, took) in &phases {
         eprintln!("files soak: {phase}: {:.0} ms", ms(*took));
     }
     eprintln!(
-        "files soak: {} /health probes, p99 {:.1} ms, max {:.1} ms; fds {fd_base} -> peak {fd_peak} -> {fds}; {lists} lists; races: PUT first {puts_first}, DELETE first {deletes_first}; RSS {} MiB during lists, peak {} MiB",
+        "files soak: {} /health probes, p99 {:.1} ms, max {:.1} ms (machine stalls: {}); fds {fd_base} -> peak {fd_peak} -> {fds}; {lists} lists; races: PUT first {puts_first}, DELETE first {deletes_first}; RSS {} MiB during lists, peak {} MiB",
         times.len(),
         ms(p99),
         ms(max),
+        hiccups.len(),
         rss_lists / 1024,
         hwm / 1024
     );
