@@ -89,6 +89,7 @@ impl S3Config {
     /// variables, requests retried briefly so that an unreachable store is
     /// reported within seconds.
     pub(crate) fn build(&self) -> Result<Arc<dyn ObjectStore>, String> {
+        install_crypto_provider();
         let mut builder = object_store::aws::AmazonS3Builder::from_env()
             .with_bucket_name(&self.bucket)
             .with_retry(object_store::RetryConfig {
@@ -125,4 +126,12 @@ impl S3Config {
             .map_err(|err| format!("cannot use s3://{}: {err}", self.bucket))?;
         Ok(Arc::new(store))
     }
+}
+
+/// Makes ring rustls' process-wide cryptography provider, which the S3
+/// client's TLS (reqwest built without a provider of its own) takes. Once per
+/// process; an application that installed a provider before keeps its own.
+fn install_crypto_provider() {
+    // An error only says that a provider is installed already: either serves.
+    let _already = rustls::crypto::ring::default_provider().install_default();
 }

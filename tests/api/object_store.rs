@@ -247,6 +247,57 @@ async fn an_unreachable_store_answers_503_and_the_server_stays_up() {
     assert!(app.server.uploads().await.is_empty());
 }
 
+/// An `https://` endpoint goes through the TLS stack (rustls on ring, set up
+/// by the server): a peer that does not speak TLS fails the handshake, and
+/// the upload gets the store's 503 rather than a panic or a dropped socket.
+#[tokio::test]
+async fn an_https_store_that_does_not_speak_tls_answers_503() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hellos = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = Arc::clone(&hellos);
+    let peer = tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut record = [0u8; 5];
+            // A TLS record starts with its type, 22: a handshake (the ClientHello).
+            if tokio::io::AsyncReadExt::read_exact(&mut socket, &mut record)
+                .await
+                .is_ok()
+                && record[0] == 22
+            {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            let _ = tokio::io::AsyncWriteExt::write_all(
+                &mut socket,
+                b"HTTP/1.1 400 Bad Request\r\n\r\n",
+            )
+            .await;
+        }
+    });
+    let config = S3Config::parse("s3://tls-bucket/p")
+        .unwrap()
+        .endpoint(format!("https://127.0.0.1:{port}"))
+        .credentials("key", "secret");
+    let server = MockServer::builder().s3(config).start().await.unwrap();
+    let app = TestApp {
+        server,
+        client: reqwest::Client::new(),
+    };
+    let resp = app.upload(b"hello".to_vec(), "a.txt").await;
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "server.unavailable");
+    assert_eq!(
+        app.call(reqwest::Method::GET, "/health").await.status(),
+        200
+    );
+    peer.abort();
+    assert!(
+        hellos.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "no TLS ClientHello reached the https endpoint"
+    );
+}
+
 #[test]
 fn storage_flags_are_checked_before_binding() {
     let cases: [(&[&str], &str); 5] = [
