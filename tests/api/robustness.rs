@@ -727,3 +727,108 @@ async fn a_truncate_fault_on_a_download_streams_half_the_file_without_holding_it
         "the peak grew by {grown_mib} MiB while truncating a 96 MiB download"
     );
 }
+
+/// A line of `/proc/<pid>/status` (`Threads:`, `VmRSS:`), as a number.
+#[cfg(target_os = "linux")]
+fn proc_status(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threads_stay_bounded_with_128_uploads_held_open_mid_body() {
+    const UPLOADS: usize = 128;
+    // Past the 64 KiB kept in memory: every upload is streaming to storage.
+    const SENT: usize = 256 * 1024;
+    let storage = tempfile::tempdir().unwrap();
+    let bin = start_binary(
+        &[
+            "--storage-dir",
+            storage.path().to_str().unwrap(),
+            "--no-auth",
+        ],
+        &[],
+    );
+    let addr: std::net::SocketAddr = bin.url.trim_start_matches("http://").parse().unwrap();
+    let pid = bin.child.id();
+    let idle_threads = proc_status(pid, "Threads:");
+    let content = data(1 << 20);
+    let body = multipart_body("held.bin", None, &content);
+    let mut held = Vec::new();
+    for _ in 0..UPLOADS {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(upload_head(addr, body.len(), "").as_bytes())
+            .await
+            .unwrap();
+        stream.write_all(&body[..SENT]).await.unwrap();
+        held.push(stream);
+    }
+    // Every upload has reached storage once its partial file exists.
+    let partial = storage.path().join(".partial");
+    assert!(
+        eventually(Duration::from_secs(30), || files_under(&partial).len()
+            == UPLOADS)
+        .await,
+        "{} of {UPLOADS} partial files",
+        files_under(&partial).len()
+    );
+    let threads = proc_status(pid, "Threads:");
+    let rss_kib = proc_status(pid, "VmRSS:");
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
+    eprintln!(
+        "{UPLOADS} uploads held: {threads} threads (idle: {idle_threads}), {rss_kib} KiB resident"
+    );
+    assert!(
+        threads <= 2 * cores + 16,
+        "{threads} threads with {UPLOADS} uploads in flight (idle: {idle_threads}, cores: {cores})"
+    );
+
+    // Half finish and are stored whole; the other half are cut off.
+    let mut finishing = Vec::new();
+    for (i, mut stream) in held.into_iter().enumerate() {
+        if i % 2 == 1 {
+            drop(stream);
+            continue;
+        }
+        let rest = body[SENT..].to_vec();
+        finishing.push(tokio::spawn(async move {
+            stream.write_all(&rest).await.unwrap();
+            read_response(&mut stream).await.unwrap()
+        }));
+    }
+    for finished in finishing {
+        let (status, _, answer) = finished.await.unwrap();
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+        let answer: Value = serde_json::from_slice(&answer).unwrap();
+        let stored = std::fs::read(answer["local_file_path"].as_str().unwrap()).unwrap();
+        assert!(
+            stored == content,
+            "a stored file differs from what was sent"
+        );
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || files_under(&partial).is_empty()).await,
+        "partial files left: {:?}",
+        files_under(&partial)
+    );
+    let stored = files_under(storage.path());
+    assert_eq!(stored.len(), UPLOADS / 2, "{stored:?}");
+    let listed: Value = reqwest::get(format!("{}/__admin/uploads", bin.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let uploads = listed["uploads"].as_array().unwrap();
+    assert_eq!(uploads.len(), UPLOADS / 2);
+    for upload in uploads {
+        assert_eq!(upload["sha256"], sha256_hex(&content), "{upload}");
+    }
+}
