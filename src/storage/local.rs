@@ -470,18 +470,17 @@ impl Lanes {
     fn run(self: Arc<Self>, pool: &Arc<FsPool>, lane: Lane) {
         let steps = std::mem::take(&mut crate::sync::lock(&self.queues[lane as usize]).steps);
         let guard = Unschedule { lanes: &self, lane };
+        // The data steps since the last `End`, written with one call.
+        let mut unwritten = Vec::new();
         for step in steps {
             match (lane, step) {
                 (_, Step::Data(..)) if self.skip() => {}
-                (Lane::Write, Step::Data(bytes, _held)) => {
-                    if let Err(err) = self.write(&bytes) {
-                        self.fail(err);
-                    }
-                }
+                (Lane::Write, data @ Step::Data(..)) => unwritten.push(data),
                 (Lane::Hash, Step::Data(bytes, _held)) => {
                     crate::sync::lock(&self.hasher).update(&bytes);
                 }
                 (Lane::Write, Step::End(done)) => {
+                    self.write_out(&mut unwritten);
                     drop(crate::sync::lock(&self.file).take());
                     if self.skip() {
                         let _ = std::fs::remove_file(&self.path);
@@ -493,6 +492,7 @@ impl Lanes {
                 }
             }
         }
+        self.write_out(&mut unwritten);
         std::mem::forget(guard);
         let mut queue = crate::sync::lock(&self.queues[lane as usize]);
         if queue.steps.is_empty() {
@@ -503,7 +503,26 @@ impl Lanes {
         }
     }
 
-    fn write(&self, bytes: &[u8]) -> io::Result<()> {
+    /// Writes the data of `steps` (one `writev` for all: under load a lane
+    /// finds several steps queued when its turn comes), then drops them,
+    /// which gives their bytes back to the budgets once hashed too.
+    fn write_out(&self, steps: &mut Vec<Step>) {
+        if !steps.is_empty() && !self.skip() {
+            let mut slices: Vec<io::IoSlice<'_>> = steps
+                .iter()
+                .filter_map(|step| match step {
+                    Step::Data(bytes, _) => Some(io::IoSlice::new(bytes)),
+                    Step::End(_) => None,
+                })
+                .collect();
+            if let Err(err) = self.write(&mut slices) {
+                self.fail(err);
+            }
+        }
+        steps.clear();
+    }
+
+    fn write(&self, mut slices: &mut [io::IoSlice<'_>]) -> io::Result<()> {
         let mut file = crate::sync::lock(&self.file);
         let file = match &mut *file {
             Some(file) => file,
@@ -514,7 +533,15 @@ impl Lanes {
                     .open(&self.path)?,
             ),
         };
-        file.write_all(bytes)
+        while !slices.is_empty() {
+            match file.write_vectored(slices) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => io::IoSlice::advance_slices(&mut slices, n),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
     }
 
     /// Whether the remaining data is of no use (the upload failed or was abandoned).
