@@ -12,6 +12,8 @@
 #             uploads still in flight when the run ends (with 256 x 20 MiB,
 #             few or none complete within a run when every upload gets its
 #             fair share)
+#   CPU s/GiB the server's CPU time (utime + stime, all its processes) per GiB
+#             written: what the work costs, whatever else shares the machine
 #   done/s    completed requests x body size / wrk's duration (MiB/s)
 #   p99       wrk's 99th percentile latency (ms) of the completed requests
 #   RSS       peak resident memory (VmHWM; nginx: its workers' added up), MiB
@@ -80,6 +82,9 @@ rss_kib() { # the PIDs' VmRSS added up
 }
 written_bytes() { # the PIDs' wchar added up
   for p in "$@"; do cat "/proc/$p/io" 2>/dev/null; done | awk '/^wchar:/ {w += $2} END {printf "%.0f", w}'
+}
+cpu_ticks() { # the PIDs' utime + stime added up
+  for p in "$@"; do cat "/proc/$p/stat" 2>/dev/null; done | awk '{t += $14 + $15} END {print t + 0}'
 }
 hwm_kib() { # the PIDs' VmHWM added up
   for p in "$@"; do cat "/proc/$p/status" 2>/dev/null; done | awk '/^VmHWM:/ {r += $2} END {print r + 0}'
@@ -150,16 +155,16 @@ one_run() {
     pids=("$SRV_PID")
     label=$(basename "$BIN")
   fi
-  local idle after peaks=$OUT/$name.peaks sampler line w0 w1 t0 t1
+  local idle after peaks=$OUT/$name.peaks sampler line w0 w1 t0 t1 c0 c1
   idle=$(rss_kib "${pids[@]}")
   sample_peaks "$peaks" "${pids[@]}" &
   sampler=$!
-  w0=$(written_bytes "${pids[@]}") t0=$(now_ns)
+  w0=$(written_bytes "${pids[@]}") t0=$(now_ns) c0=$(cpu_ticks "${pids[@]}")
   BENCH_FILE_BYTES=$((size * 1024 * 1024)) BENCH_API_KEY=$API_KEY \
     wrk -t2 -c"$conns" -d"${CONC_DURATION}s" --timeout 60s --latency \
     -s "$HERE/upload.lua" "$url" >"$OUT/$name-wrk.txt" 2>&1 ||
     die "wrk failed: $(cat "$OUT/$name-wrk.txt")"
-  w1=$(written_bytes "${pids[@]}") t1=$(now_ns)
+  w1=$(written_bytes "${pids[@]}") t1=$(now_ns) c1=$(cpu_ticks "${pids[@]}")
   sleep "$CONC_SETTLE"
   after=$(rss_kib "${pids[@]}")
   kill "$sampler" 2>/dev/null || true
@@ -180,21 +185,22 @@ one_run() {
     stop_server
   fi
   line=$(grep '^BENCH ' "$OUT/$name-wrk.txt") || die "no BENCH line in $OUT/$name-wrk.txt"
-  local reqs us mibs done p99 errs
+  local reqs us mibs done p99 errs cpu
   reqs=$(kv requests "$line")
   us=$(kv duration_us "$line")
   mibs=$(awk -v b=$((w1 - w0)) -v ns=$((t1 - t0)) 'BEGIN {printf "%.0f", b / 1048576 / (ns / 1e9)}')
+  cpu=$(awk -v t=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" -v b=$((w1 - w0)) 'BEGIN {if (b > 0) printf "%.2f", t / hz / (b / 1073741824); else print "-"}')
   done=$(awk -v n="$reqs" -v s="$size" -v us="$us" 'BEGIN {printf "%.0f", n * s / (us / 1e6)}')
   p99=$(awk -v n="$reqs" -v us="$(kv p99_us "$line")" 'BEGIN {if (n > 0) printf "%.0f", us / 1000; else print "-"}')
   errs=$(($(kv err_connect "$line") + $(kv err_read "$line") + $(kv err_write "$line") + $(kv err_timeout "$line") + $(kv err_status "$line")))
-  printf '%-24s %5s %5s %8s %8s %8s %8s %8s %12s %7s %7s\n' "$label" "$size" "$conns" "$mibs" "$done" "$p99" \
+  printf '%-24s %5s %5s %8s %9s %8s %8s %8s %8s %12s %7s %7s\n' "$label" "$size" "$conns" "$mibs" "$cpu" "$done" "$p99" \
     "$(awk -v k="$hwm" 'BEGIN {printf "%.0f", k / 1024}')" "$threads" \
     "$(awk -v a="$idle" -v b="$after" 'BEGIN {printf "%.0f/%.0f", b / 1024, a / 1024}')" "$errs" "$kept" | tee -a "$TABLE" >&2
 }
 
 TABLE=$OUT/concurrency.txt
 log "concurrency: sizes [$CONC_SIZES_MIB] MiB x connections [$CONC_CONNECTIONS], ${CONC_DURATION} s each, storage $STORAGE_FS at $STORAGE_BASE; binaries: ${BINS[*]}"
-printf '%-24s %5s %5s %8s %8s %8s %8s %8s %12s %7s %7s\n' who MiB conns 'MiB/s' 'done/s' 'p99 ms' 'RSS MiB' threads 'after/idle' errors stored | tee "$TABLE" >&2
+printf '%-24s %5s %5s %8s %9s %8s %8s %8s %8s %12s %7s %7s\n' who MiB conns 'MiB/s' 'CPU s/GiB' 'done/s' 'p99 ms' 'RSS MiB' threads 'after/idle' errors stored | tee "$TABLE" >&2
 whos=(nginx)
 for ((i = 0; i < ${#BINS[@]}; i++)); do whos+=("$i"); done
 turn=0
