@@ -212,6 +212,26 @@ async fn servers_sharing_a_store_serve_each_others_files_and_delete_only_their_o
     assert_eq!(b.call(reqwest::Method::GET, &path).await.status(), 404);
 }
 
+/// A server storing in `bucket` (an `s3://` URL) at `endpoint`, with fixed credentials.
+async fn s3_app(bucket: &str, endpoint: &str) -> TestApp {
+    let config = S3Config::parse(bucket)
+        .unwrap()
+        .endpoint(endpoint)
+        .credentials("key", "secret");
+    TestApp {
+        server: MockServer::builder().s3(config).start().await.unwrap(),
+        client: reqwest::Client::new(),
+    }
+}
+
+/// An upload answers the store's 503 `server.unavailable`.
+async fn assert_upload_unavailable(app: &TestApp) {
+    let resp = app.upload(b"hello".to_vec(), "a.txt").await;
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "server.unavailable");
+}
+
 #[tokio::test]
 async fn an_unreachable_store_answers_503_and_the_server_stays_up() {
     // A port nothing listens on.
@@ -220,20 +240,9 @@ async fn an_unreachable_store_answers_503_and_the_server_stays_up() {
         .local_addr()
         .unwrap()
         .port();
-    let config = S3Config::parse("s3://nowhere-bucket/p")
-        .unwrap()
-        .endpoint(format!("http://127.0.0.1:{port}"))
-        .credentials("key", "secret");
-    let server = MockServer::builder().s3(config).start().await.unwrap();
-    assert_eq!(server.storage(), "s3://nowhere-bucket/p");
-    let app = TestApp {
-        server,
-        client: reqwest::Client::new(),
-    };
-    let resp = app.upload(b"hello".to_vec(), "a.txt").await;
-    assert_eq!(resp.status(), 503);
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "server.unavailable");
+    let app = s3_app("s3://nowhere-bucket/p", &format!("http://127.0.0.1:{port}")).await;
+    assert_eq!(app.server.storage(), "s3://nowhere-bucket/p");
+    assert_upload_unavailable(&app).await;
     // A file_url lookup needs the store too.
     let uuid = uuid::Uuid::new_v4();
     let resp = app
@@ -274,19 +283,8 @@ async fn an_https_store_that_does_not_speak_tls_answers_503() {
             .await;
         }
     });
-    let config = S3Config::parse("s3://tls-bucket/p")
-        .unwrap()
-        .endpoint(format!("https://127.0.0.1:{port}"))
-        .credentials("key", "secret");
-    let server = MockServer::builder().s3(config).start().await.unwrap();
-    let app = TestApp {
-        server,
-        client: reqwest::Client::new(),
-    };
-    let resp = app.upload(b"hello".to_vec(), "a.txt").await;
-    assert_eq!(resp.status(), 503);
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "server.unavailable");
+    let app = s3_app("s3://tls-bucket/p", &format!("https://127.0.0.1:{port}")).await;
+    assert_upload_unavailable(&app).await;
     assert_eq!(
         app.call(reqwest::Method::GET, "/health").await.status(),
         200
