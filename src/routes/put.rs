@@ -39,11 +39,16 @@ macro_rules! step {
 }
 
 /// Bodies up to this size are hashed inline; larger ones on a thread of
-/// their own, beside the pipeline.
+/// their own, beside the pipeline, while one of [`MD5_THREADS`] is free.
 const INLINE_MD5: u64 = 256 * 1024;
 
 /// Chunks the MD5 thread may lag behind (each at most a body frame).
 const MD5_LAG: usize = 8;
+
+/// PUTs whose MD5 runs on a thread of its own, at most, whatever the number
+/// of PUTs in flight: beyond them, the MD5 is taken inline (on the async
+/// threads, as for small bodies), so threads do not grow with concurrency.
+static MD5_THREADS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 /// Where the MD5 of a PUT's bytes is taken (S3's `ETag`): MD5 runs at a
 /// third of SHA-256's speed (about 600 vs 1,700 MiB/s here, release), so a
@@ -68,8 +73,12 @@ impl Md5Sink {
         if expected.is_some_and(|len| len <= INLINE_MD5) {
             return Md5Sink::Inline(Md5::new());
         }
+        let Ok(permit) = MD5_THREADS.try_acquire() else {
+            return Md5Sink::Inline(Md5::new());
+        };
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(MD5_LAG);
         let done = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let mut md5 = Md5::new();
             while let Some(chunk) = rx.blocking_recv() {
                 md5.update(&chunk);

@@ -1,11 +1,14 @@
-//! A small pool of threads for the short file-system jobs of commits
-//! (write a small file, create its directory, rename it into place).
+//! Small pools of threads for the file-system work: the short jobs of
+//! commits (write a small file, create its directory, rename it into place),
+//! and the writing and hashing of every upload's bytes
+//! ([`super::local`]'s lanes), each on a pool of its own.
 //!
 //! Tokio's blocking pool would do, but it grows a thread per concurrent job:
 //! with 32 connections committing 4 KiB uploads it ran ~37 threads, and every
 //! commit woke one of them and was woken back (W2's profile: a fifth of the
 //! server's time in futex calls, context switches and the pool's lock). Here
-//! at most [`MAX_THREADS`] threads take jobs from one queue; a busy thread
+//! at most a fixed number of threads ([`MAX_THREADS`] for commits) take jobs
+//! from one queue; a busy thread
 //! goes straight on to the next job without sleeping, so under load a wake-up
 //! serves several commits. Idle threads exit after [`IDLE_EXIT`], and all of
 //! them once the pool is dropped.
@@ -25,9 +28,20 @@ const IDLE_EXIT: Duration = Duration::from_secs(10);
 
 type Job = Box<dyn FnOnce() + Send>;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct FsPool {
     shared: Arc<Shared>,
+    /// Threads at most.
+    max_threads: usize,
+    /// The threads' name (in `top -H`, `perf`, a debugger).
+    name: &'static str,
+}
+
+impl Default for FsPool {
+    /// The commits' pool: [`MAX_THREADS`] threads at most.
+    fn default() -> Self {
+        Self::new(MAX_THREADS, "aymara-mock-fs")
+    }
 }
 
 #[derive(Default)]
@@ -51,6 +65,23 @@ struct State {
 }
 
 impl FsPool {
+    /// A pool of at most `max_threads` threads (at least one) named `name`,
+    /// started on demand.
+    pub(crate) fn new(max_threads: usize, name: &'static str) -> Self {
+        Self {
+            shared: Arc::default(),
+            max_threads: max_threads.max(1),
+            name,
+        }
+    }
+
+    /// Queues `job` for a pool thread without waiting for it. Fails only
+    /// when the pool has no thread and none can be started: then nothing
+    /// will ever run the job, which is dropped.
+    pub(crate) fn spawn(&self, job: impl FnOnce() + Send + 'static) -> io::Result<()> {
+        self.submit(Box::new(job))
+    }
+
     /// Runs `job` on a pool thread and waits (asynchronously) for its result.
     pub(crate) async fn run<T, F>(&self, job: F) -> io::Result<T>
     where
@@ -71,10 +102,10 @@ impl FsPool {
         state.jobs.push_back(job);
         if state.idle > 0 {
             self.shared.work.notify_one();
-        } else if state.threads < MAX_THREADS {
+        } else if state.threads < self.max_threads {
             let shared = Arc::clone(&self.shared);
             let spawned = std::thread::Builder::new()
-                .name("aymara-mock-fs".into())
+                .name(self.name.into())
                 .spawn(move || work(&shared));
             match spawned {
                 Ok(_) => state.threads += 1,

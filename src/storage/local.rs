@@ -9,9 +9,13 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use futures_util::stream::BoxStream;
 
@@ -19,17 +23,22 @@ use super::fs_pool::FsPool;
 use super::{Digest32, StorageError, Target};
 
 /// Files up to this size are written in one go when complete; larger ones are
-/// handed to a blocking writer thread as they arrive, so disk I/O and hashing
-/// never run on the async threads for long.
+/// streamed to the writer pool as they arrive, so disk I/O and hashing never
+/// run on the async threads.
 pub(super) const INLINE_LIMIT: usize = 64 * 1024;
-/// The body is copied into batches of this many bytes, handed to the writer
-/// and then to the hasher: one wake-up and one `write` per batch rather than
-/// per chunk of the body.
-pub(super) const BATCH_BYTES: usize = 1024 * 1024;
-/// Batches queued for each of the writer and hasher threads. With the one
-/// being filled and the one each thread works on, an upload holds at most 7
-/// batches (7 MiB), reused from one batch to the next.
-const WRITER_QUEUE: usize = 2;
+/// The largest piece of the body handed to the pool as one step (a larger
+/// chunk is split, without copying).
+pub(super) const STEP_BYTES: usize = 1024 * 1024;
+/// Bytes of one upload handed to the pool and not yet both written and
+/// hashed: enough that a lone upload keeps its writer and its hasher busy
+/// at once, small enough that one upload never holds much. (The chunks are
+/// the parser's, shared: they can keep a larger buffer alive, so with 4 MiB
+/// a 1 GiB upload peaked at 27-33 MiB resident instead of ~20.)
+const UPLOAD_IN_FLIGHT: usize = 2 * 1024 * 1024;
+/// Bytes of all uploads together handed to the pool and not yet written and
+/// hashed. When it is reached, uploads wait before taking their next chunk
+/// from the socket: a slow disk slows the clients instead of filling memory.
+pub(super) const TOTAL_IN_FLIGHT: usize = 16 * 1024 * 1024;
 /// The directory, under the storage root, for files being received.
 pub(crate) const PARTIAL_DIR: &str = ".partial";
 
@@ -42,6 +51,10 @@ pub(crate) struct LocalStorage {
     temp: std::sync::Mutex<Option<tempfile::TempDir>>,
     /// Threads for the file-system work of commits.
     pool: FsPool,
+    /// Threads that write and hash the bytes of every upload.
+    writers: Arc<FsPool>,
+    /// [`TOTAL_IN_FLIGHT`] bytes, taken by each step handed to `writers`.
+    in_flight: Arc<Semaphore>,
 }
 
 impl LocalStorage {
@@ -77,6 +90,8 @@ impl LocalStorage {
             partial_dir,
             temp: std::sync::Mutex::new(temp),
             pool: FsPool::default(),
+            writers: Arc::new(FsPool::new(writer_threads(), "aymara-mock-write")),
+            in_flight: Arc::new(Semaphore::new(TOTAL_IN_FLIGHT)),
         })
     }
 
@@ -110,6 +125,8 @@ impl LocalStorage {
         Partial {
             temp_path,
             mode: Mode::Buffer(Vec::new(), 0),
+            writers: Arc::clone(&self.writers),
+            in_flight: Arc::clone(&self.in_flight),
         }
     }
 
@@ -196,23 +213,21 @@ fn create_private_dir_all(dir: &Path) -> io::Result<()> {
     builder.create(dir)
 }
 
-/// Message to the writer thread.
-enum Msg {
-    Data(Vec<u8>),
-    Finish,
+/// Threads that write and hash uploads: one per core (at least two, so that
+/// a lone upload is written and hashed at once), whatever the number of
+/// uploads in flight.
+fn writer_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
 }
 
 enum Mode {
     /// Small so far: chunks kept in memory (bounded by `INLINE_LIMIT`).
     Buffer(Vec<Bytes>, usize),
-    /// Streaming to a writer thread; `batch` is filled before it is sent.
-    Thread {
-        tx: mpsc::Sender<Msg>,
-        done: tokio::task::JoinHandle<io::Result<Digest32>>,
-        /// The batch being filled (capacity `BATCH_BYTES`).
-        batch: Vec<u8>,
-        /// Batches the hasher is done with, to be filled again.
-        spare: std::sync::mpsc::Receiver<Vec<u8>>,
+    /// Streaming to the writer pool.
+    Streaming {
+        lanes: Arc<Lanes>,
+        /// [`UPLOAD_IN_FLIGHT`] bytes, taken by each step of this upload.
+        own: Arc<Semaphore>,
     },
     Done,
 }
@@ -222,6 +237,8 @@ enum Mode {
 pub(crate) struct Partial {
     temp_path: PathBuf,
     mode: Mode,
+    writers: Arc<FsPool>,
+    in_flight: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Partial {
@@ -233,7 +250,9 @@ impl std::fmt::Debug for Partial {
 }
 
 impl Partial {
-    /// Appends a chunk.
+    /// Appends a chunk. Waits (without holding the chunk's successors: the
+    /// socket is not read meanwhile) while the writer pool has as many bytes
+    /// in flight as it takes.
     pub(crate) async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
         match &mut self.mode {
             Mode::Buffer(chunks, len) => {
@@ -241,122 +260,75 @@ impl Partial {
                 chunks.push(chunk);
                 if *len > INLINE_LIMIT {
                     let chunks = std::mem::take(chunks);
-                    self.start_thread(&chunks);
-                }
-                Ok(())
-            }
-            Mode::Thread {
-                tx, batch, spare, ..
-            } => {
-                // The chunk is copied into a batch of our own rather than
-                // kept: hyper then reuses its read buffer for the next read
-                // instead of allocating (and faulting in) a fresh one, and
-                // the batches themselves circulate writer → hasher → here.
-                let mut rest = &chunk[..];
-                while !rest.is_empty() {
-                    if batch.len() >= BATCH_BYTES {
-                        let next = spare
-                            .try_recv()
-                            .unwrap_or_else(|_| Vec::with_capacity(BATCH_BYTES));
-                        let full = std::mem::replace(batch, next);
-                        if tx.send(Msg::Data(full)).await.is_err() {
-                            return Err(self.thread_error().await.into());
-                        }
+                    self.start_streaming();
+                    for chunk in chunks {
+                        self.send(chunk).await?;
                     }
-                    let take = rest.len().min(BATCH_BYTES - batch.len());
-                    batch.extend_from_slice(&rest[..take]);
-                    rest = &rest[take..];
                 }
                 Ok(())
             }
+            Mode::Streaming { .. } => self.send(chunk).await,
             Mode::Done => Err(io::Error::other("write after finish").into()),
         }
     }
 
-    /// Hands the file to a writer thread; `chunks` begin its first batch.
-    fn start_thread(&mut self, chunks: &[Bytes]) {
-        let (tx, mut rx) = mpsc::channel::<Msg>(WRITER_QUEUE);
-        let (spare_tx, spare) = std::sync::mpsc::channel::<Vec<u8>>();
-        let path = self.temp_path.clone();
-        let done = tokio::task::spawn_blocking(move || {
-            let result = (|| {
-                let mut file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&path)?;
-                // Hashing runs on its own thread, one batch behind the
-                // writes: each is about half of the work per byte, so a large
-                // upload moves at the pace of the slower one rather than of
-                // both added up.
-                let (hash_tx, hash_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(WRITER_QUEUE);
-                let hasher = std::thread::Builder::new()
-                    .name("upload-sha256".into())
-                    .spawn(move || {
-                        let mut hasher = Sha256::new();
-                        for mut batch in hash_rx.iter() {
-                            hasher.update(&batch);
-                            batch.clear();
-                            // Fails only once the upload is over: then it is freed.
-                            let _ = spare_tx.send(batch);
-                        }
-                        Digest32::from(hasher.finalize())
-                    })?;
-                while let Some(msg) = rx.blocking_recv() {
-                    match msg {
-                        Msg::Data(batch) => {
-                            file.write_all(&batch)?;
-                            // A send fails only if the hasher died; the join below reports it.
-                            let _ = hash_tx.send(batch);
-                        }
-                        Msg::Finish => {
-                            file.flush()?;
-                            drop(hash_tx);
-                            return hasher
-                                .join()
-                                .map_err(|_| io::Error::other("the sha256 thread panicked"));
-                        }
-                    }
-                }
-                Err(io::Error::new(
-                    io::ErrorKind::Interrupted,
-                    "upload abandoned",
-                ))
-            })();
-            if result.is_err() {
-                let _ = std::fs::remove_file(&path);
-            }
-            result
+    fn start_streaming(&mut self) {
+        let lanes = Arc::new(Lanes {
+            path: self.temp_path.clone(),
+            queues: [Mutex::default(), Mutex::default()],
+            file: Mutex::new(None),
+            hasher: Mutex::new(Sha256::new()),
+            error: Mutex::new(None),
+            failed: AtomicBool::new(false),
+            abandoned: AtomicBool::new(false),
         });
-        let mut batch = Vec::with_capacity(BATCH_BYTES);
-        for chunk in chunks {
-            batch.extend_from_slice(chunk);
-        }
-        self.mode = Mode::Thread {
-            tx,
-            done,
-            batch,
-            spare,
+        self.mode = Mode::Streaming {
+            lanes,
+            own: Arc::new(Semaphore::new(UPLOAD_IN_FLIGHT)),
         };
     }
 
-    /// The writer thread stopped early: fetch its error.
-    async fn thread_error(&mut self) -> io::Error {
-        match std::mem::replace(&mut self.mode, Mode::Done) {
-            Mode::Thread { done, .. } => match done.await {
-                Ok(Err(err)) => err,
-                Ok(Ok(_)) => io::Error::other("writer finished early"),
-                Err(join) => io::Error::other(join),
-            },
-            _ => io::Error::other("writer not running"),
+    /// Hands `chunk` to both lanes, in steps of at most [`STEP_BYTES`],
+    /// each once its bytes fit in this upload's and in the pool's budget.
+    async fn send(&mut self, mut chunk: Bytes) -> Result<(), StorageError> {
+        let Mode::Streaming { lanes, own } = &self.mode else {
+            return Err(io::Error::other("not streaming").into());
+        };
+        while !chunk.is_empty() {
+            if lanes.failed.load(Ordering::Acquire) {
+                return Err(lanes.error().into());
+            }
+            let piece = chunk.split_to(chunk.len().min(STEP_BYTES));
+            // At most STEP_BYTES (1 MiB): fits in a u32 and in both budgets.
+            let n = u32::try_from(piece.len()).unwrap_or(u32::MAX);
+            let closed = |_| io::Error::other("the writer pool is closed");
+            let upload = Arc::clone(own)
+                .acquire_many_owned(n)
+                .await
+                .map_err(closed)?;
+            let total = Arc::clone(&self.in_flight)
+                .acquire_many_owned(n)
+                .await
+                .map_err(closed)?;
+            let held = Arc::new((upload, total));
+            lanes.push(
+                &self.writers,
+                Lane::Write,
+                Step::Data(piece.clone(), Arc::clone(&held)),
+            );
+            lanes.push(&self.writers, Lane::Hash, Step::Data(piece, held));
         }
+        Ok(())
     }
 
     /// Gives up on the file and waits until whatever was written is removed,
     /// so that no partial file outlives the answer.
     pub(crate) async fn abort(mut self) {
-        if let Mode::Thread { tx, done, .. } = std::mem::replace(&mut self.mode, Mode::Done) {
-            drop(tx);
-            let _ = done.await;
+        if let Mode::Streaming { lanes, .. } = std::mem::replace(&mut self.mode, Mode::Done) {
+            lanes.abandoned.store(true, Ordering::Release);
+            let (tx, rx) = oneshot::channel();
+            lanes.push(&self.writers, Lane::Write, Step::End(tx));
+            let _ = rx.await;
         }
         let _ = std::fs::remove_file(&self.temp_path);
         self.temp_path = PathBuf::new();
@@ -365,29 +337,37 @@ impl Partial {
     /// Completes the file: everything is on disk under the temp name, hashed.
     pub(crate) async fn finish(mut self) -> Result<(Finished, Digest32), StorageError> {
         let mut in_memory = None;
-        let digest = match std::mem::replace(&mut self.mode, Mode::Done) {
+        let digest = match &self.mode {
             Mode::Buffer(chunks, _) => {
                 // Small enough to stay in memory until the commit writes it.
                 let mut hasher = Sha256::new();
-                for chunk in &chunks {
+                for chunk in chunks {
                     hasher.update(chunk);
                 }
-                in_memory = Some(chunks);
+                if let Mode::Buffer(chunks, _) = std::mem::replace(&mut self.mode, Mode::Done) {
+                    in_memory = Some(chunks);
+                }
                 hasher.finalize().into()
             }
-            Mode::Thread {
-                tx, done, batch, ..
-            } => {
-                // If a send fails the thread has already stopped with an error,
-                // which `done` returns.
-                if !batch.is_empty() {
-                    let _ = tx.send(Msg::Data(batch)).await;
+            Mode::Streaming { lanes, .. } => {
+                // The mode stays `Streaming` while waiting: if this future is
+                // dropped, `Drop` has the write lane remove the file once
+                // it is done with it.
+                let lanes = Arc::clone(lanes);
+                let (written, write_done) = oneshot::channel();
+                let (hashed, hash_done) = oneshot::channel();
+                lanes.push(&self.writers, Lane::Write, Step::End(written));
+                lanes.push(&self.writers, Lane::Hash, Step::End(hashed));
+                let (written, hashed) = (write_done.await, hash_done.await);
+                self.mode = Mode::Done;
+                if lanes.failed.load(Ordering::Acquire) {
+                    return Err(lanes.error().into());
                 }
-                let _ = tx.send(Msg::Finish).await;
-                match done.await {
-                    Ok(result) => result?,
-                    Err(join) => return Err(io::Error::other(join).into()),
+                if written.is_err() || hashed.is_err() {
+                    return Err(io::Error::other("the writer pool stopped").into());
                 }
+                let hasher = std::mem::take(&mut *crate::sync::lock(&lanes.hasher));
+                hasher.finalize().into()
             }
             Mode::Done => return Err(io::Error::other("finished twice").into()),
         };
@@ -401,11 +381,209 @@ impl Partial {
 
 impl Drop for Partial {
     fn drop(&mut self) {
-        // In thread mode, dropping the sender makes the thread remove the file;
-        // in buffer mode nothing was written yet.
-        if matches!(self.mode, Mode::Done) && !self.temp_path.as_os_str().is_empty() {
-            let _ = std::fs::remove_file(&self.temp_path);
+        match &self.mode {
+            // The write lane removes the file after its last write.
+            Mode::Streaming { lanes, .. } => {
+                lanes.abandoned.store(true, Ordering::Release);
+                let (tx, _) = oneshot::channel();
+                lanes.push(&self.writers, Lane::Write, Step::End(tx));
+            }
+            Mode::Done if !self.temp_path.as_os_str().is_empty() => {
+                let _ = std::fs::remove_file(&self.temp_path);
+            }
+            // In buffer mode nothing was written yet.
+            _ => {}
         }
+    }
+}
+
+/// One upload's work on the writer pool, in two lanes: its writes, and its
+/// hashing. Each lane runs its steps in order, on one pool thread at a time
+/// (whichever is free); the two lanes of an upload run at once when two
+/// threads are free, so a lone upload moves at the pace of the slower of
+/// writing and hashing rather than of both added up. The bytes are shared by
+/// the lanes, not copied.
+struct Lanes {
+    path: PathBuf,
+    /// Steps waiting, by [`Lane`].
+    queues: [Mutex<Queue>; 2],
+    /// The partial file, opened by the first write (only the write lane's
+    /// thread takes this lock).
+    file: Mutex<Option<std::fs::File>>,
+    /// Only the hash lane's thread takes this lock, and `finish` once it is done.
+    hasher: Mutex<Sha256>,
+    /// Why the file could not be written.
+    error: Mutex<Option<io::Error>>,
+    failed: AtomicBool,
+    /// The upload will not complete: skip its remaining steps, remove the file.
+    abandoned: AtomicBool,
+}
+
+#[derive(Clone, Copy)]
+enum Lane {
+    Write = 0,
+    Hash = 1,
+}
+
+#[derive(Default)]
+struct Queue {
+    steps: VecDeque<Step>,
+    /// A pool job is queued or running for this lane.
+    scheduled: bool,
+}
+
+enum Step {
+    /// Bytes to write (or hash), holding their share of the budgets until
+    /// both lanes are done with them.
+    Data(Bytes, Arc<(OwnedSemaphorePermit, OwnedSemaphorePermit)>),
+    /// Every step before this one is done: for the write lane, the file is
+    /// closed (and removed if the upload failed or was abandoned).
+    End(oneshot::Sender<()>),
+}
+
+impl Lanes {
+    /// Queues `step` on `lane`, and the lane on the pool unless it is there.
+    fn push(self: &Arc<Self>, pool: &Arc<FsPool>, lane: Lane, step: Step) {
+        let mut queue = crate::sync::lock(&self.queues[lane as usize]);
+        queue.steps.push_back(step);
+        if queue.scheduled {
+            return;
+        }
+        queue.scheduled = true;
+        drop(queue);
+        self.schedule(pool, lane);
+    }
+
+    fn schedule(self: &Arc<Self>, pool: &Arc<FsPool>, lane: Lane) {
+        let (lanes, again) = (Arc::clone(self), Arc::clone(pool));
+        if let Err(err) = pool.spawn(move || lanes.run(&again, lane)) {
+            // No thread to run the lane: its steps are dropped (their
+            // waiters see the error).
+            self.fail(err);
+            let mut queue = crate::sync::lock(&self.queues[lane as usize]);
+            queue.steps.clear();
+            queue.scheduled = false;
+        }
+    }
+
+    /// A pool job: runs the steps queued on `lane` now, then puts the lane
+    /// back at the end of the pool's queue if more came meanwhile, so that
+    /// every upload in flight gets its turn.
+    fn run(self: Arc<Self>, pool: &Arc<FsPool>, lane: Lane) {
+        let steps = std::mem::take(&mut crate::sync::lock(&self.queues[lane as usize]).steps);
+        let guard = Unschedule { lanes: &self, lane };
+        // The data steps since the last `End`, written with one call.
+        let mut unwritten = Vec::new();
+        for step in steps {
+            match (lane, step) {
+                (_, Step::Data(..)) if self.skip() => {}
+                (Lane::Write, data @ Step::Data(..)) => unwritten.push(data),
+                (Lane::Hash, Step::Data(bytes, _held)) => {
+                    crate::sync::lock(&self.hasher).update(&bytes);
+                }
+                (Lane::Write, Step::End(done)) => {
+                    self.write_out(&mut unwritten);
+                    drop(crate::sync::lock(&self.file).take());
+                    if self.skip() {
+                        let _ = std::fs::remove_file(&self.path);
+                    }
+                    let _ = done.send(());
+                }
+                (Lane::Hash, Step::End(done)) => {
+                    let _ = done.send(());
+                }
+            }
+        }
+        self.write_out(&mut unwritten);
+        std::mem::forget(guard);
+        let mut queue = crate::sync::lock(&self.queues[lane as usize]);
+        if queue.steps.is_empty() {
+            queue.scheduled = false;
+        } else {
+            drop(queue);
+            self.schedule(pool, lane);
+        }
+    }
+
+    /// Writes the data of `steps` (one `writev` for all: under load a lane
+    /// finds several steps queued when its turn comes), then drops them,
+    /// which gives their bytes back to the budgets once hashed too.
+    fn write_out(&self, steps: &mut Vec<Step>) {
+        if !steps.is_empty() && !self.skip() {
+            let mut slices: Vec<io::IoSlice<'_>> = steps
+                .iter()
+                .filter_map(|step| match step {
+                    Step::Data(bytes, _) => Some(io::IoSlice::new(bytes)),
+                    Step::End(_) => None,
+                })
+                .collect();
+            if let Err(err) = self.write(&mut slices) {
+                self.fail(err);
+            }
+        }
+        steps.clear();
+    }
+
+    fn write(&self, mut slices: &mut [io::IoSlice<'_>]) -> io::Result<()> {
+        let mut file = crate::sync::lock(&self.file);
+        let file = match &mut *file {
+            Some(file) => file,
+            None => file.insert(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&self.path)?,
+            ),
+        };
+        while !slices.is_empty() {
+            match file.write_vectored(slices) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => io::IoSlice::advance_slices(&mut slices, n),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the remaining data is of no use (the upload failed or was abandoned).
+    fn skip(&self) -> bool {
+        self.failed.load(Ordering::Acquire) || self.abandoned.load(Ordering::Acquire)
+    }
+
+    fn fail(&self, err: io::Error) {
+        let mut error = crate::sync::lock(&self.error);
+        if error.is_none() {
+            *error = Some(err);
+        }
+        self.failed.store(true, Ordering::Release);
+    }
+
+    /// The error the upload failed with (a copy: later callers see it too).
+    fn error(&self) -> io::Error {
+        match &*crate::sync::lock(&self.error) {
+            Some(err) => io::Error::new(err.kind(), err.to_string()),
+            None => io::Error::other("the upload failed"),
+        }
+    }
+}
+
+/// Dropped only if a lane's step panicked: fails the upload and unschedules
+/// the lane with its steps dropped, so that later steps (the `End` that
+/// removes the file, the waiters of `finish`) are still run or answered
+/// instead of waiting forever on a lane no thread will run.
+struct Unschedule<'a> {
+    lanes: &'a Lanes,
+    lane: Lane,
+}
+
+impl Drop for Unschedule<'_> {
+    fn drop(&mut self) {
+        self.lanes
+            .fail(io::Error::other("writing the upload failed unexpectedly"));
+        let mut queue = crate::sync::lock(&self.lanes.queues[self.lane as usize]);
+        queue.steps.clear();
+        queue.scheduled = false;
     }
 }
 

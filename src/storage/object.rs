@@ -9,7 +9,8 @@
 //!
 //! A file smaller than one part is sent with one PUT when committed; a larger
 //! one starts a multipart upload once its first part is full, keeps at most
-//! [`PARTS_IN_FLIGHT`] parts in flight, and is completed only when committed.
+//! [`PARTS_IN_FLIGHT`] parts in flight (and all uploads together at most
+//! [`TOTAL_PARTS_IN_FLIGHT`]), and is completed only when committed.
 //! Every other end aborts the multipart upload, so no parts are left behind.
 
 use std::io;
@@ -23,6 +24,7 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload,
 };
 use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::{Digest32, StorageError, StoredUpload, Target};
@@ -33,6 +35,10 @@ const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts of one upload being sent at once: with the part being filled, this
 /// bounds an upload's memory to `(PARTS_IN_FLIGHT + 1) * PART_SIZE`.
 const PARTS_IN_FLIGHT: usize = 2;
+/// Parts of all uploads together being sent at once (64 MiB): an upload
+/// whose next part would pass it waits (and so does its client) until one
+/// is stored, so parts in flight do not grow with the number of uploads.
+const TOTAL_PARTS_IN_FLIGHT: usize = 8;
 /// Where upload records live, under the prefix.
 const INDEX_DIR: &str = ".aymara-mock";
 /// Largest upload record read back from the store.
@@ -44,6 +50,8 @@ pub(crate) struct ObjectStorage {
     store: Arc<dyn ObjectStore>,
     bucket: String,
     prefix: String,
+    /// [`TOTAL_PARTS_IN_FLIGHT`] permits, one held by each part being sent.
+    parts_in_flight: Arc<Semaphore>,
 }
 
 impl ObjectStorage {
@@ -53,6 +61,7 @@ impl ObjectStorage {
             store,
             bucket: bucket.to_owned(),
             prefix: prefix.trim_matches('/').to_owned(),
+            parts_in_flight: Arc::new(Semaphore::new(TOTAL_PARTS_IN_FLIGHT)),
         }
     }
 
@@ -113,6 +122,7 @@ impl ObjectStorage {
             buffered_len: 0,
             upload: None,
             parts: JoinSet::new(),
+            parts_in_flight: Arc::clone(&self.parts_in_flight),
             hasher: Sha256::new(),
         }
     }
@@ -286,6 +296,8 @@ pub(crate) struct Partial {
     /// Started once the first part is full.
     upload: Option<Box<dyn MultipartUpload>>,
     parts: JoinSet<object_store::Result<()>>,
+    /// The storage's budget of parts in flight, all uploads together.
+    parts_in_flight: Arc<Semaphore>,
     hasher: Sha256,
 }
 
@@ -310,7 +322,8 @@ impl Partial {
     }
 
     /// Sends what is buffered as the next part, once fewer than
-    /// `PARTS_IN_FLIGHT` are in flight.
+    /// `PARTS_IN_FLIGHT` of this upload and `TOTAL_PARTS_IN_FLIGHT` of all
+    /// are in flight.
     async fn send_part(&mut self) -> Result<(), StorageError> {
         let upload = match &mut self.upload {
             Some(upload) => upload,
@@ -328,9 +341,19 @@ impl Partial {
         while self.parts.len() >= PARTS_IN_FLIGHT {
             join_one(&mut self.parts).await?;
         }
+        // Taken only once this upload has room, and held by the part's task
+        // until it is stored: waiting for it never holds up another upload.
+        let permit = Arc::clone(&self.parts_in_flight)
+            .acquire_owned()
+            .await
+            .map_err(|_| io::Error::other("the object storage is closed"))?;
         let payload: PutPayload = std::mem::take(&mut self.buffered).into_iter().collect();
         self.buffered_len = 0;
-        self.parts.spawn(upload.put_part(payload));
+        let part = upload.put_part(payload);
+        self.parts.spawn(async move {
+            let _permit = permit;
+            part.await
+        });
         Ok(())
     }
 

@@ -7,7 +7,7 @@ use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt};
 use sha2::{Digest, Sha256};
 
-use super::local::{BATCH_BYTES, INLINE_LIMIT, PARTIAL_DIR};
+use super::local::{INLINE_LIMIT, PARTIAL_DIR, STEP_BYTES};
 use super::*;
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -100,10 +100,10 @@ async fn files_spanning_batches_keep_every_byte_in_order() {
     // Chunks smaller than a batch, one that ends exactly on a batch edge, and
     // chunks larger than a whole batch.
     for (size, chunk) in [
-        (BATCH_BYTES, 10_000),
-        (2 * BATCH_BYTES + 5, 10_000),
-        (3 * BATCH_BYTES, BATCH_BYTES / 4),
-        (3 * BATCH_BYTES + 1, BATCH_BYTES + 3),
+        (STEP_BYTES, 10_000),
+        (2 * STEP_BYTES + 5, 10_000),
+        (3 * STEP_BYTES, STEP_BYTES / 4),
+        (3 * STEP_BYTES + 1, STEP_BYTES + 3),
     ] {
         let data = data(size);
         let upload = put(&storage, "big.bin", &data, chunk).await;
@@ -131,8 +131,8 @@ async fn dropped_partial_files_leave_nothing() {
         f.finish().await.unwrap()
     };
     drop(finished);
-    // The writer thread removes its file when the sender is dropped; wait for it
-    // by polling (bounded) rather than sleeping a fixed time.
+    // The write lane removes the file after its last write, on a pool
+    // thread; wait for it by polling (bounded) rather than sleeping a fixed time.
     for _ in 0..200 {
         if walk(dir.path()).is_empty() {
             break;

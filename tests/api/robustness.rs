@@ -727,3 +727,190 @@ async fn a_truncate_fault_on_a_download_streams_half_the_file_without_holding_it
         "the peak grew by {grown_mib} MiB while truncating a 96 MiB download"
     );
 }
+
+/// A line of `/proc/<pid>/status` (`Threads:`, `VmRSS:`), as a number.
+#[cfg(target_os = "linux")]
+fn proc_status(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// Sends each of `heads` on a connection of its own with the first `sent`
+/// bytes of `body`, waits until the server has a partial file for each, and
+/// asserts that its thread count is bounded. Then every other upload sends
+/// the rest of `body` (their answers are returned) and the others are cut
+/// off; returns once no partial file is left.
+#[cfg(target_os = "linux")]
+async fn hold_mid_body_then_finish_half(
+    bin: &Binary,
+    storage: &std::path::Path,
+    heads: Vec<String>,
+    body: &[u8],
+    sent: usize,
+) -> Vec<(u16, String, Vec<u8>)> {
+    let addr: std::net::SocketAddr = bin.url.trim_start_matches("http://").parse().unwrap();
+    let pid = bin.child.id();
+    let idle_threads = proc_status(pid, "Threads:");
+    let uploads = heads.len();
+    let mut held = Vec::new();
+    for head in heads {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&body[..sent]).await.unwrap();
+        held.push(stream);
+    }
+    // Every upload has reached storage once its partial file exists.
+    let partial = storage.join(".partial");
+    assert!(
+        eventually(Duration::from_secs(30), || files_under(&partial).len()
+            == uploads)
+        .await,
+        "{} of {uploads} partial files",
+        files_under(&partial).len()
+    );
+    let threads = proc_status(pid, "Threads:");
+    let rss_kib = proc_status(pid, "VmRSS:");
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
+    eprintln!(
+        "{uploads} uploads held: {threads} threads (idle: {idle_threads}), {rss_kib} KiB resident"
+    );
+    assert!(
+        threads <= 2 * cores + 16,
+        "{threads} threads with {uploads} uploads in flight (idle: {idle_threads}, cores: {cores})"
+    );
+
+    let mut finishing = Vec::new();
+    for (i, mut stream) in held.into_iter().enumerate() {
+        if i % 2 == 1 {
+            drop(stream);
+            continue;
+        }
+        let rest = body[sent..].to_vec();
+        finishing.push(tokio::spawn(async move {
+            stream.write_all(&rest).await.unwrap();
+            read_response(&mut stream).await.unwrap()
+        }));
+    }
+    let mut answers = Vec::new();
+    for finished in finishing {
+        answers.push(finished.await.unwrap());
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || files_under(&partial).is_empty()).await,
+        "partial files left: {:?}",
+        files_under(&partial)
+    );
+    answers
+}
+
+/// The sha256 of every upload the server lists.
+#[cfg(target_os = "linux")]
+async fn listed_sha256s(bin: &Binary) -> Vec<String> {
+    let listed: Value = reqwest::get(format!("{}/__admin/uploads", bin.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    listed["uploads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["sha256"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threads_stay_bounded_with_128_uploads_held_open_mid_body() {
+    let storage = tempfile::tempdir().unwrap();
+    let bin = start_binary(
+        &[
+            "--storage-dir",
+            storage.path().to_str().unwrap(),
+            "--no-auth",
+        ],
+        &[],
+    );
+    let addr: std::net::SocketAddr = bin.url.trim_start_matches("http://").parse().unwrap();
+    let content = data(1 << 20);
+    let body = multipart_body("held.bin", None, &content);
+    let heads = (0..128)
+        .map(|_| upload_head(addr, body.len(), ""))
+        .collect();
+    // 256 KiB: past the 64 KiB kept in memory, every upload streams to storage.
+    let answers =
+        hold_mid_body_then_finish_half(&bin, storage.path(), heads, &body, 256 << 10).await;
+    for (status, _, answer) in &answers {
+        assert_eq!(*status, 200, "{}", String::from_utf8_lossy(answer));
+        let answer: Value = serde_json::from_slice(answer).unwrap();
+        let stored = std::fs::read(answer["local_file_path"].as_str().unwrap()).unwrap();
+        assert!(
+            stored == content,
+            "a stored file differs from what was sent"
+        );
+    }
+    assert_eq!(files_under(storage.path()).len(), 64);
+    assert_eq!(listed_sha256s(&bin).await, vec![sha256_hex(&content); 64]);
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threads_stay_bounded_with_64_presigned_puts_held_open_mid_body() {
+    use base64::Engine as _;
+    use md5::Digest as _;
+    let storage = tempfile::tempdir().unwrap();
+    let bin = start_binary(
+        &[
+            "--storage-dir",
+            storage.path().to_str().unwrap(),
+            "--no-auth",
+        ],
+        &[],
+    );
+    let addr: std::net::SocketAddr = bin.url.trim_start_matches("http://").parse().unwrap();
+    let content = data(1 << 20);
+    let md5 = md5::Md5::digest(&content);
+    // With a Content-MD5, whose MD5 is taken beside the SHA-256.
+    let content_md5 = base64::engine::general_purpose::STANDARD.encode(md5);
+    let entries: Vec<Value> = (0..64)
+        .map(|i| serde_json::json!({"local_file_path": format!("put-{i}.bin")}))
+        .collect();
+    let created: Value = reqwest::Client::new()
+        .post(format!("{}/v2/files", bin.url))
+        .json(&serde_json::json!({ "files": entries }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let heads = created["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|file| {
+            let url = file["file_url"].as_str().unwrap();
+            let path = url.strip_prefix(bin.url.as_str()).unwrap();
+            format!(
+                "PUT {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nContent-MD5: {content_md5}\r\n\r\n",
+                content.len()
+            )
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(heads.len(), 64);
+    let answers =
+        hold_mid_body_then_finish_half(&bin, storage.path(), heads, &content, 256 << 10).await;
+    let etag: String = md5.iter().map(|b| format!("{b:02x}")).collect();
+    for (status, head, answer) in &answers {
+        assert_eq!(*status, 200, "{}", String::from_utf8_lossy(answer));
+        assert_eq!(header(head, "etag"), Some(format!("\"{etag}\"")));
+    }
+    // (The storage dir also keeps the announced files' records.)
+    assert_eq!(listed_sha256s(&bin).await, vec![sha256_hex(&content); 32]);
+}
