@@ -68,6 +68,9 @@ pub(crate) struct AppState {
     /// listing a large catalog in a loop leave the others to every other
     /// request.
     pub(crate) list_walks: tokio::sync::Semaphore,
+    /// Presigned PUTs taking their MD5 on a thread of their own
+    /// ([`crate::routes::put::MD5_THREADS`]).
+    pub(crate) md5_threads: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {

@@ -10,6 +10,7 @@
 //! [`etag_of`]); errors in S3's XML (rendered by `crate::error`). A second PUT
 //! to the same URL overwrites the file, as S3 overwrites an object.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -39,16 +40,18 @@ macro_rules! step {
 }
 
 /// Bodies up to this size are hashed inline; larger ones on a thread of
-/// their own, beside the pipeline, while one of [`MD5_THREADS`] is free.
+/// their own, beside the pipeline, while one of the server's
+/// [`MD5_THREADS`] is free.
 const INLINE_MD5: u64 = 256 * 1024;
 
 /// Chunks the MD5 thread may lag behind (each at most a body frame).
 const MD5_LAG: usize = 8;
 
-/// PUTs whose MD5 runs on a thread of its own, at most, whatever the number
-/// of PUTs in flight: beyond them, the MD5 is taken inline (on the async
-/// threads, as for small bodies), so threads do not grow with concurrency.
-static MD5_THREADS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+/// PUTs of one server whose MD5 runs on a thread of its own, at most,
+/// whatever the number of PUTs in flight: beyond them, the MD5 is taken
+/// inline (on the async threads, as for small bodies), so threads do not grow
+/// with concurrency (`AppState::md5_threads`, one budget per server).
+pub(crate) const MD5_THREADS: usize = 2;
 
 /// Where the MD5 of a PUT's bytes is taken (S3's `ETag`): MD5 runs at a
 /// third of SHA-256's speed (about 600 vs 1,700 MiB/s here, release), so a
@@ -66,14 +69,14 @@ enum Md5Sink {
 }
 
 impl Md5Sink {
-    fn new(wanted: bool, expected: Option<u64>) -> Self {
+    fn new(wanted: bool, expected: Option<u64>, threads: &Arc<tokio::sync::Semaphore>) -> Self {
         if !wanted {
             return Md5Sink::Off;
         }
         if expected.is_some_and(|len| len <= INLINE_MD5) {
             return Md5Sink::Inline(Md5::new());
         }
-        let Ok(permit) = MD5_THREADS.try_acquire() else {
+        let Ok(permit) = Arc::clone(threads).try_acquire_owned() else {
             return Md5Sink::Inline(Md5::new());
         };
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(MD5_LAG);
@@ -219,7 +222,7 @@ pub(crate) async fn receive(
     };
     let mut source = Md5Tap {
         inner: RawBody(&mut *body),
-        md5: Md5Sink::new(sent_md5.is_some(), declared),
+        md5: Md5Sink::new(sent_md5.is_some(), declared, &state.md5_threads),
     };
     let mut bytes = 0;
     let result = ingest::receive(&state.storage, &mut source, target, max, ctl, &mut bytes).await;

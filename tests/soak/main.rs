@@ -245,8 +245,10 @@ async fn upload_many(
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(resp.status(), 200);
-            let answer: Value = resp.json().await.unwrap();
+            let status = resp.status();
+            let text = resp.text().await.unwrap();
+            assert_eq!(status, 200, "upload {i} of {size} bytes: {text}");
+            let answer: Value = serde_json::from_str(&text).unwrap();
             drop(permit);
             (
                 answer["file_uuid"].as_str().unwrap().to_owned(),
