@@ -1,5 +1,5 @@
 //! Small HTTP helpers shared by the handlers: the response body type, request
-//! ids, timestamps and percent-encoding.
+//! ids, timestamps, percent-encoding and hex digests.
 
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
@@ -33,6 +33,17 @@ const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 /// Percent-encodes one path segment (every byte but the unreserved ones).
 pub(crate) fn encode_segment(segment: &str) -> String {
     percent_encoding::utf8_percent_encode(segment, PATH_SEGMENT).to_string()
+}
+
+/// Lowercase hex of `bytes`, two digits a byte: how digests are written
+/// (SHA-256 of stored files, presigned-URL signatures, `ETag`s).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
 }
 
 /// A fresh request id in the real API's style (`req_` + 32 hex digits).
@@ -71,6 +82,12 @@ mod tests {
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
         let far = UNIX_EPOCH + Duration::from_secs(300_000_000_000);
         assert_eq!(rfc3339(far), "9999-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn hex_is_two_lowercase_digits_a_byte() {
+        assert_eq!(hex(&[]), "");
+        assert_eq!(hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
     }
 
     #[test]

@@ -112,10 +112,7 @@ impl Md5Sink {
 /// is what a client that cares about integrity sends.
 fn etag_of(md5: Option<[u8; 16]>, sha256: &str) -> String {
     match md5 {
-        Some(digest) => {
-            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-            format!("\"{hex}\"")
-        }
+        Some(digest) => format!("\"{}\"", crate::http_util::hex(&digest)),
         None => format!("\"{}\"", &sha256[..sha256.len().min(32)]),
     }
 }
