@@ -300,12 +300,7 @@ fn target(state: &AppState, parts: &Parts, file_uuid: &str, content_type: Option
     let raw = parts.uri.path().rsplit('/').next().unwrap_or_default();
     let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
     let name = SafeFileName::parse(&decoded).as_ref().to_owned();
-    let content_type = given.unwrap_or_else(|| {
-        mime_guess::from_path(&name)
-            .first_raw()
-            .unwrap_or("application/octet-stream")
-            .to_owned()
-    });
+    let content_type = given.unwrap_or_else(|| crate::http_util::guess_content_type(&name));
     Target {
         file_uuid: file_uuid.to_owned(),
         name,

@@ -296,7 +296,7 @@ fn boundary(headers: &HeaderMap) -> Result<String, ApiError> {
         ));
     };
     let content_type = content_type.to_str().unwrap_or_default();
-    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    let essence = crate::http_util::essence(content_type);
     if !essence.eq_ignore_ascii_case("multipart/form-data") {
         return Err(ApiError::unprocessable(
             "content-type",
@@ -321,10 +321,5 @@ fn part_content_type(headers: &HeaderMap, filename: &str) -> String {
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .map(str::to_owned)
-        .unwrap_or_else(|| {
-            mime_guess::from_path(filename)
-                .first_raw()
-                .unwrap_or("application/octet-stream")
-                .to_owned()
-        })
+        .unwrap_or_else(|| crate::http_util::guess_content_type(filename))
 }
