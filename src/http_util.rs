@@ -51,6 +51,15 @@ pub(crate) fn essence(content_type: &str) -> &str {
     content_type.split(';').next().unwrap_or_default().trim()
 }
 
+/// The request's `Content-Length`, when it is a number (spaces around it
+/// allowed).
+pub(crate) fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// Lowercase hex of `bytes`, two digits a byte: how digests are written
 /// (SHA-256 of stored files, presigned-URL signatures, `ETag`s).
 pub(crate) fn hex(bytes: &[u8]) -> String {
