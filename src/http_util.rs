@@ -1,5 +1,5 @@
 //! Small HTTP helpers shared by the handlers: the response body type, request
-//! ids, timestamps and percent-encoding.
+//! ids, timestamps, percent-encoding, hex digests and content types.
 
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
@@ -33,6 +33,42 @@ const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 /// Percent-encodes one path segment (every byte but the unreserved ones).
 pub(crate) fn encode_segment(segment: &str) -> String {
     percent_encoding::utf8_percent_encode(segment, PATH_SEGMENT).to_string()
+}
+
+/// The content type a file's name suggests by its extension, else
+/// `application/octet-stream`: what a file gets when the client gave none.
+pub(crate) fn guess_content_type(name: &str) -> String {
+    mime_guess::from_path(name)
+        .first_raw()
+        .unwrap_or("application/octet-stream")
+        .to_owned()
+}
+
+/// The media type of a `Content-Type` value without its parameters: what
+/// comes before the first `;`, trimmed. Its case is kept (compare it
+/// ignoring case, or lowercase it).
+pub(crate) fn essence(content_type: &str) -> &str {
+    content_type.split(';').next().unwrap_or_default().trim()
+}
+
+/// The request's `Content-Length`, when it is a number (spaces around it
+/// allowed).
+pub(crate) fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Lowercase hex of `bytes`, two digits a byte: how digests are written
+/// (SHA-256 of stored files, presigned-URL signatures, `ETag`s).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
 }
 
 /// A fresh request id in the real API's style (`req_` + 32 hex digits).
@@ -71,6 +107,28 @@ mod tests {
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
         let far = UNIX_EPOCH + Duration::from_secs(300_000_000_000);
         assert_eq!(rfc3339(far), "9999-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn hex_is_two_lowercase_digits_a_byte() {
+        assert_eq!(hex(&[]), "");
+        assert_eq!(hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
+    }
+
+    #[test]
+    fn content_types_are_guessed_from_the_extension() {
+        assert_eq!(guess_content_type("clip.mp4"), "video/mp4");
+        assert_eq!(
+            guess_content_type("no-extension"),
+            "application/octet-stream"
+        );
+    }
+
+    #[test]
+    fn the_essence_drops_parameters_and_spaces() {
+        assert_eq!(essence(" Text/HTML ; charset=utf-8"), "Text/HTML");
+        assert_eq!(essence("application/json"), "application/json");
+        assert_eq!(essence(""), "");
     }
 
     #[test]

@@ -8,8 +8,11 @@
 //! signed, the `Content-Type`; any change to them fails as S3 fails, with S3's
 //! XML error body (rendered by `crate::error`).
 
-use sha2::{Digest, Sha256};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+
+use crate::http_util::hex;
 
 /// The path prefix of presigned upload URLs.
 pub(crate) const PREFIX: &str = "/__uploads/";
@@ -38,10 +41,6 @@ fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
 /// Equality whose time does not depend on where the inputs differ.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `YYYYMMDDTHHMMSSZ`, S3's `X-Amz-Date` (civil date from days: H. Hinnant's algorithm).

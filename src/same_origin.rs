@@ -222,11 +222,11 @@ fn foreign_origin(origin: &str) -> ApiError {
 /// `Ok` when a request body is declared JSON (`application/json`, with any
 /// parameters): a web page cannot send that cross-origin without a preflight.
 pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
-    let essence = headers
+    let content_type = headers
         .get(http::header::CONTENT_TYPE)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .unwrap_or_default();
-    let essence = essence.split(';').next().unwrap_or_default().trim();
+    let essence = crate::http_util::essence(&content_type);
     if essence.eq_ignore_ascii_case("application/json") {
         Ok(())
     } else {

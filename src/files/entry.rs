@@ -141,12 +141,7 @@ impl Entry {
 /// `file_type` from a content type: `image`, `video`, `text` (text/*, JSON,
 /// XML, CSV) or `document` (anything else).
 pub(crate) fn file_type(content_type: &str) -> &'static str {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    let essence = crate::http_util::essence(content_type).to_ascii_lowercase();
     match essence.split_once('/') {
         Some(("image", _)) => "image",
         Some(("video", _)) => "video",

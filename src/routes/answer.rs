@@ -7,6 +7,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use serde_json::{json, Value};
 
 use crate::error::{default_error_code, default_error_message, json_response, ApiError};
+use crate::files::ingest::Failure;
 use crate::http_util::ResponseBody;
 use crate::journal::FileSeen;
 use crate::rules::model::Respond;
@@ -55,6 +56,20 @@ pub(crate) enum Finish {
     Hang(Option<u64>),
     /// The client went away mid-request: nothing to answer.
     ClientGone,
+}
+
+/// What the client gets when the storing pipeline produced no file.
+impl From<Failure> for Finish {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::Refused { error, close } => {
+                let answer = Answer::error(error);
+                Finish::Answer(if close { answer.closing() } else { answer })
+            }
+            Failure::Reset => Finish::Reset,
+            Failure::ClientGone => Finish::ClientGone,
+        }
+    }
 }
 
 #[derive(Debug)]

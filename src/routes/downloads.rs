@@ -122,12 +122,7 @@ fn confine(headers: &mut HeaderMap, content_type: &str) {
 /// Whether a browser would run or render this type as a document: HTML,
 /// XML (SVG, XHTML, `+xml`), scripts, PDF.
 fn is_active(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    let essence = crate::http_util::essence(content_type).to_ascii_lowercase();
     essence.contains("html")
         || essence.contains("xml")
         || essence.contains("javascript")

@@ -146,12 +146,10 @@ fn announce(state: &Arc<AppState>, file: NewFile, workspace_uuid: Option<&str>) 
     // The base name: a remote URI's last path segment, without its query.
     let base = source.split(['?', '#']).next().unwrap_or_default();
     let name = SafeFileName::parse(base).as_ref().to_owned();
-    let content_type = file.content_type.clone().unwrap_or_else(|| {
-        mime_guess::from_path(&name)
-            .first_raw()
-            .unwrap_or("application/octet-stream")
-            .to_owned()
-    });
+    let content_type = file
+        .content_type
+        .clone()
+        .unwrap_or_else(|| crate::http_util::guess_content_type(&name));
     let target = Target {
         file_uuid: file_uuid.to_string(),
         name: name.clone(),

@@ -21,7 +21,7 @@ use md5::{Digest, Md5};
 use super::answer::{Answer, Exchange, Finish};
 use super::apply::{self, Plan, Step};
 use crate::error::ApiError;
-use crate::files::ingest::{self, Failure, RawBody, Source};
+use crate::files::ingest::{self, RawBody, Source};
 use crate::journal::FileSeen;
 use crate::rules::model::{Phase, RouteName};
 use crate::state::AppState;
@@ -29,15 +29,6 @@ use crate::storage::{FinishedFile, Target};
 use crate::upload::body::{BodyControl, UploadBody};
 use crate::upload::multipart::MultipartError;
 use crate::upload::name::SafeFileName;
-
-macro_rules! step {
-    ($e:expr) => {
-        match $e {
-            Step::Continue => {}
-            Step::Stop(finish) => return finish,
-        }
-    };
-}
 
 /// Bodies up to this size are hashed inline; larger ones on a thread of
 /// their own, beside the pipeline, while one of the server's
@@ -124,10 +115,7 @@ impl Md5Sink {
 /// is what a client that cares about integrity sends.
 fn etag_of(md5: Option<[u8; 16]>, sha256: &str) -> String {
     match md5 {
-        Some(digest) => {
-            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-            format!("\"{hex}\"")
-        }
+        Some(digest) => format!("\"{}\"", crate::http_util::hex(&digest)),
         None => format!("\"{}\"", &sha256[..sha256.len().min(32)]),
     }
 }
@@ -201,7 +189,7 @@ pub(crate) async fn receive(
         )));
     }
     let max = state.settings.max_upload_size;
-    let declared = content_length(headers);
+    let declared = crate::http_util::content_length(headers);
     if let Some(len) = declared {
         if len > max {
             return Finish::Answer(Answer::error(ApiError::payload_too_large(max)).closing());
@@ -214,7 +202,9 @@ pub(crate) async fn receive(
     if plan.rules_apply {
         let query = ex.query.clone();
         let decision = decide(state, parts, Phase::Upload, &target, None, &query, ex);
-        step!(apply::apply(decision, &mut plan, ctl, ex, Phase::Upload));
+        if let Step::Stop(finish) = apply::apply(decision, &mut plan, ctl, ex, Phase::Upload) {
+            return finish;
+        }
     }
     let sent_md5 = match content_md5(headers) {
         Ok(md5) => md5,
@@ -232,7 +222,7 @@ pub(crate) async fn receive(
     }
     let file = match result {
         Ok(file) => file,
-        Err(failure) => return failed(failure),
+        Err(failure) => return Finish::from(failure),
     };
     let md5 = source.md5.digest().await;
     if let Some(sent) = sent_md5 {
@@ -315,12 +305,7 @@ fn target(state: &AppState, parts: &Parts, file_uuid: &str, content_type: Option
     let raw = parts.uri.path().rsplit('/').next().unwrap_or_default();
     let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
     let name = SafeFileName::parse(&decoded).as_ref().to_owned();
-    let content_type = given.unwrap_or_else(|| {
-        mime_guess::from_path(&name)
-            .first_raw()
-            .unwrap_or("application/octet-stream")
-            .to_owned()
-    });
+    let content_type = given.unwrap_or_else(|| crate::http_util::guess_content_type(&name));
     Target {
         file_uuid: file_uuid.to_owned(),
         name,
@@ -378,23 +363,4 @@ async fn keep(state: &AppState, file: FinishedFile, ex: &mut Exchange) -> Result
     stored.duplicate_of = state.files.insert(record);
     ex.upload = Some(stored);
     Ok(())
-}
-
-/// What the client gets when the pipeline produced no file.
-fn failed(failure: Failure) -> Finish {
-    match failure {
-        Failure::Refused { error, close } => {
-            let answer = Answer::error(error);
-            Finish::Answer(if close { answer.closing() } else { answer })
-        }
-        Failure::Reset => Finish::Reset,
-        Failure::ClientGone => Finish::ClientGone,
-    }
-}
-
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
 }

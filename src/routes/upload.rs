@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::answer::{Answer, Exchange, Finish};
 use super::apply::{self, Plan, Step};
 use crate::error::ApiError;
-use crate::files::ingest::{self, Failure};
+use crate::files::ingest;
 use crate::files::FileStatus;
 use crate::journal::FileSeen;
 use crate::rules::model::{Phase, RouteName};
@@ -47,15 +47,6 @@ struct Received {
     file: FinishedFile,
 }
 
-macro_rules! step {
-    ($e:expr) => {
-        match $e {
-            Step::Continue => {}
-            Step::Stop(finish) => return finish,
-        }
-    };
-}
-
 /// Receives one upload whose request phase has passed (`plan`: what the
 /// rules decided so far); the exchange gathers what the journal records.
 pub(crate) async fn receive(
@@ -74,7 +65,7 @@ pub(crate) async fn receive(
         Err(err) => return Finish::Answer(Answer::error(err)),
     };
     let max = state.settings.max_upload_size;
-    if let Some(len) = content_length(headers) {
+    if let Some(len) = crate::http_util::content_length(headers) {
         if len > max.saturating_add(FRAMING_ALLOWANCE) {
             return Finish::Answer(Answer::error(ApiError::payload_too_large(max)).closing());
         }
@@ -88,7 +79,7 @@ pub(crate) async fn receive(
             let part = match multipart.next_part().await {
                 Ok(Some(part)) => part,
                 Ok(None) => break,
-                Err(err) => return failed(ingest::body_failure(ctl, max, &err)),
+                Err(err) => return Finish::from(ingest::body_failure(ctl, max, &err)),
             };
             ctl.mark_progress();
             if received.is_some() || part.name().as_deref() != Some("file") {
@@ -97,7 +88,7 @@ pub(crate) async fn receive(
                     match multipart.chunk().await {
                         Ok(Some(_)) => ctl.mark_progress(),
                         Ok(None) => break,
-                        Err(err) => return failed(ingest::body_failure(ctl, max, &err)),
+                        Err(err) => return Finish::from(ingest::body_failure(ctl, max, &err)),
                     }
                 }
                 continue;
@@ -111,7 +102,11 @@ pub(crate) async fn receive(
             if rules_apply {
                 let part = Some((raw_filename.as_str(), content_type.as_str()));
                 let decision = decide(state, parts, Phase::Upload, &query, part, None, ex);
-                step!(apply::apply(decision, &mut plan, ctl, ex, Phase::Upload));
+                if let Step::Stop(finish) =
+                    apply::apply(decision, &mut plan, ctl, ex, Phase::Upload)
+                {
+                    return finish;
+                }
             }
             let target = Target {
                 file_uuid: crate::http_util::random_uuid().to_string(),
@@ -128,7 +123,7 @@ pub(crate) async fn receive(
             }
             match result {
                 Ok(file) => received = Some(Received { raw_filename, file }),
-                Err(failure) => return failed(failure),
+                Err(failure) => return Finish::from(failure),
             }
         }
         received
@@ -140,7 +135,7 @@ pub(crate) async fn receive(
         if let Some(received) = received {
             received.file.discard().await;
         }
-        return failed(failure);
+        return Finish::from(failure);
     }
     let Some(received) = received else {
         return Finish::Answer(Answer::error(ApiError::unprocessable(
@@ -197,18 +192,6 @@ fn decide(
     facts.content_type = part.map(|(_, ct)| ct);
     facts.size = size;
     state.rules.decide_seen(phase, &facts, Some(&mut ex.seen))
-}
-
-/// What the client gets when the pipeline produced no file.
-fn failed(failure: Failure) -> Finish {
-    match failure {
-        Failure::Refused { error, close } => {
-            let answer = Answer::error(error);
-            Finish::Answer(if close { answer.closing() } else { answer })
-        }
-        Failure::Reset => Finish::Reset,
-        Failure::ClientGone => Finish::ClientGone,
-    }
 }
 
 /// Builds the answer; stores the file when the client is told it succeeded
@@ -280,13 +263,6 @@ fn workspace(query: &[(String, String)]) -> &str {
         .unwrap_or("default")
 }
 
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
-}
-
 /// The multipart boundary, or the error for a body that is not one.
 fn boundary(headers: &HeaderMap) -> Result<String, ApiError> {
     let Some(content_type) = headers.get(http::header::CONTENT_TYPE) else {
@@ -296,7 +272,7 @@ fn boundary(headers: &HeaderMap) -> Result<String, ApiError> {
         ));
     };
     let content_type = content_type.to_str().unwrap_or_default();
-    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    let essence = crate::http_util::essence(content_type);
     if !essence.eq_ignore_ascii_case("multipart/form-data") {
         return Err(ApiError::unprocessable(
             "content-type",
@@ -321,10 +297,5 @@ fn part_content_type(headers: &HeaderMap, filename: &str) -> String {
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .map(str::to_owned)
-        .unwrap_or_else(|| {
-            mime_guess::from_path(filename)
-                .first_raw()
-                .unwrap_or("application/octet-stream")
-                .to_owned()
-        })
+        .unwrap_or_else(|| crate::http_util::guess_content_type(filename))
 }

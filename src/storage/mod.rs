@@ -499,7 +499,7 @@ impl PartialFile {
         Ok(FinishedFile {
             target: self.target,
             size: self.size,
-            sha256: hex(&digest),
+            sha256: crate::http_util::hex(&digest),
             finished_at: std::time::SystemTime::now(),
             reservation: self.reservation,
             inner,
@@ -552,15 +552,6 @@ impl FinishedFile {
             FinishedInner::Object(file) => file.discard().await,
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
 }
 
 /// Is this error the disk being full?

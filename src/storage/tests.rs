@@ -56,7 +56,7 @@ async fn put_record(storage: &Storage, name: &str, data: &[u8], chunk: usize) ->
     }
     let done = file.finish().await.unwrap();
     assert_eq!(done.size, data.len() as u64);
-    assert_eq!(done.sha256, hex(&Sha256::digest(data)));
+    assert_eq!(done.sha256, crate::http_util::hex(&Sha256::digest(data)));
     let record = done.record();
     storage
         .commit(done, &listed(storage, &record))
