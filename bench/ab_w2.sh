@@ -25,6 +25,7 @@ done
 [[ $PAIRS =~ ^[1-9][0-9]*$ ]] || { echo "bench/ab_w2.sh: PAIRS must be a positive number, not '$PAIRS'" >&2; exit 2; }
 
 BENCH_BUILD=${BENCH_BUILD:-0}
+BUILT_BIN=$(realpath "$BIN_A")
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 

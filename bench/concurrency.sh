@@ -28,6 +28,12 @@
 # empty `return 200` location of the same nginx: the usual nginx upload
 # recipe. It hashes nothing; the emulator takes each body's SHA-256.
 #
+# CONC_METHOD=put measures the presigned PUT instead (bench/put.lua): the
+# raw body PUT again and again to one `file_url` from `POST /v2/files` (each
+# PUT replaces the file: the emulator writes, hashes (SHA-256 and, past
+# 256 KiB on a spare thread, MD5) and commits every one), and to nginx
+# keeping it as above.
+#
 # BIN...: binaries to compare (e.g. the commit before and after a change);
 # none: target/release/aymara-mock, built first (BENCH_BUILD=1).
 #
@@ -47,10 +53,19 @@ CONC_DURATION=${CONC_DURATION:-10}
 CONC_ROUNDS=${CONC_ROUNDS:-1}
 CONC_TMPFS_SIZE=${CONC_TMPFS_SIZE:-16g}
 CONC_SETTLE=${CONC_SETTLE:-5}
+CONC_METHOD=${CONC_METHOD:-post}
+case $CONC_METHOD in
+  post) CONC_SCRIPT=upload.lua ;;
+  put) CONC_SCRIPT=put.lua ;;
+  *) echo "bench/concurrency.sh: CONC_METHOD must be post or put, not $CONC_METHOD" >&2; exit 2 ;;
+esac
 # lib.sh prepares W1's payload: a small one will do here.
 W1_SIZE_MIB=${W1_SIZE_MIB:-1}
 BENCH_NGINX=1
-if [[ $# -gt 0 ]]; then BENCH_BUILD=${BENCH_BUILD:-0}; fi
+if [[ $# -gt 0 ]]; then
+  BENCH_BUILD=${BENCH_BUILD:-0}
+  BUILT_BIN=$(realpath "$1")
+fi
 BINS=("$@")
 for b in "${BINS[@]}"; do
   [[ -x $b ]] || { echo "bench/concurrency.sh: $b is not an executable" >&2; exit 2; }
@@ -152,6 +167,7 @@ one_run() {
     BIN=${BINS[$who]}
     start_server "$name" warn --no-auth
     url=$SRV_URL$UPLOAD_PATH
+    if [[ $CONC_METHOD == put ]]; then url=$(presigned_url); fi
     pids=("$SRV_PID")
     label=$(basename "$BIN")
   fi
@@ -162,7 +178,7 @@ one_run() {
   w0=$(written_bytes "${pids[@]}") t0=$(now_ns) c0=$(cpu_ticks "${pids[@]}")
   BENCH_FILE_BYTES=$((size * 1024 * 1024)) BENCH_API_KEY=$API_KEY \
     wrk -t2 -c"$conns" -d"${CONC_DURATION}s" --timeout 60s --latency \
-    -s "$HERE/upload.lua" "$url" >"$OUT/$name-wrk.txt" 2>&1 ||
+    -s "$HERE/$CONC_SCRIPT" "$url" >"$OUT/$name-wrk.txt" 2>&1 ||
     die "wrk failed: $(cat "$OUT/$name-wrk.txt")"
   w1=$(written_bytes "${pids[@]}") t1=$(now_ns) c1=$(cpu_ticks "${pids[@]}")
   sleep "$CONC_SETTLE"
@@ -181,6 +197,7 @@ one_run() {
     rm -rf "$NGX_DIR"
   else
     local kept
+    # With CONC_METHOD=put: 1, the one file every PUT replaced.
     kept=$(clear_uploads)
     stop_server
   fi
@@ -198,8 +215,15 @@ one_run() {
     "$(awk -v a="$idle" -v b="$after" 'BEGIN {printf "%.0f/%.0f", b / 1024, a / 1024}')" "$errs" "$kept" | tee -a "$TABLE" >&2
 }
 
-TABLE=$OUT/concurrency.txt
-log "concurrency: sizes [$CONC_SIZES_MIB] MiB x connections [$CONC_CONNECTIONS], ${CONC_DURATION} s each, storage $STORAGE_FS at $STORAGE_BASE; binaries: ${BINS[*]}"
+# presigned_url: a fresh `file_url` of the running server, to PUT to.
+presigned_url() {
+  curl -sS "$SRV_URL/v2/files" -H 'content-type: application/json' \
+    -d '{"files": [{"local_file_path": "bench.bin"}]}' |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["files"][0]["file_url"])'
+}
+
+TABLE=$OUT/concurrency-$CONC_METHOD.txt
+log "concurrency ($CONC_METHOD): sizes [$CONC_SIZES_MIB] MiB x connections [$CONC_CONNECTIONS], ${CONC_DURATION} s each, storage $STORAGE_FS at $STORAGE_BASE; binaries: ${BINS[*]}"
 printf '%-24s %5s %5s %8s %9s %8s %8s %8s %8s %12s %7s %7s\n' who MiB conns 'MiB/s' 'CPU s/GiB' 'done/s' 'p99 ms' 'RSS MiB' threads 'after/idle' errors stored | tee "$TABLE" >&2
 whos=(nginx)
 for ((i = 0; i < ${#BINS[@]}; i++)); do whos+=("$i"); done

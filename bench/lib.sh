@@ -10,7 +10,9 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 DATA=$HERE/data
 OUT=$HERE/out
-BUILT_BIN=$ROOT/target/release/aymara-mock
+# The binary run by the workloads (A/B scripts and concurrency.sh given
+# binaries point it at the first of them, so no build is needed).
+BUILT_BIN=${BUILT_BIN:-$ROOT/target/release/aymara-mock}
 
 W1_SIZE_MIB=${W1_SIZE_MIB:-1024}
 W1_REPS=${W1_REPS:-5}
