@@ -167,8 +167,8 @@ impl Catalog {
                 entry.clone()
             }
             false => {
-                let workspace_uuid =
-                    (target.workspace != "default").then(|| target.workspace.clone());
+                let workspace_uuid = (target.workspace != crate::storage::DEFAULT_WORKSPACE)
+                    .then(|| target.workspace.clone());
                 let entry = Entry {
                     target: target.clone(),
                     workspace_uuid,

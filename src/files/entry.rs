@@ -49,7 +49,8 @@ impl Entry {
     /// seen as the files API sees it: created when stored, no verdict.
     pub(crate) fn of_upload(record: &UploadRecord) -> Self {
         let target = record.target.clone();
-        let workspace_uuid = (target.workspace != "default").then(|| target.workspace.clone());
+        let workspace_uuid = (target.workspace != crate::storage::DEFAULT_WORKSPACE)
+            .then(|| target.workspace.clone());
         Self {
             target,
             workspace_uuid,

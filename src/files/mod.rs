@@ -103,7 +103,8 @@ pub(crate) fn page(
     }
     let keep_entry = |e: &entry::Entry| keep(&e.target.content_type, e.workspace_uuid.as_deref());
     let keep_upload = |r: &UploadRecord| {
-        let workspace = (r.target.workspace != "default").then_some(r.target.workspace.as_str());
+        let workspace = (r.target.workspace != crate::storage::DEFAULT_WORKSPACE)
+            .then_some(r.target.workspace.as_str());
         keep(&r.target.content_type, workspace)
     };
     let (mut announced, mut next_seq) = (VecDeque::new(), Some(0u64));

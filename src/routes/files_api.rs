@@ -441,15 +441,7 @@ async fn find(state: &AppState, file_uuid: &str) -> Result<Entry, ApiError> {
         Ok(None) => return Err(not_found()),
         Err(err) => return Err(ApiError::storage(&err)),
     };
-    // The workspace is the key's segment before the uuid.
-    let segments: Vec<&str> = stored.remote_file_path.split('/').collect();
-    let workspace = segments
-        .iter()
-        .position(|s| *s == file_uuid)
-        .and_then(|i| i.checked_sub(1))
-        .and_then(|i| segments.get(i))
-        .map_or("default", |w| *w)
-        .to_owned();
+    let workspace = crate::storage::workspace_of(&stored.remote_file_path, file_uuid);
     let target = Target {
         file_uuid: stored.file_uuid.clone(),
         name: stored.filename.clone(),

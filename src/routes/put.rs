@@ -309,7 +309,7 @@ fn target(state: &AppState, parts: &Parts, file_uuid: &str, content_type: Option
     Target {
         file_uuid: file_uuid.to_owned(),
         name,
-        workspace: "default".to_owned(),
+        workspace: crate::storage::DEFAULT_WORKSPACE.to_owned(),
         content_type,
     }
 }

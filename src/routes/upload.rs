@@ -260,7 +260,7 @@ fn workspace(query: &[(String, String)]) -> &str {
         .find(|(k, _)| k == "workspace_uuid")
         .map(|(_, v)| v.as_str())
         .filter(|v| !v.is_empty())
-        .unwrap_or("default")
+        .unwrap_or(crate::storage::DEFAULT_WORKSPACE)
 }
 
 /// The multipart boundary, or the error for a body that is not one.

@@ -4,6 +4,7 @@
 //! the file; it never learns which backend holds the bytes.
 
 mod fs_pool;
+mod layout;
 mod local;
 mod object;
 #[cfg(feature = "s3")]
@@ -18,6 +19,7 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use serde::Serialize;
 
+pub(crate) use layout::{workspace_of, DEFAULT_WORKSPACE};
 pub(crate) use local::LocalStorage;
 pub(crate) use object::ObjectStorage;
 #[cfg(feature = "s3")]
@@ -219,10 +221,7 @@ impl Storage {
     pub(crate) fn locate(&self, target: &Target) -> Location {
         match &self.backend {
             Backend::Local { dir, bucket } => {
-                let key = format!(
-                    "uploads/{}/{}/{}",
-                    target.workspace, target.file_uuid, target.name
-                );
+                let key = layout::upload_key(target).join("/");
                 Location {
                     local_file_path: Some(dir.path_of(target)),
                     remote_uri: format!("s3://{bucket}/{key}"),

@@ -2,10 +2,9 @@
 //! any [`object_store::ObjectStore`]) with a multipart upload, parts sent as
 //! the body arrives.
 //!
-//! Layout under the prefix: `uploads/<workspace>/<file_uuid>/<name>` holds
-//! the bytes (with the upload's Content-Type); `.aymara-mock/uploads/<file_uuid>.json`
-//! holds the upload's record, so that any server sharing the bucket can serve
-//! `/__files/<file_uuid>/<name>`.
+//! The keys under the prefix are [`super::layout`]'s: the bytes (stored with
+//! the upload's Content-Type) and the upload's record, so that any server
+//! sharing the bucket can serve `/__files/<file_uuid>/<name>`.
 //!
 //! A file smaller than one part is sent with one PUT when committed; a larger
 //! one starts a multipart upload once its first part is full, keeps at most
@@ -39,8 +38,6 @@ const PARTS_IN_FLIGHT: usize = 2;
 /// whose next part would pass it waits (and so does its client) until one
 /// is stored, so parts in flight do not grow with the number of uploads.
 const TOTAL_PARTS_IN_FLIGHT: usize = 8;
-/// Where upload records live, under the prefix.
-const INDEX_DIR: &str = ".aymara-mock";
 /// Largest upload record read back from the store.
 const MAX_RECORD: usize = 64 * 1024;
 
@@ -90,17 +87,13 @@ impl ObjectStorage {
 
     /// The object key of an upload's bytes.
     pub(crate) fn key(&self, target: &Target) -> Path {
-        self.path(&[
-            "uploads",
-            &target.workspace,
-            &target.file_uuid,
-            &target.name,
-        ])
+        self.path(&super::layout::upload_key(target))
     }
 
     /// The object key of an upload's record.
     fn record_key(&self, file_uuid: &str) -> Path {
-        self.path(&[INDEX_DIR, "uploads", &format!("{file_uuid}.json")])
+        let segments = super::layout::record_key(file_uuid);
+        self.path(&segments.each_ref().map(String::as_str))
     }
 
     /// Lists the prefix once, to tell at start whether the store answers.
