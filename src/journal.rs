@@ -395,6 +395,12 @@ impl Journal {
             .collect()
     }
 
+    /// Entries kept, and the bytes they take.
+    pub(crate) fn usage(&self) -> (usize, usize) {
+        let inner = lock(&self.inner);
+        (inner.queue.len(), inner.bytes)
+    }
+
     /// The journal's approximate size in bytes.
     #[cfg(test)]
     pub(crate) fn bytes(&self) -> usize {

@@ -71,6 +71,8 @@ pub(crate) struct AppState {
     /// Presigned PUTs taking their MD5 on a thread of their own
     /// ([`crate::routes::put::MD5_THREADS`]).
     pub(crate) md5_threads: Arc<tokio::sync::Semaphore>,
+    /// What `GET /metrics` reports.
+    pub(crate) metrics: crate::metrics::Metrics,
 }
 
 impl AppState {

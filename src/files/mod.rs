@@ -184,6 +184,13 @@ impl Files {
         duplicate_of
     }
 
+    /// How many files are stored, and their bytes.
+    pub(crate) fn totals(&self) -> (usize, u64) {
+        let uploads = lock(&self.inner);
+        let bytes = uploads.order.iter().map(|r| r.size).sum();
+        (uploads.order.len(), bytes)
+    }
+
     pub(crate) fn get(&self, file_uuid: &str) -> Option<Arc<UploadRecord>> {
         lock(&self.inner).by_id.get(file_uuid).cloned()
     }

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::AdminRoute;
 use crate::error::{json_body_response, json_response, ApiError};
-use crate::http_util::{BoxError, ResponseBody};
+use crate::http_util::{full, BoxError, ResponseBody};
 use crate::journal::RequestRecord;
 use crate::rules::{AddRuleError, Entry, RuleStatus};
 use crate::scenarios::Scenario;
@@ -68,6 +68,14 @@ pub(crate) async fn handle(
             response
         }
         Ok(Reply::Page(response)) => response,
+        Ok(Reply::Metrics(text)) => {
+            let mut response = Response::new(full(Bytes::from(text)));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+            );
+            response
+        }
         Err(err) => err.into_response(request_id),
     }
 }
@@ -84,6 +92,8 @@ enum Reply {
     Requests(Vec<Arc<RequestRecord>>, u64),
     /// The live page's files (`GET /__admin/`), see [`crate::admin_page`].
     Page(Response<ResponseBody>),
+    /// `GET /metrics`: the Prometheus text.
+    Metrics(String),
 }
 
 /// Writes one item's JSON.
@@ -272,6 +282,15 @@ async fn route(
             .await
             .map_err(|e| ApiError::internal(format!("Adding the rules failed: {e}")))?;
             added.map(|ids| Reply::Json(StatusCode::CREATED, json!({ "ids": ids })))
+        }
+        AdminRoute::Metrics => {
+            // A scrape walks every rule and stored file: off the async
+            // workers, as the lists are.
+            let state = Arc::clone(state);
+            let text = tokio::task::spawn_blocking(move || state.metrics.render(&state))
+                .await
+                .map_err(|e| ApiError::internal(format!("Rendering the metrics failed: {e}")))?;
+            Ok(Reply::Metrics(text))
         }
         AdminRoute::ListScenarios => {
             let list: Vec<Value> = Scenario::all()

@@ -100,6 +100,9 @@ pub(crate) enum AdminRoute {
     ClearUploads,
     /// `POST /__admin/reset`.
     Reset,
+    /// `GET /metrics`: the server's metrics for Prometheus (served as the
+    /// admin API is: the admin token, no rules, not journaled).
+    Metrics,
     /// `GET /__admin/scenarios`: the shipped scenarios.
     ListScenarios,
     /// `POST /__admin/scenarios/{name}`: a shipped scenario's rules added
@@ -279,6 +282,7 @@ enum Resource {
     AdminUploads,
     AdminReset,
     AdminScenarios,
+    Metrics,
     AdminScenario { name: String },
     AdminPage(crate::admin_page::PageFile),
 }
@@ -302,6 +306,7 @@ impl Resource {
                 | Resource::AdminUploads
                 | Resource::AdminReset
                 | Resource::AdminPage(_)
+                | Resource::Metrics
         )
     }
 
@@ -313,6 +318,7 @@ impl Resource {
             UPLOAD_PATH => Resource::Uploads,
             "/health" | "/health/" => Resource::Health,
             "/openapi.json" => Resource::OpenApi,
+            "/metrics" => Resource::Metrics,
             "/v2/files" => Resource::Files,
             _ => {
                 if let Some(resource) = Self::files_api(path) {
@@ -328,7 +334,7 @@ impl Resource {
                     })
                 });
                 file.ok_or_else(|| ApiError::not_found(format!(
-                    "No route for {path:?}: this emulator serves POST {UPLOAD_PATH}, /v2/files (POST, GET), /v2/files/<file_uuid> (GET, DELETE) with /status and /frames, GET /health, GET /__files/<file_uuid>/<name>, GET /openapi.json and /__admin."
+                    "No route for {path:?}: this emulator serves POST {UPLOAD_PATH}, /v2/files (POST, GET), /v2/files/<file_uuid> (GET, DELETE) with /status and /frames, GET /health, GET /__files/<file_uuid>/<name>, GET /openapi.json, GET /metrics and /__admin."
                 )))?
             }
         })
@@ -442,6 +448,7 @@ impl Resource {
             (Resource::AdminUploads, Method::DELETE) => admin(A::ClearUploads),
             (Resource::AdminReset, Method::POST) => admin(A::Reset),
             (Resource::AdminScenarios, Method::GET) => admin(A::ListScenarios),
+            (Resource::Metrics, Method::GET) => admin(A::Metrics),
             (Resource::AdminScenario { name }, Method::POST) => {
                 admin(A::AddScenario { name: name.clone() })
             }

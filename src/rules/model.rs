@@ -109,6 +109,26 @@ pub enum RouteName {
     Frame,
 }
 
+impl RouteName {
+    /// Its name in `match.route` (and in `GET /metrics`' `route` label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteName::Upload => "upload",
+            RouteName::Health => "health",
+            RouteName::Openapi => "openapi",
+            RouteName::Download => "download",
+            RouteName::Create => "create",
+            RouteName::List => "list",
+            RouteName::Get => "get",
+            RouteName::Status => "status",
+            RouteName::Frames => "frames",
+            RouteName::Delete => "delete",
+            RouteName::Put => "put",
+            RouteName::Frame => "frame",
+        }
+    }
+}
+
 /// What the files API reports for a stored file once a rule decided its
 /// processing (`"processing"` on a rule): instead of the default (non-video
 /// files `completed` at once, videos `pending` → `processing` → `completed`).

@@ -489,6 +489,7 @@ fn shared_state(
         list_walks: tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
         ),
+        metrics: crate::metrics::Metrics::default(),
         md5_threads: std::sync::Arc::new(tokio::sync::Semaphore::new(
             crate::routes::put::MD5_THREADS,
         )),

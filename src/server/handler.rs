@@ -77,6 +77,11 @@ pub(crate) async fn handle(
             .filter(|c| c.allowed)
             .and_then(|_| req.headers().get(http::header::ORIGIN).cloned()),
     };
+    let metric_route = match &resolved {
+        Ok(Route::Preflight { .. }) => "preflight",
+        Ok(route) => route.rule_name().map_or("unrouted", |name| name.as_str()),
+        Err(_) => "unrouted",
+    };
     let query = parse_query(req.uri().query());
     let record = RequestRecord {
         id: request_id.clone(),
@@ -125,6 +130,7 @@ pub(crate) async fn handle(
         },
         method: method.clone(),
         started,
+        metric_route,
     };
     let ex = &mut flight.ex;
 
@@ -201,6 +207,14 @@ async fn admin(
     let path = req.uri().path().to_owned();
     let mut response = crate::routes::admin::handle(state, req, route, request_id).await;
     set_request_id(&mut response, request_id);
+    state.metrics.ended(&crate::metrics::Ended {
+        route: "admin",
+        method: method.as_str(),
+        status: Some(response.status().as_u16()),
+        elapsed: started.elapsed(),
+        fault: None,
+        stored_bytes: None,
+    });
     log_line(
         &method,
         &path,
@@ -222,6 +236,8 @@ struct InFlight {
     ex: Exchange,
     method: Method,
     started: Instant,
+    /// Its route's name in `GET /metrics`.
+    metric_route: &'static str,
 }
 
 impl InFlight {
@@ -270,6 +286,14 @@ impl Drop for InFlight {
             self.ex.rule.as_deref(),
             self.ex.fault,
         );
+        self.state.metrics.ended(&crate::metrics::Ended {
+            route: self.metric_route,
+            method: self.method.as_str(),
+            status: record.status,
+            elapsed: self.started.elapsed(),
+            fault: self.ex.fault,
+            stored_bytes: record.upload.as_ref().map(|upload| upload.size),
+        });
         self.state.journal.push(record);
     }
 }
