@@ -1,8 +1,9 @@
 //! Entry points for the coverage-guided fuzz targets in `fuzz/` and the
-//! differential test against multer in `tests/differential/`, behind the
-//! non-default `fuzzing` feature. Not an API: [`multipart`] and [`fixture`]
+//! differential test against multer in `tests/differential/`: compiled always
+//! (so that plain `cargo test` builds that test) and hidden from the docs.
+//! Not an API, and not covered by semver: `multipart` and `fixture`
 //! take the fuzzer's bytes and panic when an invariant breaks, which is what
-//! a fuzz target reports as a crash; [`first_file`] reads a body as the upload
+//! a fuzz target reports as a crash; `first_file` reads a body as the upload
 //! handler does, for the differential test to compare.
 
 use std::convert::Infallible;

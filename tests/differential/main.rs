@@ -12,11 +12,11 @@
 //! by [`explained`], which names the deliberate divergence. Each has a
 //! test at the end of this file; the list is in docs/reliability.md (Fuzzing).
 //!
-//! It reaches our parser through `aymara_mock::fuzzing`, so it builds only with
-//! that feature (Cargo.toml, `[[test]]`): `cargo test --features fuzzing
-//! --test differential` runs a fixed seed for a few seconds. A longer run, for
-//! CI or by hand: `DIFF_FUZZ_SECS=60 DIFF_FUZZ_SEED=random cargo test --release
-//! --features fuzzing --test differential -- --ignored --exact long --nocapture`.
+//! It reaches our parser through the hidden `aymara_mock::fuzzing` module.
+//! `cargo test --test differential` (and plain `cargo test`) runs a fixed seed
+//! for a few seconds. A longer run, for CI or by hand: `DIFF_FUZZ_SECS=60
+//! DIFF_FUZZ_SEED=random cargo test --release --test differential -- --ignored
+//! --exact long --nocapture`.
 //! A failing case prints `DIFF_FUZZ_SEED=… DIFF_FUZZ_CASE=…`, which replays it.
 
 use std::convert::Infallible;
@@ -765,7 +765,7 @@ fn run_case(seed: u64, case: u64, tally: &mut Tally) -> Result<(), String> {
 fn replay(seed: u64, case: u64, r: &Rendered) -> String {
     format!(
         "  boundary: {:?}\n  body:        b\"{}\"\n  multer body: b\"{}\"\n  replay: DIFF_FUZZ_SEED={seed} DIFF_FUZZ_CASE={case} \
-         cargo test --features fuzzing --test differential -- --ignored --exact replay_case --nocapture",
+         cargo test --test differential -- --ignored --exact replay_case --nocapture",
         r.boundary,
         r.body.escape_ascii(),
         r.multer_body.escape_ascii()
