@@ -1,13 +1,18 @@
-//! Entry points for the coverage-guided fuzz targets in `fuzz/`, behind the
-//! non-default `fuzzing` feature. Not an API: each function takes the
-//! fuzzer's bytes and panics when an invariant breaks, which is what a fuzz
-//! target reports as a crash.
+//! Entry points for the coverage-guided fuzz targets in `fuzz/` and the
+//! differential test against multer in `tests/differential/`: compiled always
+//! (so that plain `cargo test` builds that test) and hidden from the docs.
+//! Not an API, and not covered by semver: `multipart` and `fixture`
+//! take the fuzzer's bytes and panic when an invariant breaks, which is what
+//! a fuzz target reports as a crash; `first_file` reads a body as the upload
+//! handler does, for the differential test to compare.
+
+use std::convert::Infallible;
 
 use bytes::Bytes;
-use futures_util::FutureExt;
+use futures_util::{FutureExt, Stream, StreamExt};
 
 use crate::upload::body::BodyError;
-use crate::upload::multipart::Multipart;
+use crate::upload::multipart::{self, Multipart};
 use crate::upload::name::{disposition_filename, disposition_name, SafeFileName};
 
 /// Boundaries the first input byte chooses from: short, ordinary and the
@@ -75,6 +80,81 @@ pub fn multipart(input: &[u8]) {
         assert!(!safe.contains(['/', '\\']), "{safe:?}");
         assert!(!safe.chars().any(char::is_control), "{safe:?}");
         assert!(safe.chars().any(|c| c != '.'), "{safe:?}");
+    }
+}
+
+/// Why [`first_file`] refuses a body whose closing `--boundary--` is
+/// followed by something other than padding and CRLF (multer stops there).
+pub const CLOSE_NOT_CRLF: &str = multipart::CLOSE_NOT_CRLF;
+
+/// Why [`first_file`] refuses a body with a part header line that ends in LF
+/// alone (multer reads headers up to the next CRLFCRLF).
+pub const LF_IN_HEADERS: &str = multipart::LF_IN_HEADERS;
+
+/// What the upload handler takes from a multipart body.
+#[derive(Debug)]
+pub enum Upload {
+    /// The body is refused (400); the parser's reason.
+    Refused(String),
+    /// A well-formed body without a part named `file` (422).
+    NoFile,
+    /// The first part named `file`.
+    File {
+        /// Its file name, from `Content-Disposition`.
+        filename: Option<String>,
+        /// Its data.
+        data: Vec<u8>,
+    },
+}
+
+/// A body as [`first_file`] reads it.
+#[derive(Debug)]
+pub struct FirstFile {
+    /// What the upload handler takes from it.
+    pub upload: Upload,
+    /// Whether a part read before the end (or the refusal) had no header at
+    /// all, which RFC 2046 allows and multer reads differently.
+    pub headerless_part: bool,
+}
+
+/// Reads `body` with our multipart parser as the upload handler does: the
+/// first part named `file` is read to its end, every other part is skipped.
+pub async fn first_file<S>(body: S, boundary: &str) -> FirstFile
+where
+    S: Stream<Item = Result<Bytes, Infallible>> + Unpin,
+{
+    let body = body.map(|chunk| chunk.map_err(|never| -> BodyError { match never {} }));
+    let mut parser = Multipart::new(body, boundary);
+    let mut file = None;
+    let mut headerless_part = false;
+    let refused = |e: multipart::MultipartError, headerless_part| FirstFile {
+        upload: Upload::Refused(e.to_string()),
+        headerless_part,
+    };
+    loop {
+        let part = match parser.next_part().await {
+            Ok(Some(part)) => part,
+            Ok(None) => break,
+            Err(e) => return refused(e, headerless_part),
+        };
+        headerless_part |= part.headers.is_empty();
+        if file.is_some() || part.name().as_deref() != Some("file") {
+            continue; // `next_part` skips the data
+        }
+        let filename = disposition_filename(&part.headers);
+        let mut data = Vec::new();
+        loop {
+            match parser.chunk().await {
+                Ok(Some(chunk)) => data.extend_from_slice(&chunk),
+                Ok(None) => break,
+                Err(e) => return refused(e, headerless_part),
+            }
+        }
+        file = Some(Upload::File { filename, data });
+    }
+    FirstFile {
+        upload: file.unwrap_or(Upload::NoFile),
+        headerless_part,
     }
 }
 

@@ -65,7 +65,7 @@ pub(crate) mod config;
 pub(crate) mod cors;
 pub(crate) mod error;
 pub(crate) mod files;
-#[cfg(feature = "fuzzing")]
+// Not an API: the fuzz targets' and tests/differential's way in.
 #[doc(hidden)]
 pub mod fuzzing;
 pub(crate) mod http_util;

@@ -7,8 +7,6 @@
 use std::time::Duration;
 
 pub(crate) mod body;
-#[cfg(test)]
-mod differential;
 pub(crate) mod multipart;
 pub(crate) mod name;
 

@@ -9,28 +9,28 @@
 //! Where multer departs from RFC 2046 / RFC 7578 (or from a choice of ours),
 //! the case is either rendered a second time for multer in the form multer
 //! reads as we do (`Rendered::multer_body`), or the outcome pair is explained
-//! by [`explained`], which names the deliberate divergence. Each has a unit
-//! test at the end of this file; the list is in README's Reliability section.
+//! by [`explained`], which names the deliberate divergence. Each has a
+//! test at the end of this file; the list is in docs/reliability.md (Fuzzing).
 //!
-//! `cargo test --lib upload::differential` runs a fixed seed for a few seconds.
-//! A longer run, for CI or by hand:
-//! `DIFF_FUZZ_SECS=60 DIFF_FUZZ_SEED=random cargo test --release --lib
-//! upload::differential::long -- --ignored --nocapture`.
+//! It reaches our parser through the hidden `aymara_mock::fuzzing` module.
+//! `cargo test --test differential` (and plain `cargo test`) runs a fixed seed
+//! for a few seconds. A longer run, for CI or by hand: `DIFF_FUZZ_SECS=60
+//! DIFF_FUZZ_SEED=random cargo test --release --test differential -- --ignored
+//! --exact long --nocapture`.
 //! A failing case prints `DIFF_FUZZ_SEED=… DIFF_FUZZ_CASE=…`, which replays it.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use aymara_mock::fuzzing::{self, Upload, CLOSE_NOT_CRLF, LF_IN_HEADERS};
 use bytes::Bytes;
 use futures_util::Stream;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-
-use super::body::BodyError;
-use super::multipart::{Multipart, CLOSE_NOT_CRLF, LF_IN_HEADERS};
 
 /// What the upload handler takes from a body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,40 +117,19 @@ fn block_on<F: Future>(f: F) -> F::Output {
 
 /// Our parser, used as the upload handler uses it.
 fn ours(body: &[u8], boundary: &str, cuts: &[usize]) -> Ours {
-    block_on(async {
-        let mut parser = Multipart::new(Trickle::<BodyError>::new(body, cuts), boundary);
-        let mut file = None;
-        let mut headerless_part = false;
-        let refused = |e: super::multipart::MultipartError, headerless_part| Ours {
-            outcome: Outcome::Refused(e.to_string()),
-            headerless_part,
-        };
-        loop {
-            let part = match parser.next_part().await {
-                Ok(Some(part)) => part,
-                Ok(None) => break,
-                Err(e) => return refused(e, headerless_part),
-            };
-            headerless_part |= part.headers.is_empty();
-            if file.is_some() || part.name().as_deref() != Some("file") {
-                continue; // `next_part` skips the data
-            }
-            let filename = super::name::disposition_filename(&part.headers);
-            let mut data = Vec::new();
-            loop {
-                match parser.chunk().await {
-                    Ok(Some(chunk)) => data.extend_from_slice(&chunk),
-                    Ok(None) => break,
-                    Err(e) => return refused(e, headerless_part),
-                }
-            }
-            file = Some(Outcome::File { filename, data });
-        }
-        Ours {
-            outcome: file.unwrap_or(Outcome::NoFile),
-            headerless_part,
-        }
-    })
+    let read = block_on(fuzzing::first_file(
+        Trickle::<Infallible>::new(body, cuts),
+        boundary,
+    ));
+    let outcome = match read.upload {
+        Upload::Refused(why) => Outcome::Refused(why),
+        Upload::NoFile => Outcome::NoFile,
+        Upload::File { filename, data } => Outcome::File { filename, data },
+    };
+    Ours {
+        outcome,
+        headerless_part: read.headerless_part,
+    }
 }
 
 /// multer, read the same way.
@@ -786,7 +765,7 @@ fn run_case(seed: u64, case: u64, tally: &mut Tally) -> Result<(), String> {
 fn replay(seed: u64, case: u64, r: &Rendered) -> String {
     format!(
         "  boundary: {:?}\n  body:        b\"{}\"\n  multer body: b\"{}\"\n  replay: DIFF_FUZZ_SEED={seed} DIFF_FUZZ_CASE={case} \
-         cargo test --lib upload::differential::replay_case -- --ignored --nocapture",
+         cargo test --test differential -- --ignored --exact replay_case --nocapture",
         r.boundary,
         r.body.escape_ascii(),
         r.multer_body.escape_ascii()
