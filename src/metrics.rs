@@ -15,7 +15,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::state::AppState;
+use crate::files::Files;
+use crate::journal::Journal;
+use crate::rules::RuleEngine;
 
 /// The `Content-Type` of the answer.
 pub(crate) const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -114,8 +116,9 @@ impl Metrics {
         }
     }
 
-    /// The text of a scrape: the counters above, and what `state` holds now.
-    pub(crate) fn render(&self, state: &AppState) -> String {
+    /// The text of a scrape: the counters above, and what the rules, the
+    /// journal and the index of stored files hold now.
+    pub(crate) fn render(&self, rules: &RuleEngine, journal: &Journal, files: &Files) -> String {
         let mut registry = Registry::with_prefix("aymara_mock");
         registry.register(
             "requests",
@@ -145,12 +148,12 @@ impl Metrics {
 
         let matched = Family::<RuleLabels, Counter>::default();
         let fired = Family::<RuleLabels, Counter>::default();
-        let (mut rules, mut never_fired) = (0_i64, 0_i64);
-        for rule in state.rules.list() {
+        let (mut loaded, mut never_fired) = (0_i64, 0_i64);
+        for rule in rules.list() {
             let labels = RuleLabels { rule: rule.id };
             matched.get_or_create(&labels).inc_by(rule.matched);
             fired.get_or_create(&labels).inc_by(rule.fired);
-            rules += 1;
+            loaded += 1;
             never_fired += i64::from(rule.fired == 0);
         }
         registry.register(
@@ -159,14 +162,14 @@ impl Metrics {
             matched,
         );
         registry.register("rule_fired", "Times each loaded rule fired", fired);
-        registry.register("rules", "Rules loaded", gauge(rules));
+        registry.register("rules", "Rules loaded", gauge(loaded));
         registry.register(
             "rules_never_fired",
             "Rules loaded that have not fired yet",
             gauge(never_fired),
         );
 
-        let (entries, bytes) = state.journal.usage();
+        let (entries, bytes) = journal.usage();
         registry.register(
             "journal_entries",
             "Requests kept in the journal",
@@ -177,7 +180,7 @@ impl Metrics {
             "Bytes the journal's entries take (bounded by --journal-bytes)",
             gauge_of(bytes as u64),
         );
-        let (files, file_bytes) = state.files.totals();
+        let (files, file_bytes) = files.totals();
         registry.register("stored_files", "Files stored", gauge_of(files as u64));
         registry.register(
             "stored_bytes",

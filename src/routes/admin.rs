@@ -287,9 +287,13 @@ async fn route(
             // A scrape walks every rule and stored file: off the async
             // workers, as the lists are.
             let state = Arc::clone(state);
-            let text = tokio::task::spawn_blocking(move || state.metrics.render(&state))
-                .await
-                .map_err(|e| ApiError::internal(format!("Rendering the metrics failed: {e}")))?;
+            let text = tokio::task::spawn_blocking(move || {
+                state
+                    .metrics
+                    .render(&state.rules, &state.journal, &state.files)
+            })
+            .await
+            .map_err(|e| ApiError::internal(format!("Rendering the metrics failed: {e}")))?;
             Ok(Reply::Metrics(text))
         }
         AdminRoute::ListScenarios => {
