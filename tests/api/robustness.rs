@@ -825,9 +825,9 @@ async fn listed_sha256s(bin: &Binary) -> Vec<String> {
         .collect()
 }
 
-#[cfg(target_os = "linux")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn threads_stay_bounded_with_128_uploads_held_open_mid_body() {
+/// The binary with no API key, storing in a temp dir of its own, and the
+/// address it listens on.
+fn open_binary_with_storage() -> (tempfile::TempDir, Binary, std::net::SocketAddr) {
     let storage = tempfile::tempdir().unwrap();
     let bin = start_binary(
         &[
@@ -837,7 +837,14 @@ async fn threads_stay_bounded_with_128_uploads_held_open_mid_body() {
         ],
         &[],
     );
-    let addr: std::net::SocketAddr = bin.url.trim_start_matches("http://").parse().unwrap();
+    let addr = bin.url.trim_start_matches("http://").parse().unwrap();
+    (storage, bin, addr)
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threads_stay_bounded_with_128_uploads_held_open_mid_body() {
+    let (storage, bin, addr) = open_binary_with_storage();
     let content = data(1 << 20);
     let body = multipart_body("held.bin", None, &content);
     let heads = (0..128)
@@ -864,16 +871,7 @@ async fn threads_stay_bounded_with_128_uploads_held_open_mid_body() {
 async fn threads_stay_bounded_with_64_presigned_puts_held_open_mid_body() {
     use base64::Engine as _;
     use md5::Digest as _;
-    let storage = tempfile::tempdir().unwrap();
-    let bin = start_binary(
-        &[
-            "--storage-dir",
-            storage.path().to_str().unwrap(),
-            "--no-auth",
-        ],
-        &[],
-    );
-    let addr: std::net::SocketAddr = bin.url.trim_start_matches("http://").parse().unwrap();
+    let (storage, bin, addr) = open_binary_with_storage();
     let content = data(1 << 20);
     let md5 = md5::Md5::digest(&content);
     // With a Content-MD5, whose MD5 is taken beside the SHA-256.
