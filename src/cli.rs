@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{ByteSize, Config};
+use crate::config::{defaults, ByteSize};
 use crate::scenarios::Scenario;
 use crate::server::{MockServer, StartError};
 #[cfg(feature = "s3")]
@@ -77,7 +77,7 @@ struct HealthArgs {
     /// from --host and --port, 0.0.0.0 asked on 127.0.0.1).
     url: Option<String>,
     /// Host of the default URL: where `serve` listens with the same environment.
-    #[arg(long, env = "AYMARA_MOCK_HOST", default_value_t = Config::default().host)]
+    #[arg(long, env = "AYMARA_MOCK_HOST", default_value = defaults::HOST)]
     host: String,
     /// Port of the default URL.
     #[arg(long, env = "AYMARA_MOCK_PORT", default_value_t = PORT)]
@@ -98,7 +98,7 @@ enum LogFormat {
 #[derive(Debug, Args)]
 struct ServeArgs {
     /// Address to listen on.
-    #[arg(long, env = "AYMARA_MOCK_HOST", default_value_t = Config::default().host)]
+    #[arg(long, env = "AYMARA_MOCK_HOST", default_value = defaults::HOST)]
     host: String,
     /// Port to listen on (0 picks a free one).
     #[arg(long, env = "AYMARA_MOCK_PORT", default_value_t = PORT)]
@@ -171,7 +171,7 @@ struct ServeArgs {
     #[arg(
         long,
         env = "AYMARA_MOCK_MAX_UPLOAD_SIZE",
-        default_value_t = Config::default().max_upload_size,
+        default_value_t = defaults::MAX_UPLOAD_SIZE,
         value_name = "SIZE"
     )]
     max_upload_size: ByteSize,
@@ -189,7 +189,7 @@ struct ServeArgs {
     #[arg(
         long,
         env = "AYMARA_MOCK_BUCKET",
-        default_value_t = Config::default().bucket,
+        default_value = defaults::BUCKET,
         conflicts_with = "storage"
     )]
     bucket: String,
@@ -197,7 +197,7 @@ struct ServeArgs {
     #[arg(
         long,
         env = "AYMARA_MOCK_JOURNAL_SIZE",
-        default_value_t = Config::default().journal_size,
+        default_value_t = defaults::JOURNAL_SIZE,
         value_name = "N"
     )]
     journal_size: usize,
@@ -205,7 +205,7 @@ struct ServeArgs {
     #[arg(
         long,
         env = "AYMARA_MOCK_JOURNAL_BYTES",
-        default_value_t = Config::default().journal_bytes,
+        default_value_t = defaults::JOURNAL_BYTES,
         value_name = "SIZE",
         value_parser = parse_journal_bytes
     )]
@@ -234,19 +234,19 @@ struct ServeArgs {
     )]
     log_level: String,
     /// How long shutdown waits for in-flight requests, e.g. 10s, 500ms.
-    #[arg(long, env = "AYMARA_MOCK_SHUTDOWN_TIMEOUT", default_value_t = Config::default().shutdown_timeout.into(), value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "AYMARA_MOCK_SHUTDOWN_TIMEOUT", default_value_t = defaults::SHUTDOWN_TIMEOUT.into(), value_parser = parse_duration, value_name = "DURATION")]
     shutdown_timeout: humantime::Duration,
     /// How long a client may take to send its request headers.
-    #[arg(long, env = "AYMARA_MOCK_HEADER_READ_TIMEOUT", default_value_t = Config::default().header_read_timeout.into(), value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "AYMARA_MOCK_HEADER_READ_TIMEOUT", default_value_t = defaults::HEADER_READ_TIMEOUT.into(), value_parser = parse_duration, value_name = "DURATION")]
     header_read_timeout: humantime::Duration,
     /// How long an upload body may stall before it is aborted.
-    #[arg(long, env = "AYMARA_MOCK_BODY_TIMEOUT", default_value_t = Config::default().body_timeout.into(), value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "AYMARA_MOCK_BODY_TIMEOUT", default_value_t = defaults::BODY_TIMEOUT.into(), value_parser = parse_duration, value_name = "DURATION")]
     body_timeout: humantime::Duration,
     /// At most this many connections at once.
     #[arg(long, env = "AYMARA_MOCK_MAX_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_connections: Option<u64>,
     /// How long the presigned upload URLs of POST /v2/files stay valid (at most 7 days).
-    #[arg(long, env = "AYMARA_MOCK_PRESIGN_EXPIRY", default_value_t = Config::default().presign_expiry.into(), value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "AYMARA_MOCK_PRESIGN_EXPIRY", default_value_t = defaults::PRESIGN_EXPIRY.into(), value_parser = parse_duration, value_name = "DURATION")]
     presign_expiry: humantime::Duration,
     /// Sign presigned upload URLs with this secret (default: a random key per
     /// process), so that replicas accept each other's URLs.
@@ -259,13 +259,13 @@ struct ServeArgs {
     presign_secret: Option<String>,
     /// How long a video takes from stored to "completed" in the files API
     /// (pending for the first third, then processing; 0s: at once).
-    #[arg(long, env = "AYMARA_MOCK_VIDEO_PROCESSING_TIME", default_value_t = Config::default().video_processing_time.into(), value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "AYMARA_MOCK_VIDEO_PROCESSING_TIME", default_value_t = defaults::VIDEO_PROCESSING_TIME.into(), value_parser = parse_duration, value_name = "DURATION")]
     video_processing_time: humantime::Duration,
     /// organization_uuid of every file in the files API.
-    #[arg(long, env = "AYMARA_MOCK_ORGANIZATION_UUID", default_value_t = Config::default().organization_uuid, value_name = "UUID")]
+    #[arg(long, env = "AYMARA_MOCK_ORGANIZATION_UUID", default_value = defaults::ORGANIZATION_UUID, value_name = "UUID")]
     organization_uuid: String,
     /// uploaded_by_uuid of every file in the files API.
-    #[arg(long, env = "AYMARA_MOCK_USER_UUID", default_value_t = Config::default().uploaded_by_uuid, value_name = "UUID")]
+    #[arg(long, env = "AYMARA_MOCK_USER_UUID", default_value = defaults::USER_UUID, value_name = "UUID")]
     user_uuid: String,
     /// Fetch remote_uri files from this host too, besides loopback (repeatable).
     #[arg(
@@ -277,14 +277,14 @@ struct ServeArgs {
     allow_remote_hosts: Vec<String>,
     /// Most remote_uri fetches running at once; the others wait their turn
     /// (one request runs at most 4 of its own at once).
-    #[arg(long, env = "AYMARA_MOCK_MAX_REMOTE_FETCHES", default_value_t = Config::default().max_remote_fetches, value_name = "N", value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u64).range(1..), |n| usize::try_from(n).unwrap_or(usize::MAX)))]
+    #[arg(long, env = "AYMARA_MOCK_MAX_REMOTE_FETCHES", default_value_t = defaults::MAX_REMOTE_FETCHES, value_name = "N", value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u64).range(1..), |n| usize::try_from(n).unwrap_or(usize::MAX)))]
     max_remote_fetches: usize,
     /// The longest one remote_uri fetch may take, connecting to its last
     /// byte; past it the file is "failed".
-    #[arg(long, env = "AYMARA_MOCK_REMOTE_FETCH_TIMEOUT", default_value_t = Config::default().remote_fetch_timeout.into(), value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "AYMARA_MOCK_REMOTE_FETCH_TIMEOUT", default_value_t = defaults::REMOTE_FETCH_TIMEOUT.into(), value_parser = parse_duration, value_name = "DURATION")]
     remote_fetch_timeout: humantime::Duration,
     /// Most files announced by POST /v2/files and not stored yet (429 past it).
-    #[arg(long, env = "AYMARA_MOCK_MAX_PENDING_FILES", default_value_t = Config::default().max_pending_files, value_name = "N")]
+    #[arg(long, env = "AYMARA_MOCK_MAX_PENDING_FILES", default_value_t = defaults::MAX_PENDING_FILES, value_name = "N")]
     max_pending_files: usize,
     /// Let web pages on this origin call the API, the presigned upload URLs
     /// and the downloads from a browser (CORS): an origin such as
@@ -296,8 +296,8 @@ struct ServeArgs {
         env = "AYMARA_MOCK_CORS_ORIGIN",
         value_delimiter = ',',
         value_name = "ORIGIN",
-        default_value = "loopback",
-        value_parser = crate::cors::check_value
+        default_value = defaults::CORS_ORIGIN,
+        value_parser = crate::check_cors_origin
     )]
     cors_origins: Vec<String>,
 }
@@ -346,7 +346,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Some(Command::Check { paths }) => check(&paths),
         Some(Command::Schema) => {
-            println!("{}", crate::rules::schema::SCHEMA.trim_end());
+            println!("{}", crate::FIXTURE_SCHEMA.trim_end());
             ExitCode::SUCCESS
         }
         Some(Command::Scenarios) => {
@@ -374,46 +374,28 @@ fn list_scenarios() {
 }
 
 fn check(paths: &[PathBuf]) -> ExitCode {
-    let mut files = Vec::new();
-    let mut failed = false;
-    for path in paths {
-        match crate::rules::loading::expand(path) {
-            Ok(found) if found.is_empty() => {
-                eprintln!("{}: no fixture files (*.json) found", path.display());
-                failed = true;
-            }
-            Ok(found) => files.extend(found),
-            Err(err) => {
-                eprintln!("{err}");
-                failed = true;
-            }
+    let check = crate::check_fixtures(paths);
+    for err in &check.path_errors {
+        eprintln!("{err}");
+    }
+    for (file, result) in &check.files {
+        match result {
+            Ok(rules) => println!("{}: ok ({rules} rules)", file.display()),
+            Err(err) => eprintln!("{err}"),
         }
     }
-    let mut rules = 0;
-    for file in &files {
-        match crate::rules::loading::load_file(file) {
-            Ok(loaded) => {
-                rules += loaded.rules.len();
-                println!("{}: ok ({} rules)", file.display(), loaded.rules.len());
-            }
-            Err(err) => {
-                eprintln!("{err}");
-                failed = true;
-            }
-        }
+    if let Some(err) = &check.across_files {
+        eprintln!("{err}");
     }
-    if !failed {
-        // Ids must also be unique across the files served together.
-        if let Err(err) = crate::rules::loading::load_paths(&files) {
-            eprintln!("{err}");
-            failed = true;
-        }
-    }
-    if failed {
-        ExitCode::from(2)
-    } else {
-        println!("{} files, {rules} rules: all valid", files.len());
+    if check.is_valid() {
+        println!(
+            "{} files, {} rules: all valid",
+            check.files.len(),
+            check.rule_count()
+        );
         ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
     }
 }
 
@@ -659,36 +641,37 @@ mod tests {
         }
     }
 
+    /// Each default goes through clap as text (`--help` shows it) and is
+    /// parsed back: it must come back as the library's own value. (That
+    /// `defaults` is what `MockServerBuilder` starts from, and that
+    /// `CORS_ORIGIN` means what no `cors_origin` means, the library's own
+    /// tests check.)
     #[test]
     fn flag_defaults_are_the_library_defaults() {
         let cli = Cli::try_parse_from(["aymara-mock"]).unwrap();
-        let defaults = Config::default();
         let args = cli.serve;
-        assert_eq!(args.host, defaults.host);
+        assert_eq!(args.host, defaults::HOST);
         assert_eq!(args.port, PORT);
-        assert_eq!(args.max_upload_size, defaults.max_upload_size);
-        assert_eq!(args.bucket, defaults.bucket);
-        assert_eq!(args.journal_size, defaults.journal_size);
-        assert_eq!(args.journal_bytes, defaults.journal_bytes);
+        assert_eq!(args.max_upload_size, defaults::MAX_UPLOAD_SIZE);
+        assert_eq!(args.bucket, defaults::BUCKET);
+        assert_eq!(args.journal_size, defaults::JOURNAL_SIZE);
+        assert_eq!(args.journal_bytes, defaults::JOURNAL_BYTES);
         assert_eq!(
             Duration::from(args.shutdown_timeout),
-            defaults.shutdown_timeout
+            defaults::SHUTDOWN_TIMEOUT
         );
         assert_eq!(
             Duration::from(args.header_read_timeout),
-            defaults.header_read_timeout
+            defaults::HEADER_READ_TIMEOUT
         );
-        assert_eq!(Duration::from(args.body_timeout), defaults.body_timeout);
-        assert_eq!(args.max_remote_fetches, defaults.max_remote_fetches);
+        assert_eq!(Duration::from(args.body_timeout), defaults::BODY_TIMEOUT);
+        assert_eq!(args.max_remote_fetches, defaults::MAX_REMOTE_FETCHES);
         assert_eq!(
             Duration::from(args.remote_fetch_timeout),
-            defaults.remote_fetch_timeout
+            defaults::REMOTE_FETCH_TIMEOUT
         );
-        assert_eq!(args.max_pending_files, defaults.max_pending_files);
-        assert_eq!(
-            crate::cors::Cors::new(Some(&args.cors_origins)),
-            crate::cors::Cors::new(defaults.cors_origins.as_deref())
-        );
+        assert_eq!(args.max_pending_files, defaults::MAX_PENDING_FILES);
+        assert_eq!(args.cors_origins, [defaults::CORS_ORIGIN]);
     }
 
     #[test]

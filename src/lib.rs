@@ -83,8 +83,8 @@ pub(crate) mod storage;
 pub(crate) mod sync;
 pub(crate) mod upload;
 
-pub use config::{ByteSize, ByteSizeError, MAX_DURATION};
-pub use cors::CorsRecord;
+pub use config::{defaults, ByteSize, ByteSizeError, MAX_DURATION};
+pub use cors::{check_cors_origin, CorsRecord};
 pub use error::{default_error_code, DOCUMENTED_ERROR_STATUSES};
 pub use journal::{FileSeen, RequestRecord, MAX_SEEN_NAME};
 /// The object-store crate behind [`MockServerBuilder::object_store`], re-exported
@@ -100,7 +100,7 @@ pub use rules::near_miss::{
     CredentialMiss, FailedCondition, NearMiss, MAX_NEAR_MISSES, NEAR_MISS_SCAN,
 };
 pub use rules::schema::SCHEMA as FIXTURE_SCHEMA;
-pub use rules::{AddRuleError, FixtureError, RuleStatus};
+pub use rules::{check_fixtures, AddRuleError, FixtureCheck, FixtureError, RuleStatus};
 pub use scenarios::{Scenario, UnknownScenario};
 pub use server::{MockServer, MockServerBuilder, StartError};
 #[cfg(feature = "s3")]
