@@ -40,7 +40,10 @@
 //! ## Features
 //!
 //! - `cli` (default): the `aymara-mock` binary, its command line (clap),
-//!   log output and allocator (mimalloc). A library user does not need it.
+//!   log output and allocator (mimalloc), all in the binary's own source
+//!   (`src/bin/aymara-mock/`) over this crate's public API, such as
+//!   [`MockServerBuilder`], [`defaults`] and [`check_fixtures`]. A library
+//!   user does not need it.
 //! - `s3` (default): storage in an S3-compatible bucket
 //!   (`MockServerBuilder::s3`, `S3Config`), with object_store's AWS
 //!   client and its HTTP and TLS stack. Without it, any
@@ -58,9 +61,6 @@
 
 pub(crate) mod admin_page;
 pub(crate) mod auth;
-#[cfg(feature = "cli")]
-#[doc(hidden)]
-pub mod cli;
 pub(crate) mod config;
 pub(crate) mod cors;
 pub(crate) mod error;
