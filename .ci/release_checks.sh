@@ -20,7 +20,7 @@ if [[ -n "$unwanted" ]]; then
     echo "release: the crate would ship the files above; fix Cargo.toml's include" >&2
     exit 1
 fi
-for needed in src/main.rs src/lib.rs README.md fixtures/schema.json; do
+for needed in src/bin/aymara-mock/main.rs src/lib.rs README.md fixtures/schema.json; do
     grep -qx "$needed" <<<"$list" || { echo "release: the crate lacks $needed" >&2; exit 1; }
 done
 echo "release: the crate holds $(wc -l <<<"$list") files: src/, fixtures/, README, CHANGELOG" >&2

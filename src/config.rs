@@ -12,8 +12,9 @@ use std::time::Duration;
 pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Every setting of a server. [`MockServerBuilder`](crate::MockServerBuilder)
-/// starts from [`Config::default`] and the command line shows the same values
-/// as its flags' defaults: each default is written here, once.
+/// starts from [`Config::default`], made of the constants of [`defaults`],
+/// which the command line shows as its flags' defaults: each default is
+/// written once.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     /// The address to listen on.
@@ -85,7 +86,7 @@ pub(crate) struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            host: "127.0.0.1".to_owned(),
+            host: defaults::HOST.to_owned(),
             port: 0,
             storage_dir: None,
             keep_files: false,
@@ -94,37 +95,100 @@ impl Default for Config {
             api_keys: Vec::new(),
             bearer_tokens: Vec::new(),
             no_auth: false,
-            max_upload_size: ByteSize::new(5 << 30),
+            max_upload_size: defaults::MAX_UPLOAD_SIZE,
             max_storage: None,
             seed: None,
             public_url: None,
-            bucket: "aymara-mock".to_owned(),
-            journal_size: 10_000,
-            journal_bytes: ByteSize::new(64 << 20),
+            bucket: defaults::BUCKET.to_owned(),
+            journal_size: defaults::JOURNAL_SIZE,
+            journal_bytes: defaults::JOURNAL_BYTES,
             admin_token: None,
-            shutdown_timeout: Duration::from_secs(10),
-            header_read_timeout: Duration::from_secs(10),
-            body_timeout: Duration::from_secs(60),
+            shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
+            header_read_timeout: defaults::HEADER_READ_TIMEOUT,
+            body_timeout: defaults::BODY_TIMEOUT,
             max_connections: None,
-            presign_expiry: crate::presign::DEFAULT_EXPIRY,
+            presign_expiry: defaults::PRESIGN_EXPIRY,
             presign_secret: None,
-            video_processing_time: Duration::from_secs(3),
-            organization_uuid: "00000000-0000-4000-8000-0000000000a1".to_owned(),
-            uploaded_by_uuid: "00000000-0000-4000-8000-0000000000b1".to_owned(),
+            video_processing_time: defaults::VIDEO_PROCESSING_TIME,
+            organization_uuid: defaults::ORGANIZATION_UUID.to_owned(),
+            uploaded_by_uuid: defaults::USER_UUID.to_owned(),
             // Loopback only: `remote_uri` never makes it an open proxy.
             remote_hosts: ["localhost", "127.0.0.1", "::1"]
                 .map(str::to_owned)
                 .to_vec(),
-            // A handful of sockets: loopback fetches finish in moments, and a
-            // test suite rarely has more than a few in flight.
-            max_remote_fetches: 16,
-            // Room for a 5 GiB file on loopback, not for a dripping origin.
-            remote_fetch_timeout: Duration::from_secs(120),
-            // Far beyond a test suite's needs; about 10 MB of catalog.
-            max_pending_files: 10_000,
+            max_remote_fetches: defaults::MAX_REMOTE_FETCHES,
+            remote_fetch_timeout: defaults::REMOTE_FETCH_TIMEOUT,
+            max_pending_files: defaults::MAX_PENDING_FILES,
+            // `None` is `defaults::CORS_ORIGIN` (see `crate::cors::Cors::new`).
             cors_origins: None,
         }
     }
+}
+
+/// The settings a [`MockServerBuilder`](crate::MockServerBuilder) starts
+/// from, each a constant so that the `aymara-mock` binary can show it as
+/// its flag's default (`--help`). Each builder method's documentation gives
+/// the same value.
+///
+/// ```
+/// use aymara_mock::defaults;
+/// assert_eq!(defaults::HOST, "127.0.0.1");
+/// assert_eq!(defaults::MAX_UPLOAD_SIZE.bytes(), 5 << 30);
+/// ```
+pub mod defaults {
+    use std::time::Duration;
+
+    use super::ByteSize;
+
+    /// The address to listen on ([`host`](crate::MockServerBuilder::host)).
+    pub const HOST: &str = "127.0.0.1";
+    /// The largest file accepted, 5 GiB
+    /// ([`max_upload_size`](crate::MockServerBuilder::max_upload_size)).
+    pub const MAX_UPLOAD_SIZE: ByteSize = ByteSize::new(5 << 30);
+    /// The bucket name in `remote_uri` ([`bucket`](crate::MockServerBuilder::bucket)).
+    pub const BUCKET: &str = "aymara-mock";
+    /// Requests the journal keeps
+    /// ([`journal_size`](crate::MockServerBuilder::journal_size)).
+    pub const JOURNAL_SIZE: usize = 10_000;
+    /// Bytes the journal may hold, 64 MiB
+    /// ([`journal_bytes`](crate::MockServerBuilder::journal_bytes)).
+    pub const JOURNAL_BYTES: ByteSize = ByteSize::new(64 << 20);
+    /// How long shutdown waits for in-flight requests
+    /// ([`shutdown_timeout`](crate::MockServerBuilder::shutdown_timeout)).
+    pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+    /// How long a client may take to send its request headers
+    /// ([`header_read_timeout`](crate::MockServerBuilder::header_read_timeout)).
+    pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+    /// How long an upload body may stall
+    /// ([`body_timeout`](crate::MockServerBuilder::body_timeout)).
+    pub const BODY_TIMEOUT: Duration = Duration::from_secs(60);
+    /// How long presigned upload URLs stay valid, 30 minutes as the real
+    /// API's ([`presign_expiry`](crate::MockServerBuilder::presign_expiry)).
+    pub const PRESIGN_EXPIRY: Duration = crate::presign::DEFAULT_EXPIRY;
+    /// How long a video takes from stored to `completed`
+    /// ([`video_processing_time`](crate::MockServerBuilder::video_processing_time)).
+    pub const VIDEO_PROCESSING_TIME: Duration = Duration::from_secs(3);
+    /// `organization_uuid` of every file ([`owner`](crate::MockServerBuilder::owner)).
+    pub const ORGANIZATION_UUID: &str = "00000000-0000-4000-8000-0000000000a1";
+    /// `uploaded_by_uuid` of every file ([`owner`](crate::MockServerBuilder::owner)).
+    pub const USER_UUID: &str = "00000000-0000-4000-8000-0000000000b1";
+    /// `remote_uri` fetches running at once: a handful of sockets, as
+    /// loopback fetches finish in moments and a test suite rarely has more
+    /// than a few in flight
+    /// ([`max_remote_fetches`](crate::MockServerBuilder::max_remote_fetches)).
+    pub const MAX_REMOTE_FETCHES: usize = 16;
+    /// The longest one `remote_uri` fetch may take: room for a 5 GiB file on
+    /// loopback, not for a dripping origin
+    /// ([`remote_fetch_timeout`](crate::MockServerBuilder::remote_fetch_timeout)).
+    pub const REMOTE_FETCH_TIMEOUT: Duration = Duration::from_secs(120);
+    /// Files announced and not stored yet: far beyond a test suite's needs,
+    /// about 10 MB of catalog
+    /// ([`max_pending_files`](crate::MockServerBuilder::max_pending_files)).
+    pub const MAX_PENDING_FILES: usize = 10_000;
+    /// The page origins that may call the API from a browser when no
+    /// [`cors_origin`](crate::MockServerBuilder::cors_origin) is given:
+    /// localhost and loopback addresses, any port.
+    pub const CORS_ORIGIN: &str = "loopback";
 }
 
 impl Config {

@@ -186,9 +186,18 @@ impl Cors {
     }
 }
 
-/// A value of `--cors-origin`, checked (for the command line's own errors).
-#[cfg(feature = "cli")]
-pub(crate) fn check_value(value: &str) -> Result<String, String> {
+/// Checks one value for [`MockServerBuilder::cors_origin`](crate::MockServerBuilder::cors_origin)
+/// (`--cors-origin`): an origin such as `http://localhost:5173`, `*`,
+/// `loopback` or `none`. Returns it trimmed, or what is wrong with it, so
+/// that a command line can refuse it before [`start`](crate::MockServerBuilder::start)
+/// would. (`none` together with another origin is refused only by `start`.)
+///
+/// ```
+/// use aymara_mock::check_cors_origin;
+/// assert_eq!(check_cors_origin(" http://localhost:5173 ").unwrap(), "http://localhost:5173");
+/// assert!(check_cors_origin("localhost:5173").unwrap_err().contains("--cors-origin"));
+/// ```
+pub fn check_cors_origin(value: &str) -> Result<String, String> {
     parse_value(value).map(|_| value.trim().to_owned())
 }
 
@@ -328,6 +337,16 @@ mod tests {
 
     fn allows(cors: &Cors, origin: &str) -> bool {
         cors.allows(&HeaderValue::from_str(origin).unwrap())
+    }
+
+    /// The command line shows `defaults::CORS_ORIGIN` as its default and
+    /// passes it on: it must mean what no value means to the builder.
+    #[test]
+    fn the_default_origin_is_what_no_value_means() {
+        assert_eq!(
+            cors(&[crate::defaults::CORS_ORIGIN]),
+            Cors::new(crate::config::Config::default().cors_origins.as_deref())
+        );
     }
 
     #[test]

@@ -40,7 +40,10 @@
 //! ## Features
 //!
 //! - `cli` (default): the `aymara-mock` binary, its command line (clap),
-//!   log output and allocator (mimalloc). A library user does not need it.
+//!   log output and allocator (mimalloc), all in the binary's own source
+//!   (`src/bin/aymara-mock/`) over this crate's public API, such as
+//!   [`MockServerBuilder`], [`defaults`] and [`check_fixtures`]. A library
+//!   user does not need it.
 //! - `s3` (default): storage in an S3-compatible bucket
 //!   (`MockServerBuilder::s3`, `S3Config`), with object_store's AWS
 //!   client and its HTTP and TLS stack. Without it, any
@@ -58,9 +61,6 @@
 
 pub(crate) mod admin_page;
 pub(crate) mod auth;
-#[cfg(feature = "cli")]
-#[doc(hidden)]
-pub mod cli;
 pub(crate) mod config;
 pub(crate) mod cors;
 pub(crate) mod error;
@@ -84,8 +84,8 @@ pub(crate) mod storage;
 pub(crate) mod sync;
 pub(crate) mod upload;
 
-pub use config::{ByteSize, ByteSizeError, MAX_DURATION};
-pub use cors::CorsRecord;
+pub use config::{defaults, ByteSize, ByteSizeError, MAX_DURATION};
+pub use cors::{check_cors_origin, CorsRecord};
 pub use error::{default_error_code, DOCUMENTED_ERROR_STATUSES};
 pub use journal::{FileSeen, RequestRecord, MAX_SEEN_NAME};
 /// The object-store crate behind [`MockServerBuilder::object_store`], re-exported
@@ -101,7 +101,7 @@ pub use rules::near_miss::{
     CredentialMiss, FailedCondition, NearMiss, MAX_NEAR_MISSES, NEAR_MISS_SCAN,
 };
 pub use rules::schema::SCHEMA as FIXTURE_SCHEMA;
-pub use rules::{AddRuleError, FixtureError, RuleStatus};
+pub use rules::{check_fixtures, AddRuleError, FixtureCheck, FixtureError, RuleStatus};
 pub use scenarios::{Scenario, UnknownScenario};
 pub use server::{MockServer, MockServerBuilder, StartError};
 #[cfg(feature = "s3")]

@@ -74,6 +74,93 @@ impl fmt::Display for FixtureError {
 
 impl std::error::Error for FixtureError {}
 
+/// What [`check_fixtures`] found: every fixture file the paths stand for,
+/// each valid (with its number of rules) or not (with every error in it).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct FixtureCheck {
+    /// Paths that stand for no fixture file: unreadable, a directory with no
+    /// `*.json` file, a symbolic link loop. In the order given.
+    pub path_errors: Vec<FixtureError>,
+    /// Each fixture file, in order: its number of rules, or what is wrong.
+    pub files: Vec<(PathBuf, Result<usize, FixtureError>)>,
+    /// What is wrong across the files served together (a rule id used
+    /// twice); looked for only when every path and file is valid.
+    pub across_files: Option<FixtureError>,
+}
+
+impl FixtureCheck {
+    /// No error anywhere: the paths can be given to a server as they are.
+    pub fn is_valid(&self) -> bool {
+        self.path_errors.is_empty()
+            && self.files.iter().all(|(_, result)| result.is_ok())
+            && self.across_files.is_none()
+    }
+
+    /// The rules of the valid files.
+    pub fn rule_count(&self) -> usize {
+        self.files
+            .iter()
+            .filter_map(|(_, result)| result.as_ref().ok())
+            .sum()
+    }
+}
+
+/// Checks fixture files and directories without starting a server (what
+/// `aymara-mock check` prints): a directory stands for its `*.json` files
+/// (recursively, sorted, its `schema.json` left out), every file is read
+/// and every error kept, then rule ids are checked across the files.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let fixture = dir.path().join("typo.json");
+/// std::fs::write(&fixture, "{\"rules\": [\n  {\"respond\": {\"stauts\": 503}}\n]}")?;
+///
+/// let check = aymara_mock::check_fixtures(&[dir.path()]);
+///
+/// assert!(!check.is_valid());
+/// let (path, result) = &check.files[0];
+/// assert_eq!(path, &fixture);
+/// let error = result.as_ref().unwrap_err();
+/// assert_eq!(error.line, Some(2));
+/// assert!(error.message.contains("stauts"), "{error}");
+/// # Ok(())
+/// # }
+/// ```
+pub fn check_fixtures(paths: &[impl AsRef<Path>]) -> FixtureCheck {
+    let mut path_errors = Vec::new();
+    let mut found = Vec::new();
+    for path in paths {
+        let path = path.as_ref();
+        match expand(path) {
+            Ok(files) if files.is_empty() => path_errors.push(FixtureError::whole(
+                &path.display().to_string(),
+                "no fixture files (*.json) found",
+            )),
+            Ok(files) => found.extend(files),
+            Err(err) => path_errors.push(err),
+        }
+    }
+    let files: Vec<_> = found
+        .into_iter()
+        .map(|file| {
+            let result = load_file(&file).map(|loaded| loaded.rules.len());
+            (file, result)
+        })
+        .collect();
+    let mut check = FixtureCheck {
+        path_errors,
+        files,
+        across_files: None,
+    };
+    if check.is_valid() {
+        let files: Vec<PathBuf> = check.files.iter().map(|(f, _)| f.clone()).collect();
+        check.across_files = load_paths(&files).err();
+    }
+    check
+}
+
 /// Rules read from one source.
 #[derive(Debug, Clone)]
 pub(crate) struct LoadedFile {

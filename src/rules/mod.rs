@@ -23,7 +23,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-pub use loading::FixtureError;
+pub use loading::{check_fixtures, FixtureCheck, FixtureError};
 use model::{Action, Phase, RouteName, Rule};
 
 use crate::sync::lock;

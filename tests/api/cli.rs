@@ -295,7 +295,7 @@ fn json_logs_are_one_object_per_line() {
 }
 
 /// The binary sets two mimalloc options by their numbers in mimalloc.h
-/// (src/main.rs); mimalloc's verbose start-up lists every option by name, so
+/// (src/bin/aymara-mock/main.rs); mimalloc's verbose start-up lists every option by name, so
 /// a mimalloc whose numbering moved would show here as the wrong option set.
 #[test]
 fn the_binary_sets_the_allocator_options_it_documents() {

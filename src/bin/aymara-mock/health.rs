@@ -5,17 +5,46 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use http::Uri;
 
+use crate::cli::HealthArgs;
+
 /// Most of an answer read: `/health` answers a few dozen bytes.
 const MAX_ANSWER: u64 = 64 * 1024;
+
+/// `health`: one line saying healthy (stdout, exit 0) or why not (stderr,
+/// exit 1); a URL that cannot be asked at all is a usage error (exit 2).
+pub(crate) fn check_health(args: &HealthArgs) -> ExitCode {
+    let given = args
+        .url
+        .clone()
+        .unwrap_or_else(|| default_url(&args.host, args.port));
+    let url = match health_url(&given) {
+        Ok(url) => url,
+        Err(err) => {
+            eprintln!("aymara-mock health: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    match probe(&url, args.timeout.into()) {
+        Ok(()) => {
+            println!("aymara-mock at {url}: healthy");
+            ExitCode::SUCCESS
+        }
+        Err(why) => {
+            eprintln!("aymara-mock health: {url}: unhealthy: {why}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// The `/health` URL to ask, from the emulator's URL: its base URL as in
 /// the listening line (`http://127.0.0.1:8000`, a path prefix kept), or a
 /// URL that already ends in `/health`.
-pub(super) fn health_url(url: &str) -> Result<Uri, String> {
+fn health_url(url: &str) -> Result<Uri, String> {
     let parsed: Uri = url
         .parse()
         .map_err(|e| format!("{url:?} is not a URL ({e}); expected e.g. http://127.0.0.1:8000"))?;
@@ -52,7 +81,7 @@ pub(super) fn health_url(url: &str) -> Result<Uri, String> {
 /// The default URL: where `serve` listens with the same `AYMARA_MOCK_HOST`
 /// and `AYMARA_MOCK_PORT`, an unspecified address (`0.0.0.0`, `::`) asked
 /// on loopback.
-pub(super) fn default_url(host: &str, port: u16) -> String {
+fn default_url(host: &str, port: u16) -> String {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let host = match host {
         "" | "0.0.0.0" => "127.0.0.1",
@@ -68,7 +97,7 @@ pub(super) fn default_url(host: &str, port: u16) -> String {
 
 /// Asks `url` (a `/health` URL from [`health_url`]) within `timeout`;
 /// `Ok` if it answered 200 `{"status": "ok"}`, else why not.
-pub(super) fn probe(url: &Uri, timeout: Duration) -> Result<(), String> {
+fn probe(url: &Uri, timeout: Duration) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     let left = || {
         deadline

@@ -1,15 +1,39 @@
-//! `aymara-mock`: the command line over the `aymara_mock` library.
+//! `aymara-mock`: the command line over the `aymara_mock` library. The
+//! command line lives here, not in the library (as ripgrep keeps its flags
+//! in its binary): the library's users never compile clap, and the binary
+//! reaches the server only through the public API a Rust user has.
+//!
+//! - `cli.rs`: the flags, each with its `AYMARA_MOCK_*` twin (clap);
+//! - `serve.rs`: `serve`, the default: logs, the server, signals;
+//! - `fixtures.rs`: `check`, `schema` and `scenarios`;
+//! - `health.rs`: `health`, the container image's health check.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
+use cli::{Cli, Command};
+
+mod cli;
+mod fixtures;
+mod health;
+mod serve;
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Runs a subcommand; the exit code is 2 for bad flags or fixtures.
 fn main() -> ExitCode {
     // clap exits with 2 on bad flags, after printing what is wrong.
-    aymara_mock::cli::run(aymara_mock::cli::Cli::parse())
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Check { paths }) => fixtures::check(&paths),
+        Some(Command::Schema) => fixtures::schema(),
+        Some(Command::Scenarios) => fixtures::list_scenarios(),
+        Some(Command::Serve(args)) => serve::serve(args),
+        Some(Command::Health(args)) => health::check_health(&args),
+        None => serve::serve(cli.serve),
+    }
 }
 
 /// The binary allocates with mimalloc: with glibc's malloc, allocation was
