@@ -316,7 +316,7 @@ impl FromStr for ByteSize {
 
 /// Which credentials the emulated API accepts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum AuthPolicy {
+pub(crate) enum AuthPolicy {
     /// Any non-empty `x-api-key` or bearer token (the default).
     #[default]
     AnyCredential,

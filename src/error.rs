@@ -58,7 +58,7 @@ pub const DOCUMENTED_ERROR_STATUSES: [u16; 9] = [400, 401, 403, 404, 409, 422, 4
 /// storage, an injected status) is an `ApiError`; its `into_response` is
 /// the one place that renders it.
 #[derive(Debug, Clone)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     /// HTTP status.
     pub status: StatusCode,
     /// `error.code` in the envelope.
@@ -80,7 +80,7 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error with the default code for `status` and the given message.
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             code: default_error_code(status.as_u16()).to_owned(),
@@ -112,19 +112,19 @@ impl ApiError {
     }
 
     /// Replaces `error.code`.
-    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+    pub(crate) fn with_code(mut self, code: impl Into<String>) -> Self {
         self.code = code.into();
         self
     }
 
     /// Replaces `error.details`.
-    pub fn with_details(mut self, details: Value) -> Self {
+    pub(crate) fn with_details(mut self, details: Value) -> Self {
         self.details = Box::new(details);
         self
     }
 
     /// Adds a response header (invalid values are skipped).
-    pub fn with_header(mut self, name: HeaderName, value: &str) -> Self {
+    pub(crate) fn with_header(mut self, name: HeaderName, value: &str) -> Self {
         if let Ok(v) = HeaderValue::from_str(value) {
             self.headers.push((name, v));
         }
@@ -133,7 +133,7 @@ impl ApiError {
 
     /// The value of an extra header, if set.
     #[cfg(test)]
-    pub fn header(&self, name: &str) -> Option<&HeaderValue> {
+    pub(crate) fn header(&self, name: &str) -> Option<&HeaderValue> {
         self.headers
             .iter()
             .find(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
@@ -202,7 +202,7 @@ impl ApiError {
     }
 
     /// The JSON body this error renders to, for `request_id`.
-    pub fn body(&self, request_id: &str) -> Value {
+    pub(crate) fn body(&self, request_id: &str) -> Value {
         if let Some(body) = &self.body_override {
             return (**body).clone();
         }

@@ -58,6 +58,7 @@
 //! ```
 
 #![deny(missing_docs)]
+#![warn(unreachable_pub)]
 
 pub(crate) mod admin_page;
 pub(crate) mod auth;

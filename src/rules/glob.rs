@@ -6,7 +6,7 @@ use std::fmt;
 /// Longest pattern accepted, in bytes. Matching costs up to ⌈pattern/64⌉
 /// steps per character of the text, so this bounds it (a header value is at
 /// most ~400 KiB, hyper's limit on a request head).
-pub const MAX_GLOB_LEN: usize = 1024;
+pub(crate) const MAX_GLOB_LEN: usize = 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Token {

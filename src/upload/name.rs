@@ -15,11 +15,11 @@ const MAX_KEPT_EXTENSION: usize = 16;
 /// `C:\Users\me\clip.mp4` as `clip.mp4`, `..` as `upload.bin` (the
 /// tests below).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct SafeFileName(String);
+pub(crate) struct SafeFileName(String);
 
 impl SafeFileName {
     /// Reduces a client-supplied name to a safe base name; never fails.
-    pub fn parse(raw: &str) -> Self {
+    pub(crate) fn parse(raw: &str) -> Self {
         // Both separators count: a Windows client sends `C:\dir\file`.
         let base = raw.rsplit(['/', '\\']).next().unwrap_or_default();
         let cleaned: String = base.chars().filter(|c| !c.is_control()).collect();
