@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -24,13 +24,43 @@ pub(crate) const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_te
 
 /// A request's labels: the route's name (a rule's `match.route`, or
 /// `admin`, `preflight`, `unrouted` for a path or method the table does not
-/// serve), its method and its status (`none`: no answer was sent, as after
-/// a reset, a hang, or a client that went away).
+/// serve), its method and its status. Nothing in them is allocated: they are
+/// made for every request.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     route: &'static str,
-    method: String,
-    status: String,
+    method: &'static str,
+    status: Status,
+}
+
+/// The status sent, or `none` when no answer was (a reset, a hang, a
+/// client that went away).
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+struct Status(Option<u16>);
+
+impl EncodeLabelValue for Status {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        match self.0 {
+            Some(status) => status.encode(encoder),
+            None => "none".encode(encoder),
+        }
+    }
+}
+
+/// A method's label: the standard ones by name, any other as `other` (a
+/// client cannot grow the label set).
+fn method_label(method: &http::Method) -> &'static str {
+    use http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -81,7 +111,7 @@ impl Default for Metrics {
 #[derive(Debug)]
 pub(crate) struct Ended<'a> {
     pub(crate) route: &'static str,
-    pub(crate) method: &'a str,
+    pub(crate) method: &'a http::Method,
     pub(crate) status: Option<u16>,
     pub(crate) elapsed: Duration,
     /// The network fault a rule injected (`reset`, `hang`, `truncate`).
@@ -93,14 +123,11 @@ pub(crate) struct Ended<'a> {
 impl Metrics {
     /// Counts a request that ended.
     pub(crate) fn ended(&self, request: &Ended<'_>) {
-        let status = request
-            .status
-            .map_or_else(|| "none".to_owned(), |s| s.to_string());
         self.requests
             .get_or_create(&RequestLabels {
                 route: request.route,
-                method: request.method.to_owned(),
-                status,
+                method: method_label(request.method),
+                status: Status(request.status),
             })
             .inc();
         self.durations

@@ -209,7 +209,7 @@ async fn admin(
     set_request_id(&mut response, request_id);
     state.metrics.ended(&crate::metrics::Ended {
         route: "admin",
-        method: method.as_str(),
+        method: &method,
         status: Some(response.status().as_u16()),
         elapsed: started.elapsed(),
         fault: None,
@@ -288,7 +288,7 @@ impl Drop for InFlight {
         );
         self.state.metrics.ended(&crate::metrics::Ended {
             route: self.metric_route,
-            method: self.method.as_str(),
+            method: &self.method,
             status: record.status,
             elapsed: self.started.elapsed(),
             fault: self.ex.fault,
