@@ -11,9 +11,9 @@ use std::convert::Infallible;
 use bytes::Bytes;
 use futures_util::{FutureExt, Stream, StreamExt};
 
-use crate::upload::body::BodyError;
-use crate::upload::multipart::{self, Multipart};
-use crate::upload::name::{disposition_filename, disposition_name, SafeFileName};
+use crate::request::body::BodyError;
+use crate::request::multipart::{self, Multipart};
+use crate::request::name::{disposition_filename, disposition_name, SafeFileName};
 
 /// Boundaries the first input byte chooses from: short, ordinary and the
 /// longest RFC 2046 allows.

@@ -75,6 +75,7 @@ pub(crate) mod metrics;
 pub(crate) mod presign;
 pub(crate) mod redact;
 pub(crate) mod regular_file;
+pub(crate) mod request;
 pub(crate) mod routes;
 pub(crate) mod rules;
 pub(crate) mod same_origin;
@@ -83,7 +84,6 @@ pub(crate) mod server;
 pub(crate) mod state;
 pub(crate) mod storage;
 pub(crate) mod sync;
-pub(crate) mod upload;
 
 pub use config::{defaults, ByteSize, ByteSizeError, MAX_DURATION};
 pub use cors::{check_cors_origin, CorsRecord};

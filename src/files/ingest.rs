@@ -10,9 +10,9 @@ use futures_util::{Stream, StreamExt};
 use http::StatusCode;
 
 use crate::error::ApiError;
+use crate::request::body::{self, BodyControl, BodyError, BodyFailure, UploadBody};
+use crate::request::multipart::{Multipart, MultipartError, MAX_PART_HEADERS};
 use crate::storage::{FinishedFile, Storage, Target};
-use crate::upload::body::{self, BodyControl, BodyError, BodyFailure, UploadBody};
-use crate::upload::multipart::{Multipart, MultipartError, MAX_PART_HEADERS};
 
 /// Where a file's bytes come from.
 pub(crate) trait Source {

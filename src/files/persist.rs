@@ -87,7 +87,7 @@ fn time(ms: u64) -> SystemTime {
 /// A saved file's name is taken only if it is what the upload sanitiser
 /// makes of it: one safe path component, as every stored name is.
 fn safe_name(name: &str) -> bool {
-    crate::upload::name::SafeFileName::parse(name).as_ref() == name
+    crate::request::name::SafeFileName::parse(name).as_ref() == name
 }
 
 /// Whether `root/file_uuid/name` holds the stored bytes of a record: a

@@ -14,11 +14,11 @@ use http::request::Parts;
 
 use super::answer::{prefer_code, prefer_error, rule_error, Answer, Exchange, Finish};
 use super::{Access, Route};
+use crate::request::body::{BodyControl, BodyFailure, UploadBody};
+use crate::request::{DRAIN_MAX_BYTES, DRAIN_MAX_TIME};
 use crate::rules::model::{Action, Fault, Phase, RouteName};
 use crate::rules::{Decision, RequestFacts};
 use crate::state::AppState;
-use crate::upload::body::{BodyControl, BodyFailure, UploadBody};
-use crate::upload::{DRAIN_MAX_BYTES, DRAIN_MAX_TIME};
 
 /// What the rules decided so far for a request.
 #[derive(Debug, Default)]

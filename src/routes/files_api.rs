@@ -20,10 +20,10 @@ use crate::files::catalog::NewEntry;
 use crate::files::entry::{file_type, Entry};
 use crate::files::{png, FileStatus};
 use crate::http_util::rfc3339;
+use crate::request::body::{BodyControl, BodyFailure, UploadBody};
+use crate::request::name::SafeFileName;
 use crate::state::AppState;
 use crate::storage::Target;
-use crate::upload::body::{BodyControl, BodyFailure, UploadBody};
-use crate::upload::name::SafeFileName;
 
 /// Largest `POST /v2/files` body read.
 const MAX_CREATE_BODY: usize = 1024 * 1024;

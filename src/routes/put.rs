@@ -23,12 +23,12 @@ use super::apply::{self, Plan, Step};
 use crate::error::ApiError;
 use crate::files::ingest::{self, RawBody, Source};
 use crate::journal::FileSeen;
+use crate::request::body::{BodyControl, UploadBody};
+use crate::request::multipart::MultipartError;
+use crate::request::name::SafeFileName;
 use crate::rules::model::{Phase, RouteName};
 use crate::state::AppState;
 use crate::storage::{FinishedFile, Target};
-use crate::upload::body::{BodyControl, UploadBody};
-use crate::upload::multipart::MultipartError;
-use crate::upload::name::SafeFileName;
 
 /// Bodies up to this size are hashed inline; larger ones on a thread of
 /// their own, beside the pipeline, while one of the server's

@@ -21,10 +21,10 @@ use http_body_util::BodyExt;
 
 use crate::files::fetches::{Cancelled, Ticket};
 use crate::files::ingest::{self, Failure, Source};
+use crate::request::body::{BodyControl, BodyError, BodyFailure};
+use crate::request::multipart::MultipartError;
 use crate::state::AppState;
 use crate::storage::Target;
-use crate::upload::body::{BodyControl, BodyError, BodyFailure};
-use crate::upload::multipart::MultipartError;
 
 /// How long connecting and the answer's head may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

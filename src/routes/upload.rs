@@ -14,13 +14,13 @@ use crate::error::ApiError;
 use crate::files::ingest;
 use crate::files::FileStatus;
 use crate::journal::FileSeen;
+use crate::request::body::{BodyControl, UploadBody};
+use crate::request::multipart::{self, Multipart};
+use crate::request::name::{self, SafeFileName};
 use crate::rules::model::{Phase, RouteName};
 use crate::rules::Decision;
 use crate::state::AppState;
 use crate::storage::{FinishedFile, StoredUpload, Target};
-use crate::upload::body::{BodyControl, UploadBody};
-use crate::upload::multipart::{self, Multipart};
-use crate::upload::name::{self, SafeFileName};
 
 /// Slack over `--max-upload-size` for the multipart framing and other parts.
 pub(crate) const FRAMING_ALLOWANCE: u64 = 1024 * 1024;

@@ -19,13 +19,13 @@ use crate::error::ApiError;
 use crate::http_util::{new_request_id, rfc3339, ResponseBody};
 use crate::journal::{parse_query, RequestRecord};
 use crate::redact::record_headers;
+use crate::request::body::UploadBody;
 use crate::routes::answer::{Abort, Answer, Exchange, Finish};
 use crate::routes::apply::{self, Plan, Step};
 use crate::routes::{
     downloads, files_api, health, openapi, preflight, put, upload, AdminRoute, Route,
 };
 use crate::state::AppState;
-use crate::upload::body::UploadBody;
 
 /// The request id: the client's `x-request-id` when usable, else a new one.
 fn request_id(headers: &HeaderMap) -> String {

@@ -1,7 +1,7 @@
-//! Receiving a request body: [`body::UploadBody`] reads it under the size
-//! limit, the body timeout and a rule's throttle or reset; [`multipart`]
-//! parses `multipart/form-data` from it as it streams; [`name`] makes a sent
-//! file name safe to store. The upload endpoint itself is
+//! Reading a request, whatever the route: [`body::UploadBody`] reads its body
+//! under the size limit, the body timeout and a rule's throttle or reset;
+//! [`multipart`] parses `multipart/form-data` from it as it streams; [`name`]
+//! makes a sent file name safe to store. The upload endpoint itself is
 //! `crate::routes::upload`; the pipeline to storage is `crate::files::ingest`.
 
 use std::time::Duration;
