@@ -164,7 +164,7 @@ pub mod defaults {
     pub const BODY_TIMEOUT: Duration = Duration::from_secs(60);
     /// How long presigned upload URLs stay valid, 30 minutes as the real
     /// API's ([`presign_expiry`](crate::MockServerBuilder::presign_expiry)).
-    pub const PRESIGN_EXPIRY: Duration = crate::presign::DEFAULT_EXPIRY;
+    pub const PRESIGN_EXPIRY: Duration = Duration::from_secs(30 * 60);
     /// How long a video takes from stored to `completed`
     /// ([`video_processing_time`](crate::MockServerBuilder::video_processing_time)).
     pub const VIDEO_PROCESSING_TIME: Duration = Duration::from_secs(3);

@@ -72,7 +72,6 @@ pub mod fuzzing;
 pub(crate) mod http_util;
 pub(crate) mod journal;
 pub(crate) mod metrics;
-pub(crate) mod presign;
 pub(crate) mod redact;
 pub(crate) mod regular_file;
 pub(crate) mod request;

@@ -59,7 +59,7 @@ pub(crate) struct AppState {
     /// The files API's view of them, pending ones included.
     pub(crate) catalog: Catalog,
     /// Signs and checks presigned upload URLs.
-    pub(crate) signer: crate::presign::Signer,
+    pub(crate) signer: crate::files::presign::Signer,
     /// The `remote_uri` fetches, queued or running.
     pub(crate) fetches: Arc<crate::files::fetches::Fetches>,
     /// One commit or delete of a file at a time.

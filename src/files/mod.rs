@@ -9,6 +9,7 @@ pub(crate) mod fetches;
 pub(crate) mod ingest;
 pub(crate) mod persist;
 pub(crate) mod png;
+pub(crate) mod presign;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

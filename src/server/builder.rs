@@ -277,7 +277,7 @@ impl MockServerBuilder {
     /// (default 30 minutes, as the real API's; S3's limit of 7 days at most).
     pub fn presign_expiry(mut self, expiry: Duration) -> Self {
         self.config.presign_expiry =
-            expiry.clamp(Duration::from_secs(1), crate::presign::MAX_EXPIRY);
+            expiry.clamp(Duration::from_secs(1), crate::files::presign::MAX_EXPIRY);
         self
     }
 
@@ -477,8 +477,8 @@ fn shared_state(
         files,
         catalog,
         signer: match &config.presign_secret {
-            Some(secret) => crate::presign::Signer::from_secret(secret.as_bytes()),
-            None => crate::presign::Signer::random(),
+            Some(secret) => crate::files::presign::Signer::from_secret(secret.as_bytes()),
+            None => crate::files::presign::Signer::random(),
         },
         fetches: Arc::new(crate::files::fetches::Fetches::new(
             config.max_remote_fetches,

@@ -16,8 +16,9 @@ use crate::http_util::hex;
 
 /// The path prefix of presigned upload URLs.
 pub(crate) const PREFIX: &str = "/__uploads/";
-/// The real API's expiry for its upload URLs.
-pub(crate) const DEFAULT_EXPIRY: Duration = Duration::from_secs(30 * 60);
+/// The real API's expiry for its upload URLs (the default).
+#[cfg(test)]
+pub(crate) const DEFAULT_EXPIRY: Duration = crate::config::defaults::PRESIGN_EXPIRY;
 /// S3 refuses presigned URLs valid for more than 7 days.
 pub(crate) const MAX_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 
