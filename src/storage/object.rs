@@ -15,7 +15,7 @@
 use std::io;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use object_store::path::{Path, PathPart};
 use object_store::{
@@ -111,8 +111,7 @@ impl ObjectStorage {
             store: Arc::clone(&self.store),
             key: self.key(target),
             content_type: target.content_type.clone(),
-            buffered: Vec::new(),
-            buffered_len: 0,
+            buffered: BytesMut::new(),
             upload: None,
             parts: JoinSet::new(),
             parts_in_flight: Arc::clone(&self.parts_in_flight),
@@ -129,8 +128,8 @@ impl ObjectStorage {
     ) -> Result<(), StorageError> {
         let attributes = content_type_attributes(&file.content_type);
         match file.body.take() {
-            Some(Body::Small(chunks)) => {
-                let payload: PutPayload = chunks.into_iter().collect();
+            Some(Body::Small(bytes)) => {
+                let payload = PutPayload::from(bytes);
                 self.store
                     .put_opts(&file.key, payload, PutOptions::from(attributes))
                     .await
@@ -283,9 +282,12 @@ pub(crate) struct Partial {
     store: Arc<dyn ObjectStore>,
     key: Path,
     content_type: String,
-    /// Bytes of the part being filled.
-    buffered: Vec<Bytes>,
-    buffered_len: usize,
+    /// The part being filled, one contiguous buffer. A chunk is copied in,
+    /// never kept: a client that sends a body in tiny chunks (the SDK's
+    /// `upload_file_async` sends a file line by line) would otherwise make a
+    /// part of tens of thousands of pieces, each sent as a write of its own
+    /// and each pinning the whole read buffer it was cut from.
+    buffered: BytesMut,
     /// Started once the first part is full.
     upload: Option<Box<dyn MultipartUpload>>,
     parts: JoinSet<object_store::Result<()>>,
@@ -306,9 +308,12 @@ impl std::fmt::Debug for Partial {
 impl Partial {
     pub(crate) async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
         self.hasher.update(&chunk);
-        self.buffered_len += chunk.len();
-        self.buffered.push(chunk);
-        if self.buffered_len >= PART_SIZE {
+        if self.buffered.is_empty() && self.upload.is_some() {
+            // A part after the first is filled whole: no growing by doubling.
+            self.buffered.reserve(PART_SIZE);
+        }
+        self.buffered.extend_from_slice(&chunk);
+        if self.buffered.len() >= PART_SIZE {
             self.send_part().await?;
         }
         Ok(())
@@ -340,8 +345,7 @@ impl Partial {
             .acquire_owned()
             .await
             .map_err(|_| io::Error::other("the object storage is closed"))?;
-        let payload: PutPayload = std::mem::take(&mut self.buffered).into_iter().collect();
-        self.buffered_len = 0;
+        let payload = PutPayload::from(self.buffered.split().freeze());
         let part = upload.put_part(payload);
         self.parts.spawn(async move {
             let _permit = permit;
@@ -363,7 +367,7 @@ impl Partial {
     pub(crate) async fn finish(mut self) -> Result<(Finished, Digest32), StorageError> {
         let sent = async {
             if self.upload.is_some() {
-                if self.buffered_len > 0 {
+                if !self.buffered.is_empty() {
                     self.send_part().await?;
                 }
                 while !self.parts.is_empty() {
@@ -380,7 +384,7 @@ impl Partial {
         let digest = std::mem::take(&mut self.hasher).finalize().into();
         let body = match self.upload.take() {
             Some(upload) => Body::Multipart(upload),
-            None => Body::Small(std::mem::take(&mut self.buffered)),
+            None => Body::Small(std::mem::take(&mut self.buffered).freeze()),
         };
         let finished = Finished {
             key: self.key.clone(),
@@ -410,7 +414,7 @@ async fn join_one(parts: &mut JoinSet<object_store::Result<()>>) -> Result<(), S
 
 enum Body {
     /// Smaller than a part: sent with one PUT when committed.
-    Small(Vec<Bytes>),
+    Small(Bytes),
     /// Every part stored; completed when committed.
     Multipart(Box<dyn MultipartUpload>),
 }

@@ -434,6 +434,56 @@ def test_256mib_upload_streams_in_bounded_memory(
     assert multipart_uploads(s3, bucket) == []
 
 
+def test_a_body_in_tiny_chunks_stays_small_in_memory(
+    s3: Any, bucket: str, moto: Moto, start_emulator: Any
+) -> None:
+    """A client may send its body in chunks of a few bytes (the SDK's upload_file_async sends a
+    file line by line; a hostile one sends 16 bytes a chunk). 24 MiB of 16-byte HTTP chunks is
+    1.5 million pieces: the emulator copies them into its 8 MiB parts instead of keeping each
+    piece (each would cost more than its bytes, and pin the read buffer it was cut from)."""
+    emu = start_emulator(moto.endpoint, bucket, PREFIX)
+    boundary, head, tail = multipart_framing("tiny.bin", "application/octet-stream")
+    piece_size, size = 16, 24 * MiB
+    rng = random.Random(9)
+    # 64 KiB of distinct 16-byte pieces, sent over and over: the body is that block repeated.
+    block = rng.randbytes(64 * 1024)
+    framed = b"".join(
+        b"10\r\n" + block[i : i + piece_size] + b"\r\n" for i in range(0, len(block), piece_size)
+    )
+    sha = hashlib.sha256()
+    for _ in range(size // len(block)):
+        sha.update(block)
+    host, port = emu.url.removeprefix("http://").split(":")
+    request_head = (
+        f"POST {UPLOAD_PATH} HTTP/1.1\r\n"
+        f"Host: {host}:{port}\r\n"
+        f"x-api-key: {API_KEY}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    chunk = lambda data: b"%x\r\n" % len(data) + data + b"\r\n"  # noqa: E731
+    with socket.create_connection((host, int(port)), timeout=120) as sock:
+        sock.sendall(request_head + chunk(head))
+        for _ in range(size // len(block)):
+            sock.sendall(framed)
+        sock.sendall(chunk(tail) + b"0\r\n\r\n")
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            got = sock.recv(65536)
+            if not got:
+                break
+            answer += got
+    assert answer.startswith(b"HTTP/1.1 200 "), f"{answer[:300]!r}\nstderr:\n{emu.stderr()}"
+    peak_kib = emu.vm_hwm_kib()
+    print(f"emulator peak RSS after 24 MiB in 16-byte chunks: {peak_kib / 1024:.1f} MiB")
+    assert peak_kib < 48 * 1024, f"emulator peak RSS {peak_kib / 1024:.1f} MiB (limit 48 MiB)"
+    (listed,) = emu.uploads()
+    assert (listed["size"], listed["sha256"]) == (size, sha.hexdigest())
+    stored = s3.get_object(Bucket=bucket, Key=listed["remote_file_path"])["Body"].read()
+    assert hashlib.sha256(stored).hexdigest() == sha.hexdigest()
+    assert multipart_uploads(s3, bucket) == []
+
+
 # -- 7. the bucket does not exist ------------------------------------------------------------
 
 
