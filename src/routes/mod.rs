@@ -22,6 +22,7 @@ pub(crate) mod openapi;
 pub(crate) mod preflight;
 pub(crate) mod put;
 pub(crate) mod remote_fetch;
+pub(crate) mod store;
 pub(crate) mod upload;
 
 use http::Method;

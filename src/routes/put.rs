@@ -19,11 +19,11 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use md5::{Digest, Md5};
 
 use super::answer::{Answer, Exchange, Finish};
-use super::apply::{self, Plan, Step};
+use super::apply::{self, Step};
+use super::store;
 use crate::error::ApiError;
-use crate::files::ingest::{self, RawBody, Source};
+use crate::files::ingest::{RawBody, Source};
 use crate::journal::FileSeen;
-use crate::request::body::{BodyControl, UploadBody};
 use crate::request::multipart::MultipartError;
 use crate::request::name::SafeFileName;
 use crate::rules::model::{Phase, RouteName};
@@ -158,14 +158,8 @@ impl<S: Source> Source for Md5Tap<S> {
 
 /// Receives the body of a PUT to a presigned URL whose request phase has
 /// passed. `file_uuid` and `name` are the URL's (the name percent-encoded).
-pub(crate) async fn receive(
-    state: &AppState,
-    parts: &Parts,
-    body: &mut UploadBody,
-    ctl: &BodyControl,
-    mut plan: Plan,
-    ex: &mut Exchange,
-) -> Finish {
+pub(crate) async fn receive(request: store::Incoming<'_>) -> Finish {
+    let (state, parts, body, ctl, mut plan, ex) = request.into_parts();
     let headers = &parts.headers;
     let content_type = headers
         .get(http::header::CONTENT_TYPE)
@@ -214,15 +208,9 @@ pub(crate) async fn receive(
         inner: RawBody(&mut *body),
         md5: Md5Sink::new(sent_md5.is_some(), declared, &state.md5_threads),
     };
-    let mut bytes = 0;
-    let result = ingest::receive(&state.storage, &mut source, target, max, ctl, &mut bytes).await;
-    if let Some(seen) = &mut ex.file_seen {
-        seen.bytes = bytes;
-        seen.complete = result.is_ok();
-    }
-    let file = match result {
+    let file = match store::receive(state, &mut source, target, ctl, ex).await {
         Ok(file) => file,
-        Err(failure) => return Finish::from(failure),
+        Err(finish) => return finish,
     };
     let md5 = source.md5.digest().await;
     if let Some(sent) = sent_md5 {
@@ -244,48 +232,21 @@ pub(crate) async fn receive(
     }
     let etag = etag_of(md5, &file.record().sha256);
 
-    if plan.rules_apply {
+    let decision = if plan.rules_apply {
         let target = file.target().clone();
         let query = ex.query.clone();
-        let decision = decide(
-            state,
-            parts,
-            Phase::Complete,
-            &target,
-            Some(file.size),
-            &query,
-            ex,
-        );
-        if let Step::Stop(finish) = apply::apply(decision, &mut plan, ctl, ex, Phase::Complete) {
-            // A reset or hang that keeps the upload: stored, then carried out.
-            if plan.keep_upload && matches!(finish, Finish::Reset | Finish::Hang(_)) {
-                if let Err(err) = keep(state, file, ex).await {
-                    return Finish::Answer(Answer::error(err));
-                }
-            }
-            return finish;
-        }
-    }
-    // `reset` with `after_bytes` larger than the whole body: close once it is read.
-    if ctl.reset_pending() {
-        file.discard().await;
-        return Finish::Reset;
-    }
+        let size = Some(file.size);
+        decide(state, parts, Phase::Complete, &target, size, &query, ex)
+    } else {
+        None
+    };
     let mut answer_headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&etag) {
         answer_headers.insert(http::header::ETAG, v);
     }
     let normal = Answer::body(StatusCode::OK, answer_headers, crate::http_util::empty());
-    let reply = plan.shape(normal);
-    let client_sees_success = reply.status.is_success() && !plan.truncate;
-    if !(client_sees_success || plan.keep_upload) {
-        file.discard().await;
-        return Finish::Answer(reply);
-    }
-    if let Err(err) = keep(state, file, ex).await {
-        return Finish::Answer(Answer::error(err));
-    }
-    Finish::Answer(reply)
+    let keep = async |file: FinishedFile, ex: &mut Exchange| keep(state, file, ex).await;
+    store::conclude(file, decision, normal, keep, &mut plan, ctl, ex).await
 }
 
 /// Where the bytes go: as announced by `POST /v2/files`, with the PUT's
@@ -349,18 +310,9 @@ async fn keep(state: &AppState, file: FinishedFile, ex: &mut Exchange) -> Result
             "The file this URL was made for was deleted while it was being uploaded.",
         ));
     }
-    let record = file.record();
-    let mut stored = state.upload_of(&record);
-    state
-        .storage
-        .commit(file, &stored)
+    let stored = store::keep(state, file, true, ex.processing.take())
         .await
         .map_err(|err| ApiError::storage(&err))?;
-    if let Some(old) = state.files.remove(&record.target.file_uuid) {
-        state.storage.replaced(&old);
-    }
-    state.catalog.stored(&record, ex.processing.take());
-    stored.duplicate_of = state.files.insert(record);
     ex.upload = Some(stored);
     Ok(())
 }

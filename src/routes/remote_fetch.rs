@@ -197,21 +197,15 @@ async fn settle(
         return;
     }
     match result {
-        Ok(file) => {
-            let record = file.record();
-            let mut stored = state.upload_of(&record);
-            match state.storage.commit(file, &stored).await {
-                Ok(()) => {
-                    state.catalog.stored(&record, None);
-                    stored.duplicate_of = state.files.insert(record);
-                    tracing::info!(%uri, file_uuid = %stored.file_uuid, bytes = stored.size, "fetched remote_uri");
-                }
-                Err(err) => state.catalog.failed(
-                    &target.file_uuid,
-                    format!("aymara-mock fetched {uri} but could not store it: {err}."),
-                ),
+        Ok(file) => match super::store::keep(state, file, true, None).await {
+            Ok(stored) => {
+                tracing::info!(%uri, file_uuid = %stored.file_uuid, bytes = stored.size, "fetched remote_uri");
             }
-        }
+            Err(err) => state.catalog.failed(
+                &target.file_uuid,
+                format!("aymara-mock fetched {uri} but could not store it: {err}."),
+            ),
+        },
         Err(why) => {
             tracing::info!(%uri, file_uuid = %target.file_uuid, %why, "remote_uri not fetched");
             state.catalog.failed(

@@ -9,12 +9,12 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::answer::{Answer, Exchange, Finish};
-use super::apply::{self, Plan, Step};
+use super::apply::{self, Step};
+use super::store;
 use crate::error::ApiError;
 use crate::files::ingest;
 use crate::files::FileStatus;
 use crate::journal::FileSeen;
-use crate::request::body::{BodyControl, UploadBody};
 use crate::request::multipart::{self, Multipart};
 use crate::request::name::{self, SafeFileName};
 use crate::rules::model::{Phase, RouteName};
@@ -49,14 +49,8 @@ struct Received {
 
 /// Receives one upload whose request phase has passed (`plan`: what the
 /// rules decided so far); the exchange gathers what the journal records.
-pub(crate) async fn receive(
-    state: &AppState,
-    parts: &Parts,
-    body: &mut UploadBody,
-    ctl: &BodyControl,
-    mut plan: Plan,
-    ex: &mut Exchange,
-) -> Finish {
+pub(crate) async fn receive(request: store::Incoming<'_>) -> Finish {
+    let (state, parts, body, ctl, mut plan, ex) = request.into_parts();
     let query = ex.query.clone();
     let headers = &parts.headers;
     let rules_apply = plan.rules_apply;
@@ -114,16 +108,9 @@ pub(crate) async fn receive(
                 workspace: workspace(&query).to_owned(),
                 content_type: content_type.clone(),
             };
-            let mut bytes = 0;
-            let result =
-                ingest::receive(&state.storage, &mut multipart, target, max, ctl, &mut bytes).await;
-            if let Some(seen) = &mut ex.file_seen {
-                seen.bytes = bytes;
-                seen.complete = result.is_ok();
-            }
-            match result {
+            match store::receive(state, &mut multipart, target, ctl, ex).await {
                 Ok(file) => received = Some(Received { raw_filename, file }),
-                Err(failure) => return Finish::from(failure),
+                Err(finish) => return finish,
             }
         }
         received
@@ -144,36 +131,25 @@ pub(crate) async fn receive(
         )));
     };
 
-    if rules_apply {
+    let decision = if rules_apply {
         let part = Some((
             received.raw_filename.as_str(),
             received.file.target().content_type.as_str(),
         ));
-        let decision = decide(
-            state,
-            parts,
-            Phase::Complete,
-            &query,
-            part,
-            Some(received.file.size),
-            ex,
-        );
-        if let Step::Stop(finish) = apply::apply(decision, &mut plan, ctl, ex, Phase::Complete) {
-            // A reset or hang that keeps the upload: stored, then carried out.
-            if plan.keep_upload && matches!(finish, Finish::Reset | Finish::Hang(_)) {
-                let stored = state.upload_of(&received.file.record());
-                if let Err(err) = keep(state, received.file, stored, ex).await {
-                    return Finish::Answer(Answer::error(err));
-                }
-            }
-            return finish;
-        }
-    }
-    // `reset` with `after_bytes` larger than the whole body: close once it is read.
-    if ctl.reset_pending() {
-        return Finish::Reset;
-    }
-    store_and_answer(state, received, plan, ex).await
+        let size = Some(received.file.size);
+        decide(state, parts, Phase::Complete, &query, part, size, ex)
+    } else {
+        None
+    };
+    let normal = answer(&state.upload_of(&received.file.record()));
+    let keep = async |file: FinishedFile, ex: &mut Exchange| {
+        let stored = store::keep(state, file, false, ex.processing.take())
+            .await
+            .map_err(|err| ApiError::storage(&err))?;
+        ex.upload = Some(stored);
+        Ok(())
+    };
+    store::conclude(received.file, decision, normal, keep, &mut plan, ctl, ex).await
 }
 
 /// The rule that fires at `phase` for this upload, given what is known so far:
@@ -194,15 +170,8 @@ fn decide(
     state.rules.decide_seen(phase, &facts, Some(&mut ex.seen))
 }
 
-/// Builds the answer; stores the file when the client is told it succeeded
-/// (or the rule says `keep_upload`).
-async fn store_and_answer(
-    state: &AppState,
-    received: Received,
-    plan: Plan,
-    ex: &mut Exchange,
-) -> Finish {
-    let stored = state.upload_of(&received.file.record());
+/// The 200 answer for the file stored as `stored`.
+fn answer(stored: &StoredUpload) -> Answer {
     let answer = UploadAnswer {
         local_file_path: stored
             .local_file_path
@@ -215,41 +184,10 @@ async fn store_and_answer(
         processing_status: FileStatus::Completed.as_str(),
         remote_uri: &stored.remote_uri,
     };
-    let normal = serde_json::to_value(&answer).unwrap_or(Value::Null);
-    let reply = plan.shape(Answer::json(StatusCode::OK, normal));
-    let client_sees_success = reply.status.is_success() && !plan.truncate;
-    if !(client_sees_success || plan.keep_upload) {
-        received.file.discard().await;
-        return Finish::Answer(reply);
-    }
-    if let Err(err) = keep(state, received.file, stored, ex).await {
-        return Finish::Answer(Answer::error(err));
-    }
-    Finish::Answer(reply)
-}
-
-/// Makes the file visible as `stored` (its [`AppState::upload_of`]):
-/// committed to storage, in the index and the journal.
-async fn keep(
-    state: &AppState,
-    file: FinishedFile,
-    mut stored: StoredUpload,
-    ex: &mut Exchange,
-) -> Result<(), ApiError> {
-    let record = file.record();
-    state
-        .storage
-        .commit(file, &stored)
-        .await
-        .map_err(|err| ApiError::storage(&err))?;
-    // Only an upload a rule gave a verdict needs the catalog: the files API
-    // sees the others through the index (one record per upload, not two).
-    if let Some(outcome) = ex.processing.take() {
-        state.catalog.stored(&record, Some(outcome));
-    }
-    stored.duplicate_of = state.files.insert(record);
-    ex.upload = Some(stored);
-    Ok(())
+    Answer::json(
+        StatusCode::OK,
+        serde_json::to_value(&answer).unwrap_or(Value::Null),
+    )
 }
 
 /// `workspace_uuid` from the query (the last one given), or `default`.

@@ -23,7 +23,7 @@ use crate::request::body::UploadBody;
 use crate::routes::answer::{Abort, Answer, Exchange, Finish};
 use crate::routes::apply::{self, Plan, Step};
 use crate::routes::{
-    downloads, files_api, health, openapi, preflight, put, upload, AdminRoute, Route,
+    downloads, files_api, health, openapi, preflight, put, store, upload, AdminRoute, Route,
 };
 use crate::state::AppState;
 
@@ -416,12 +416,20 @@ async fn serve(
         return apply::finish_body(&parts, &mut body, &ctl, finish, ex).await;
     }
     let normal = match &route {
-        Route::Upload => {
-            let finish = upload::receive(state, &parts, &mut body, &ctl, plan, ex).await;
-            return apply::finish_body(&parts, &mut body, &ctl, finish, ex).await;
-        }
-        Route::Put { .. } => {
-            let finish = put::receive(state, &parts, &mut body, &ctl, plan, ex).await;
+        Route::Upload | Route::Put { .. } => {
+            let request = store::Incoming {
+                state,
+                parts: &parts,
+                body: &mut body,
+                ctl: &ctl,
+                plan,
+                ex,
+            };
+            let finish = if route == Route::Upload {
+                upload::receive(request).await
+            } else {
+                put::receive(request).await
+            };
             return apply::finish_body(&parts, &mut body, &ctl, finish, ex).await;
         }
         Route::CreateFiles => {
