@@ -164,6 +164,9 @@ struct Uploads {
     by_id: BTreeMap<String, Arc<UploadRecord>>,
     /// sha256 → the `file_uuid` of the first upload stored with it.
     by_sha256: BTreeMap<Box<str>, Box<str>>,
+    /// The sum of `order`'s sizes, kept as records come and go, so that a
+    /// metrics scrape does not walk every record under the lock.
+    bytes: u64,
 }
 
 impl Files {
@@ -180,6 +183,7 @@ impl Files {
         }
         let duplicate_of = record.duplicate_of.as_deref().map(str::to_owned);
         let record = Arc::new(record);
+        inner.bytes = inner.bytes.saturating_add(record.size);
         inner.order.push(Arc::clone(&record));
         inner.by_id.insert(record.target.file_uuid.clone(), record);
         duplicate_of
@@ -188,8 +192,7 @@ impl Files {
     /// How many files are stored, and their bytes.
     pub(crate) fn totals(&self) -> (usize, u64) {
         let uploads = lock(&self.inner);
-        let bytes = uploads.order.iter().map(|r| r.size).sum();
-        (uploads.order.len(), bytes)
+        (uploads.order.len(), uploads.bytes)
     }
 
     pub(crate) fn get(&self, file_uuid: &str) -> Option<Arc<UploadRecord>> {
@@ -206,6 +209,7 @@ impl Files {
         let mut inner = lock(&self.inner);
         let record = inner.by_id.remove(file_uuid)?;
         inner.order.retain(|r| !Arc::ptr_eq(r, &record));
+        inner.bytes = inner.bytes.saturating_sub(record.size);
         // A later upload of the same bytes is no duplicate of a removed file.
         if inner
             .by_sha256
@@ -229,6 +233,7 @@ impl Files {
             order,
             by_id,
             by_sha256,
+            bytes: _,
         } = std::mem::take(&mut *lock(&self.inner));
         drop((by_id, by_sha256));
         order
@@ -302,5 +307,26 @@ mod tests {
         assert_eq!(ids(&index.take_all()), stored);
         assert!(index.snapshot().is_empty());
         assert!(index.get(&stored[10]).is_none());
+    }
+
+    #[test]
+    fn the_totals_follow_inserts_removes_and_take_all() {
+        let index = Files::default();
+        for (i, size) in [10u64, 200, 3000].into_iter().enumerate() {
+            let mut r = record(format!("f{i}"));
+            r.size = size;
+            index.insert(r);
+        }
+        assert_eq!(index.totals(), (3, 3210));
+        assert!(index.remove("f1").is_some());
+        assert_eq!(index.totals(), (2, 3010));
+        assert!(index.remove("f1").is_none());
+        assert_eq!(index.totals(), (2, 3010));
+        index.take_all();
+        assert_eq!(index.totals(), (0, 0));
+        let mut r = record("again".into());
+        r.size = 7;
+        index.insert(r);
+        assert_eq!(index.totals(), (1, 7));
     }
 }

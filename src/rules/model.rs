@@ -923,6 +923,24 @@ mod tests {
         serde_json::from_str::<Rule>(json).map_err(|e| e.to_string())
     }
 
+    /// `RouteName::as_str` (the metrics' `route` label, which must not
+    /// allocate) spells each name as serde does, for every name the schema
+    /// lists (another test keeps the schema and the serde model in step).
+    #[test]
+    fn each_route_names_label_is_its_serde_name() {
+        let schema: Value = serde_json::from_str(crate::rules::schema::SCHEMA).unwrap();
+        let names = schema
+            .pointer("/$defs/match/properties/route/enum")
+            .and_then(Value::as_array)
+            .expect("the schema's route names");
+        assert!(!names.is_empty());
+        for name in names {
+            let route: RouteName = serde_json::from_value(name.clone()).unwrap();
+            assert_eq!(Some(route.as_str()), name.as_str());
+            assert_eq!(serde_json::to_value(route).unwrap(), *name);
+        }
+    }
+
     #[test]
     fn waits_are_milliseconds_or_relative_to_the_read_timeout() {
         let wait = |json: &str| serde_json::from_str::<Wait>(json).map_err(|e| e.to_string());
