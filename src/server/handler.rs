@@ -1,19 +1,18 @@
 //! Every request goes through [`handle`]: request id, the route table
 //! (`crate::routes`), the request phase and the route's handler, then the
 //! answer is delayed, truncated or replaced by a network fault as the rules
-//! decided, granted to the web page that asked if `--cors-origin` allows it
+//! decided ([`super::carry_out`]), granted to the web page that asked if `--cors-origin` allows it
 //! (`crate::cors`), logged and journaled (admin requests are logged, not
 //! journaled, and never granted).
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::{Map, Value};
 
+use super::carry_out;
 use super::conn::ConnHandle;
 use crate::error::ApiError;
 use crate::http_util::{new_request_id, rfc3339, ResponseBody};
@@ -148,11 +147,8 @@ pub(crate) async fn handle(
         finish => finish,
     };
 
-    if ex.delay_ms > 0 {
-        tokio::time::sleep(std::time::Duration::from_millis(ex.delay_ms)).await;
-    }
-    match finish {
-        Finish::Answer(answer) => {
+    match carry_out::carry_out(finish, ex.delay_ms, &conn).await {
+        Ok(answer) => {
             let truncate = answer.truncate;
             let error_code = answer.error_code();
             if let Some(record) = &mut flight.record {
@@ -165,30 +161,15 @@ pub(crate) async fn handle(
             }
             flight.set_status(response.status().as_u16());
             if truncate {
-                response = truncated(response).await;
+                response = carry_out::truncated(response).await;
             }
             Ok(response)
         }
-        Finish::Reset => {
-            conn.reset_on_close();
-            Err(Abort("reset"))
-        }
-        Finish::Hang(for_ms) => {
-            let wait = async {
-                match for_ms {
-                    Some(ms) => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                () = wait => {}
-                () = conn.closed_by_peer() => {}
+        Err(ended) => {
+            if ended == carry_out::Ended::ClientGone {
+                flight.ex.cut = true;
             }
-            Err(Abort("hang"))
-        }
-        Finish::ClientGone => {
-            flight.ex.cut = true;
-            Err(Abort("client closed the connection"))
+            Err(ended.abort())
         }
     }
     // `flight` is dropped here, or earlier if hyper drops this future because
@@ -326,56 +307,6 @@ fn log_line(
         fault = fault.unwrap_or("-"),
         "request"
     );
-}
-
-/// Sends the status and headers with the full Content-Length, then half the
-/// body, then fails. The body streams through: a file's bytes are not held.
-async fn truncated(response: Response<ResponseBody>) -> Response<ResponseBody> {
-    use http_body::Body as _;
-    let (mut parts, body) = response.into_parts();
-    let declared = parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let (total, body) = match declared.or_else(|| body.size_hint().exact()) {
-        Some(total) => (total, body),
-        // A body of unknown length (none of ours) is measured first.
-        None => {
-            let bytes = body
-                .collect()
-                .await
-                .map(|c| c.to_bytes())
-                .unwrap_or_default();
-            (bytes.len() as u64, crate::http_util::full(bytes))
-        }
-    };
-    parts
-        .headers
-        .insert(http::header::CONTENT_LENGTH, HeaderValue::from(total));
-    let half = futures_util::stream::unfold((body, total / 2), |(mut body, left)| async move {
-        if left == 0 {
-            return None;
-        }
-        let mut data = body.frame().await?.ok()?.into_data().ok()?;
-        if data.len() as u64 > left {
-            data.truncate(left as usize);
-        }
-        let left = left - data.len() as u64;
-        Some((Ok(http_body::Frame::data(data)), (body, left)))
-    });
-    // hyper flushes what it has buffered only when the body is pending: wait
-    // a moment between the half and the failure, or the half is dropped
-    // unsent along with the head.
-    let failure = futures_util::stream::once(async {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        Err::<http_body::Frame<Bytes>, crate::http_util::BoxError>(
-            "truncated by a fault rule".into(),
-        )
-    });
-    let body =
-        http_body_util::StreamBody::new(futures_util::StreamExt::chain(half, failure)).boxed();
-    Response::from_parts(parts, body)
 }
 
 /// A request for an emulated route (or the 404 / 405 the table gave it):

@@ -6,6 +6,7 @@
 //! request: routed by `crate::routes`, then finished, logged and journaled).
 
 mod builder;
+pub(crate) mod carry_out;
 pub(crate) mod conn;
 pub(crate) mod handler;
 pub(crate) mod run;
