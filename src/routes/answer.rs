@@ -27,14 +27,13 @@ pub(crate) struct Exchange {
     pub(crate) upload: Option<StoredUpload>,
     /// What was seen of the file, stored or not (see [`FileSeen`]).
     pub(crate) file_seen: Option<FileSeen>,
-    pub(crate) delay_ms: u64,
     pub(crate) body_bytes: u64,
     /// The client's body ended before its framing said it would.
     pub(crate) cut: bool,
     /// The read timeout the client announced (`x-stainless-read-timeout`), in ms.
     pub(crate) read_timeout_ms: Option<u64>,
-    /// A fired rule's verdict on the processing of the file this request stores.
-    pub(crate) processing: Option<crate::rules::model::Processing>,
+    /// What the rules decided for this request.
+    pub(crate) effects: super::apply::Effects,
     /// What the rules saw, for the near misses.
     pub(crate) seen: crate::rules::near_miss::Seen,
     /// A web page's request (it sent `Origin`): its origin, whether it may

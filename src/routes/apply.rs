@@ -16,22 +16,34 @@ use super::answer::{prefer_code, prefer_error, rule_error, Answer, Exchange, Fin
 use super::{Access, Route};
 use crate::request::body::{BodyControl, BodyFailure, UploadBody};
 use crate::request::{DRAIN_MAX_BYTES, DRAIN_MAX_TIME};
-use crate::rules::model::{Action, Fault, Phase, RouteName};
+use crate::rules::model::{Action, Fault, Phase, Processing, RouteName};
 use crate::rules::{Decision, RequestFacts};
 use crate::state::AppState;
 
-/// What the rules decided so far for a request.
+/// What the rules decided for a request, one value gathered as rules fire
+/// at each phase ([`apply`]) and kept in the request's `Exchange`: the route
+/// reads it to shape its answer and to keep or discard a file, and
+/// `server::carry_out` carries out the rest once the route has answered.
+/// (A throttle and a `reset` after N bytes act on the body while it is
+/// read, so they go to the body's `BodyControl` instead.)
 #[derive(Debug, Default)]
-pub(crate) struct Plan {
+pub(crate) struct Effects {
     /// Whether rules are consulted (not for `Prefer: code=200`).
     pub(crate) rules_apply: bool,
+    /// Wait this long before answering: the longest `delay_ms` of the rules
+    /// that fired.
+    pub(crate) delay_ms: u64,
     /// A respond rule whose answer is given once the route has answered.
     pub(crate) deferred: Option<Decision>,
+    /// Send half the answer's body under its full length, then close.
     pub(crate) truncate: bool,
+    /// Keep the file even though the client is not told it succeeded.
     pub(crate) keep_upload: bool,
+    /// A fired rule's verdict on the processing of the file this request stores.
+    pub(crate) processing: Option<Processing>,
 }
 
-impl Plan {
+impl Effects {
     /// The route's answer as the deferred `respond` rule, if any, shapes it;
     /// marked for truncation if a rule said so.
     pub(crate) fn shape(&self, normal: Answer) -> Answer {
@@ -79,7 +91,6 @@ pub(crate) fn request_phase(
     route: &Route,
     parts: &Parts,
     ctl: &BodyControl,
-    plan: &mut Plan,
     ex: &mut Exchange,
 ) -> Step {
     let prefer = match route.documented_statuses() {
@@ -88,20 +99,20 @@ pub(crate) fn request_phase(
     };
     match prefer {
         Err(err) => return Step::Stop(Finish::Answer(Answer::error(err))),
-        Ok(Some(200)) => plan.rules_apply = false,
+        Ok(Some(200)) => ex.effects.rules_apply = false,
         Ok(Some(code)) => return Step::Stop(Finish::Answer(Answer::error(prefer_error(code)))),
         Ok(None) => {
             // The admin API takes no rules.
             let Some(name) = route.rule_name() else {
                 return Step::Continue;
             };
-            plan.rules_apply = true;
+            ex.effects.rules_apply = true;
             let decision = state.rules.decide_seen(
                 Phase::Request,
                 &facts(name, parts, &ex.query),
                 Some(&mut ex.seen),
             );
-            if let Step::Stop(finish) = apply(decision, plan, ctl, ex, Phase::Request) {
+            if let Step::Stop(finish) = apply(decision, ctl, ex, Phase::Request) {
                 return Step::Stop(finish);
             }
         }
@@ -117,7 +128,6 @@ pub(crate) fn request_phase(
 /// Carries out the rule that fired at `phase`, if one did.
 pub(crate) fn apply(
     decision: Option<Decision>,
-    plan: &mut Plan,
     ctl: &BodyControl,
     ex: &mut Exchange,
     phase: Phase,
@@ -127,10 +137,13 @@ pub(crate) fn apply(
     };
     let rule = Arc::clone(&decision.rule);
     ex.rule = Some(decision.id.clone());
-    ex.delay_ms = ex.delay_ms.max(rule.delay_ms.millis(ex.read_timeout_ms));
-    plan.keep_upload |= rule.keep_upload;
+    let effects = &mut ex.effects;
+    effects.delay_ms = effects
+        .delay_ms
+        .max(rule.delay_ms.millis(ex.read_timeout_ms));
+    effects.keep_upload |= rule.keep_upload;
     if rule.processing.is_some() {
-        ex.processing = rule.processing.clone();
+        effects.processing = rule.processing.clone();
     }
     if let Some(rate) = rule.throttle_bytes_per_sec {
         ctl.set_throttle(rate);
@@ -139,7 +152,7 @@ pub(crate) fn apply(
         Action::Pass => Step::Continue,
         Action::Respond(respond) => {
             if respond.status.is_success() || rule.keep_upload || phase == Phase::Complete {
-                plan.deferred = Some(decision);
+                ex.effects.deferred = Some(decision);
                 Step::Continue
             } else {
                 Step::Stop(Finish::Answer(Answer::error(rule_error(respond))))
@@ -163,7 +176,7 @@ pub(crate) fn apply(
                     Step::Stop(Finish::Hang(for_ms.map(|w| w.millis(ex.read_timeout_ms))))
                 }
                 Fault::Truncate => {
-                    plan.truncate = true;
+                    ex.effects.truncate = true;
                     Step::Continue
                 }
             }

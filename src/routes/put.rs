@@ -159,7 +159,7 @@ impl<S: Source> Source for Md5Tap<S> {
 /// Receives the body of a PUT to a presigned URL whose request phase has
 /// passed. `file_uuid` and `name` are the URL's (the name percent-encoded).
 pub(crate) async fn receive(request: store::Incoming<'_>) -> Finish {
-    let (state, parts, body, ctl, mut plan, ex) = request.into_parts();
+    let (state, parts, body, ctl, ex) = request.into_parts();
     let headers = &parts.headers;
     let content_type = headers
         .get(http::header::CONTENT_TYPE)
@@ -193,10 +193,10 @@ pub(crate) async fn receive(request: store::Incoming<'_>) -> Finish {
 
     // Journaled whatever happens next (see `FileSeen`).
     ex.file_seen = Some(FileSeen::new(&target.name, &target.content_type));
-    if plan.rules_apply {
+    if ex.effects.rules_apply {
         let query = ex.query.clone();
         let decision = decide(state, parts, Phase::Upload, &target, None, &query, ex);
-        if let Step::Stop(finish) = apply::apply(decision, &mut plan, ctl, ex, Phase::Upload) {
+        if let Step::Stop(finish) = apply::apply(decision, ctl, ex, Phase::Upload) {
             return finish;
         }
     }
@@ -232,7 +232,7 @@ pub(crate) async fn receive(request: store::Incoming<'_>) -> Finish {
     }
     let etag = etag_of(md5, &file.record().sha256);
 
-    let decision = if plan.rules_apply {
+    let decision = if ex.effects.rules_apply {
         let target = file.target().clone();
         let query = ex.query.clone();
         let size = Some(file.size);
@@ -246,7 +246,7 @@ pub(crate) async fn receive(request: store::Incoming<'_>) -> Finish {
     }
     let normal = Answer::body(StatusCode::OK, answer_headers, crate::http_util::empty());
     let keep = async |file: FinishedFile, ex: &mut Exchange| keep(state, file, ex).await;
-    store::conclude(file, decision, normal, keep, &mut plan, ctl, ex).await
+    store::conclude(file, decision, normal, keep, ctl, ex).await
 }
 
 /// Where the bytes go: as announced by `POST /v2/files`, with the PUT's
@@ -310,7 +310,7 @@ async fn keep(state: &AppState, file: FinishedFile, ex: &mut Exchange) -> Result
             "The file this URL was made for was deleted while it was being uploaded.",
         ));
     }
-    let stored = store::keep(state, file, true, ex.processing.take())
+    let stored = store::keep(state, file, true, ex.effects.processing.take())
         .await
         .map_err(|err| ApiError::storage(&err))?;
     ex.upload = Some(stored);

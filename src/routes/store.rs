@@ -25,7 +25,7 @@ use crate::state::AppState;
 use crate::storage::{FinishedFile, StorageError, StoredUpload, Target};
 
 use super::answer::{Answer, Exchange, Finish};
-use super::apply::{self, Plan, Step};
+use super::apply::{self, Step};
 
 /// A request whose body a route receives and stores, its request phase
 /// passed: what the route's handler is given.
@@ -34,8 +34,6 @@ pub(crate) struct Incoming<'a> {
     pub(crate) parts: &'a Parts,
     pub(crate) body: &'a mut UploadBody,
     pub(crate) ctl: &'a BodyControl,
-    /// What the rules decided so far.
-    pub(crate) plan: Plan,
     /// What the journal records of the request.
     pub(crate) ex: &'a mut Exchange,
 }
@@ -50,7 +48,6 @@ impl<'a> Incoming<'a> {
         &'a Parts,
         &'a mut UploadBody,
         &'a BodyControl,
-        Plan,
         &'a mut Exchange,
     ) {
         let Incoming {
@@ -58,10 +55,9 @@ impl<'a> Incoming<'a> {
             parts,
             body,
             ctl,
-            plan,
             ex,
         } = self;
-        (state, parts, body, ctl, plan, ex)
+        (state, parts, body, ctl, ex)
     }
 }
 
@@ -95,12 +91,11 @@ pub(crate) async fn conclude(
     decision: Option<Decision>,
     normal: Answer,
     keep: impl AsyncFnOnce(FinishedFile, &mut Exchange) -> Result<(), ApiError>,
-    plan: &mut Plan,
     ctl: &BodyControl,
     ex: &mut Exchange,
 ) -> Finish {
-    if let Step::Stop(finish) = apply::apply(decision, plan, ctl, ex, Phase::Complete) {
-        if plan.keep_upload && matches!(finish, Finish::Reset | Finish::Hang(_)) {
+    if let Step::Stop(finish) = apply::apply(decision, ctl, ex, Phase::Complete) {
+        if ex.effects.keep_upload && matches!(finish, Finish::Reset | Finish::Hang(_)) {
             // Stored, then the fault is carried out.
             if let Err(err) = keep(file, ex).await {
                 return Finish::Answer(Answer::error(err));
@@ -115,9 +110,9 @@ pub(crate) async fn conclude(
         file.discard().await;
         return Finish::Reset;
     }
-    let reply = plan.shape(normal);
-    let client_sees_success = reply.status.is_success() && !plan.truncate;
-    if !(client_sees_success || plan.keep_upload) {
+    let reply = ex.effects.shape(normal);
+    let client_sees_success = reply.status.is_success() && !ex.effects.truncate;
+    if !(client_sees_success || ex.effects.keep_upload) {
         file.discard().await;
         return Finish::Answer(reply);
     }

@@ -47,13 +47,14 @@ struct Received {
     file: FinishedFile,
 }
 
-/// Receives one upload whose request phase has passed (`plan`: what the
-/// rules decided so far); the exchange gathers what the journal records.
+/// Receives one upload whose request phase has passed; the exchange holds
+/// what the rules decided so far (`ex.effects`) and gathers what the
+/// journal records.
 pub(crate) async fn receive(request: store::Incoming<'_>) -> Finish {
-    let (state, parts, body, ctl, mut plan, ex) = request.into_parts();
+    let (state, parts, body, ctl, ex) = request.into_parts();
     let query = ex.query.clone();
     let headers = &parts.headers;
-    let rules_apply = plan.rules_apply;
+    let rules_apply = ex.effects.rules_apply;
     let boundary = match boundary(headers) {
         Ok(b) => b,
         Err(err) => return Finish::Answer(Answer::error(err)),
@@ -96,9 +97,7 @@ pub(crate) async fn receive(request: store::Incoming<'_>) -> Finish {
             if rules_apply {
                 let part = Some((raw_filename.as_str(), content_type.as_str()));
                 let decision = decide(state, parts, Phase::Upload, &query, part, None, ex);
-                if let Step::Stop(finish) =
-                    apply::apply(decision, &mut plan, ctl, ex, Phase::Upload)
-                {
+                if let Step::Stop(finish) = apply::apply(decision, ctl, ex, Phase::Upload) {
                     return finish;
                 }
             }
@@ -143,13 +142,13 @@ pub(crate) async fn receive(request: store::Incoming<'_>) -> Finish {
     };
     let normal = answer(&state.upload_of(&received.file.record()));
     let keep = async |file: FinishedFile, ex: &mut Exchange| {
-        let stored = store::keep(state, file, false, ex.processing.take())
+        let stored = store::keep(state, file, false, ex.effects.processing.take())
             .await
             .map_err(|err| ApiError::storage(&err))?;
         ex.upload = Some(stored);
         Ok(())
     };
-    store::conclude(received.file, decision, normal, keep, &mut plan, ctl, ex).await
+    store::conclude(received.file, decision, normal, keep, ctl, ex).await
 }
 
 /// The rule that fires at `phase` for this upload, given what is known so far:

@@ -20,7 +20,7 @@ use crate::journal::{parse_query, RequestRecord};
 use crate::redact::record_headers;
 use crate::request::body::UploadBody;
 use crate::routes::answer::{Abort, Answer, Exchange, Finish};
-use crate::routes::apply::{self, Plan, Step};
+use crate::routes::apply::{self, Step};
 use crate::routes::{
     downloads, files_api, health, openapi, preflight, put, store, upload, AdminRoute, Route,
 };
@@ -147,7 +147,7 @@ pub(crate) async fn handle(
         finish => finish,
     };
 
-    match carry_out::carry_out(finish, ex.delay_ms, &conn).await {
+    match carry_out::carry_out(finish, ex.effects.delay_ms, &conn).await {
         Ok(answer) => {
             let truncate = answer.truncate;
             let error_code = answer.error_code();
@@ -342,8 +342,7 @@ async fn serve(
             return apply::finish_body(&parts, &mut body, &ctl, finish, ex).await;
         }
     }
-    let mut plan = Plan::default();
-    if let Step::Stop(finish) = apply::request_phase(state, &route, &parts, &ctl, &mut plan, ex) {
+    if let Step::Stop(finish) = apply::request_phase(state, &route, &parts, &ctl, ex) {
         return apply::finish_body(&parts, &mut body, &ctl, finish, ex).await;
     }
     let normal = match &route {
@@ -353,7 +352,6 @@ async fn serve(
                 parts: &parts,
                 body: &mut body,
                 ctl: &ctl,
-                plan,
                 ex,
             };
             let finish = if route == Route::Upload {
@@ -364,7 +362,9 @@ async fn serve(
             return apply::finish_body(&parts, &mut body, &ctl, finish, ex).await;
         }
         Route::CreateFiles => {
-            let answer = plan.shape(files_api::create(state, &mut body, &ctl).await);
+            let answer = ex
+                .effects
+                .shape(files_api::create(state, &mut body, &ctl).await);
             return apply::finish_body(&parts, &mut body, &ctl, Finish::Answer(answer), ex).await;
         }
         Route::ListFiles => files_api::list(state, &ex.query).await,
@@ -399,6 +399,6 @@ async fn serve(
         }
         Route::Admin(_) => Answer::error(ApiError::internal("the admin API is served apart")),
     };
-    let answer = plan.shape(normal);
+    let answer = ex.effects.shape(normal);
     apply::after_body(&parts, &mut body, &ctl, answer, ex).await
 }
