@@ -252,7 +252,7 @@ fn the_committed_schema_is_what_aymara_mock_schema_prints() {
     let committed = std::fs::read(fixture!("schema.json")).expect("fixtures/schema.json");
     assert!(
         committed == out.stdout,
-        "fixtures/schema.json is stale: run `cargo run -q -- schema > fixtures/schema.json`"
+        "`aymara-mock schema` must print fixtures/schema.json, which it compiles in"
     );
 }
 
