@@ -4,7 +4,7 @@ use crate::storage::{is_storage_full, StorageError};
 use bytes::Bytes;
 use http::header::HeaderName;
 use http::{HeaderValue, Response, StatusCode};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::http_util::{full, ResponseBody};
 
@@ -69,10 +69,6 @@ pub(crate) struct ApiError {
     pub details: Box<Value>,
     /// Extra response headers (`Allow`, `Retry-After`, `Connection`, …).
     pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// Replaces the envelope entirely (a rule's `body`).
-    pub body_override: Option<Box<Value>>,
-    /// Shallow-merged into the envelope (a rule's `merge`).
-    pub merge: Option<Box<Map<String, Value>>>,
     /// Rendered as S3 renders its errors (an XML `<Error>`), not as the
     /// envelope: the answers of presigned upload URLs.
     pub(crate) s3_xml: bool,
@@ -87,8 +83,6 @@ impl ApiError {
             message: message.into(),
             details: Box::new(json!({})),
             headers: Vec::new(),
-            body_override: None,
-            merge: None,
             s3_xml: false,
         }
     }
@@ -203,10 +197,7 @@ impl ApiError {
 
     /// The JSON body this error renders to, for `request_id`.
     pub(crate) fn body(&self, request_id: &str) -> Value {
-        if let Some(body) = &self.body_override {
-            return (**body).clone();
-        }
-        let mut envelope = json!({
+        json!({
             "error": {
                 "code": self.code,
                 "message": self.message,
@@ -214,13 +205,7 @@ impl ApiError {
                 "details": self.details,
             },
             "request_id": request_id,
-        });
-        if let (Some(merge), Some(obj)) = (&self.merge, envelope.as_object_mut()) {
-            for (k, v) in merge.iter() {
-                obj.insert(k.clone(), v.clone());
-            }
-        }
-        envelope
+        })
     }
 
     /// Renders the envelope (or S3's XML) as an HTTP response.
@@ -351,16 +336,5 @@ mod tests {
         assert_eq!(kept.code, "SlowDown");
         assert_eq!(ApiError::internal("x").in_s3_xml().code, "InternalError");
         assert_eq!(xml_escape("a<b&'\""), "a&lt;b&amp;&apos;&quot;");
-    }
-
-    #[test]
-    fn merge_overrides_top_level_fields_only() {
-        let mut err = ApiError::new(StatusCode::BAD_REQUEST, "x");
-        let mut merge = Map::new();
-        merge.insert("extra".into(), json!(1));
-        err.merge = Some(Box::new(merge));
-        let body = err.body("r");
-        assert_eq!(body["extra"], 1);
-        assert_eq!(body["error"]["code"], "validation.invalid_request");
     }
 }

@@ -4,7 +4,7 @@
 //! Routes import this module, never the dispatcher that calls them.
 
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::error::{default_error_code, default_error_message, json_response, ApiError};
 use crate::files::ingest::Failure;
@@ -75,8 +75,66 @@ impl From<Failure> for Finish {
 #[allow(clippy::large_enum_variant, reason = "one per request")]
 enum Payload {
     Error(ApiError),
+    Template(Template),
     Json(Value),
     Body(ResponseBody),
+}
+
+/// A `respond` rule's error answer: the envelope of the rule's status,
+/// `code`, `message` and `details` (an [`ApiError`], which also carries the
+/// rule's headers), which the rule's `body` replaces or its `merge` is
+/// shallow-merged into. The emulator's own errors are plain `ApiError`s;
+/// a rule's template is kept apart from them.
+#[derive(Debug)]
+struct Template {
+    error: ApiError,
+    /// Replaces the whole envelope.
+    body: Option<Value>,
+    /// Shallow-merged into the envelope.
+    merge: Option<Map<String, Value>>,
+}
+
+impl Template {
+    /// The JSON body for `request_id`.
+    fn body(&self, request_id: &str) -> Value {
+        if let Some(body) = &self.body {
+            return body.clone();
+        }
+        let mut envelope = self.error.body(request_id);
+        if let (Some(merge), Some(obj)) = (&self.merge, envelope.as_object_mut()) {
+            for (k, v) in merge {
+                obj.insert(k.clone(), v.clone());
+            }
+        }
+        envelope
+    }
+
+    /// The `error.code` the client is sent (`body` or `merge` may replace it).
+    fn error_code(&self) -> Option<String> {
+        let code_of = |error: &Value| error.get("code")?.as_str().map(str::to_owned);
+        if self.error.s3_xml {
+            return Some(self.error.code.clone());
+        }
+        if let Some(body) = &self.body {
+            return body.get("error").and_then(code_of);
+        }
+        match self.merge.as_ref().and_then(|merge| merge.get("error")) {
+            Some(error) => code_of(error),
+            None => Some(self.error.code.clone()),
+        }
+    }
+
+    fn into_response(self, request_id: &str) -> Response<ResponseBody> {
+        if self.error.s3_xml {
+            // S3's XML has no place for a JSON body or merge.
+            return self.error.into_response(request_id);
+        }
+        let mut response = json_response(self.error.status, &self.body(request_id));
+        for (name, value) in &self.error.headers {
+            response.headers_mut().insert(name.clone(), value.clone());
+        }
+        response
+    }
 }
 
 /// An answer to send.
@@ -124,9 +182,14 @@ impl Answer {
 
     /// An error answer rendered as S3's XML (the answers of presigned URLs).
     pub(crate) fn in_s3_xml(mut self) -> Self {
-        if let Payload::Error(err) = self.payload {
-            self.payload = Payload::Error(err.in_s3_xml());
-        }
+        self.payload = match self.payload {
+            Payload::Error(err) => Payload::Error(err.in_s3_xml()),
+            Payload::Template(mut template) => {
+                template.error = template.error.in_s3_xml();
+                Payload::Template(template)
+            }
+            other => other,
+        };
         self
     }
 
@@ -134,19 +197,10 @@ impl Answer {
     /// `body` or `merge` may replace it), S3's code for its XML; `None` for
     /// an answer that is not an error envelope.
     pub(crate) fn error_code(&self) -> Option<String> {
-        let Payload::Error(err) = &self.payload else {
-            return None;
-        };
-        if err.s3_xml {
-            return Some(err.code.clone());
-        }
-        let code_of = |error: &Value| error.get("code")?.as_str().map(str::to_owned);
-        if let Some(body) = err.body_override.as_deref() {
-            return body.get("error").and_then(code_of);
-        }
-        match err.merge.as_deref().and_then(|merge| merge.get("error")) {
-            Some(error) => code_of(error),
-            None => Some(err.code.clone()),
+        match &self.payload {
+            Payload::Error(err) => Some(err.code.clone()),
+            Payload::Template(template) => template.error_code(),
+            Payload::Json(_) | Payload::Body(_) => None,
         }
     }
 
@@ -158,6 +212,7 @@ impl Answer {
     pub(crate) fn into_response(self, request_id: &str) -> Response<ResponseBody> {
         let mut response = match self.payload {
             Payload::Error(err) => err.into_response(request_id),
+            Payload::Template(template) => template.into_response(request_id),
             Payload::Json(value) => json_response(self.status, &value),
             Payload::Body(body) => {
                 let mut r = Response::new(body);
@@ -226,11 +281,11 @@ pub(crate) fn prefer_error(code: u16) -> ApiError {
     ApiError::new(status, default_error_message(code))
 }
 
-/// The error a `respond` rule answers with.
-pub(crate) fn rule_error(respond: &Respond) -> ApiError {
+/// The error answer of a `respond` rule (its status is not a success).
+pub(crate) fn rule_answer(respond: &Respond) -> Answer {
     let code = respond.status.code();
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut err = ApiError::new(
+    let mut error = ApiError::new(
         status,
         respond
             .message
@@ -244,19 +299,28 @@ pub(crate) fn rule_error(respond: &Respond) -> ApiError {
             .unwrap_or_else(|| default_error_code(code).to_owned()),
     );
     if let Some(details) = &respond.details {
-        err = err.with_details(details.clone());
+        error = error.with_details(details.clone());
     }
-    err.body_override = respond.body.clone().map(Box::new);
-    err.merge = respond.merge.clone().map(Box::new);
     for (name, value) in respond.headers.iter() {
         if let (Ok(n), Ok(v)) = (
             http::HeaderName::try_from(name),
             HeaderValue::try_from(value),
         ) {
-            err.headers.push((n, v));
+            error.headers.push((n, v));
         }
     }
-    err
+    let template = Template {
+        error,
+        body: respond.body.clone(),
+        merge: respond.merge.clone(),
+    };
+    Answer {
+        status,
+        headers: HeaderMap::new(),
+        payload: Payload::Template(template),
+        close: false,
+        truncate: false,
+    }
 }
 
 /// A `respond` rule applied to what the route would have answered
@@ -267,7 +331,7 @@ pub(crate) fn rule_error(respond: &Respond) -> ApiError {
 /// taken as `{}`).
 pub(crate) fn shape(respond: &Respond, normal: Answer) -> Answer {
     if !respond.status.is_success() {
-        return Answer::error(rule_error(respond));
+        return rule_answer(respond);
     }
     let status = StatusCode::from_u16(respond.status.code()).unwrap_or(StatusCode::OK);
     let Answer {
@@ -279,10 +343,21 @@ pub(crate) fn shape(respond: &Respond, normal: Answer) -> Answer {
     } = normal;
     let payload = match (&respond.body, &respond.merge, payload) {
         (Some(body), _, _) => Payload::Json(body.clone()),
-        (None, Some(merge), Payload::Error(mut err)) => {
-            err.status = status;
-            err.merge = Some(Box::new(merge.clone()));
-            Payload::Error(err)
+        (None, Some(merge), Payload::Error(mut error)) => {
+            error.status = status;
+            Payload::Template(Template {
+                error,
+                body: None,
+                merge: Some(merge.clone()),
+            })
+        }
+        (None, Some(merge), Payload::Template(mut template)) => {
+            template.error.status = status;
+            template
+                .merge
+                .get_or_insert_with(Map::new)
+                .extend(merge.iter().map(|(k, v)| (k.clone(), v.clone())));
+            Payload::Template(template)
         }
         (None, Some(merge), payload) => {
             let mut obj = match payload {
@@ -297,6 +372,10 @@ pub(crate) fn shape(respond: &Respond, normal: Answer) -> Answer {
         (None, None, Payload::Error(mut err)) => {
             err.status = status;
             Payload::Error(err)
+        }
+        (None, None, Payload::Template(mut template)) => {
+            template.error.status = status;
+            Payload::Template(template)
         }
         (None, None, payload) => payload,
     };
@@ -323,4 +402,55 @@ pub(crate) fn shape(respond: &Respond, normal: Answer) -> Answer {
         }
     }
     answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn respond(json: Value) -> Respond {
+        serde_json::from_value(json).expect("a respond")
+    }
+
+    fn body_of(answer: Answer) -> Value {
+        let Payload::Template(template) = answer.payload else {
+            panic!("a rule's error answer is a template");
+        };
+        template.body("r")
+    }
+
+    #[test]
+    fn a_rules_merge_overrides_top_level_fields_only() {
+        let answer = rule_answer(&respond(json!({"status": 400, "merge": {"extra": 1}})));
+        assert_eq!(
+            answer.error_code().as_deref(),
+            Some("validation.invalid_request")
+        );
+        let body = body_of(answer);
+        assert_eq!(body["extra"], 1);
+        assert_eq!(body["error"]["code"], "validation.invalid_request");
+        assert_eq!(body["request_id"], "r");
+    }
+
+    #[test]
+    fn a_rules_body_replaces_the_envelope_and_names_the_code_sent() {
+        let rule = respond(json!({"status": 429, "body": {"error": {"code": "slow.down"}}}));
+        let answer = rule_answer(&rule);
+        assert_eq!(answer.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(answer.error_code().as_deref(), Some("slow.down"));
+        assert_eq!(body_of(answer), json!({"error": {"code": "slow.down"}}));
+        let merged = rule_answer(&respond(
+            json!({"status": 503, "merge": {"error": {"code": "x"}}}),
+        ));
+        assert_eq!(merged.error_code().as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn an_emulator_error_is_its_own_envelope() {
+        let answer = Answer::error(ApiError::internal("boom"));
+        assert_eq!(
+            answer.error_code().as_deref(),
+            Some("server.internal_error")
+        );
+    }
 }

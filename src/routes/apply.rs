@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use http::request::Parts;
 
-use super::answer::{prefer_code, prefer_error, rule_error, Answer, Exchange, Finish};
+use super::answer::{prefer_code, prefer_error, rule_answer, Answer, Exchange, Finish};
 use super::{Access, Route};
 use crate::request::body::{BodyControl, BodyFailure, UploadBody};
 use crate::request::{DRAIN_MAX_BYTES, DRAIN_MAX_TIME};
@@ -155,7 +155,7 @@ pub(crate) fn apply(
                 ex.effects.deferred = Some(decision);
                 Step::Continue
             } else {
-                Step::Stop(Finish::Answer(Answer::error(rule_error(respond))))
+                Step::Stop(Finish::Answer(rule_answer(respond)))
             }
         }
         Action::Fault(fault) => {
