@@ -22,6 +22,12 @@ use crate::rules::RuleEngine;
 /// The `Content-Type` of the answer.
 pub(crate) const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
+/// Rules whose `matched` and `fired` a scrape itemizes, at most (the first
+/// loaded): a series per rule is what Prometheus warns against for
+/// unbounded sets, and 100k rules made each scrape ~12 MB of text. The rest
+/// are counted in `rules_not_itemized` (and in `rules`, `rules_never_fired`).
+const MAX_RULE_SERIES: usize = 1000;
+
 /// A request's labels: the route's name (a rule's `match.route`, or
 /// `admin`, `preflight`, `unrouted` for a path or method the table does not
 /// serve), its method and its status. Nothing in them is allocated: they are
@@ -175,13 +181,17 @@ impl Metrics {
 
         let matched = Family::<RuleLabels, Counter>::default();
         let fired = Family::<RuleLabels, Counter>::default();
-        let (mut loaded, mut never_fired) = (0_i64, 0_i64);
-        for rule in rules.list() {
+        let (mut loaded, mut never_fired, mut not_itemized) = (0_i64, 0_i64, 0_i64);
+        for (n, rule) in rules.list().into_iter().enumerate() {
+            loaded += 1;
+            never_fired += i64::from(rule.fired == 0);
+            if n >= MAX_RULE_SERIES {
+                not_itemized += 1;
+                continue;
+            }
             let labels = RuleLabels { rule: rule.id };
             matched.get_or_create(&labels).inc_by(rule.matched);
             fired.get_or_create(&labels).inc_by(rule.fired);
-            loaded += 1;
-            never_fired += i64::from(rule.fired == 0);
         }
         registry.register(
             "rule_matched",
@@ -194,6 +204,11 @@ impl Metrics {
             "rules_never_fired",
             "Rules loaded that have not fired yet",
             gauge(never_fired),
+        );
+        registry.register(
+            "rules_not_itemized",
+            "Rules loaded after the first 1000, whose counters rule_matched and rule_fired leave out",
+            gauge(not_itemized),
         );
 
         let (entries, bytes) = journal.usage();

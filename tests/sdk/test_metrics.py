@@ -107,3 +107,21 @@ def test_metrics_take_the_admin_token(aymara_mock_factory):
     response = httpx.get(f"{server.url}/metrics", headers={"authorization": "Bearer s3cret"})
     assert response.status_code == 200
     assert "aymara_mock_requests_total" in response.text
+
+
+def test_rule_series_stop_at_a_thousand_rules(start_mock):
+    """One series per rule is what Prometheus warns against for unbounded sets: past the first
+    1,000 rules loaded, rules are counted (rules, rules_never_fired, rules_not_itemized) but not
+    itemized."""
+    rules = [
+        {"id": f"r{i:04}", "match": {"headers": {"x-never": "sent"}}, "respond": {"status": 500}}
+        for i in range(1005)
+    ]
+    samples = scrape(start_mock(rules))
+    itemized = sorted(
+        dict(labels)["rule"] for name, labels in samples if name == "aymara_mock_rule_fired_total"
+    )
+    assert itemized == [f"r{i:04}" for i in range(1000)]
+    assert value(samples, "aymara_mock_rules") == 1005
+    assert value(samples, "aymara_mock_rules_never_fired") == 1005
+    assert value(samples, "aymara_mock_rules_not_itemized") == 5
