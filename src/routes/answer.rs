@@ -57,6 +57,31 @@ pub(crate) enum Finish {
     ClientGone,
 }
 
+/// An error answer.
+impl From<ApiError> for Finish {
+    fn from(err: ApiError) -> Self {
+        Finish::Answer(Answer::error(err))
+    }
+}
+
+/// An answer given as it is.
+impl From<Answer> for Finish {
+    fn from(answer: Answer) -> Self {
+        Finish::Answer(answer)
+    }
+}
+
+/// A handler's outcome: its answer (`Ok`) or another ending (`Err`, which
+/// may also be an error answer) alike.
+impl From<Result<Answer, Finish>> for Finish {
+    fn from(outcome: Result<Answer, Finish>) -> Self {
+        match outcome {
+            Ok(answer) => Finish::Answer(answer),
+            Err(finish) => finish,
+        }
+    }
+}
+
 /// What the client gets when the storing pipeline produced no file.
 impl From<Failure> for Finish {
     fn from(failure: Failure) -> Self {

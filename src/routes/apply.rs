@@ -98,9 +98,9 @@ pub(crate) fn request_phase(
         None => Ok(None),
     };
     match prefer {
-        Err(err) => return Step::Stop(Finish::Answer(Answer::error(err))),
+        Err(err) => return Step::Stop(err.into()),
         Ok(Some(200)) => ex.effects.rules_apply = false,
-        Ok(Some(code)) => return Step::Stop(Finish::Answer(Answer::error(prefer_error(code)))),
+        Ok(Some(code)) => return Step::Stop(prefer_error(code).into()),
         Ok(None) => {
             // The admin API takes no rules.
             let Some(name) = route.rule_name() else {
@@ -119,7 +119,7 @@ pub(crate) fn request_phase(
     }
     if route.access() == Access::ApiKey {
         if let Err(err) = crate::auth::check(&state.settings.auth, &parts.headers) {
-            return Step::Stop(Finish::Answer(Answer::error(err)));
+            return Step::Stop(err.into());
         }
     }
     Step::Continue

@@ -158,7 +158,7 @@ impl<S: Source> Source for Md5Tap<S> {
 
 /// Receives the body of a PUT to a presigned URL whose request phase has
 /// passed. `file_uuid` and `name` are the URL's (the name percent-encoded).
-pub(crate) async fn receive(request: store::Incoming<'_>) -> Finish {
+pub(crate) async fn receive(request: store::Incoming<'_>) -> Result<Answer, Finish> {
     let (state, parts, body, ctl, ex) = request.into_parts();
     let headers = &parts.headers;
     let content_type = headers
@@ -171,22 +171,22 @@ pub(crate) async fn receive(request: store::Incoming<'_>) -> Finish {
         content_type,
         SystemTime::now(),
     );
-    let file_uuid = match verified {
-        Ok(uuid) => uuid.to_string(),
-        Err(err) => return Finish::Answer(Answer::error(err.into())),
-    };
+    let file_uuid = verified.map_err(ApiError::from)?.to_string();
     if state.catalog.is_deleted(&file_uuid) {
-        return Finish::Answer(Answer::error(ApiError::s3(
+        return Err(ApiError::s3(
             StatusCode::FORBIDDEN,
             "AccessDenied",
             format!("The file {file_uuid} this URL was made for has been deleted."),
-        )));
+        )
+        .into());
     }
     let max = state.settings.max_upload_size;
     let declared = crate::http_util::content_length(headers);
     if let Some(len) = declared {
         if len > max {
-            return Finish::Answer(Answer::error(ApiError::payload_too_large(max)).closing());
+            return Err(Answer::error(ApiError::payload_too_large(max))
+                .closing()
+                .into());
         }
     }
     let target = target(state, parts, &file_uuid, content_type);
@@ -197,21 +197,15 @@ pub(crate) async fn receive(request: store::Incoming<'_>) -> Finish {
         let query = ex.query.clone();
         let decision = decide(state, parts, Phase::Upload, &target, None, &query, ex);
         if let Step::Stop(finish) = apply::apply(decision, ctl, ex, Phase::Upload) {
-            return finish;
+            return Err(finish);
         }
     }
-    let sent_md5 = match content_md5(headers) {
-        Ok(md5) => md5,
-        Err(err) => return Finish::Answer(Answer::error(err).closing()),
-    };
+    let sent_md5 = content_md5(headers).map_err(|err| Answer::error(err).closing())?;
     let mut source = Md5Tap {
         inner: RawBody(&mut *body),
         md5: Md5Sink::new(sent_md5.is_some(), declared, &state.md5_threads),
     };
-    let file = match store::receive(state, &mut source, target, ctl, ex).await {
-        Ok(file) => file,
-        Err(finish) => return finish,
-    };
+    let file = store::receive(state, &mut source, target, ctl, ex).await?;
     let md5 = source.md5.digest().await;
     if let Some(sent) = sent_md5 {
         let error = match md5 {
@@ -227,7 +221,7 @@ pub(crate) async fn receive(request: store::Incoming<'_>) -> Finish {
         };
         if let Some(err) = error {
             file.discard().await;
-            return Finish::Answer(Answer::error(err));
+            return Err(err.into());
         }
     }
     let etag = etag_of(md5, &file.record().sha256);

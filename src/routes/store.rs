@@ -93,33 +93,29 @@ pub(crate) async fn conclude(
     keep: impl AsyncFnOnce(FinishedFile, &mut Exchange) -> Result<(), ApiError>,
     ctl: &BodyControl,
     ex: &mut Exchange,
-) -> Finish {
+) -> Result<Answer, Finish> {
     if let Step::Stop(finish) = apply::apply(decision, ctl, ex, Phase::Complete) {
         if ex.effects.keep_upload && matches!(finish, Finish::Reset | Finish::Hang(_)) {
             // Stored, then the fault is carried out.
-            if let Err(err) = keep(file, ex).await {
-                return Finish::Answer(Answer::error(err));
-            }
+            keep(file, ex).await?;
         } else {
             file.discard().await;
         }
-        return finish;
+        return Err(finish);
     }
     // `reset` with `after_bytes` larger than the whole body: close once it is read.
     if ctl.reset_pending() {
         file.discard().await;
-        return Finish::Reset;
+        return Err(Finish::Reset);
     }
     let reply = ex.effects.shape(normal);
     let client_sees_success = reply.status.is_success() && !ex.effects.truncate;
     if !(client_sees_success || ex.effects.keep_upload) {
         file.discard().await;
-        return Finish::Answer(reply);
+        return Ok(reply);
     }
-    if let Err(err) = keep(file, ex).await {
-        return Finish::Answer(Answer::error(err));
-    }
-    Finish::Answer(reply)
+    keep(file, ex).await?;
+    Ok(reply)
 }
 
 /// Commits `file` to storage and makes it visible: in the index (replacing

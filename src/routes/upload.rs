@@ -50,19 +50,18 @@ struct Received {
 /// Receives one upload whose request phase has passed; the exchange holds
 /// what the rules decided so far (`ex.effects`) and gathers what the
 /// journal records.
-pub(crate) async fn receive(request: store::Incoming<'_>) -> Finish {
+pub(crate) async fn receive(request: store::Incoming<'_>) -> Result<Answer, Finish> {
     let (state, parts, body, ctl, ex) = request.into_parts();
     let query = ex.query.clone();
     let headers = &parts.headers;
     let rules_apply = ex.effects.rules_apply;
-    let boundary = match boundary(headers) {
-        Ok(b) => b,
-        Err(err) => return Finish::Answer(Answer::error(err)),
-    };
+    let boundary = boundary(headers)?;
     let max = state.settings.max_upload_size;
     if let Some(len) = crate::http_util::content_length(headers) {
         if len > max.saturating_add(FRAMING_ALLOWANCE) {
-            return Finish::Answer(Answer::error(ApiError::payload_too_large(max)).closing());
+            return Err(Answer::error(ApiError::payload_too_large(max))
+                .closing()
+                .into());
         }
     }
 
@@ -74,7 +73,7 @@ pub(crate) async fn receive(request: store::Incoming<'_>) -> Finish {
             let part = match multipart.next_part().await {
                 Ok(Some(part)) => part,
                 Ok(None) => break,
-                Err(err) => return Finish::from(ingest::body_failure(ctl, max, &err)),
+                Err(err) => return Err(ingest::body_failure(ctl, max, &err).into()),
             };
             ctl.mark_progress();
             if received.is_some() || part.name().as_deref() != Some("file") {
@@ -83,7 +82,7 @@ pub(crate) async fn receive(request: store::Incoming<'_>) -> Finish {
                     match multipart.chunk().await {
                         Ok(Some(_)) => ctl.mark_progress(),
                         Ok(None) => break,
-                        Err(err) => return Finish::from(ingest::body_failure(ctl, max, &err)),
+                        Err(err) => return Err(ingest::body_failure(ctl, max, &err).into()),
                     }
                 }
                 continue;
@@ -98,7 +97,7 @@ pub(crate) async fn receive(request: store::Incoming<'_>) -> Finish {
                 let part = Some((raw_filename.as_str(), content_type.as_str()));
                 let decision = decide(state, parts, Phase::Upload, &query, part, None, ex);
                 if let Step::Stop(finish) = apply::apply(decision, ctl, ex, Phase::Upload) {
-                    return finish;
+                    return Err(finish);
                 }
             }
             let target = Target {
@@ -107,10 +106,8 @@ pub(crate) async fn receive(request: store::Incoming<'_>) -> Finish {
                 workspace: workspace(&query).to_owned(),
                 content_type: content_type.clone(),
             };
-            match store::receive(state, &mut multipart, target, ctl, ex).await {
-                Ok(file) => received = Some(Received { raw_filename, file }),
-                Err(finish) => return finish,
-            }
+            let file = store::receive(state, &mut multipart, target, ctl, ex).await?;
+            received = Some(Received { raw_filename, file });
         }
         received
     };
@@ -121,13 +118,14 @@ pub(crate) async fn receive(request: store::Incoming<'_>) -> Finish {
         if let Some(received) = received {
             received.file.discard().await;
         }
-        return Finish::from(failure);
+        return Err(failure.into());
     }
     let Some(received) = received else {
-        return Finish::Answer(Answer::error(ApiError::unprocessable(
+        return Err(ApiError::unprocessable(
             "file",
             "The multipart body has no `file` part: send the file in a part named \"file\".",
-        )));
+        )
+        .into());
     };
 
     let decision = if rules_apply {

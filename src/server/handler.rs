@@ -331,14 +331,14 @@ async fn serve(
     let route = match resolved {
         Ok(route) => route,
         Err(err) => {
-            let finish = Finish::Answer(Answer::error(err));
+            let finish = Finish::from(err);
             return apply::finish_body(&parts, &mut body, &ctl, finish, ex).await;
         }
     };
     if route.serves_stored() {
         let authority = crate::same_origin::authority_of(&parts.uri, &parts.headers);
         if let Err(err) = state.settings.same_origin.check_host(authority.as_deref()) {
-            let finish = Finish::Answer(Answer::error(err));
+            let finish = Finish::from(err);
             return apply::finish_body(&parts, &mut body, &ctl, finish, ex).await;
         }
     }
@@ -354,11 +354,11 @@ async fn serve(
                 ctl: &ctl,
                 ex,
             };
-            let finish = if route == Route::Upload {
+            let finish = Finish::from(if route == Route::Upload {
                 upload::receive(request).await
             } else {
                 put::receive(request).await
-            };
+            });
             return apply::finish_body(&parts, &mut body, &ctl, finish, ex).await;
         }
         Route::CreateFiles => {
