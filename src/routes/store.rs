@@ -22,7 +22,7 @@ use crate::request::body::{BodyControl, UploadBody};
 use crate::rules::model::{Phase, Processing};
 use crate::rules::Decision;
 use crate::state::AppState;
-use crate::storage::{FinishedFile, StorageError, StoredUpload, Target};
+use crate::storage::{FinishedFile, StorageError, StoredUpload, Target, UploadRecord};
 
 use super::answer::{Answer, Exchange, Finish};
 use super::apply::{self, Step};
@@ -130,7 +130,20 @@ pub(crate) async fn keep(
     verdict: Option<Processing>,
 ) -> Result<StoredUpload, StorageError> {
     let record = file.record();
-    let mut stored = state.upload_of(&record);
+    let stored = state.upload_of(&record);
+    keep_as(state, file, record, stored, announced, verdict).await
+}
+
+/// [`keep`], for a caller that has already spelled the file out
+/// (`record`, and `stored` from `AppState::upload_of`) to answer with it.
+pub(crate) async fn keep_as(
+    state: &AppState,
+    file: FinishedFile,
+    record: UploadRecord,
+    mut stored: StoredUpload,
+    announced: bool,
+    verdict: Option<Processing>,
+) -> Result<StoredUpload, StorageError> {
     state.storage.commit(file, &stored).await?;
     if announced {
         if let Some(old) = state.files.remove(&record.target.file_uuid) {

@@ -138,9 +138,13 @@ pub(crate) async fn receive(request: store::Incoming<'_>) -> Result<Answer, Fini
     } else {
         None
     };
-    let normal = answer(&state.upload_of(&received.file.record()));
+    // Spelled out once, for the answer and the index alike.
+    let record = received.file.record();
+    let stored = state.upload_of(&record);
+    let normal = answer(&stored);
     let keep = async |file: FinishedFile, ex: &mut Exchange| {
-        let stored = store::keep(state, file, false, ex.effects.processing.take())
+        let verdict = ex.effects.processing.take();
+        let stored = store::keep_as(state, file, record, stored, false, verdict)
             .await
             .map_err(|err| ApiError::storage(&err))?;
         ex.upload = Some(stored);
