@@ -71,6 +71,22 @@ def multipart_framing(filename: str, content_type: str) -> tuple[str, bytes, byt
     return boundary, head, tail
 
 
+def raw_upload_head(
+    emu: Emulator, boundary: str, framing: str, query: str = ""
+) -> tuple[str, int, bytes]:
+    """The host, port and head of a multipart POST to the upload endpoint sent over a raw socket;
+    `framing` is its Content-Length or Transfer-Encoding header line."""
+    host, port = emu.url.removeprefix("http://").split(":")
+    head = (
+        f"POST {UPLOAD_PATH}{query} HTTP/1.1\r\n"
+        f"Host: {host}:{port}\r\n"
+        f"x-api-key: {API_KEY}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"{framing}\r\n\r\n"
+    ).encode()
+    return host, int(port), head
+
+
 def assert_nothing_stored(s3: Any, emulator: Emulator, what: str) -> None:
     """No multipart upload in progress, no object or record under the prefix, nothing listed."""
     bucket, prefix = emulator.bucket, emulator.prefix
@@ -175,16 +191,11 @@ def test_cut_off_upload_leaves_nothing(
     emu = start_emulator(moto.endpoint, bucket, PREFIX)
     announced, sent = 30 * MiB, 20 * MiB
     boundary, head, tail = multipart_framing("cut.mp4", "video/mp4")
-    host, port = emu.url.removeprefix("http://").split(":")
-    request_head = (
-        f"POST {UPLOAD_PATH}?workspace_uuid=cut HTTP/1.1\r\n"
-        f"Host: {host}:{port}\r\n"
-        f"x-api-key: {API_KEY}\r\n"
-        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
-        f"Content-Length: {len(head) + announced + len(tail)}\r\n\r\n"
-    ).encode()
+    host, port, request_head = raw_upload_head(
+        emu, boundary, f"Content-Length: {len(head) + announced + len(tail)}", "?workspace_uuid=cut"
+    )
     rng = random.Random(2)
-    sock = socket.create_connection((host, int(port)), timeout=30)
+    sock = socket.create_connection((host, port), timeout=30)
     try:
         sock.sendall(request_head + head)
         for _ in range(sent // MiB):
@@ -220,16 +231,11 @@ def test_body_cut_after_the_closing_boundary_leaves_nothing(
     emu = start_emulator(moto.endpoint, bucket, PREFIX)
     boundary, head, tail = multipart_framing("whole.mp4", "video/mp4")
     data = random.Random(5).randbytes(20 * MiB)  # 8 MiB parts: a multipart upload under way
-    host, port = emu.url.removeprefix("http://").split(":")
     body = head + data + tail
-    request_head = (
-        f"POST {UPLOAD_PATH}?workspace_uuid=cut HTTP/1.1\r\n"
-        f"Host: {host}:{port}\r\n"
-        f"x-api-key: {API_KEY}\r\n"
-        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
-        f"Content-Length: {len(body) + 1000}\r\n\r\n"
-    ).encode()
-    sock = socket.create_connection((host, int(port)), timeout=30)
+    host, port, request_head = raw_upload_head(
+        emu, boundary, f"Content-Length: {len(body) + 1000}", "?workspace_uuid=cut"
+    )
+    sock = socket.create_connection((host, port), timeout=30)
     answer = b""
     try:
         sock.sendall(request_head + body)
@@ -453,16 +459,9 @@ def test_a_body_in_tiny_chunks_stays_small_in_memory(
     sha = hashlib.sha256()
     for _ in range(size // len(block)):
         sha.update(block)
-    host, port = emu.url.removeprefix("http://").split(":")
-    request_head = (
-        f"POST {UPLOAD_PATH} HTTP/1.1\r\n"
-        f"Host: {host}:{port}\r\n"
-        f"x-api-key: {API_KEY}\r\n"
-        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
-        "Transfer-Encoding: chunked\r\n\r\n"
-    ).encode()
+    host, port, request_head = raw_upload_head(emu, boundary, "Transfer-Encoding: chunked")
     chunk = lambda data: b"%x\r\n" % len(data) + data + b"\r\n"  # noqa: E731
-    with socket.create_connection((host, int(port)), timeout=120) as sock:
+    with socket.create_connection((host, port), timeout=120) as sock:
         sock.sendall(request_head + chunk(head))
         for _ in range(size // len(block)):
             sock.sendall(framed)
