@@ -298,17 +298,12 @@ impl Resource {
             .collect()
     }
 
+    /// Whether the table serves it as the admin API (read from the table,
+    /// so that a new admin resource cannot be left out).
     fn is_admin(&self) -> bool {
-        matches!(
-            self,
-            Resource::AdminRules
-                | Resource::AdminRule { .. }
-                | Resource::AdminRequests
-                | Resource::AdminUploads
-                | Resource::AdminReset
-                | Resource::AdminPage(_)
-                | Resource::Metrics
-        )
+        CANDIDATE_METHODS
+            .iter()
+            .any(|m| matches!(self.route(m), Some(Route::Admin(_))))
     }
 
     fn of(path: &str) -> Result<Resource, ApiError> {
@@ -611,5 +606,161 @@ mod tests {
         let download = Route::resolve(&Method::GET, "/__files/a/b").unwrap();
         assert_eq!(download.rule_name(), Some(RouteName::Download));
         assert_eq!(Route::OpenApi.rule_name(), Some(RouteName::Openapi));
+    }
+
+    /// One sample path per resource, and the path template the OpenAPI
+    /// document names it by (`None`: not in the document, the live page's
+    /// files). The match has no wildcard: a new resource fails to compile
+    /// here until it has both.
+    fn sample_and_template(resource: &Resource) -> (String, Option<&'static str>) {
+        let (sample, template) = match resource {
+            Resource::Uploads => (UPLOAD_PATH.to_owned(), Some(UPLOAD_PATH)),
+            Resource::Health => ("/health".into(), Some("/health")),
+            Resource::OpenApi => ("/openapi.json".into(), Some("/openapi.json")),
+            Resource::File { .. } => ("/__files/u/n".into(), Some("/__files/{file_uuid}/{name}")),
+            Resource::Files => ("/v2/files".into(), Some("/v2/files")),
+            Resource::FileItem { .. } => ("/v2/files/u".into(), Some("/v2/files/{file_uuid}")),
+            Resource::FileStatus { .. } => (
+                "/v2/files/u/status".into(),
+                Some("/v2/files/{file_uuid}/status"),
+            ),
+            Resource::FileFrames { .. } => (
+                "/v2/files/u/frames".into(),
+                Some("/v2/files/{file_uuid}/frames"),
+            ),
+            Resource::PutUrl { .. } => (
+                "/__uploads/u/n".into(),
+                Some("/__uploads/{file_uuid}/{name}"),
+            ),
+            Resource::Frame { .. } => (
+                "/__frames/u/1.png".into(),
+                Some("/__frames/{file_uuid}/{frame}"),
+            ),
+            Resource::AdminRules => ("/__admin/rules".into(), Some("/__admin/rules")),
+            Resource::AdminRule { .. } => ("/__admin/rules/r".into(), Some("/__admin/rules/{id}")),
+            Resource::AdminRequests => ("/__admin/requests".into(), Some("/__admin/requests")),
+            Resource::AdminUploads => ("/__admin/uploads".into(), Some("/__admin/uploads")),
+            Resource::AdminReset => ("/__admin/reset".into(), Some("/__admin/reset")),
+            Resource::AdminScenarios => ("/__admin/scenarios".into(), Some("/__admin/scenarios")),
+            Resource::Metrics => ("/metrics".into(), Some("/metrics")),
+            Resource::AdminScenario { .. } => (
+                "/__admin/scenarios/s".into(),
+                Some("/__admin/scenarios/{name}"),
+            ),
+            Resource::AdminPage(file) => {
+                let path = match file {
+                    PageFile::Index => "/__admin/",
+                    PageFile::AppJs => "/__admin/app.js",
+                    PageFile::StyleCss => "/__admin/style.css",
+                };
+                (path.to_owned(), None)
+            }
+        };
+        (sample, template)
+    }
+
+    /// Every resource, through a path of each variant of `Resource` (a new
+    /// variant needs one here too).
+    fn every_resource() -> Vec<Resource> {
+        let samples = [
+            UPLOAD_PATH,
+            "/health",
+            "/openapi.json",
+            "/__files/u/n",
+            "/v2/files",
+            "/v2/files/u",
+            "/v2/files/u/status",
+            "/v2/files/u/frames",
+            "/__uploads/u/n",
+            "/__frames/u/1.png",
+            "/__admin/rules",
+            "/__admin/rules/r",
+            "/__admin/requests",
+            "/__admin/uploads",
+            "/__admin/reset",
+            "/__admin/scenarios",
+            "/metrics",
+            "/__admin/scenarios/s",
+            "/__admin/",
+            "/__admin/app.js",
+            "/__admin/style.css",
+        ];
+        samples.iter().map(|p| Resource::of(p).unwrap()).collect()
+    }
+
+    #[test]
+    fn the_openapi_document_has_every_route_of_the_table_and_no_other() {
+        let doc = crate::openapi_document().unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        let mut served = std::collections::BTreeSet::new();
+        for resource in every_resource() {
+            let (sample, template) = sample_and_template(&resource);
+            let resolved = Resource::of(&sample).unwrap();
+            assert_eq!(
+                std::mem::discriminant(&resolved),
+                std::mem::discriminant(&resource),
+                "{sample} is not {resource:?}'s path"
+            );
+            let Some(template) = template else { continue };
+            for method in resource.methods() {
+                // HEAD is GET without the body: documented where it differs (files, frames).
+                let documented = paths
+                    .get(template)
+                    .and_then(|item| item.get(method.as_str().to_lowercase()))
+                    .is_some();
+                if method == Method::HEAD && !documented {
+                    assert!(resource.route(&Method::GET).is_some(), "{template}");
+                    continue;
+                }
+                assert!(
+                    documented,
+                    "{method} {template} is served but not in openapi.json"
+                );
+                served.insert((template.to_owned(), method.as_str().to_lowercase()));
+            }
+        }
+        for (template, item) in paths {
+            for method in item
+                .as_object()
+                .unwrap()
+                .keys()
+                .filter(|m| *m != "parameters")
+            {
+                assert!(
+                    served.contains(&(template.clone(), method.clone())),
+                    "openapi.json documents {method} {template}, which the table does not serve"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_rule_route_name_has_a_route_and_the_admin_api_has_none() {
+        let schema: serde_json::Value = serde_json::from_str(crate::rules::schema::SCHEMA).unwrap();
+        let names: std::collections::BTreeSet<String> = schema
+            .pointer("/$defs/match/properties/route/enum")
+            .and_then(|v| v.as_array())
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect();
+        let mut named = std::collections::BTreeSet::new();
+        for resource in every_resource() {
+            for method in resource.methods() {
+                let route = resource.route(&method).unwrap();
+                assert_eq!(
+                    resource.is_admin(),
+                    route.rule_name().is_none(),
+                    "{route:?}: the admin API, and only it, takes no rules"
+                );
+                if let Some(name) = route.rule_name() {
+                    named.insert(name.as_str().to_owned());
+                }
+            }
+        }
+        assert_eq!(
+            named, names,
+            "the schema's route names and the table's differ"
+        );
     }
 }
