@@ -10,7 +10,8 @@ use crate::error::{default_error_code, default_error_message, json_response, Api
 use crate::files::ingest::Failure;
 use crate::http_util::ResponseBody;
 use crate::journal::FileSeen;
-use crate::rules::model::Respond;
+use crate::rules::model::{Action, Processing, Respond};
+use crate::rules::Decision;
 use crate::storage::StoredUpload;
 
 /// The connection is closed without an answer (a fault, or the client left).
@@ -33,12 +34,48 @@ pub(crate) struct Exchange {
     /// The read timeout the client announced (`x-stainless-read-timeout`), in ms.
     pub(crate) read_timeout_ms: Option<u64>,
     /// What the rules decided for this request.
-    pub(crate) effects: super::apply::Effects,
+    pub(crate) effects: Effects,
     /// What the rules saw, for the near misses.
     pub(crate) seen: crate::rules::near_miss::Seen,
     /// A web page's request (it sent `Origin`): its origin, whether it may
     /// call the API, and for a preflight what it asked for.
     pub(crate) cors: Option<crate::cors::CorsRecord>,
+}
+
+/// What the rules decided for a request, one value gathered as rules fire
+/// at each phase (`super::apply::apply`) and kept in the request's `Exchange`: the route
+/// reads it to shape its answer and to keep or discard a file, and
+/// `server::carry_out` carries out the rest once the route has answered.
+/// (A throttle and a `reset` after N bytes act on the body while it is
+/// read, so they go to the body's `BodyControl` instead.)
+#[derive(Debug, Default)]
+pub(crate) struct Effects {
+    /// Whether rules are consulted (not for `Prefer: code=200`).
+    pub(crate) rules_apply: bool,
+    /// Wait this long before answering: the longest `delay_ms` of the rules
+    /// that fired.
+    pub(crate) delay_ms: u64,
+    /// A respond rule whose answer is given once the route has answered.
+    pub(crate) deferred: Option<Decision>,
+    /// Send half the answer's body under its full length, then close.
+    pub(crate) truncate: bool,
+    /// Keep the file even though the client is not told it succeeded.
+    pub(crate) keep_upload: bool,
+    /// A fired rule's verdict on the processing of the file this request stores.
+    pub(crate) processing: Option<Processing>,
+}
+
+impl Effects {
+    /// The route's answer as the deferred `respond` rule, if any, shapes it;
+    /// marked for truncation if a rule said so.
+    pub(crate) fn shape(&self, normal: Answer) -> Answer {
+        let mut answer = match self.deferred.as_ref().map(Decision::action) {
+            Some(Action::Respond(respond)) => shape(respond, normal),
+            _ => normal,
+        };
+        answer.truncate |= self.truncate;
+        answer
+    }
 }
 
 /// How a request ends.

@@ -16,45 +16,9 @@ use super::answer::{prefer_code, prefer_error, rule_answer, Answer, Exchange, Fi
 use super::{Access, Route};
 use crate::request::body::{BodyControl, BodyFailure, UploadBody};
 use crate::request::{DRAIN_MAX_BYTES, DRAIN_MAX_TIME};
-use crate::rules::model::{Action, Fault, Phase, Processing, RouteName};
+use crate::rules::model::{Action, Fault, Phase, RouteName};
 use crate::rules::{Decision, RequestFacts};
 use crate::state::AppState;
-
-/// What the rules decided for a request, one value gathered as rules fire
-/// at each phase ([`apply`]) and kept in the request's `Exchange`: the route
-/// reads it to shape its answer and to keep or discard a file, and
-/// `server::carry_out` carries out the rest once the route has answered.
-/// (A throttle and a `reset` after N bytes act on the body while it is
-/// read, so they go to the body's `BodyControl` instead.)
-#[derive(Debug, Default)]
-pub(crate) struct Effects {
-    /// Whether rules are consulted (not for `Prefer: code=200`).
-    pub(crate) rules_apply: bool,
-    /// Wait this long before answering: the longest `delay_ms` of the rules
-    /// that fired.
-    pub(crate) delay_ms: u64,
-    /// A respond rule whose answer is given once the route has answered.
-    pub(crate) deferred: Option<Decision>,
-    /// Send half the answer's body under its full length, then close.
-    pub(crate) truncate: bool,
-    /// Keep the file even though the client is not told it succeeded.
-    pub(crate) keep_upload: bool,
-    /// A fired rule's verdict on the processing of the file this request stores.
-    pub(crate) processing: Option<Processing>,
-}
-
-impl Effects {
-    /// The route's answer as the deferred `respond` rule, if any, shapes it;
-    /// marked for truncation if a rule said so.
-    pub(crate) fn shape(&self, normal: Answer) -> Answer {
-        let mut answer = match self.deferred.as_ref().map(Decision::action) {
-            Some(Action::Respond(respond)) => super::answer::shape(respond, normal),
-            _ => normal,
-        };
-        answer.truncate |= self.truncate;
-        answer
-    }
-}
 
 /// The next step after a rule fired.
 #[allow(clippy::large_enum_variant, reason = "one per phase of a request")]
