@@ -34,7 +34,7 @@ pub(crate) struct Incoming<'a> {
     pub(crate) parts: &'a Parts,
     pub(crate) body: &'a mut UploadBody,
     pub(crate) ctl: &'a BodyControl,
-    /// What the journal records of the request.
+    /// What the rules decided (`ex.effects`) and what the journal records.
     pub(crate) ex: &'a mut Exchange,
 }
 
