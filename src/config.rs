@@ -81,6 +81,16 @@ pub(crate) struct Config {
     pub(crate) max_pending_files: usize,
     /// `--cors-origin` values (none given: `loopback`, see `crate::cors`).
     pub(crate) cors_origins: Option<Vec<String>>,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    /// `--state redis://...`: state shared with other replicas.
+    pub(crate) state_url: Option<String>,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    /// `--state-prefix`: the shared keys' prefix.
+    pub(crate) state_prefix: String,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    /// `--replica-id`: this replica's name in the shared journal (none:
+    /// the host name and port).
+    pub(crate) replica_id: Option<String>,
 }
 
 impl Default for Config {
@@ -107,6 +117,9 @@ impl Default for Config {
             header_read_timeout: defaults::HEADER_READ_TIMEOUT,
             body_timeout: defaults::BODY_TIMEOUT,
             max_connections: None,
+            state_url: None,
+            state_prefix: defaults::STATE_PREFIX.to_owned(),
+            replica_id: None,
             presign_expiry: defaults::PRESIGN_EXPIRY,
             presign_secret: None,
             video_processing_time: defaults::VIDEO_PROCESSING_TIME,
@@ -189,6 +202,8 @@ pub mod defaults {
     /// [`cors_origin`](crate::MockServerBuilder::cors_origin) is given:
     /// localhost and loopback addresses, any port.
     pub const CORS_ORIGIN: &str = "loopback";
+    /// Prefix of the keys in a shared state store (`--state-prefix`).
+    pub const STATE_PREFIX: &str = "aymara-mock";
 }
 
 impl Config {

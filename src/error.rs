@@ -195,6 +195,20 @@ impl ApiError {
         }
     }
 
+    /// The shared state store (`--state redis://`) could not be used: 503,
+    /// naming the store. Never answered from this replica's own state
+    /// instead, which would make the replicas disagree.
+    #[cfg(feature = "redis")]
+    pub(crate) fn state_store(err: &crate::cluster::StoreError) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "The state store behind the emulator ({}) cannot be reached: {}. Please retry later.",
+                err.url, err.reason
+            ),
+        )
+    }
+
     /// The JSON body this error renders to, for `request_id`.
     pub(crate) fn body(&self, request_id: &str) -> Value {
         json!({

@@ -86,6 +86,9 @@ pub struct RequestRecord {
     /// at most [`MAX_NEAR_MISSES`](crate::MAX_NEAR_MISSES), closest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub near_misses: Vec<crate::NearMiss>,
+    /// With a shared state store (`--state`): the replica that served it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
     /// What explains `near_misses` when the record is read (see
     /// `near_miss::Pending`); not serialized.
     #[serde(skip)]
@@ -311,14 +314,15 @@ impl Journal {
     }
 
     /// Records a request; the oldest go while the journal is over either
-    /// bound, but the newest record is always kept.
-    pub(crate) fn push(&self, record: RequestRecord) {
+    /// bound, but the newest record is always kept. Returns it as kept
+    /// (numbered, joined to its call), unless the journal is off.
+    pub(crate) fn push(&self, record: RequestRecord) -> Option<Arc<RequestRecord>> {
         if self.capacity == 0 {
-            return;
+            return None;
         }
         let mut record = record;
         let size = approximate_size(&record);
-        let evicted = {
+        let (evicted, kept) = {
             let mut inner = lock(&self.inner);
             // A retry joins the call of the attempt it follows, if that is
             // still journaled; anything else starts a call of its own.
@@ -348,12 +352,14 @@ impl Journal {
                     evicted.push(old);
                 }
             }
-            inner.queue.push_back((Arc::new(record), size));
+            let kept = Arc::new(record);
+            inner.queue.push_back((Arc::clone(&kept), size));
             inner.bytes += size;
-            evicted
+            (evicted, kept)
         };
         // Freed after the lock is released.
         drop(evicted);
+        Some(kept)
     }
 
     /// The records, oldest first, shared with the journal.
@@ -454,6 +460,7 @@ mod tests {
             call: String::new(),
             attempt: 0,
             near_misses: Vec::new(),
+            replica: None,
             pending: crate::journal::Explainer::default(),
         }
     }

@@ -62,6 +62,8 @@
 
 pub(crate) mod admin_page;
 pub(crate) mod auth;
+#[cfg(feature = "redis")]
+pub(crate) mod cluster;
 pub(crate) mod config;
 pub(crate) mod cors;
 pub(crate) mod error;

@@ -16,8 +16,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::files::Files;
-use crate::journal::Journal;
-use crate::rules::RuleEngine;
+use crate::rules::RuleStatus;
 
 /// The `Content-Type` of the answer.
 pub(crate) const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -97,9 +96,6 @@ pub(crate) struct Metrics {
     durations: Family<RouteLabels, Histogram>,
     uploaded_bytes: Counter,
     faults: Family<FaultLabels, Counter>,
-    /// Always 0 with the state in memory; counted once state lives in a
-    /// store that can fail.
-    state_store_errors: Counter,
 }
 
 impl Default for Metrics {
@@ -109,7 +105,6 @@ impl Default for Metrics {
             durations: Family::new_with_constructor(duration_histogram),
             uploaded_bytes: Counter::default(),
             faults: Family::default(),
-            state_store_errors: Counter::default(),
         }
     }
 }
@@ -150,9 +145,16 @@ impl Metrics {
         }
     }
 
-    /// The text of a scrape: the counters above, and what the rules, the
-    /// journal and the index of stored files hold now.
-    pub(crate) fn render(&self, rules: &RuleEngine, journal: &Journal, files: &Files) -> String {
+    /// The text of a scrape: the counters above, and what the rules (with
+    /// their counters, read where they live), the journal and the index of
+    /// stored files hold now, and the shared state store's errors so far.
+    pub(crate) fn render(
+        &self,
+        rules: Vec<RuleStatus>,
+        journal: (u64, u64),
+        files: &Files,
+        store_errors: u64,
+    ) -> String {
         let mut registry = Registry::with_prefix("aymara_mock");
         registry.register(
             "requests",
@@ -177,13 +179,13 @@ impl Metrics {
         registry.register(
             "state_store_errors",
             "Errors of the shared state store (0 with the state in memory)",
-            self.state_store_errors.clone(),
+            counter_of(store_errors),
         );
 
         let matched = Family::<RuleLabels, Counter>::default();
         let fired = Family::<RuleLabels, Counter>::default();
         let (mut loaded, mut never_fired, mut not_itemized) = (0_i64, 0_i64, 0_i64);
-        for (n, rule) in rules.list().into_iter().enumerate() {
+        for (n, rule) in rules.into_iter().enumerate() {
             loaded += 1;
             never_fired += i64::from(rule.fired == 0);
             if n >= MAX_RULE_SERIES {
@@ -212,16 +214,16 @@ impl Metrics {
             gauge(not_itemized),
         );
 
-        let (entries, bytes) = journal.usage();
+        let (entries, bytes) = journal;
         registry.register(
             "journal_entries",
             "Requests kept in the journal",
-            gauge_of(entries as u64),
+            gauge_of(entries),
         );
         registry.register(
             "journal_bytes",
             "Bytes the journal's entries take (bounded by --journal-bytes)",
-            gauge_of(bytes as u64),
+            gauge_of(bytes),
         );
         let (files, file_bytes) = files.totals();
         registry.register("stored_files", "Files stored", gauge_of(files as u64));
@@ -236,6 +238,12 @@ impl Metrics {
         let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &registry);
         text
     }
+}
+
+fn counter_of(value: u64) -> Counter {
+    let counter = Counter::default();
+    counter.inc_by(value);
+    counter
 }
 
 fn gauge(value: i64) -> Gauge {

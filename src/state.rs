@@ -4,10 +4,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::AuthPolicy;
+use crate::error::ApiError;
 use crate::files::catalog::Catalog;
 use crate::files::Files;
 use crate::journal::Journal;
+use crate::journal::RequestRecord;
+use crate::rules::model::{Phase, Rule};
+use crate::rules::near_miss::Seen;
 use crate::rules::RuleEngine;
+use crate::rules::{AddRuleError, Decision, RequestFacts, RuleStatus};
 use crate::storage::{Storage, StoredUpload, UploadRecord};
 
 /// Settings fixed at start.
@@ -73,9 +78,220 @@ pub(crate) struct AppState {
     pub(crate) md5_threads: Arc<tokio::sync::Semaphore>,
     /// What `GET /metrics` reports.
     pub(crate) metrics: crate::metrics::Metrics,
+    /// With `--state redis://`: the state shared with the other replicas
+    /// (run-time rules, every rule's counters, the journal).
+    #[cfg(feature = "redis")]
+    pub(crate) cluster: Option<crate::cluster::Cluster>,
+}
+
+/// A shared state store's error, as the client is answered.
+#[cfg(feature = "redis")]
+fn unavailable(err: crate::cluster::StoreError) -> ApiError {
+    ApiError::state_store(&err)
 }
 
 impl AppState {
+    /// Whether this replica shares its state through a store (`--state`).
+    pub(crate) fn is_shared(&self) -> bool {
+        #[cfg(feature = "redis")]
+        if self.cluster.is_some() {
+            return true;
+        }
+        false
+    }
+
+    /// Commands of the shared state store that failed (0 without one).
+    pub(crate) fn store_errors(&self) -> u64 {
+        #[cfg(feature = "redis")]
+        if let Some(cluster) = &self.cluster {
+            return cluster.errors();
+        }
+        0
+    }
+
+    /// The rule that fires at `phase`, counted where the counters live (this
+    /// process, or the shared state store), noting in `seen` what the rules
+    /// saw for the near misses.
+    pub(crate) async fn decide(
+        &self,
+        phase: Phase,
+        facts: &RequestFacts<'_>,
+        seen: &mut Seen,
+    ) -> Result<Option<Decision>, ApiError> {
+        #[cfg(feature = "redis")]
+        if let Some(cluster) = &self.cluster {
+            return cluster
+                .decide(&self.rules, phase, facts, Some(seen))
+                .await
+                .map_err(unavailable);
+        }
+        let here = self.rules.here();
+        let Ok(decision) = self
+            .rules
+            .decide_with(phase, facts, Some(seen), &here)
+            .await;
+        Ok(decision)
+    }
+
+    /// With a shared state store: brings this replica's rules up to the
+    /// store's before a request is served (after another replica's reset,
+    /// also clears this one's journal and files, as a reset does).
+    pub(crate) async fn sync_rules(&self) -> Result<(), ApiError> {
+        #[cfg(feature = "redis")]
+        if let Some(cluster) = &self.cluster {
+            let synced = cluster.sync(&self.rules).await.map_err(unavailable)?;
+            if synced == crate::cluster::Synced::Reset {
+                self.journal.clear();
+                self.clear_uploads().await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds run-time rules (with `source`, `admin` or `scenario:NAME`),
+    /// before all others: here, or on every replica.
+    pub(crate) async fn add_rules(
+        self: &Arc<Self>,
+        rules: Vec<Rule>,
+        source: String,
+    ) -> Result<Result<Vec<String>, AddRuleError>, ApiError> {
+        #[cfg(feature = "redis")]
+        if let Some(cluster) = &self.cluster {
+            return Ok(cluster
+                .add_rules(&self.rules, rules, &source)
+                .await
+                .map_err(unavailable)?
+                .map_err(AddRuleError::DuplicateId));
+        }
+        // Indexing a batch of 100k rules takes a few hundred ms: off the
+        // async workers, so that the requests they serve do not wait.
+        let state = Arc::clone(self);
+        tokio::task::spawn_blocking(move || state.rules.add_from(rules, &source))
+            .await
+            .map_err(|e| ApiError::internal(format!("Adding the rules failed: {e}")))
+    }
+
+    /// Removes a rule by id (here, or on every replica).
+    pub(crate) async fn remove_rule(&self, id: &str) -> Result<bool, ApiError> {
+        #[cfg(feature = "redis")]
+        if let Some(cluster) = &self.cluster {
+            return cluster
+                .remove_rule(&self.rules, id)
+                .await
+                .map_err(unavailable);
+        }
+        Ok(self.rules.remove(id))
+    }
+
+    /// Removes every rule, fixture rules included; returns how many there were.
+    pub(crate) async fn clear_rules(&self) -> Result<usize, ApiError> {
+        #[cfg(feature = "redis")]
+        if let Some(cluster) = &self.cluster {
+            return cluster.clear_rules(&self.rules).await.map_err(unavailable);
+        }
+        Ok(self.rules.clear())
+    }
+
+    /// The rules in evaluation order, with their counters.
+    pub(crate) async fn rule_statuses(&self) -> Result<Vec<RuleStatus>, ApiError> {
+        #[cfg(feature = "redis")]
+        if let Some(cluster) = &self.cluster {
+            return cluster.statuses(&self.rules).await.map_err(unavailable);
+        }
+        Ok(self.rules.list())
+    }
+
+    /// The journaled requests after `seq`, oldest first, and the seq of the
+    /// oldest still journaled (every replica's, with a shared state store).
+    pub(crate) async fn journal_since(
+        &self,
+        seq: u64,
+    ) -> Result<(Vec<Arc<RequestRecord>>, u64), ApiError> {
+        #[cfg(feature = "redis")]
+        if let Some(cluster) = &self.cluster {
+            return cluster.journal_since(seq).await.map_err(unavailable);
+        }
+        Ok(self.journal.since(seq))
+    }
+
+    /// The shared journal's entries and bytes (none without a store).
+    pub(crate) async fn shared_journal_usage(&self) -> Option<(u64, u64)> {
+        #[cfg(feature = "redis")]
+        if let Some(cluster) = &self.cluster {
+            return cluster.journal_usage().await.ok();
+        }
+        None
+    }
+
+    /// Empties the journal (every replica's, with a shared state store).
+    pub(crate) async fn clear_journal(&self) -> Result<(), ApiError> {
+        self.journal.clear();
+        #[cfg(feature = "redis")]
+        if let Some(cluster) = &self.cluster {
+            return cluster.clear_journal().await.map_err(unavailable);
+        }
+        Ok(())
+    }
+
+    /// Journals a request whose answer is about to be sent. With a shared
+    /// state store it is also written there, with its near misses and this
+    /// replica's name, before the answer goes: a client that got its answer
+    /// finds its request in the journal of every replica.
+    pub(crate) async fn journal_now(&self, record: RequestRecord) {
+        let _kept = self.journal.push(record);
+        #[cfg(feature = "redis")]
+        if let (Some(cluster), Some(kept)) = (&self.cluster, _kept) {
+            let shared = self.shared_record(cluster, &kept);
+            // A failure is counted and shown by /health; the answer still goes.
+            let _ = cluster.journal(&shared).await;
+        }
+    }
+
+    /// [`journal_now`](Self::journal_now) for a request whose future was
+    /// dropped (the client went away): the store is written in the background.
+    pub(crate) fn journal_later(self: &Arc<Self>, record: RequestRecord) {
+        let _kept = self.journal.push(record);
+        #[cfg(feature = "redis")]
+        if let (Some(cluster), Some(kept)) = (&self.cluster, _kept) {
+            let shared = self.shared_record(cluster, &kept);
+            let state = Arc::clone(self);
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    if let Some(cluster) = &state.cluster {
+                        let _ = cluster.journal(&shared).await;
+                    }
+                });
+            }
+        }
+    }
+
+    /// A journal record as the store keeps it: near misses worked out, the
+    /// replica named.
+    #[cfg(feature = "redis")]
+    fn shared_record(
+        &self,
+        cluster: &crate::cluster::Cluster,
+        kept: &RequestRecord,
+    ) -> RequestRecord {
+        let mut shared = kept.clone();
+        shared.near_misses = kept.near_misses_with(&self.rules).to_vec();
+        shared.pending = crate::journal::Explainer::default();
+        shared.replica = Some(cluster.replica().to_owned());
+        shared
+    }
+
+    /// What `GET /health` answers: `ok`, or `degraded` with the reason when
+    /// the shared state store does not answer.
+    pub(crate) async fn health(&self) -> serde_json::Value {
+        #[cfg(feature = "redis")]
+        if let Some(cluster) = &self.cluster {
+            if let Err(err) = cluster.check().await {
+                return serde_json::json!({"status": "degraded", "reason": err.to_string()});
+            }
+        }
+        serde_json::json!({"status": "ok"})
+    }
+
     /// Removes every stored file; returns how many.
     pub(crate) async fn clear_uploads(&self) -> usize {
         // Their fetches first: none may store a file after the clear.
@@ -101,6 +317,21 @@ impl AppState {
         self.journal.clear();
         self.clear_uploads().await;
         Ok(())
+    }
+
+    /// [`reset`](Self::reset), on every replica with a shared state store
+    /// (each reloads its own fixtures when it next serves a request).
+    pub(crate) async fn reset_all(self: &Arc<Self>) -> Result<(), ApiError> {
+        #[cfg(feature = "redis")]
+        if let Some(cluster) = &self.cluster {
+            cluster.reset(&self.rules).await.map_err(unavailable)?;
+            self.journal.clear();
+            self.clear_uploads().await;
+            return Ok(());
+        }
+        self.reset()
+            .await
+            .map_err(|e| ApiError::internal(format!("Could not reload the fixtures: {e}")))
     }
 
     /// At a graceful shutdown, in a chosen storage directory: saves the

@@ -56,6 +56,12 @@ pub(crate) async fn handle(
             });
             json_body_response(StatusCode::OK, body.boxed())
         }
+        Ok(Reply::RuleStatuses(statuses)) => {
+            let body = JsonList::new("rules", statuses, |status: &RuleStatus, out| {
+                serde_json::to_writer(out, &rule_json(status))
+            });
+            json_body_response(StatusCode::OK, body.boxed())
+        }
         Ok(Reply::Requests(records, oldest)) => {
             let rules = Arc::clone(&state.rules);
             let body = JsonList::new("requests", records, move |record: &RequestRecord, out| {
@@ -87,6 +93,9 @@ enum Reply {
     Uploads(Vec<Arc<UploadRecord>>),
     /// `GET /__admin/rules`: streamed, see [`JsonList`].
     Rules(Vec<Arc<Entry>>),
+    /// `GET /__admin/rules` with a shared state store: the counters read
+    /// from it.
+    RuleStatuses(Vec<Arc<RuleStatus>>),
     /// `GET /__admin/requests[?after=SEQ]`: streamed, see [`JsonList`];
     /// with the `seq` of the oldest record still journaled.
     Requests(Vec<Arc<RequestRecord>>, u64),
@@ -251,16 +260,23 @@ async fn route(
     }
     authorized(state, &req)?;
     match route? {
+        AdminRoute::ListRules if state.is_shared() => Ok(Reply::RuleStatuses(
+            state
+                .rule_statuses()
+                .await?
+                .into_iter()
+                .map(Arc::new)
+                .collect(),
+        )),
         AdminRoute::ListRules => Ok(Reply::Rules(state.rules.entries())),
         AdminRoute::AddRules => {
             crate::same_origin::require_json(req.headers())?;
             let text = read_body(req).await?;
-            // Parsing and indexing a batch of 100k rules (the body may be
-            // 4 MiB) takes a few hundred ms: off the async workers, so the
-            // requests they serve do not wait.
-            let state = Arc::clone(state);
-            let added = tokio::task::spawn_blocking(move || {
-                let rules = crate::rules::loading::parse_rules("<admin>", &text).map_err(|e| {
+            // Parsing a batch of 100k rules (the body may be 4 MiB) takes a
+            // few hundred ms: off the async workers, so that the requests
+            // they serve do not wait.
+            let rules = tokio::task::spawn_blocking(move || {
+                crate::rules::loading::parse_rules("<admin>", &text).map_err(|e| {
                     let errors: Vec<Value> = e
                         .all()
                         .map(|e| json!({"line": e.line, "column": e.column, "message": e.message}))
@@ -271,26 +287,45 @@ async fn route(
                         "message": e.message,
                         "errors": errors,
                     }))
-                })?;
-                state.rules.add(rules).map_err(|err| match err {
-                    AddRuleError::DuplicateId(_) => {
-                        ApiError::new(StatusCode::CONFLICT, err.to_string())
-                    }
-                    AddRuleError::Invalid(e) => ApiError::bad_request(e.to_string()),
                 })
             })
             .await
-            .map_err(|e| ApiError::internal(format!("Adding the rules failed: {e}")))?;
+            .map_err(|e| ApiError::internal(format!("Adding the rules failed: {e}")))??;
+            let added =
+                state
+                    .add_rules(rules, "admin".to_owned())
+                    .await?
+                    .map_err(|err| match err {
+                        AddRuleError::DuplicateId(_) => {
+                            ApiError::new(StatusCode::CONFLICT, err.to_string())
+                        }
+                        AddRuleError::Invalid(e) => ApiError::bad_request(e.to_string()),
+                    });
             added.map(|ids| Reply::Json(StatusCode::CREATED, json!({ "ids": ids })))
         }
         AdminRoute::Metrics => {
+            // With a shared state store, the rules' counters and the
+            // journal's size are read from it; while it does not answer, the
+            // scrape leaves them out (and counts the error) rather than fail.
+            let shared = if state.is_shared() {
+                Some((
+                    state.rule_statuses().await.unwrap_or_default(),
+                    state.shared_journal_usage().await.unwrap_or_default(),
+                ))
+            } else {
+                None
+            };
             // A scrape walks every rule and stored file: off the async
             // workers, as the lists are.
             let state = Arc::clone(state);
             let text = tokio::task::spawn_blocking(move || {
+                let (rules, journal) = shared.unwrap_or_else(|| {
+                    let (entries, bytes) = state.journal.usage();
+                    (state.rules.list(), (entries as u64, bytes as u64))
+                });
                 state
                     .metrics
-                    .render(&state.rules, &state.journal, &state.files)
+                    .render(rules, journal, &state.files, state.store_errors())
             })
             .await
             .map_err(|e| ApiError::internal(format!("Rendering the metrics failed: {e}")))?;
@@ -312,8 +347,8 @@ async fn route(
                 .rules()
                 .map_err(|e| ApiError::internal(format!("The shipped scenario is invalid: {e}")))?;
             let ids = state
-                .rules
-                .add_from(rules, &scenario.source())
+                .add_rules(rules, scenario.source())
+                .await?
                 .map_err(|err| match err {
                     AddRuleError::DuplicateId(_) => ApiError::new(
                         StatusCode::CONFLICT,
@@ -324,11 +359,11 @@ async fn route(
             Ok(Reply::Json(StatusCode::CREATED, json!({ "ids": ids })))
         }
         AdminRoute::ClearRules => {
-            let count = state.rules.clear();
+            let count = state.clear_rules().await?;
             Ok(Reply::Json(StatusCode::OK, json!({ "deleted": count })))
         }
         AdminRoute::DeleteRule { id } => {
-            if state.rules.remove(&id) {
+            if state.remove_rule(&id).await? {
                 Ok(Reply::Json(StatusCode::OK, json!({ "deleted": 1 })))
             } else {
                 Err(ApiError::not_found(format!("No rule with id {id:?}.")))
@@ -347,7 +382,7 @@ async fn route(
                     })
                 })
                 .transpose()?;
-            let (records, oldest) = state.journal.since(after.unwrap_or(0));
+            let (records, oldest) = state.journal_since(after.unwrap_or(0)).await?;
             // Near misses not worked out yet are worked out here, on the
             // blocking pool: each is a scan of up to 1,000 rules, and a full
             // journal's worth must not hold up the async workers (and the
@@ -364,7 +399,7 @@ async fn route(
             Ok(Reply::Requests(records, oldest))
         }
         AdminRoute::ClearRequests => {
-            state.journal.clear();
+            state.clear_journal().await?;
             Ok(Reply::Json(StatusCode::OK, json!({})))
         }
         AdminRoute::ListUploads => Ok(Reply::Uploads(state.files.snapshot())),
@@ -374,10 +409,7 @@ async fn route(
         }
         AdminRoute::Page(file) => Ok(Reply::Page(crate::admin_page::serve(file))),
         AdminRoute::Reset => {
-            state
-                .reset()
-                .await
-                .map_err(|e| ApiError::internal(format!("Could not reload the fixtures: {e}")))?;
+            state.reset_all().await?;
             Ok(Reply::Json(StatusCode::OK, json!({ "status": "reset" })))
         }
     }
@@ -464,6 +496,7 @@ mod tests {
                 call: String::new(),
                 attempt: 0,
                 near_misses: Vec::new(),
+                replica: None,
                 pending: crate::journal::Explainer::default(),
             });
         }

@@ -49,8 +49,11 @@ pub(crate) fn facts<'a>(
 /// The request phase, the same on every route that takes rules: `Prefer:
 /// code=` (where the route documents statuses) and rules come before
 /// authentication, so that a scenario can answer for any key; a `Prefer:
-/// code=200` request is served plainly, no rule consulted.
-pub(crate) fn request_phase(
+/// code=200` request is served plainly, no rule consulted. With a shared
+/// state store, the rules are first brought up to the store's; when it
+/// cannot be reached the request is answered 503, but for `/health`, which
+/// is then served without rules (and says `degraded`).
+pub(crate) async fn request_phase(
     state: &AppState,
     route: &Route,
     parts: &Parts,
@@ -70,12 +73,18 @@ pub(crate) fn request_phase(
             let Some(name) = route.rule_name() else {
                 return Step::Continue;
             };
+            if let Err(err) = state.sync_rules().await {
+                if *route == Route::Health {
+                    return Step::Continue;
+                }
+                return Step::Stop(err.into());
+            }
             ex.effects.rules_apply = true;
-            let decision = state.rules.decide_seen(
-                Phase::Request,
-                &facts(name, parts, &ex.query),
-                Some(&mut ex.seen),
-            );
+            let facts = facts(name, parts, &ex.query);
+            let decision = match state.decide(Phase::Request, &facts, &mut ex.seen).await {
+                Ok(decision) => decision,
+                Err(err) => return Step::Stop(err.into()),
+            };
             if let Step::Stop(finish) = apply(decision, ctl, ex, Phase::Request) {
                 return Step::Stop(finish);
             }

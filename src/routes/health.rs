@@ -1,11 +1,13 @@
 //! `GET /health`: the server is up.
 
 use http::StatusCode;
-use serde_json::json;
 
 use super::answer::Answer;
+use crate::state::AppState;
 
-/// `{"status": "ok"}`.
-pub(crate) fn answer() -> Answer {
-    Answer::json(StatusCode::OK, json!({"status": "ok"}))
+/// `{"status": "ok"}`, or with a shared state store that does not answer,
+/// `{"status": "degraded", "reason": ...}` (still 200: the replica is up,
+/// and restarting it would not bring the store back).
+pub(crate) async fn answer(state: &AppState) -> Answer {
+    Answer::json(StatusCode::OK, state.health().await)
 }

@@ -195,7 +195,7 @@ pub(crate) async fn receive(request: store::Incoming<'_>) -> Result<Answer, Fini
     ex.file_seen = Some(FileSeen::new(&target.name, &target.content_type));
     if ex.effects.rules_apply {
         let query = ex.query.clone();
-        let decision = decide(state, parts, Phase::Upload, &target, None, &query, ex);
+        let decision = decide(state, parts, Phase::Upload, &target, None, &query, ex).await?;
         if let Step::Stop(finish) = apply::apply(decision, ctl, ex, Phase::Upload) {
             return Err(finish);
         }
@@ -230,7 +230,13 @@ pub(crate) async fn receive(request: store::Incoming<'_>) -> Result<Answer, Fini
         let target = file.target().clone();
         let query = ex.query.clone();
         let size = Some(file.size);
-        decide(state, parts, Phase::Complete, &target, size, &query, ex)
+        match decide(state, parts, Phase::Complete, &target, size, &query, ex).await {
+            Ok(decision) => decision,
+            Err(err) => {
+                file.discard().await;
+                return Err(err.into());
+            }
+        }
     } else {
         None
     };
@@ -271,7 +277,7 @@ fn target(state: &AppState, parts: &Parts, file_uuid: &str, content_type: Option
 
 /// The rule that fires at `phase` for this PUT: the file's name and type
 /// are known once the URL checks out, its size once the body is read.
-fn decide(
+async fn decide(
     state: &AppState,
     parts: &Parts,
     phase: Phase,
@@ -279,12 +285,12 @@ fn decide(
     size: Option<u64>,
     query: &[(String, String)],
     ex: &mut Exchange,
-) -> Option<crate::rules::Decision> {
+) -> Result<Option<crate::rules::Decision>, ApiError> {
     let mut facts = apply::facts(RouteName::Put, parts, query);
     facts.filename = Some(&target.name);
     facts.content_type = Some(&target.content_type);
     facts.size = size;
-    state.rules.decide_seen(phase, &facts, Some(&mut ex.seen))
+    state.decide(phase, &facts, &mut ex.seen).await
 }
 
 /// Makes the file visible: committed to storage (over the bytes of an

@@ -95,7 +95,7 @@ pub(crate) async fn receive(request: store::Incoming<'_>) -> Result<Answer, Fini
             ex.file_seen = Some(FileSeen::new(&raw_filename, &content_type));
             if rules_apply {
                 let part = Some((raw_filename.as_str(), content_type.as_str()));
-                let decision = decide(state, parts, Phase::Upload, &query, part, None, ex);
+                let decision = decide(state, parts, Phase::Upload, &query, part, None, ex).await?;
                 if let Step::Stop(finish) = apply::apply(decision, ctl, ex, Phase::Upload) {
                     return Err(finish);
                 }
@@ -134,7 +134,13 @@ pub(crate) async fn receive(request: store::Incoming<'_>) -> Result<Answer, Fini
             received.file.target().content_type.as_str(),
         ));
         let size = Some(received.file.size);
-        decide(state, parts, Phase::Complete, &query, part, size, ex)
+        match decide(state, parts, Phase::Complete, &query, part, size, ex).await {
+            Ok(decision) => decision,
+            Err(err) => {
+                received.file.discard().await;
+                return Err(err.into());
+            }
+        }
     } else {
         None
     };
@@ -155,7 +161,7 @@ pub(crate) async fn receive(request: store::Incoming<'_>) -> Result<Answer, Fini
 
 /// The rule that fires at `phase` for this upload, given what is known so far:
 /// the file part's (name as sent, content type) and the file's size.
-fn decide(
+async fn decide(
     state: &AppState,
     parts: &Parts,
     phase: Phase,
@@ -163,12 +169,12 @@ fn decide(
     part: Option<(&str, &str)>,
     size: Option<u64>,
     ex: &mut Exchange,
-) -> Option<Decision> {
+) -> Result<Option<Decision>, ApiError> {
     let mut facts = apply::facts(RouteName::Upload, parts, query);
     facts.filename = part.map(|(name, _)| name);
     facts.content_type = part.map(|(_, ct)| ct);
     facts.size = size;
-    state.rules.decide_seen(phase, &facts, Some(&mut ex.seen))
+    state.decide(phase, &facts, &mut ex.seen).await
 }
 
 /// The 200 answer for the file stored as `stored`.

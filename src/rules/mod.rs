@@ -156,6 +156,11 @@ pub(crate) struct Entry {
     /// When the rule was added, in [`ADDED`]'s order: a request's near
     /// misses are rules that were loaded when it was decided.
     added: u64,
+    /// With a shared state store: the name its counters have there (a
+    /// run-time rule's, given when it was added; `None` for a fixture
+    /// rule, whose name is made of the store's epoch, its file and its id).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    shared_key: Option<Box<str>>,
 }
 
 /// Numbers rules as they are added (across every engine of the process:
@@ -182,7 +187,145 @@ impl Entry {
             matched: AtomicU64::new(0),
             fired: AtomicU64::new(0),
             added: ADDED.fetch_add(1, Ordering::Relaxed),
+            shared_key: None,
         })
+    }
+
+    /// A run-time rule read from a shared state store, with the name of its
+    /// counters there.
+    #[cfg(feature = "redis")]
+    pub(crate) fn shared(id: String, source: String, rule: Rule, key: String) -> Arc<Self> {
+        Arc::new(Entry {
+            id,
+            source,
+            rule: Arc::new(rule),
+            matched: AtomicU64::new(0),
+            fired: AtomicU64::new(0),
+            added: ADDED.fetch_add(1, Ordering::Relaxed),
+            shared_key: Some(key.into()),
+        })
+    }
+
+    /// The rule itself.
+    #[cfg(feature = "redis")]
+    pub(crate) fn rule(&self) -> &Rule {
+        &self.rule
+    }
+
+    /// The name of its counters in a shared state store at `epoch` (see
+    /// [`Entry::shared_key`]).
+    #[cfg(feature = "redis")]
+    pub(crate) fn key_at(&self, epoch: u64) -> String {
+        match &self.shared_key {
+            Some(key) => key.to_string(),
+            None => format!("f{epoch}:{}:{}", self.source, self.id),
+        }
+    }
+
+    /// Its status with counters read elsewhere (a shared state store).
+    #[cfg(feature = "redis")]
+    pub(crate) fn status_with(&self, matched: u64, fired: u64) -> RuleStatus {
+        RuleStatus {
+            id: self.id.clone(),
+            source: self.source.clone(),
+            matched,
+            fired,
+            rule: (*self.rule).clone(),
+        }
+    }
+
+    /// Counts a matching request with this process's counters (see
+    /// [`Counters::count`]).
+    fn count_here(&self, draw: bool) -> Count {
+        let when = &self.rule.when;
+        let matched = self.matched.fetch_add(1, Ordering::SeqCst) + 1;
+        if matched <= when.after {
+            return Count::After(matched);
+        }
+        if let Some(times) = when.times {
+            let fired = self.fired.load(Ordering::SeqCst);
+            if fired >= times {
+                return Count::Times(fired);
+            }
+        }
+        if draw {
+            return Count::Draw(0);
+        }
+        if self.claim_here() {
+            Count::Fired
+        } else {
+            Count::Times(when.times.unwrap_or(0))
+        }
+    }
+
+    /// Claims a firing: with `times`, only while some are left, so that
+    /// concurrent requests never fire it more often.
+    fn claim_here(&self) -> bool {
+        match self.rule.when.times {
+            Some(times) => self
+                .fired
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |f| {
+                    (f < times).then_some(f + 1)
+                })
+                .is_ok(),
+            None => {
+                self.fired.fetch_add(1, Ordering::SeqCst);
+                true
+            }
+        }
+    }
+}
+
+/// What counting a matching request found (its `when`, checked where the
+/// counters live).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Count {
+    /// Held back by `after`: this many matching requests so far.
+    After(u64),
+    /// Held back by `times`: it has fired this many times.
+    Times(u64),
+    /// It fires if a draw of its `probability` holds; the number names the
+    /// draw (a shared store's sequence; 0 here).
+    Draw(u64),
+    /// It fired (the firing is claimed).
+    Fired,
+}
+
+/// Where the rules' counters live: this process ([`Here`]) or a shared state
+/// store. A counter is only ever changed by one atomic step, so that `after`
+/// and `times` stay exact under concurrency.
+pub(crate) trait Counters {
+    /// Why the counters could not be read or changed.
+    type Error;
+    /// Counts a request whose `match` held, then checks `after` and `times`;
+    /// when `draw` is false (no `probability`), also claims the firing.
+    async fn count(&self, entry: &Entry, draw: bool) -> Result<Count, Self::Error>;
+    /// Whether the draw numbered `seq` of probability `p` holds.
+    fn draw(&self, p: f64, seq: u64) -> bool;
+    /// Claims a firing once its draw held: false if `times` ran out meanwhile.
+    async fn claim(&self, entry: &Entry) -> Result<bool, Self::Error>;
+}
+
+/// The counters of this process: atomics in the rules' entries, and the
+/// engine's seeded RNG.
+#[derive(Debug)]
+pub(crate) struct Here<'a> {
+    rng: &'a Mutex<StdRng>,
+}
+
+impl Counters for Here<'_> {
+    type Error = std::convert::Infallible;
+
+    async fn count(&self, entry: &Entry, draw: bool) -> Result<Count, Self::Error> {
+        Ok(entry.count_here(draw))
+    }
+
+    fn draw(&self, p: f64, _seq: u64) -> bool {
+        lock(self.rng).gen_bool(p)
+    }
+
+    async fn claim(&self, entry: &Entry) -> Result<bool, Self::Error> {
+        Ok(entry.claim_here())
     }
 }
 
@@ -401,6 +544,9 @@ pub enum AddRuleError {
 pub(crate) struct RuleEngine {
     current: Mutex<Arc<Snapshot>>,
     changes: Mutex<Ids>,
+    /// The fixture rules as last loaded, removed ones included: what a
+    /// shared state store's view is made from ([`install_shared`](Self::install_shared)).
+    loaded: Mutex<Vec<Arc<Entry>>>,
     rng: Mutex<StdRng>,
     sources: Vec<loading::FixtureSource>,
     seed: u64,
@@ -416,6 +562,7 @@ impl RuleEngine {
         let mut ids = Ids::default();
         let fixtures = ids.fixture_entries(files);
         Ok(Self {
+            loaded: Mutex::new(fixtures.clone()),
             current: Mutex::new(Snapshot::new(Vec::new(), fixtures)),
             changes: Mutex::new(ids),
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
@@ -451,20 +598,46 @@ impl RuleEngine {
     }
 
     /// The first rule of `phase` whose match and `when` hold, with counters updated.
-    /// (The routes call [`decide_seen`](Self::decide_seen); tests call this.)
+    /// (The routes call [`decide_with`](Self::decide_with); tests call this.)
     #[cfg(test)]
     pub(crate) fn decide(&self, phase: Phase, facts: &RequestFacts<'_>) -> Option<Decision> {
         self.decide_seen(phase, facts, None)
     }
 
-    /// `decide`, noting in `seen` what the rules saw and
-    /// which matching rules their `when` held back, for the near misses.
+    /// `decide` with this process's counters, noting in `seen` what the
+    /// rules saw and which matching rules their `when` held back.
+    #[cfg(test)]
     pub(crate) fn decide_seen(
         &self,
         phase: Phase,
         facts: &RequestFacts<'_>,
-        mut seen: Option<&mut near_miss::Seen>,
+        seen: Option<&mut near_miss::Seen>,
     ) -> Option<Decision> {
+        use futures_util::FutureExt;
+        let decided = self
+            .decide_with(phase, facts, seen, &self.here())
+            .now_or_never();
+        let Some(Ok(decision)) = decided else {
+            unreachable!("this process's counters never wait")
+        };
+        decision
+    }
+
+    /// This process's counters.
+    pub(crate) fn here(&self) -> Here<'_> {
+        Here { rng: &self.rng }
+    }
+
+    /// The first rule of `phase` whose match and `when` hold, its firing
+    /// claimed in `counters`; notes in `seen` what the rules saw and which
+    /// matching rules their `when` held back, for the near misses.
+    pub(crate) async fn decide_with<C: Counters>(
+        &self,
+        phase: Phase,
+        facts: &RequestFacts<'_>,
+        mut seen: Option<&mut near_miss::Seen>,
+        counters: &C,
+    ) -> Result<Option<Decision>, C::Error> {
         let snapshot = self.snapshot();
         if let Some(seen) = seen.as_deref_mut() {
             seen.note(phase, facts, &snapshot);
@@ -482,49 +655,35 @@ impl RuleEngine {
             if rule.phase != phase || !rule.matcher.matches(facts) {
                 continue;
             }
-            let matched = entry.matched.fetch_add(1, Ordering::SeqCst) + 1;
-            if matched <= rule.when.after {
-                held_back(&entry.id, near_miss::after_miss(rule.when.after, matched));
-                continue;
-            }
-            if let Some(times) = rule.when.times {
-                let fired = entry.fired.load(Ordering::SeqCst);
-                if fired >= times {
+            let p = rule.when.probability.value();
+            let times = rule.when.times.unwrap_or(0);
+            match counters.count(entry, p < 1.0).await? {
+                Count::After(matched) => {
+                    held_back(&entry.id, near_miss::after_miss(rule.when.after, matched));
+                    continue;
+                }
+                Count::Times(fired) => {
                     held_back(&entry.id, near_miss::times_miss(times, fired));
                     continue;
                 }
-            }
-            let p = rule.when.probability.value();
-            if p < 1.0 && !lock(&self.rng).gen_bool(p) {
-                held_back(&entry.id, near_miss::probability_miss(p));
-                continue;
-            }
-            // Claim a firing: with `times`, only while some are left, so
-            // that concurrent requests never fire it more often.
-            let claimed = match rule.when.times {
-                Some(times) => entry
-                    .fired
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |f| {
-                        (f < times).then_some(f + 1)
-                    })
-                    .is_ok(),
-                None => {
-                    entry.fired.fetch_add(1, Ordering::SeqCst);
-                    true
+                Count::Draw(seq) => {
+                    if !counters.draw(p, seq) {
+                        held_back(&entry.id, near_miss::probability_miss(p));
+                        continue;
+                    }
+                    if !counters.claim(entry).await? {
+                        held_back(&entry.id, near_miss::times_miss(times, times));
+                        continue;
+                    }
                 }
-            };
-            if !claimed {
-                if let Some(times) = rule.when.times {
-                    held_back(&entry.id, near_miss::times_miss(times, times));
-                }
-                continue;
+                Count::Fired => {}
             }
-            return Some(Decision {
+            return Ok(Some(Decision {
                 id: entry.id.clone(),
                 rule: Arc::clone(&entry.rule),
-            });
+            }));
         }
-        None
+        Ok(None)
     }
 
     /// Adds run-time rules before all others: a batch keeps its own order and
@@ -626,6 +785,7 @@ impl RuleEngine {
             ids.in_use.remove(&entry.id);
         }
         let fixtures = ids.fixture_entries(files);
+        lock(&self.loaded).clone_from(&fixtures);
         self.install(Snapshot::new(current.admin.clone(), fixtures));
         Ok(())
     }
@@ -637,9 +797,45 @@ impl RuleEngine {
         let mut ids = lock(&self.changes);
         *ids = Ids::default();
         let fixtures = ids.fixture_entries(files);
+        lock(&self.loaded).clone_from(&fixtures);
         self.install(Snapshot::new(Vec::new(), fixtures));
         *lock(&self.rng) = StdRng::seed_from_u64(self.seed);
         Ok(())
+    }
+
+    /// The ids of the fixture rules as loaded (removed ones included).
+    #[cfg(feature = "redis")]
+    pub(crate) fn fixture_ids(&self) -> Vec<String> {
+        lock(&self.loaded).iter().map(|e| e.id.clone()).collect()
+    }
+
+    /// Whether `id` names a fixture rule in the current rules.
+    #[cfg(feature = "redis")]
+    pub(crate) fn has_fixture(&self, id: &str) -> bool {
+        self.snapshot().fixtures.iter().any(|e| e.id == id)
+    }
+
+    /// Installs the rules a shared state store holds: its run-time rules
+    /// (newest first), then this process's fixture rules but those removed
+    /// through the store (every one when `cleared`).
+    #[cfg(feature = "redis")]
+    pub(crate) fn install_shared(
+        &self,
+        admin: Vec<Arc<Entry>>,
+        removed: &HashSet<String>,
+        cleared: bool,
+    ) {
+        let _changes = lock(&self.changes);
+        let fixtures = if cleared {
+            Vec::new()
+        } else {
+            lock(&self.loaded)
+                .iter()
+                .filter(|e| !removed.contains(&e.id))
+                .cloned()
+                .collect()
+        };
+        self.install(Snapshot::new(admin, fixtures));
     }
 }
 

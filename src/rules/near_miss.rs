@@ -111,7 +111,7 @@ impl FailedCondition {
 }
 
 /// What the rules saw of one request, gathered by the engine as it decides
-/// each phase ([`RuleEngine::decide_seen`]), and explained when the journal
+/// each phase ([`RuleEngine::decide_with`]), and explained when the journal
 /// entry is first read ([`Pending`]).
 #[derive(Debug, Default)]
 pub(crate) struct Seen {

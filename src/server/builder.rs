@@ -384,6 +384,47 @@ impl MockServerBuilder {
         self
     }
 
+    /// Shares the run-time rules, every rule's counters and the journal
+    /// with the other replicas using the same Redis
+    /// (`--state redis://HOST:PORT[/DB]`, or `rediss://` for TLS), under
+    /// [`state_prefix`](Self::state_prefix). [`start`](Self::start) fails
+    /// when the store cannot be reached. Only with the `redis` feature (on
+    /// by default).
+    ///
+    /// ```no_run
+    /// # async fn doc() -> Result<(), aymara_mock::StartError> {
+    /// let replica = aymara_mock::MockServer::builder()
+    ///     .state("redis://127.0.0.1:6379/0")
+    ///     .state_prefix("staging-a")
+    ///     .replica_id("replica-1")
+    ///     .start()
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn state(mut self, url: impl Into<String>) -> Self {
+        self.config.state_url = Some(url.into());
+        self
+    }
+
+    /// The prefix of every key in the shared state store (default
+    /// `aymara-mock`): stagings with different prefixes share a Redis
+    /// without seeing each other.
+    #[cfg(feature = "redis")]
+    pub fn state_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config.state_prefix = prefix.into();
+        self
+    }
+
+    /// This replica's name in the shared journal (default: the host name
+    /// and the port, `HOST:PORT`).
+    #[cfg(feature = "redis")]
+    pub fn replica_id(mut self, id: impl Into<String>) -> Self {
+        self.config.replica_id = Some(id.into());
+        self
+    }
+
     /// Binds, loads fixtures, prepares storage and starts serving on the
     /// current Tokio runtime.
     pub async fn start(self) -> Result<MockServer, StartError> {
@@ -403,8 +444,13 @@ impl MockServerBuilder {
         let seed = config.seed.unwrap_or_else(rand::random);
         let rules = load_rules(&config, seed).await?;
         let storage = storage(&config, object_store)?;
+        #[cfg(feature = "redis")]
+        let cluster = connect_state(&config, addr, &rules).await?;
         let url = format!("http://{addr}");
-        let state = Arc::new(shared_state(&config, addr, &url, storage, rules, cors));
+        let state = shared_state(&config, addr, &url, storage, rules, cors);
+        #[cfg(feature = "redis")]
+        let state = crate::state::AppState { cluster, ..state };
+        let state = Arc::new(state);
         tracing::info!(
             %url,
             seed,
@@ -423,6 +469,43 @@ impl MockServerBuilder {
             task: Some(task),
         })
     }
+}
+
+/// With `--state`: the shared state store, connected (an unreachable one
+/// is an error naming it).
+#[cfg(feature = "redis")]
+async fn connect_state(
+    config: &Config,
+    addr: SocketAddr,
+    rules: &RuleEngine,
+) -> Result<Option<crate::cluster::Cluster>, StartError> {
+    let Some(url) = &config.state_url else {
+        return Ok(None);
+    };
+    let replica = config.replica_id.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_owned());
+        format!("{host}:{}", addr.port())
+    });
+    let cluster_config = crate::cluster::ClusterConfig {
+        url: url.clone(),
+        prefix: config.state_prefix.clone(),
+        replica,
+    };
+    let cluster = crate::cluster::Cluster::connect(
+        &cluster_config,
+        config.seed,
+        config.journal_size,
+        config.journal_bytes.bytes(),
+        rules.fixture_ids(),
+    )
+    .await
+    .map_err(|e| StartError::Config(format!("--state: {e}")))?;
+    tracing::info!(store = %cluster.url(), replica = %cluster.replica(), "sharing state");
+    Ok(Some(cluster))
 }
 
 /// The fixtures' rules, read on a blocking thread, as every fixture load is.
@@ -493,6 +576,8 @@ fn shared_state(
         md5_threads: std::sync::Arc::new(tokio::sync::Semaphore::new(
             crate::routes::put::MD5_THREADS,
         )),
+        #[cfg(feature = "redis")]
+        cluster: None,
     }
 }
 

@@ -116,6 +116,7 @@ pub(crate) async fn handle(
         call: String::new(),
         attempt: 0,
         near_misses: Vec::new(),
+        replica: None,
         pending: crate::journal::Explainer::default(),
     };
     let mut flight = InFlight {
@@ -162,6 +163,9 @@ pub(crate) async fn handle(
             flight.set_status(response.status().as_u16());
             if truncate {
                 response = carry_out::truncated(response).await;
+            }
+            if let Some(record) = flight.close() {
+                state.journal_now(record).await;
             }
             Ok(response)
         }
@@ -229,11 +233,11 @@ impl InFlight {
     }
 }
 
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        let Some(mut record) = self.record.take() else {
-            return;
-        };
+impl InFlight {
+    /// Logs the request and counts it in the metrics; returns its journal
+    /// record, once.
+    fn close(&mut self) -> Option<RequestRecord> {
+        let mut record = self.record.take()?;
         record.rule = self.ex.rule.clone();
         record.fault = self.ex.fault.map(str::to_owned);
         record.upload = self.ex.upload.take();
@@ -275,7 +279,15 @@ impl Drop for InFlight {
             fault: self.ex.fault,
             stored_bytes: record.upload.as_ref().map(|upload| upload.size),
         });
-        self.state.journal.push(record);
+        Some(record)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(record) = self.close() {
+            self.state.journal_later(record);
+        }
     }
 }
 
@@ -342,7 +354,7 @@ async fn serve(
             return apply::finish_body(&parts, &mut body, &ctl, finish, ex).await;
         }
     }
-    if let Step::Stop(finish) = apply::request_phase(state, &route, &parts, &ctl, ex) {
+    if let Step::Stop(finish) = apply::request_phase(state, &route, &parts, &ctl, ex).await {
         return apply::finish_body(&parts, &mut body, &ctl, finish, ex).await;
     }
     let normal = match &route {
@@ -384,7 +396,7 @@ async fn serve(
             *presigned,
             ex,
         ),
-        Route::Health => health::answer(),
+        Route::Health => health::answer(state).await,
         Route::OpenApi => openapi::answer(),
         Route::Download {
             file_uuid,

@@ -29,6 +29,20 @@ impl S3Config {
     }
 }
 
+/// `--state`: a Redis URL, in a binary built with the `redis` feature.
+fn parse_state_url(url: &str) -> Result<String, String> {
+    if !cfg!(feature = "redis") {
+        return Err("this aymara-mock was built without the `redis` feature".into());
+    }
+    if url.starts_with("redis://") || url.starts_with("rediss://") {
+        Ok(url.to_owned())
+    } else {
+        Err(format!(
+            "{url:?} is not a Redis URL: use redis://HOST:PORT[/DB] or rediss://HOST:PORT[/DB]"
+        ))
+    }
+}
+
 /// A fast, faithful local emulator of the Aymara AI file-upload API.
 #[derive(Debug, Parser)]
 #[command(
@@ -239,6 +253,17 @@ pub(crate) struct ServeArgs {
     /// At most this many connections at once.
     #[arg(long, env = "AYMARA_MOCK_MAX_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) max_connections: Option<u64>,
+    /// Share run-time rules, counters and the journal with every replica using this Redis:
+    /// redis://HOST:PORT[/DB] (rediss:// for TLS; redis://:PASSWORD@HOST:PORT).
+    #[arg(long, env = "AYMARA_MOCK_STATE", value_name = "URL", value_parser = parse_state_url)]
+    pub(crate) state: Option<String>,
+    /// Prefix of the keys in the --state store: stagings with different prefixes share a Redis
+    /// without seeing each other.
+    #[arg(long, env = "AYMARA_MOCK_STATE_PREFIX", value_name = "PREFIX", default_value = defaults::STATE_PREFIX)]
+    pub(crate) state_prefix: String,
+    /// This replica's name in the shared journal (default: HOSTNAME:PORT).
+    #[arg(long, env = "AYMARA_MOCK_REPLICA_ID", value_name = "NAME")]
+    pub(crate) replica_id: Option<String>,
     /// How long the presigned upload URLs of POST /v2/files stay valid (at most 7 days).
     #[arg(long, env = "AYMARA_MOCK_PRESIGN_EXPIRY", default_value_t = defaults::PRESIGN_EXPIRY.into(), value_parser = parse_duration, value_name = "DURATION")]
     pub(crate) presign_expiry: humantime::Duration,

@@ -130,6 +130,13 @@ async fn serve_async(args: ServeArgs) -> ExitCode {
     if let Some(token) = args.admin_token {
         builder = builder.admin_token(token);
     }
+    #[cfg(feature = "redis")]
+    if let Some(url) = args.state {
+        builder = builder.state(url).state_prefix(args.state_prefix);
+        if let Some(id) = args.replica_id {
+            builder = builder.replica_id(id);
+        }
+    }
     if let Some(max) = args.max_connections {
         builder = builder.max_connections(usize::try_from(max).unwrap_or(usize::MAX));
     }

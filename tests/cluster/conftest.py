@@ -1,0 +1,622 @@
+"""Fixtures for the cluster suite: several aymara-mock replicas sharing one Redis
+(`--state redis://HOST:PORT/DB --state-prefix NAME --replica-id NAME`) and one S3 bucket (moto in
+server mode, `--storage s3://BUCKET/PREFIX --s3-endpoint URL`, as in tests/s3).
+
+Only public surfaces are used: the emulator's CLI (flags, its one stdout line, its exit code and
+stderr, SIGTERM), its HTTP and admin API; redis-server's command line and a raw `PING` on its
+socket; moto's S3 API through boto3.
+
+One redis-server and one moto serve a whole session (of one xdist worker); each test gets a fresh
+`--state-prefix` (so tests sharing the redis-server never see each other's rules or journal) and a
+fresh bucket. A test that stops Redis starts its own (`own_redis`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import boto3
+import httpx
+import pytest
+from botocore.config import Config
+from sidecar import Sidecar, child_env, mock_bin
+
+UPLOAD_PATH = "/v2/files/-/uploads"
+API_KEY = "test-key"
+STORAGE_PREFIX = "aymara"
+AWS_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1"}
+_PROXY_VARS = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy"})
+RUN_SCRIPT = "tests/cluster/run.sh"
+
+
+def poll(
+    check: Callable[[], Any], *, timeout: float, interval: float = 0.05, what: str = "condition"
+) -> Any:
+    """Calls `check` until it returns something truthy; fails after `timeout` seconds.
+
+    The failure message shows `what` and the last value (or exception) seen.
+    """
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = check()
+        except Exception as exc:  # noqa: BLE001 - reported below if it never succeeds
+            last = exc
+        else:
+            if last:
+                return last
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The caller's environment without settings that would change the emulator or its S3
+    client (AYMARA_MOCK_*, AWS_*, proxies), plus `extra`."""
+    return child_env(("AWS_",), _PROXY_VARS, extra)
+
+
+def _wait_port_closed(port: int, what: str) -> None:
+    def refused() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return False
+        except OSError:
+            return True
+
+    poll(refused, timeout=10, what=f"port {port} to close after {what} stopped")
+
+
+# -- Redis -----------------------------------------------------------------------------------
+
+
+def redis_server_bin() -> str:
+    """redis-server: $REDIS_SERVER, else the one on PATH (Debian: /usr/bin/redis-server)."""
+    path = os.environ.get("REDIS_SERVER") or shutil.which("redis-server")
+    for candidate in (path, "/usr/bin/redis-server", "/usr/sbin/redis-server"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    pytest.fail(
+        "redis-server not found: run tests/cluster/run.sh as root (it installs Debian's "
+        "redis-server), `apt-get install redis-server`, or set REDIS_SERVER=/path/to/redis-server",
+        pytrace=False,
+    )
+
+
+def redis_call(port: int, *args: str, timeout: float = 1.0) -> bytes:
+    """Sends one command (a RESP array of bulk strings) to 127.0.0.1:port and returns its answer
+    as sent, for the simple replies the harness reads: `+PONG`, `-LOADING ...` (while an
+    append-only file is replayed), `:1`, or a bulk string's bytes (`b""` for a nil one)."""
+    request = f"*{len(args)}\r\n".encode()
+    for arg in args:
+        raw = arg.encode()
+        request += b"$%d\r\n%s\r\n" % (len(raw), raw)
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(request)
+        data = b""
+        while True:
+            head, sep, rest = data.partition(b"\r\n")
+            if sep and not head.startswith(b"$"):
+                return head
+            if sep:
+                size = int(head[1:])
+                if size < 0:
+                    return b""
+                if len(rest) >= size + 2:
+                    return rest[:size]
+            chunk = s.recv(4096)
+            if not chunk:
+                raise ConnectionError(f"redis on port {port} closed the connection; got {data!r}")
+            data += chunk
+
+
+def redis_ping(port: int, timeout: float = 1.0) -> bytes:
+    """`+PONG` when the server on 127.0.0.1:port is ready."""
+    return redis_call(port, "PING", timeout=timeout)
+
+
+class Redis:
+    """A redis-server in its own process on 127.0.0.1, stoppable (SIGTERM), killable (SIGKILL) and
+    restartable on the same port.
+
+    `persist=False` (the session's): nothing written to disk (`--save '' --appendonly no`), so a
+    restart starts empty. `persist=True`: an append-only file fsynced on every write in this
+    object's directory, so even a SIGKILL loses nothing and a restart on the same port brings the
+    same data back (a Redis that goes away and comes back, as a managed one does).
+    """
+
+    def __init__(self, work_dir: Path, name: str = "redis", *, persist: bool = False) -> None:
+        self.dir = work_dir / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = work_dir / f"{name}.log"
+        self.persist = persist
+        self.port: int | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log = open(self.log_path, "ab")
+
+    def url(self, db: int = 0) -> str:
+        """The `--state` URL of this server."""
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def argv(self, port: int) -> list[str]:
+        argv = [
+            redis_server_bin(),
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--dir", str(self.dir),
+            "--daemonize", "no",
+            "--logfile", "",  # to stdout, that is self.log_path
+        ]  # fmt: skip
+        if self.persist:
+            argv += ["--appendonly", "yes", "--appendfsync", "always"]
+        else:
+            argv += ["--appendonly", "no"]
+        return argv
+
+    def start(self, port: int | None = None) -> None:
+        """Starts redis-server on `port` (a free one when None) and waits until it answers
+        `PING` with `+PONG`."""
+        assert self.proc is None, "already running"
+        attempts = 5  # a free port may be taken before redis binds it; a fixed one retried
+        for _ in range(attempts):
+            self.port = port if port is not None else free_port()
+            self.proc = subprocess.Popen(
+                self.argv(self.port),
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=self._log,
+                cwd=self.dir,
+                env=_child_env(),
+            )
+            if self._wait_ready(timeout=30.0):
+                return
+            self._kill()
+        pytest.fail(
+            f"redis-server did not start on 127.0.0.1:{self.port} ({attempts} attempt(s)); "
+            f"log:\n{self.log()}"
+        )
+
+    def _wait_ready(self, timeout: float) -> bool:
+        assert self.port is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                return False  # e.g. the port was taken meanwhile
+            try:
+                if redis_ping(self.port) == b"+PONG":
+                    return True
+            except OSError:
+                pass
+            time.sleep(0.05)
+        return False
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Sends `sig` (SIGKILL: Redis dies at once, mid-command), waits until the process is gone
+        and the port refuses connections."""
+        if self.proc is None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+        assert self.port is not None
+        _wait_port_closed(self.port, "redis-server")
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def _kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def close(self) -> None:
+        self.stop()
+        self._log.close()
+
+    def log(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")[-3000:]
+
+
+@pytest.fixture(scope="session")
+def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis]:
+    """One redis-server for the session (of this xdist worker), in memory only; tests keep apart
+    by their own `--state-prefix`."""
+    server = Redis(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[Redis]:
+    """A redis-server for this test only, persisting to an fsynced append-only file: the test may
+    kill it and restart it on the same port with its data."""
+    server = Redis(tmp_path, name="own-redis", persist=True)
+    server.start()
+    yield server
+    server.close()
+
+
+# -- moto (the pattern of tests/s3/conftest.py) ----------------------------------------------
+
+
+class Moto:
+    """A moto server (S3 in memory) in its own process on 127.0.0.1."""
+
+    def __init__(self, log_dir: Path, name: str = "moto") -> None:
+        self.log_path = log_dir / f"{name}.log"
+        self.port: int | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log = open(self.log_path, "ab")
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, port: int | None = None) -> None:
+        """Starts moto on `port` (a free one when None) and waits until it answers HTTP."""
+        assert self.proc is None, "already running"
+        attempts = 5
+        for _ in range(attempts):
+            self.port = port if port is not None else free_port()
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=self._log,
+                env=_child_env(),
+            )
+            if self._wait_ready(timeout=30.0):
+                return
+            self._kill()
+        pytest.fail(
+            f"moto did not start on 127.0.0.1:{self.port} ({attempts} attempt(s)); "
+            f"log:\n{self.log()}"
+        )
+
+    def _wait_ready(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=2.0, trust_env=False) as client:
+            while time.monotonic() < deadline:
+                assert self.proc is not None
+                if self.proc.poll() is not None:
+                    return False
+                try:
+                    client.get(f"{self.endpoint}/moto-api/")
+                    return True
+                except httpx.TransportError:
+                    time.sleep(0.05)
+        return False
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+        assert self.port is not None
+        _wait_port_closed(self.port, "moto")
+
+    def _kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def close(self) -> None:
+        self.stop()
+        self._log.close()
+
+    def log(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")[-3000:]
+
+    def client(self) -> Any:
+        """A boto3 S3 client for this server (path-style, no retries to hide failures)."""
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+            region_name=AWS_ENV["AWS_REGION"],
+            config=Config(
+                s3={"addressing_style": "path"},
+                retries={"max_attempts": 1, "mode": "standard"},
+                proxies={},
+                connect_timeout=5,
+                read_timeout=120,
+            ),
+        )
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
+    """One moto for the session, on a free port."""
+    server = Moto(tmp_path_factory.mktemp("moto"))
+    server.start()
+    yield server
+    server.close()
+
+
+def empty_bucket(s3: Any, bucket: str) -> None:
+    """Best effort: abort multipart uploads, delete every object and the bucket."""
+    try:
+        for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+            s3.abort_multipart_upload(Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"])
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            objects = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+            if objects:  # at most 1,000 a page, as delete_objects takes
+                s3.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
+        s3.delete_bucket(Bucket=bucket)
+    except Exception:  # noqa: BLE001 - cleanup only
+        pass
+
+
+@pytest.fixture
+def bucket(moto: Moto) -> Iterator[str]:
+    """A fresh bucket on the session moto, emptied and deleted afterwards."""
+    s3 = moto.client()
+    name = f"aymara-cluster-{uuid.uuid4().hex[:16]}"
+    s3.create_bucket(Bucket=name)
+    yield name
+    empty_bucket(s3, name)
+
+
+# -- the replicas ----------------------------------------------------------------------------
+
+
+class Replica(Sidecar):
+    """One aymara-mock process of a cluster: `--replica-id` `replica_id`."""
+
+    def __init__(self, argv: list[str], stderr_path: Path, env: dict[str, str], replica_id: str) -> None:
+        super().__init__(argv, stderr_path, env)
+        self.replica_id = replica_id
+        self.http = httpx.Client(
+            base_url=self.url,
+            timeout=60.0,
+            trust_env=False,
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+        )
+
+    def __repr__(self) -> str:
+        return f"Replica({self.replica_id} at {self.url})"
+
+    def close_clients(self) -> None:
+        self.http.close()
+
+    # -- API ----------------------------------------------------------------------------------
+
+    def upload(
+        self, data: bytes = b"hello", filename: str = "file.txt", request_id: str | None = None
+    ) -> httpx.Response:
+        """A multipart POST of `data` to the upload endpoint, with `x-request-id` when given
+        (the journal entry's `id`)."""
+        headers = {"x-api-key": API_KEY}
+        if request_id is not None:
+            headers["x-request-id"] = request_id
+        return self.http.post(
+            UPLOAD_PATH, headers=headers, files={"file": (filename, data, "text/plain")}
+        )
+
+    def health(self) -> httpx.Response:
+        return self.http.get("/health")
+
+    # -- admin API ----------------------------------------------------------------------------
+
+    def add_rules(self, rules: list[dict[str, Any]]) -> list[str]:
+        r = self.http.post("/__admin/rules", json={"rules": rules})
+        assert r.status_code == 201, f"{self!r}: POST /__admin/rules: {r.status_code} {r.text}"
+        return r.json()["ids"]
+
+    def rules(self) -> list[dict[str, Any]]:
+        r = self.http.get("/__admin/rules")
+        assert r.status_code == 200, f"{self!r}: GET /__admin/rules: {r.status_code} {r.text}"
+        return r.json()["rules"]
+
+    def rule(self, rule_id: str) -> dict[str, Any]:
+        """The rule `rule_id` as GET /__admin/rules lists it (with `matched` and `fired`)."""
+        found = [r for r in self.rules() if r["id"] == rule_id]
+        assert len(found) == 1, f"{self!r}: rule {rule_id!r} listed {len(found)} times: {self.rules()}"
+        return found[0]
+
+    def delete_rule(self, rule_id: str) -> None:
+        r = self.http.delete(f"/__admin/rules/{rule_id}")
+        assert r.status_code in (200, 204), f"{self!r}: DELETE rule {rule_id}: {r.status_code} {r.text}"
+
+    def reset(self) -> None:
+        r = self.http.post("/__admin/reset")
+        assert r.status_code == 200, f"{self!r}: POST /__admin/reset: {r.status_code} {r.text}"
+
+    def journal(self) -> list[dict[str, Any]]:
+        """Every journal entry GET /__admin/requests lists, oldest first.
+
+        The list is not paged today (docs/reference.md, "Admin API": `?after=SEQ` only narrows
+        it); should a cluster-wide journal page, the rest is asked for with `?after=` the
+        largest `seq` seen until a page brings nothing new (entries kept once by `id`)."""
+        r = self.http.get("/__admin/requests")
+        assert r.status_code == 200, f"{self!r}: GET /__admin/requests: {r.status_code} {r.text}"
+        entries: list[dict[str, Any]] = r.json()["requests"]
+        seen = {e["id"] for e in entries}
+        while entries and isinstance(entries[-1].get("seq"), int):
+            after = max(e["seq"] for e in entries if isinstance(e.get("seq"), int))
+            r = self.http.get("/__admin/requests", params={"after": after})
+            assert r.status_code == 200, f"{self!r}: GET /__admin/requests?after={after}: {r.text}"
+            fresh = [e for e in r.json()["requests"] if e["id"] not in seen]
+            if not fresh:
+                break
+            entries += fresh
+            seen.update(e["id"] for e in fresh)
+        return entries
+
+    def upload_journal(self) -> list[dict[str, Any]]:
+        """The journal's entries for the upload endpoint."""
+        return [e for e in self.journal() if e["path"] == UPLOAD_PATH]
+
+
+def replica_argv(
+    redis_url: str,
+    state_prefix: str,
+    replica_id: str,
+    endpoint: str,
+    bucket: str,
+    args: Iterable[str] = (),
+) -> list[str]:
+    return [
+        str(mock_bin(RUN_SCRIPT)),
+        "--port", "0",
+        "--storage", f"s3://{bucket}/{STORAGE_PREFIX}",
+        "--s3-endpoint", endpoint,
+        "--api-key", API_KEY,
+        "--state", redis_url,
+        "--state-prefix", state_prefix,
+        "--replica-id", replica_id,
+        *args,
+    ]  # fmt: skip
+
+
+@dataclass
+class Cluster:
+    """Replicas sharing one Redis (`state_url`, `state_prefix`) and one bucket."""
+
+    replicas: list[Replica]
+    state_url: str
+    state_prefix: str
+    bucket: str
+
+    def __iter__(self) -> Iterator[Replica]:
+        return iter(self.replicas)
+
+    def __getitem__(self, i: int) -> Replica:
+        return self.replicas[i]
+
+    def __len__(self) -> int:
+        return len(self.replicas)
+
+    def spread_uploads(
+        self, n: int, *, concurrency: int = 1, tag: str | None = None, start: int = 0
+    ) -> list[tuple[Replica, str, httpx.Response]]:
+        """`n` small uploads, round-robin over the replicas (upload i to replica (start+i) % len),
+        `concurrency` at a time; returns (replica, x-request-id, response) in the order sent.
+
+        A transport error fails the test: a replica must answer every request."""
+        tag = tag or uuid.uuid4().hex[:8]
+
+        def one(i: int) -> tuple[Replica, str, httpx.Response]:
+            replica = self.replicas[(start + i) % len(self.replicas)]
+            request_id = f"cluster-{tag}-{i}"
+            try:
+                r = replica.upload(f"upload {tag} {i}\n".encode(), f"u{i}.txt", request_id)
+            except httpx.TransportError as exc:
+                pytest.fail(f"{replica!r}: upload {i} got no answer: {exc!r}\nstderr:\n{replica.stderr()}")
+            return replica, request_id, r
+
+        if concurrency <= 1:
+            return [one(i) for i in range(n)]
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            return list(pool.map(one, range(n)))
+
+
+@pytest.fixture
+def start_replica(tmp_path: Path) -> Iterator[Callable[..., Replica]]:
+    """Factory: start_replica(redis_url, state_prefix, replica_id, endpoint, bucket, args=[...]).
+
+    Each replica runs with its own TMPDIR under the test's tmp_path. Every replica started is
+    stopped with SIGTERM at teardown and must exit 0, never having panicked, having printed
+    nothing to stdout beyond its ready line.
+    """
+    replicas: list[Replica] = []
+
+    def start(
+        redis_url: str,
+        state_prefix: str,
+        replica_id: str,
+        endpoint: str,
+        bucket: str,
+        *,
+        args: Iterable[str] = (),
+    ) -> Replica:
+        own_tmp = tmp_path / f"replica-{replica_id}"
+        own_tmp.mkdir(exist_ok=True)
+        argv = replica_argv(redis_url, state_prefix, replica_id, endpoint, bucket, args)
+        env = _child_env({**AWS_ENV, "TMPDIR": str(own_tmp)})
+        replica = Replica(argv, tmp_path / f"replica-{replica_id}.stderr", env, replica_id)
+        replicas.append(replica)
+        return replica
+
+    yield start
+
+    problems = []
+    for replica in replicas:
+        if replica.returncode is not None:
+            continue  # stopped by the test, which checked what it wanted
+        was_alive = replica.alive()
+        rc = replica.stop()
+        stderr = replica.stderr()
+        if not was_alive:
+            problems.append(f"{replica!r} had exited ({rc}) before teardown; stderr:\n{stderr}")
+        elif rc != 0:
+            problems.append(f"{replica!r}: exit code {rc} after SIGTERM; stderr:\n{stderr}")
+        elif "panicked" in stderr:
+            problems.append(f"{replica!r} panicked; stderr:\n{stderr}")
+        elif replica.extra_stdout:
+            problems.append(f"{replica!r}: stdout beyond the ready line: {replica.extra_stdout!r}")
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+def make_cluster(
+    start_replica: Callable[..., Replica],
+    redis: Redis,
+    moto: Moto,
+    bucket: str,
+    ids: Iterable[str] = ("a", "b", "c"),
+) -> Cluster:
+    """Replicas named `ids` on `redis` under a fresh `--state-prefix`, storing in `bucket`."""
+    prefix = f"aymara-test-{uuid.uuid4().hex}"
+    replicas = [
+        start_replica(redis.url(), prefix, f"{rid}-{prefix[-6:]}", moto.endpoint, bucket) for rid in ids
+    ]
+    return Cluster(replicas, redis.url(), prefix, bucket)
+
+
+@pytest.fixture
+def cluster(start_replica: Callable[..., Replica], redis: Redis, moto: Moto, bucket: str) -> Cluster:
+    """Three replicas A, B, C on the session redis-server (a fresh `--state-prefix`) and a fresh
+    bucket of the session moto."""
+    return make_cluster(start_replica, redis, moto, bucket)
+
