@@ -29,35 +29,15 @@ BUILT_BIN=$(realpath "$BIN_A")
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-w2_once() { # w2_once NAME BINARY: prints "req/s p50 p99 errors hwm_mib"
-  BIN=$2
-  run_wrk "ab-$1" warn >&2
-  printf '%s %s %s %s %s' "$R_RPS" "$R_P50" "$R_P99" "$R_ERRORS" "$R_HWM_MIB"
-}
+w2_a() { BIN=$BIN_A run_wrk "ab-a-$1" warn; }
+w2_b() { BIN=$BIN_B run_wrk "ab-b-$1" warn; }
 
-if ((W2_WARMUP > 0)); then
-  log "W2 warm-up: ${W2_WARMUP} s of each binary, not measured"
-  W2_DURATION=$W2_WARMUP w2_once warm-a "$BIN_A" >/dev/null
-  W2_DURATION=$W2_WARMUP w2_once warm-b "$BIN_B" >/dev/null
-fi
 log "W2 A/B: $PAIRS pairs of ${W2_DURATION} s; A=$BIN_A B=$BIN_B"
-printf '%-5s %-34s %-34s\n' pair 'A: req/s, p50, p99 ms, errors, VmHWM' 'B: req/s, p50, p99 ms, errors, VmHWM'
-a_rps=() b_rps=() a_p99=() b_p99=() b_wins=0
-for ((i = 1; i <= PAIRS; i++)); do
-  if ((i % 2)); then
-    a=$(w2_once a "$BIN_A")
-    b=$(w2_once b "$BIN_B")
-  else
-    b=$(w2_once b "$BIN_B")
-    a=$(w2_once a "$BIN_A")
-  fi
-  read -r ar a50 a99 ae ah <<<"$a"
-  read -r br b50 b99 be bh <<<"$b"
-  a_rps+=("$ar") b_rps+=("$br") a_p99+=("$a99") b_p99+=("$b99")
-  if ((br > ar)); then b_wins=$((b_wins + 1)); fi
-  printf '%-5s %7s %6s %6s %4s %6s MiB   %7s %6s %6s %4s %6s MiB\n' "$i" "$ar" "$a50" "$a99" "$ae" "$ah" "$br" "$b50" "$b99" "$be" "$bh"
+w2_rounds "$PAIRS" A w2_a B w2_b
+b_wins=0
+for ((i = 0; i < PAIRS; i++)); do
+  if ((${W2_B[i]%% *} > ${W2_A[i]%% *})); then b_wins=$((b_wins + 1)); fi
 done
-med() { printf '%s\n' "$@" | median; }
-echo "median A: $(med "${a_rps[@]}") req/s, p99 $(med "${a_p99[@]}") ms"
-echo "median B: $(med "${b_rps[@]}") req/s, p99 $(med "${b_p99[@]}") ms"
+echo "median A: $(w2_median W2_A 1) req/s, p99 $(w2_median W2_A 3) ms"
+echo "median B: $(w2_median W2_B 1) req/s, p99 $(w2_median W2_B 3) ms"
 echo "B faster in $b_wins of $PAIRS pairs"

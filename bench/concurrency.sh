@@ -113,7 +113,7 @@ start_nginx_keeping() {
   local port user='' i
   if [[ $(id -u) -eq 0 ]]; then user='user root;'; fi
   for ((i = 0; i < 5; i++)); do
-    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    port=$(free_port)
     cat >"$OUT/nginx-conc.conf" <<CONF
 $user
 worker_processes auto;

@@ -171,11 +171,14 @@ start_server() { # start_server NAME LOG_LEVEL [extra args...]
 
 vm_hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/${1:-$SRV_PID}/status"; }
 
-# run_wrk NAME LOG_LEVEL [server args...] — sets R_* for the run
+# run_wrk NAME LOG_LEVEL [server args...] — sets R_* for the run. RUN_WRK_BEFORE
+# and RUN_WRK_AFTER, when set, name commands run with the server up (SRV_URL):
+# before wrk (e.g. to load a rule) and after it (e.g. to read its counters).
 run_wrk() {
   local name=$1 level=$2 line
   shift 2
   start_server "$name" "$level" "$@"
+  if [[ -n ${RUN_WRK_BEFORE:-} ]]; then "$RUN_WRK_BEFORE"; fi
   local timer=() c0 c1 s0 s1 wrk_ticks=0
   if [[ -x /usr/bin/time ]]; then timer=(/usr/bin/time -f '%U %S' -o "$OUT/$name-wrk.time"); fi
   c0=$(cpu_jiffies) s0=$(proc_ticks "$SRV_PID")
@@ -195,6 +198,7 @@ run_wrk() {
     other = busy - s - w; if (other < 0) other = 0
     printf "%.0f %.0f %.0f\n", 100 * s / total, 100 * w / total, 100 * other / total}')
   R_HWM_MIB=$(awk -v k="$(vm_hwm_kib)" 'BEGIN {printf "%.1f", k / 1024}')
+  if [[ -n ${RUN_WRK_AFTER:-} ]]; then "$RUN_WRK_AFTER"; fi
   R_STORED=$(clear_uploads)
   stop_server
   line=$(grep '^BENCH ' "$OUT/$name-wrk.txt") || die "no BENCH line in $OUT/$name-wrk.txt"
@@ -210,6 +214,47 @@ run_wrk() {
   log "  $R_RPS req/s, p50 $R_P50 ms, p99 $R_P99 ms, max $R_MAX ms, errors $R_ERRORS (socket $R_ERR_SOCK, non-2xx $R_ERR_STATUS), stored $R_STORED, VmHWM $R_HWM_MIB MiB; CPU: server $R_CPU_SERVER%, wrk $R_CPU_WRK%, other $R_CPU_OTHER% of $(nproc) cores"
 }
 
+# w2_rounds PAIRS LABEL_A RUN_A LABEL_B RUN_B: W2 in two setups in the same
+# minutes. RUN_A and RUN_B are commands doing one run_wrk of a fresh server
+# (they get the round's number, or `warm`, to name the run). First W2_WARMUP s
+# of each, not measured; then PAIRS rounds, one run of each in the order A B,
+# B A, A B, … so that drift of the VM touches both alike. Prints a row per
+# round (req/s, p50, p99, errors, VmHWM of each) and keeps each run's figures
+# in W2_A and W2_B: "req/s p50 p99 errors hwm_mib cpu_server% cpu_wrk% cpu_other%".
+w2_rounds() {
+  local pairs=$1 label_a=$2 run_a=$3 label_b=$4 run_b=$5 i a b
+  if ((W2_WARMUP > 0)); then
+    log "W2 warm-up: ${W2_WARMUP} s of each, not measured"
+    W2_DURATION=$W2_WARMUP "$run_a" warm
+    W2_DURATION=$W2_WARMUP "$run_b" warm
+  fi
+  W2_A=() W2_B=()
+  printf '%-5s %-40s %s\n' round "$label_a: req/s, p50, p99 ms, errors, VmHWM" "$label_b: req/s, p50, p99 ms, errors, VmHWM"
+  for ((i = 1; i <= pairs; i++)); do
+    if ((i % 2)); then
+      "$run_a" "$i"
+      W2_A+=("$(w2_figures)")
+      "$run_b" "$i"
+      W2_B+=("$(w2_figures)")
+    else
+      "$run_b" "$i"
+      W2_B+=("$(w2_figures)")
+      "$run_a" "$i"
+      W2_A+=("$(w2_figures)")
+    fi
+    read -ra a <<<"${W2_A[-1]}"
+    read -ra b <<<"${W2_B[-1]}"
+    printf '%-5s %7s %6s %6s %4s %6s MiB   %7s %6s %6s %4s %6s MiB\n' "$i" "${a[@]:0:5}" "${b[@]:0:5}"
+  done
+}
+w2_figures() { echo "$R_RPS $R_P50 $R_P99 $R_ERRORS $R_HWM_MIB $R_CPU_SERVER $R_CPU_WRK $R_CPU_OTHER"; }
+w2_median() { # w2_median ARRAY FIELD: the median of one field of w2_rounds' W2_A or W2_B
+  local -n runs=$1
+  printf '%s\n' "${runs[@]}" | awk -v f="$2" '{print $f}' | median
+}
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
 # nginx as W1's reference: stock settings but for what storing a PUT body
 # needs (the WebDAV module writes the body to a temp file on the storage
 # filesystem and renames it into place), one worker, no access log.
@@ -224,7 +269,7 @@ start_nginx() {
   # cannot write to the 0700 storage tmpfs.
   if [[ $(id -u) -eq 0 ]]; then user='user root;'; fi
   for ((i = 0; i < 5; i++)); do
-    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    port=$(free_port)
     cat >"$OUT/nginx.conf" <<CONF
 $user
 worker_processes 1;
@@ -260,12 +305,18 @@ ngx_worker_hwm_kib() { # the worker's VmHWM (the master only forks it)
   w=$(pgrep -P "$NGX_PID" | head -n 1)
   if [[ -n $w ]]; then vm_hwm_kib "$w"; else echo 0; fi
 }
-stop_nginx() {
-  [[ -n $NGX_PID ]] || return 0
-  kill -QUIT "$NGX_PID" 2>/dev/null || true
-  wait "$NGX_PID" 2>/dev/null || true
-  NGX_PID=''
-  rm -rf "$NGX_DIR"
+stop_nginx() { stop_bg NGX_PID QUIT "$NGX_DIR"; }
+
+# stop_bg PID_VAR SIGNAL DIR: sends SIGNAL to the background process whose id
+# is in the variable PID_VAR (none: nothing to do), reaps it, empties PID_VAR
+# and removes DIR.
+stop_bg() {
+  local -n pid=$1
+  [[ -n $pid ]] || return 0
+  kill "-$2" "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  pid=''
+  rm -rf "$3"
 }
 
 stop_server() {

@@ -141,11 +141,60 @@ impl AppState {
         if let Some(cluster) = &self.cluster {
             let synced = cluster.sync(&self.rules).await.map_err(unavailable)?;
             if synced == crate::cluster::Synced::Reset {
+                // The replica that reset deletes the stored bytes.
                 self.journal.clear();
-                self.clear_uploads().await;
+                self.forget_uploads();
             }
         }
         Ok(())
+    }
+
+    /// With a shared state store: makes here the other replicas' changes to
+    /// the files since the last call (before a request that reads them).
+    pub(crate) async fn sync_files(&self) -> Result<(), ApiError> {
+        #[cfg(feature = "redis")]
+        if let Some(cluster) = &self.cluster {
+            cluster
+                .read_files(|text| {
+                    match serde_json::from_str::<crate::files::events::FileEvent>(text) {
+                        Ok(event) => event.apply(&self.catalog, &self.files, &self.fetches),
+                        Err(err) => tracing::warn!(
+                            error = %err,
+                            "a change to the files this version cannot read is left out"
+                        ),
+                    }
+                })
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    /// With a shared state store: a change to the files just made here, for
+    /// the other replicas (written by [`flush_events`](Self::flush_events)
+    /// before the answer goes). `event` is only built then.
+    pub(crate) fn publish(&self, event: impl FnOnce() -> crate::files::events::FileEvent) {
+        #[cfg(feature = "redis")]
+        if let Some(cluster) = &self.cluster {
+            match serde_json::to_string(&event()) {
+                Ok(text) => cluster.publish(text),
+                Err(err) => {
+                    tracing::warn!(error = %err, "a change to the files could not be written")
+                }
+            }
+        }
+        #[cfg(not(feature = "redis"))]
+        drop(event);
+    }
+
+    /// Writes the changes to the files made here to the shared state store
+    /// (none without one). A failure is counted and shown by `/health`; the
+    /// changes are written by the next call.
+    pub(crate) async fn flush_events(&self) {
+        #[cfg(feature = "redis")]
+        if let Some(cluster) = &self.cluster {
+            let _ = cluster.flush().await;
+        }
     }
 
     /// Adds run-time rules (with `source`, `admin` or `scenario:NAME`),
@@ -292,15 +341,33 @@ impl AppState {
         serde_json::json!({"status": "ok"})
     }
 
-    /// Removes every stored file; returns how many.
+    /// Removes every stored file (every replica's, with a shared state
+    /// store); returns how many.
     pub(crate) async fn clear_uploads(&self) -> usize {
+        let removed = self.forget_uploads();
+        self.publish(|| crate::files::events::FileEvent::Cleared);
+        self.storage.remove(&removed).await;
+        removed.len()
+    }
+
+    /// A file whose bytes never came (a `remote_uri` not fetched): `failed`
+    /// from now on, with `error_message`, on every replica.
+    pub(crate) fn failed(&self, file_uuid: String, error_message: String) {
+        self.catalog.failed(&file_uuid, error_message.clone());
+        self.publish(|| crate::files::events::FileEvent::Failed {
+            file_uuid,
+            error_message,
+        });
+    }
+
+    /// Forgets every file, leaving their bytes in storage; returns their
+    /// records.
+    fn forget_uploads(&self) -> Vec<Arc<crate::storage::UploadRecord>> {
         // Their fetches first: none may store a file after the clear.
         self.fetches
             .cancel_all(crate::files::fetches::Cancelled::Removed);
         self.catalog.clear();
-        let removed = self.files.take_all();
-        self.storage.remove(&removed).await;
-        removed.len()
+        self.files.take_all()
     }
 
     /// Back to the start: run-time rules removed, fixtures reloaded from disk

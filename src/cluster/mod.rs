@@ -92,6 +92,8 @@ struct Keys {
     journal_seq: String,
     journal_bytes: String,
     seed: String,
+    files: String,
+    presign_secret: String,
 }
 
 impl Keys {
@@ -114,6 +116,8 @@ impl Keys {
             journal_seq: key("journal:seq"),
             journal_bytes: key("journal:bytes"),
             seed: key("seed"),
+            files: key("files"),
+            presign_secret: key("presign-secret"),
         }
     }
 }
@@ -189,7 +193,21 @@ pub(crate) struct Cluster {
     trouble: Mutex<Option<String>>,
     /// Commands that failed, for `GET /metrics`.
     errors: AtomicU64,
+    /// Changes to the files made here and not yet written to the store.
+    outbox: Mutex<Vec<String>>,
+    /// One writer of the outbox at a time, so that a request whose change
+    /// another request took out waits until it is written.
+    flushing: tokio::sync::Mutex<()>,
+    /// The id of the last files event read (`0-0`: none yet), held while
+    /// the events read are made here, so that they are made in order.
+    files_read: tokio::sync::Mutex<String>,
 }
+
+/// Most files events the store keeps (older ones are trimmed): a replica
+/// that falls further behind misses changes.
+const MAX_FILE_EVENTS: u64 = 1_000_000;
+/// Files events read in one round trip.
+const FILE_EVENTS_PER_READ: usize = 1000;
 
 /// The URL as shown: its password replaced.
 fn shown(url: &str) -> String {
@@ -279,7 +297,110 @@ impl Cluster {
             reading: tokio::sync::Mutex::new(()),
             trouble: Mutex::new(None),
             errors: AtomicU64::new(0),
+            outbox: Mutex::new(Vec::new()),
+            flushing: tokio::sync::Mutex::new(()),
+            files_read: tokio::sync::Mutex::new("0-0".to_owned()),
         })
+    }
+
+    /// The key presigned URLs are signed with, the same on every replica:
+    /// the one the first replica put in the store.
+    pub(crate) async fn presign_secret(&self) -> Result<String, StoreError> {
+        let mut conn = self.conn.clone();
+        let candidate = crate::http_util::hex(&rand::random::<[u8; 32]>());
+        let set: redis::RedisResult<()> = redis::cmd("SET")
+            .arg(&self.keys.presign_secret)
+            .arg(candidate)
+            .arg("NX")
+            .query_async(&mut conn)
+            .await;
+        self.noted(set)?;
+        let secret: redis::RedisResult<String> = redis::cmd("GET")
+            .arg(&self.keys.presign_secret)
+            .query_async(&mut conn)
+            .await;
+        self.noted(secret)
+    }
+
+    /// A change to the files made here, to be written to the store by the
+    /// next [`flush`](Self::flush).
+    pub(crate) fn publish(&self, event: String) {
+        lock(&self.outbox).push(event);
+    }
+
+    /// Writes the changes made here to the store, in order. Returns once
+    /// every change made before the call is written (by this call or one
+    /// running). On failure the changes stay, to be written by the next.
+    pub(crate) async fn flush(&self) -> Result<(), StoreError> {
+        let _one_writer = self.flushing.lock().await;
+        let events = std::mem::take(&mut *lock(&self.outbox));
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for event in &events {
+            pipe.cmd("XADD")
+                .arg(&self.keys.files)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(MAX_FILE_EVENTS)
+                .arg("*")
+                .arg("r")
+                .arg(&self.replica)
+                .arg("e")
+                .arg(event)
+                .ignore();
+        }
+        let mut conn = self.conn.clone();
+        let written: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
+        if let Err(err) = self.noted(written) {
+            let mut outbox = lock(&self.outbox);
+            let later = std::mem::replace(&mut *outbox, events);
+            outbox.extend(later);
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// Reads the other replicas' changes to the files made since the last
+    /// read, and makes each here (`apply`), in the store's order.
+    pub(crate) async fn read_files(&self, mut apply: impl FnMut(&str)) -> Result<(), StoreError> {
+        let mut last = self.files_read.lock().await;
+        let mut conn = self.conn.clone();
+        loop {
+            let start = if *last == "0-0" {
+                "-".to_owned()
+            } else {
+                format!("({last}")
+            };
+            let read: redis::RedisResult<Vec<(String, Vec<String>)>> = redis::cmd("XRANGE")
+                .arg(&self.keys.files)
+                .arg(start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(FILE_EVENTS_PER_READ)
+                .query_async(&mut conn)
+                .await;
+            let read = self.noted(read)?;
+            let full = read.len() == FILE_EVENTS_PER_READ;
+            for (id, fields) in read {
+                let field = |name: &str| {
+                    fields
+                        .chunks(2)
+                        .find(|pair| pair.first().map(String::as_str) == Some(name))
+                        .and_then(|pair| pair.get(1))
+                };
+                if field("r") != Some(&self.replica) {
+                    if let Some(event) = field("e") {
+                        apply(event);
+                    }
+                }
+                *last = id;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
     }
 
     /// The store's URL (without its password).
@@ -536,6 +657,7 @@ impl Cluster {
             .key(&k.draws)
             .key(&k.journal)
             .key(&k.journal_bytes)
+            .key(&k.files)
             .key(&k.epoch)
             .key(&k.version)
             .arg(token())

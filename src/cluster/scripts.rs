@@ -117,14 +117,16 @@ redis.call('SET', KEYS[6], ARGV[1])
 return n
 ";
 
-/// Back to the start: run-time rules, removals, counters, draws and the
-/// journal gone, a new epoch (fresh fixture counters). KEYS: ids, order,
-/// rules, removed, cleared, counters, draws, journal, journal bytes, epoch,
-/// version. ARGV: epoch token, version token.
+/// Back to the start: run-time rules, removals, counters, draws, the
+/// journal and the files' changes gone, a new epoch (fresh fixture
+/// counters). KEYS: ids, order, rules, removed, cleared, counters, draws,
+/// journal, journal bytes, files, epoch, version. ARGV: epoch token,
+/// version token.
 pub(super) const RESET: &str = r"
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9])
-redis.call('SET', KEYS[10], ARGV[1])
-redis.call('SET', KEYS[11], ARGV[2])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9],
+  KEYS[10])
+redis.call('SET', KEYS[11], ARGV[1])
+redis.call('SET', KEYS[12], ARGV[2])
 return 1
 ";
 

@@ -102,8 +102,12 @@ impl Catalog {
 
     /// Files announced together with `POST /v2/files`, their bytes still to
     /// come: all of them, or none when they would make more than `max`
-    /// files pending at once.
-    pub(crate) fn create_all(&self, new: Vec<NewEntry>, max: usize) -> Result<(), TooManyPending> {
+    /// files pending at once. Returns their entries.
+    pub(crate) fn create_all(
+        &self,
+        new: Vec<NewEntry>,
+        max: usize,
+    ) -> Result<Vec<Entry>, TooManyPending> {
         let now = SystemTime::now();
         let entries: Vec<Entry> = new
             .into_iter()
@@ -134,7 +138,23 @@ impl Catalog {
         for entry in &entries {
             self.save(entry);
         }
-        Ok(())
+        Ok(entries)
+    }
+
+    /// Files another replica announced (`super::events`), with their
+    /// creation times; no limit applies.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn add_announced(&self, entries: impl Iterator<Item = Entry>) {
+        let entries: Vec<Entry> = entries.collect();
+        {
+            let mut inner = lock(&self.inner);
+            for entry in &entries {
+                inner.add(entry.clone());
+            }
+        }
+        for entry in &entries {
+            self.save(entry);
+        }
     }
 
     /// How many files are announced and not stored yet.
@@ -455,11 +475,12 @@ mod tests {
     fn announced_files_are_taken_all_or_none_within_the_pending_limit() {
         let catalog = Catalog::default();
         let three = || ["a", "b", "c"].map(new_entry).into_iter().collect();
-        assert_eq!(catalog.create_all(three(), 3), Ok(()));
+        let created = catalog.create_all(three(), 3).map(|e| e.len());
+        assert_eq!(created, Ok(3));
         assert_eq!(catalog.pending(), 3);
         let more = vec![new_entry("d")];
         assert_eq!(
-            catalog.create_all(more, 3),
+            catalog.create_all(more, 3).map(|e| e.len()),
             Err(TooManyPending { pending: 3, max: 3 })
         );
         assert!(catalog.get("d").is_none());
@@ -469,7 +490,8 @@ mod tests {
         catalog.remove("c");
         catalog.failed("b", "twice".into());
         assert_eq!(catalog.pending(), 0);
-        assert_eq!(catalog.create_all(vec![new_entry("d")], 1), Ok(()));
+        let created = catalog.create_all(vec![new_entry("d")], 1).map(|e| e.len());
+        assert_eq!(created, Ok(1));
         catalog.clear();
         assert_eq!(catalog.pending(), 0);
     }

@@ -5,6 +5,7 @@
 
 pub(crate) mod catalog;
 pub(crate) mod entry;
+pub(crate) mod events;
 pub(crate) mod fetches;
 pub(crate) mod ingest;
 pub(crate) mod persist;

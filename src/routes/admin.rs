@@ -402,8 +402,14 @@ async fn route(
             state.clear_journal().await?;
             Ok(Reply::Json(StatusCode::OK, json!({})))
         }
-        AdminRoute::ListUploads => Ok(Reply::Uploads(state.files.snapshot())),
+        AdminRoute::ListUploads => {
+            state.sync_rules().await?;
+            state.sync_files().await?;
+            Ok(Reply::Uploads(state.files.snapshot()))
+        }
         AdminRoute::ClearUploads => {
+            state.sync_rules().await?;
+            state.sync_files().await?;
             let deleted = state.clear_uploads().await;
             Ok(Reply::Json(StatusCode::OK, json!({ "deleted": deleted })))
         }

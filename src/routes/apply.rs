@@ -60,6 +60,21 @@ pub(crate) async fn request_phase(
     ctl: &BodyControl,
     ex: &mut Exchange,
 ) -> Step {
+    // The rules first: another replica's reset, found there, forgets the
+    // files that the files' changes read next would otherwise keep.
+    if route.rule_name().is_some() {
+        if let Err(err) = state.sync_rules().await {
+            if *route == Route::Health {
+                return Step::Continue;
+            }
+            return Step::Stop(err.into());
+        }
+    }
+    if route.reads_files() {
+        if let Err(err) = state.sync_files().await {
+            return Step::Stop(err.into());
+        }
+    }
     let prefer = match route.documented_statuses() {
         Some(documented) => prefer_code(&parts.headers, documented),
         None => Ok(None),
@@ -73,12 +88,6 @@ pub(crate) async fn request_phase(
             let Some(name) = route.rule_name() else {
                 return Step::Continue;
             };
-            if let Err(err) = state.sync_rules().await {
-                if *route == Route::Health {
-                    return Step::Continue;
-                }
-                return Step::Stop(err.into());
-            }
             ex.effects.rules_apply = true;
             let facts = facts(name, parts, &ex.query);
             let decision = match state.decide(Phase::Request, &facts, &mut ex.seen).await {

@@ -100,7 +100,16 @@ fn create_from(state: &Arc<AppState>, bytes: &[u8]) -> Answer {
         entries.push(announced.entry);
     }
     let max = state.settings.files.max_pending;
-    if let Err(full) = state.catalog.create_all(entries, max) {
+    let created = state.catalog.create_all(entries, max);
+    if let Ok(created) = &created {
+        state.publish(|| crate::files::events::FileEvent::Announced {
+            files: created
+                .iter()
+                .map(crate::files::events::Announced::of)
+                .collect(),
+        });
+    }
+    if let Err(full) = created {
         return Answer::error(
             ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -118,7 +127,7 @@ fn create_from(state: &Arc<AppState>, bytes: &[u8]) -> Answer {
         );
     }
     for (file_uuid, why) in refused {
-        state.catalog.failed(&file_uuid, why);
+        state.failed(file_uuid, why);
     }
     remote_fetch::spawn_all(state, fetches);
     Answer::json(
@@ -633,6 +642,9 @@ pub(crate) async fn delete(state: &AppState, file_uuid: &str) -> Answer {
     }
     state.fetches.cancel(file_uuid);
     state.catalog.remove(file_uuid);
+    state.publish(|| crate::files::events::FileEvent::Removed {
+        file_uuid: file_uuid.to_owned(),
+    });
     if let Some(record) = state.files.remove(file_uuid) {
         state.storage.remove(&[record]).await;
     }

@@ -233,6 +233,16 @@ impl Route {
         )
     }
 
+    /// Whether it reads the files (the catalog or the index): with a shared
+    /// state store, the other replicas' changes are read first.
+    pub(crate) fn reads_files(&self) -> bool {
+        self.serves_stored()
+            || matches!(
+                self,
+                Route::CreateFiles | Route::DeleteFile { .. } | Route::Put { .. }
+            )
+    }
+
     /// The error statuses a `Prefer: code=` may ask for; `None`: the route
     /// ignores `Prefer`.
     pub(crate) fn documented_statuses(&self) -> Option<&'static [u16]> {

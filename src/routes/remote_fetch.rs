@@ -174,6 +174,8 @@ async fn run(state: &Arc<AppState>, job: Job) {
         _ = ticket.cancelled() => return,
     };
     settle(state, &uri, &target, result, &ticket).await;
+    // Its outcome, for the other replicas (with a shared state store).
+    state.flush_events().await;
 }
 
 /// Stores or fails the fetched file, under its lock, so that a `DELETE`
@@ -201,15 +203,15 @@ async fn settle(
             Ok(stored) => {
                 tracing::info!(%uri, file_uuid = %stored.file_uuid, bytes = stored.size, "fetched remote_uri");
             }
-            Err(err) => state.catalog.failed(
-                &target.file_uuid,
+            Err(err) => state.failed(
+                target.file_uuid.clone(),
                 format!("aymara-mock fetched {uri} but could not store it: {err}."),
             ),
         },
         Err(why) => {
             tracing::info!(%uri, file_uuid = %target.file_uuid, %why, "remote_uri not fetched");
-            state.catalog.failed(
-                &target.file_uuid,
+            state.failed(
+                target.file_uuid.clone(),
                 format!("aymara-mock could not fetch {uri}: {why}."),
             );
         }

@@ -153,6 +153,11 @@ pub(crate) async fn keep_as(
     // Only an announced file, or an upload a rule gave a verdict, needs the
     // catalog: the files API sees the others through the index (one record
     // per upload, not two).
+    state.publish(|| crate::files::events::FileEvent::Stored {
+        record: record.clone(),
+        announced,
+        verdict: verdict.clone(),
+    });
     if announced || verdict.is_some() {
         state.catalog.stored(&record, verdict);
     }

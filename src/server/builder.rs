@@ -448,8 +448,23 @@ impl MockServerBuilder {
         let cluster = connect_state(&config, addr, &rules).await?;
         let url = format!("http://{addr}");
         let state = shared_state(&config, addr, &url, storage, rules, cors);
+        // Every replica signs presigned URLs alike: with --presign-secret,
+        // or with the secret the first replica put in the store.
         #[cfg(feature = "redis")]
-        let state = crate::state::AppState { cluster, ..state };
+        let state = match &cluster {
+            Some(shared) if config.presign_secret.is_none() => {
+                let secret = shared
+                    .presign_secret()
+                    .await
+                    .map_err(|e| StartError::Config(format!("--state: {e}")))?;
+                crate::state::AppState {
+                    signer: crate::files::presign::Signer::from_secret(secret.as_bytes()),
+                    cluster,
+                    ..state
+                }
+            }
+            _ => crate::state::AppState { cluster, ..state },
+        };
         let state = Arc::new(state);
         tracing::info!(
             %url,

@@ -164,6 +164,9 @@ pub(crate) async fn handle(
             if truncate {
                 response = carry_out::truncated(response).await;
             }
+            // The changes it made to the files, then the request itself, are
+            // written to a shared state store before the answer goes.
+            state.flush_events().await;
             if let Some(record) = flight.close() {
                 state.journal_now(record).await;
             }
@@ -191,6 +194,7 @@ async fn admin(
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let mut response = crate::routes::admin::handle(state, req, route, request_id).await;
+    state.flush_events().await;
     set_request_id(&mut response, request_id);
     state.metrics.ended(&crate::metrics::Ended {
         route: "admin",

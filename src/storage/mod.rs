@@ -62,7 +62,7 @@ pub struct StoredUpload {
 /// rest of a [`StoredUpload`] is built from ([`Storage::upload_of`]). The paths
 /// and URLs spelled out took ~1 KiB per upload in the index; this takes about
 /// a quarter of that.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct UploadRecord {
     pub(crate) target: Target,
     /// Size in bytes.
@@ -78,7 +78,7 @@ pub(crate) struct UploadRecord {
 
 /// What a file is stored as: fixed before its first byte arrives, so that an
 /// object store can start its multipart upload at once.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Target {
     pub(crate) file_uuid: String,
     /// The safe file name.

@@ -35,6 +35,8 @@ if [[ -z "${REDIS_SERVER:-}" ]] && ! command -v redis-server >/dev/null; then
 fi
 
 suite_venv cluster "$here"
+# The official SDK: its upload helper through one replica, its status call through another.
+suite_sdk cluster "$here"
 
 if [[ "${1:-}" == --setup-only ]]; then exit 0; fi
 

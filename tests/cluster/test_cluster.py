@@ -9,12 +9,13 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import httpx
 import pytest
 
 from conftest import (
+    API_KEY,
     AWS_ENV,
     Cluster,
     Moto,
@@ -155,7 +156,89 @@ def test_a_rule_deleted_through_one_replica_no_longer_applies_on_another(cluster
         assert [rule for rule in replica.rules() if rule["source"] == "admin"] == [], repr(replica)
 
 
-# -- 5. Redis goes away and comes back -------------------------------------------------------
+# -- 5. one files API for the cluster -------------------------------------------------------
+
+
+KEY = {"x-api-key": API_KEY}
+
+
+def files_listed(replica: Replica) -> dict[str, dict[str, Any]]:
+    """GET /v2/files on `replica`, every page: file_uuid -> item."""
+    items: dict[str, dict[str, Any]] = {}
+    offset = 0
+    while True:
+        r = replica.http.get("/v2/files", params={"limit": 100, "offset": offset}, headers=KEY)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        items.update({item["file_uuid"]: item for item in page["items"]})
+        offset += len(page["items"])
+        if not page["items"] or offset >= page["count"]:
+            return items
+
+
+def test_every_replica_lists_finds_and_deletes_every_replicas_files(cluster: Cluster) -> None:
+    a, b, c = cluster
+    # Multipart uploads through A and B, an announced file (POST /v2/files) through A, its bytes
+    # PUT through B (to the presigned URL, signed by A).
+    uploaded = {}
+    for replica in (a, b):
+        r = replica.upload()
+        assert r.status_code == 200, r.text
+        uploaded[r.json()["file_uuid"]] = replica
+    r = a.http.post("/v2/files", json={"files": [{"local_file_path": "notes.txt"}]}, headers=KEY)
+    assert r.status_code == 200, r.text
+    announced = r.json()["files"][0]
+    presigned = httpx.URL(announced["file_url"])
+    on_b = presigned.copy_with(scheme="http", host="127.0.0.1", port=httpx.URL(b.url).port)
+    assert c.http.get(f"/v2/files/{announced['file_uuid']}/status", headers=KEY).json()["processing_status"] == "pending"
+    r = httpx.put(str(on_b), content=b"put through B", headers={"content-type": "text/plain"})
+    assert r.status_code == 200, r.text
+
+    listed = files_listed(c)
+    assert set(listed) == set(uploaded) | {announced["file_uuid"]}, listed
+    status = c.http.get(f"/v2/files/{announced['file_uuid']}/status", headers=KEY).json()
+    assert status["processing_status"] == "completed", status
+    # Every replica serves every file's bytes (the bucket is shared, the index too).
+    r = a.http.get(f"/__files/{announced['file_uuid']}/notes.txt")
+    assert (r.status_code, r.content) == (200, b"put through B")
+    for replica in cluster:
+        assert {u["file_uuid"] for u in replica.http.get("/__admin/uploads").json()["uploads"]} == set(listed)
+
+    # A delete through C is seen by A and B at once.
+    gone = next(iter(uploaded))
+    assert c.http.delete(f"/v2/files/{gone}", headers=KEY).status_code == 204
+    for replica in (a, b):
+        assert replica.http.get(f"/v2/files/{gone}", headers=KEY).status_code == 404, repr(replica)
+        assert gone not in files_listed(replica), repr(replica)
+    # DELETE /__admin/uploads through B empties every replica's list.
+    assert b.http.delete("/__admin/uploads").status_code == 200
+    for replica in cluster:
+        assert files_listed(replica) == {}, repr(replica)
+
+
+def test_the_sdk_uploads_through_one_replica_and_reads_the_status_through_another(
+    cluster: Cluster,
+) -> None:
+    from aymara_ai import AymaraAI
+    from aymara_ai.lib.uploads import upload_file
+
+    a, b, c = cluster
+    data = b"frame" * 10_000
+    with AymaraAI(api_key=API_KEY, base_url=a.url, max_retries=0) as client:
+        ref = upload_file(client, file_name="clip.mp4", file_content=data)
+    # The helper answers a FileReference: the key, .../uploads/<workspace>/<file_uuid>/<name>.
+    file_uuid = ref["remote_file_path"].split("/")[-2]
+    with AymaraAI(api_key=API_KEY, base_url=b.url, max_retries=0) as client:
+        status = client.files.get_status(file_uuid)
+        assert status.file_uuid == file_uuid
+        assert status.processing_status in ("pending", "processing", "completed")
+        listed = client.files.list(limit=100)
+        assert file_uuid in [f.file_uuid for f in listed.items]
+    r = c.http.get(f"/__files/{file_uuid}/clip.mp4")
+    assert (r.status_code, r.content) == (200, data)
+
+
+# -- 6. Redis goes away and comes back -------------------------------------------------------
 
 
 def test_redis_down_then_back(
@@ -236,7 +319,7 @@ def test_redis_down_then_back(
         assert replica.alive() and "panicked" not in replica.stderr(100_000), replica.stderr()
 
 
-# -- 6. no Redis at start --------------------------------------------------------------------
+# -- 7. no Redis at start --------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("how", ["flag", "env"])
