@@ -391,6 +391,8 @@ impl AppState {
     pub(crate) async fn reset_all(self: &Arc<Self>) -> Result<(), ApiError> {
         #[cfg(feature = "redis")]
         if let Some(cluster) = &self.cluster {
+            // Every replica's files in the index first: this replica deletes them.
+            self.sync_files().await?;
             cluster.reset(&self.rules).await.map_err(unavailable)?;
             self.journal.clear();
             self.clear_uploads().await;
