@@ -13,10 +13,13 @@ fresh bucket. A test that stops Redis starts its own (`own_redis`).
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -265,6 +268,95 @@ def own_redis(tmp_path: Path) -> Iterator[Redis]:
     server.start()
     yield server
     server.close()
+
+
+class TlsRedis(Redis):
+    """A redis-server that speaks only TLS (`rediss://localhost:PORT`), with a certificate for
+    `localhost` signed by `ca` (see `make_tls_certs`)."""
+
+    def __init__(self, work_dir: Path, certs: dict[str, Path]) -> None:
+        super().__init__(work_dir, name="redis-tls")
+        self.certs = certs
+
+    def url(self, db: int = 0) -> str:
+        return f"rediss://localhost:{self.port}/{db}"
+
+    def argv(self, port: int) -> list[str]:
+        argv = super().argv(port)
+        argv[argv.index("--port") + 1] = "0"  # no plain port
+        return argv + [
+            "--tls-port", str(port),
+            "--tls-cert-file", str(self.certs["cert"]),
+            "--tls-key-file", str(self.certs["key"]),
+            "--tls-ca-cert-file", str(self.certs["ca"]),
+            "--tls-auth-clients", "no",
+        ]  # fmt: skip
+
+    def _wait_ready(self, timeout: float) -> bool:
+        assert self.port is not None
+        context = ssl.create_default_context(cafile=str(self.certs["ca"]))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                return False
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as raw:
+                    with context.wrap_socket(raw, server_hostname="localhost") as s:
+                        s.sendall(b"*1\r\n$4\r\nPING\r\n")
+                        if s.recv(64).startswith(b"+PONG"):
+                            return True
+            except OSError:
+                pass
+            time.sleep(0.05)
+        return False
+
+
+def make_tls_certs(out: Path) -> dict[str, Path]:
+    """A CA and a certificate for `localhost` (and 127.0.0.1) it signed, as PEM files in `out`:
+    `ca`, `cert`, `key`."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    valid = (now - datetime.timedelta(minutes=5), now + datetime.timedelta(hours=1))
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder().subject_name(name("aymara-mock test CA")).issuer_name(name("aymara-mock test CA"))
+        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(valid[0]).not_valid_after(valid[1])
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    key = ec.generate_private_key(ec.SECP256R1())
+    san = x509.SubjectAlternativeName(
+        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    )
+    cert = (
+        x509.CertificateBuilder().subject_name(name("localhost")).issuer_name(ca.subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(valid[0]).not_valid_after(valid[1])
+        .add_extension(san, critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    paths = {"ca": out / "ca.pem", "cert": out / "server.pem", "key": out / "server.key"}
+    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths["key"].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
 
 
 # -- moto (the pattern of tests/s3/conftest.py) ----------------------------------------------
@@ -569,11 +661,12 @@ def start_replica(tmp_path: Path) -> Iterator[Callable[..., Replica]]:
         bucket: str,
         *,
         args: Iterable[str] = (),
+        env: dict[str, str] | None = None,
     ) -> Replica:
         own_tmp = tmp_path / f"replica-{replica_id}"
         own_tmp.mkdir(exist_ok=True)
         argv = replica_argv(redis_url, state_prefix, replica_id, endpoint, bucket, args)
-        env = _child_env({**AWS_ENV, "TMPDIR": str(own_tmp)})
+        env = _child_env({**AWS_ENV, "TMPDIR": str(own_tmp), **(env or {})})
         replica = Replica(argv, tmp_path / f"replica-{replica_id}.stderr", env, replica_id)
         replicas.append(replica)
         return replica

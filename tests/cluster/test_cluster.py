@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import (
     API_KEY,
@@ -21,14 +22,27 @@ from conftest import (
     Moto,
     Redis,
     Replica,
+    TlsRedis,
     _child_env,
     free_port,
     make_cluster,
+    make_tls_certs,
     poll,
     redis_call,
     redis_ping,
     replica_argv,
 )
+
+
+def scrape(replica: Replica) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """GET /metrics parsed by the Prometheus project's parser: {(sample, sorted labels): value}."""
+    r = replica.http.get("/metrics")
+    assert r.status_code == 200, r.text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(r.text)
+        for sample in family.samples
+    }
 
 
 def statuses(sent: list[tuple[Replica, str, httpx.Response]]) -> Counter[int]:
@@ -64,6 +78,21 @@ def test_times_1_fires_once_over_300_concurrent_uploads(cluster: Cluster) -> Non
     decided = {e["id"]: e["rule"] for e in b.upload_journal()}
     assert decided[refused_id] == "once", decided[refused_id]
     assert [rid for rid, rule in decided.items() if rule is not None] == [refused_id]
+
+    # /metrics, parsed as Prometheus parses it: the rule's counters and the journal are the
+    # cluster's on every replica; the requests each replica counts add up to what was sent.
+    uploads_counted = 0.0
+    for replica in cluster:
+        samples = scrape(replica)
+        assert samples[("aymara_mock_rule_fired_total", (("rule", "once"),))] == 1
+        assert samples[("aymara_mock_rule_matched_total", (("rule", "once"),))] == 300
+        assert samples[("aymara_mock_journal_entries", ())] == 300
+        assert samples[("aymara_mock_state_store_errors_total", ())] == 0
+        uploads_counted += sum(
+            v for (name, labels), v in samples.items()
+            if name == "aymara_mock_requests_total" and ("route", "upload") in labels
+        )  # fmt: skip
+    assert uploads_counted == 300
 
 
 # -- 2. a rule change is seen by the next request on every replica ---------------------------
@@ -276,6 +305,8 @@ def test_redis_down_then_back(
         assert body.get("status") == "degraded", f"{replica!r}: {body}"
         assert isinstance(body.get("reason"), str) and body["reason"], f"{replica!r}: no reason: {body}"
         assert replica.alive(), f"{replica!r} exited with Redis down; stderr:\n{replica.stderr()}"
+        errors = scrape(replica)[("aymara_mock_state_store_errors_total", ())]
+        assert errors >= 1, f"{replica!r}: /metrics counts no state-store error with Redis down"
         assert "panicked" not in replica.stderr(100_000), replica.stderr()
 
     own_redis.start(port)  # same port; the replicas are told nothing
@@ -319,7 +350,39 @@ def test_redis_down_then_back(
         assert replica.alive() and "panicked" not in replica.stderr(100_000), replica.stderr()
 
 
-# -- 7. no Redis at start --------------------------------------------------------------------
+# -- 7. rediss:// --------------------------------------------------------------------------
+
+
+def test_rediss_with_the_ca_and_refused_without(
+    tmp_path: Path, start_replica: Callable[..., Replica], moto: Moto, bucket: str
+) -> None:
+    """A Redis that speaks only TLS: replicas given its CA (SSL_CERT_FILE, as rustls-native-certs
+    reads it) share through it; one without the CA does not start (exit 2, the URL and the
+    certificate named)."""
+    certs = make_tls_certs(tmp_path)
+    server = TlsRedis(tmp_path, certs)
+    server.start()
+    try:
+        prefix = f"aymara-test-{uuid.uuid4().hex}"
+        ca = {"SSL_CERT_FILE": str(certs["ca"])}
+        a = start_replica(server.url(), prefix, "tls-a", moto.endpoint, bucket, env=ca)
+        b = start_replica(server.url(), prefix, "tls-b", moto.endpoint, bucket, env=ca)
+        a.add_rules([{"id": "tls-once", "when": {"times": 1}, "respond": {"status": 503}}])
+        assert b.upload().status_code == 503
+        assert a.upload().status_code == 200
+        assert [e["replica"] for e in a.upload_journal()] == ["tls-b", "tls-a"]
+
+        argv = replica_argv(server.url(), prefix, "no-ca", moto.endpoint, bucket)
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, timeout=60, env=_child_env(AWS_ENV), stdin=subprocess.DEVNULL
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert server.url() in proc.stderr and "certificate" in proc.stderr, proc.stderr
+    finally:
+        server.close()
+
+
+# -- 8. no Redis at start --------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("how", ["flag", "env"])
