@@ -62,6 +62,9 @@ pub(crate) struct ClusterConfig {
 
 /// How long a command may take before the store counts as unavailable.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long `/health` waits for the store's answer (a probe's timeout is
+/// often 1 s).
+const HEALTH_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// What [`Cluster::version`] holds before the first read. The store's
@@ -446,10 +449,19 @@ impl Cluster {
         }
     }
 
-    /// Whether the store answers now (a `PING`); `Err` says why not.
+    /// Whether the store answers now (a `PING` answered within
+    /// [`HEALTH_TIMEOUT`]); `Err` says why not.
     pub(crate) async fn check(&self) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        let pinged: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
+        let ping = redis::cmd("PING");
+        let pinged: redis::RedisResult<String> =
+            match tokio::time::timeout(HEALTH_TIMEOUT, ping.query_async(&mut conn)).await {
+                Ok(pinged) => pinged,
+                Err(_) => Err(redis::RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer to PING within {} ms", HEALTH_TIMEOUT.as_millis()),
+                ))),
+            };
         self.noted(pinged).map(drop)
     }
 
@@ -491,40 +503,47 @@ impl Cluster {
             number(3),
         );
         let removed_end = 4usize.saturating_add(usize::try_from(removed_count).unwrap_or(0));
-        let removed: HashSet<String> = read.iter().take(removed_end).skip(4).cloned().collect();
-        let mut admin = Vec::new();
-        for text in read.iter().skip(removed_end) {
-            match serde_json::from_str::<SharedRule>(text) {
-                Ok(shared) => admin.push(Entry::shared(
-                    shared.id,
-                    shared.source,
-                    shared.rule,
-                    shared.key,
-                )),
-                Err(err) => tracing::warn!(
-                    store = %self.url,
-                    error = %err,
-                    "a shared rule this version cannot read is left out"
-                ),
-            }
-        }
         // A new epoch is another replica's reset; an absent one (0) is a
         // store that lost its data, which resets nothing here.
         let previous = self.version.load(Ordering::SeqCst);
         let reset = previous != UNREAD && epoch != 0 && epoch != self.epoch.load(Ordering::SeqCst);
-        if reset {
-            let reloading = Arc::clone(engine);
-            match tokio::task::spawn_blocking(move || reloading.reset()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => {
-                    tracing::warn!(error = %err, "after a reset, the fixtures could not be reloaded")
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "after a reset, the fixtures could not be reloaded")
+        // Parsing and indexing many rules (or reloading the fixtures) takes
+        // a while: on the blocking pool, so that the async workers serve on.
+        let engine = Arc::clone(engine);
+        let url = self.url.clone();
+        let installed = tokio::task::spawn_blocking(move || {
+            let removed: HashSet<String> =
+                read.iter().take(removed_end).skip(4).cloned().collect();
+            let mut admin = Vec::new();
+            for text in read.iter().skip(removed_end) {
+                match serde_json::from_str::<SharedRule>(text) {
+                    Ok(shared) => admin.push(Entry::shared(
+                        shared.id,
+                        shared.source,
+                        shared.rule,
+                        shared.key,
+                    )),
+                    Err(err) => tracing::warn!(
+                        store = %url,
+                        error = %err,
+                        "a shared rule this version cannot read is left out"
+                    ),
                 }
             }
+            if reset {
+                if let Err(err) = engine.reset() {
+                    tracing::warn!(error = %err, "after a reset, the fixtures could not be reloaded");
+                }
+            }
+            engine.install_shared(admin, &removed, cleared);
+        })
+        .await;
+        if let Err(err) = installed {
+            return Err(StoreError {
+                url: self.url.clone(),
+                reason: format!("installing the shared rules failed: {err}"),
+            });
         }
-        engine.install_shared(admin, &removed, cleared);
         self.epoch.store(epoch, Ordering::SeqCst);
         self.version.store(version, Ordering::SeqCst);
         Ok(if reset { Synced::Reset } else { Synced::Rules })
@@ -554,6 +573,27 @@ impl Cluster {
         source: &str,
     ) -> Result<Result<Vec<String>, String>, StoreError> {
         self.sync(engine).await?;
+        // Each rule as (id or "", JSON): a batch of 100k takes a while, on
+        // the blocking pool.
+        let written = tokio::task::spawn_blocking(move || {
+            rules
+                .iter()
+                .map(|rule| {
+                    let id = rule.id.clone().unwrap_or_default();
+                    serde_json::to_string(rule).map(|text| (id, text))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await;
+        let fail = |reason: String| StoreError {
+            url: self.url.clone(),
+            reason,
+        };
+        let written = match written {
+            Ok(Ok(written)) => written,
+            Ok(Err(err)) => return Err(fail(format!("a rule could not be written: {err}"))),
+            Err(err) => return Err(fail(format!("writing the rules failed: {err}"))),
+        };
         let k = &self.keys;
         let mut invocation = self.scripts.add_rules.prepare_invoke();
         for key in [
@@ -570,12 +610,8 @@ impl Cluster {
             invocation.key(key);
         }
         invocation.arg(source).arg(token());
-        for rule in &rules {
-            let text = serde_json::to_string(rule).map_err(|e| StoreError {
-                url: self.url.clone(),
-                reason: format!("a rule could not be written: {e}"),
-            })?;
-            invocation.arg(rule.id.as_deref().unwrap_or("")).arg(text);
+        for (id, text) in &written {
+            invocation.arg(id).arg(text);
         }
         let mut conn = self.conn.clone();
         let answer: redis::RedisResult<Vec<String>> = invocation.invoke_async(&mut conn).await;
