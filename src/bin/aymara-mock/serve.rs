@@ -166,7 +166,17 @@ async fn serve_async(args: ServeArgs) -> ExitCode {
     let _ = writeln!(stdout, "aymara-mock listening on {}", server.url());
     let _ = stdout.flush();
     drop(stdout);
+    // mimalloc gives freed memory back only when called: once a burst
+    // ends, an idle server would keep it (crate::COLLECT_IDLE).
+    let collector = tokio::spawn(async {
+        let mut tick = tokio::time::interval(crate::COLLECT_IDLE);
+        loop {
+            tick.tick().await;
+            crate::collect();
+        }
+    });
     let signal = wait_for_signal().await;
+    collector.abort();
     tracing::info!(signal, "shutting down");
     server.shutdown().await;
     ExitCode::SUCCESS
