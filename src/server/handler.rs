@@ -164,12 +164,16 @@ pub(crate) async fn handle(
             if truncate {
                 response = carry_out::truncated(response).await;
             }
-            // The changes it made to the files, then the request itself, are
-            // written to a shared state store before the answer goes.
-            state.flush_events().await;
-            if let Some(record) = flight.close() {
-                state.journal_now(record).await;
-            }
+            // The changes it made to the files and the request itself are
+            // written to a shared state store before the answer goes: side
+            // by side, so that the two commands share one round trip.
+            let record = flight.close();
+            let journaled = async {
+                if let Some(record) = record {
+                    state.journal_now(record).await;
+                }
+            };
+            tokio::join!(state.flush_events(), journaled);
             Ok(response)
         }
         Err(ended) => {
