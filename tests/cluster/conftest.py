@@ -21,7 +21,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -32,60 +31,14 @@ from typing import Any, Callable, Iterable, Iterator
 import boto3
 import httpx
 import pytest
-from botocore.config import Config
-from sidecar import Sidecar, child_env, mock_bin
+from s3server import AWS_ENV, Moto, empty_bucket, free_port, moto, poll, wait_port_closed
+from s3server import aws_child_env as _child_env
+from sidecar import Sidecar, mock_bin
 
 UPLOAD_PATH = "/v2/files/-/uploads"
 API_KEY = "test-key"
 STORAGE_PREFIX = "aymara"
-AWS_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1"}
-_PROXY_VARS = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy"})
 RUN_SCRIPT = "tests/cluster/run.sh"
-
-
-def poll(
-    check: Callable[[], Any], *, timeout: float, interval: float = 0.05, what: str = "condition"
-) -> Any:
-    """Calls `check` until it returns something truthy; fails after `timeout` seconds.
-
-    The failure message shows `what` and the last value (or exception) seen.
-    """
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = check()
-        except Exception as exc:  # noqa: BLE001 - reported below if it never succeeds
-            last = exc
-        else:
-            if last:
-                return last
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The caller's environment without settings that would change the emulator or its S3
-    client (AYMARA_MOCK_*, AWS_*, proxies), plus `extra`."""
-    return child_env(("AWS_",), _PROXY_VARS, extra)
-
-
-def _wait_port_closed(port: int, what: str) -> None:
-    def refused() -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return False
-        except OSError:
-            return True
-
-    poll(refused, timeout=10, what=f"port {port} to close after {what} stopped")
 
 
 # -- Redis -----------------------------------------------------------------------------------
@@ -229,7 +182,7 @@ class Redis:
             self.proc.wait()
         self.proc = None
         assert self.port is not None
-        _wait_port_closed(self.port, "redis-server")
+        wait_port_closed(self.port, "redis-server")
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
@@ -359,124 +312,7 @@ def make_tls_certs(out: Path) -> dict[str, Path]:
     return paths
 
 
-# -- moto (the pattern of tests/s3/conftest.py) ----------------------------------------------
-
-
-class Moto:
-    """A moto server (S3 in memory) in its own process on 127.0.0.1."""
-
-    def __init__(self, log_dir: Path, name: str = "moto") -> None:
-        self.log_path = log_dir / f"{name}.log"
-        self.port: int | None = None
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._log = open(self.log_path, "ab")
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, port: int | None = None) -> None:
-        """Starts moto on `port` (a free one when None) and waits until it answers HTTP."""
-        assert self.proc is None, "already running"
-        attempts = 5
-        for _ in range(attempts):
-            self.port = port if port is not None else free_port()
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=self._log,
-                env=_child_env(),
-            )
-            if self._wait_ready(timeout=30.0):
-                return
-            self._kill()
-        pytest.fail(
-            f"moto did not start on 127.0.0.1:{self.port} ({attempts} attempt(s)); "
-            f"log:\n{self.log()}"
-        )
-
-    def _wait_ready(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=2.0, trust_env=False) as client:
-            while time.monotonic() < deadline:
-                assert self.proc is not None
-                if self.proc.poll() is not None:
-                    return False
-                try:
-                    client.get(f"{self.endpoint}/moto-api/")
-                    return True
-                except httpx.TransportError:
-                    time.sleep(0.05)
-        return False
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
-        assert self.port is not None
-        _wait_port_closed(self.port, "moto")
-
-    def _kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-    def close(self) -> None:
-        self.stop()
-        self._log.close()
-
-    def log(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")[-3000:]
-
-    def client(self) -> Any:
-        """A boto3 S3 client for this server (path-style, no retries to hide failures)."""
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
-            region_name=AWS_ENV["AWS_REGION"],
-            config=Config(
-                s3={"addressing_style": "path"},
-                retries={"max_attempts": 1, "mode": "standard"},
-                proxies={},
-                connect_timeout=5,
-                read_timeout=120,
-            ),
-        )
-
-
-@pytest.fixture(scope="session")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
-    """One moto for the session, on a free port."""
-    server = Moto(tmp_path_factory.mktemp("moto"))
-    server.start()
-    yield server
-    server.close()
-
-
-def empty_bucket(s3: Any, bucket: str) -> None:
-    """Best effort: abort multipart uploads, delete every object and the bucket."""
-    try:
-        for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
-            s3.abort_multipart_upload(Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"])
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-            objects = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
-            if objects:  # at most 1,000 a page, as delete_objects takes
-                s3.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
-        s3.delete_bucket(Bucket=bucket)
-    except Exception:  # noqa: BLE001 - cleanup only
-        pass
+# -- the bucket ------------------------------------------------------------------------------
 
 
 @pytest.fixture
