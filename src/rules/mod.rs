@@ -180,21 +180,17 @@ impl Entry {
     }
 
     fn new(id: String, source: String, rule: Rule) -> Arc<Self> {
-        Arc::new(Entry {
-            id,
-            source,
-            rule: Arc::new(rule),
-            matched: AtomicU64::new(0),
-            fired: AtomicU64::new(0),
-            added: ADDED.fetch_add(1, Ordering::Relaxed),
-            shared_key: None,
-        })
+        Self::with_key(id, source, rule, None)
     }
 
     /// A run-time rule read from a shared state store, with the name of its
     /// counters there.
     #[cfg(feature = "redis")]
     pub(crate) fn shared(id: String, source: String, rule: Rule, key: String) -> Arc<Self> {
+        Self::with_key(id, source, rule, Some(key.into()))
+    }
+
+    fn with_key(id: String, source: String, rule: Rule, shared_key: Option<Box<str>>) -> Arc<Self> {
         Arc::new(Entry {
             id,
             source,
@@ -202,7 +198,7 @@ impl Entry {
             matched: AtomicU64::new(0),
             fired: AtomicU64::new(0),
             added: ADDED.fetch_add(1, Ordering::Relaxed),
-            shared_key: Some(key.into()),
+            shared_key,
         })
     }
 
