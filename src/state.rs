@@ -301,13 +301,20 @@ impl AppState {
     pub(crate) fn journal_later(self: &Arc<Self>, record: RequestRecord) {
         let _kept = self.journal.push(record);
         #[cfg(feature = "redis")]
-        if let (Some(cluster), Some(kept)) = (&self.cluster, _kept) {
-            let shared = self.shared_record(cluster, &kept);
+        if self.cluster.is_some() {
+            // Its changes to the files too (a file kept by `keep_upload`).
+            let shared = _kept.and_then(|kept| {
+                let cluster = self.cluster.as_ref()?;
+                Some(self.shared_record(cluster, &kept))
+            });
             let state = Arc::clone(self);
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(async move {
                     if let Some(cluster) = &state.cluster {
-                        let _ = cluster.journal(&shared).await;
+                        let _ = cluster.flush().await;
+                        if let Some(shared) = shared {
+                            let _ = cluster.journal(&shared).await;
+                        }
                     }
                 });
             }

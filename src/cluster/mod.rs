@@ -180,6 +180,10 @@ pub(crate) struct Cluster {
     conn: ConnectionManager,
     url: String,
     replica: String,
+    /// This process, among the writers of the files' events: random, so
+    /// that replicas given the same `--replica-id` by mistake still read
+    /// each other's changes.
+    origin: String,
     keys: Keys,
     scripts: Scripts,
     seed: u64,
@@ -290,6 +294,7 @@ impl Cluster {
             conn,
             url,
             replica: config.replica.clone(),
+            origin: crate::http_util::hex(&rand::random::<[u8; 16]>()),
             keys,
             scripts: Scripts::new(),
             seed,
@@ -348,8 +353,8 @@ impl Cluster {
                 .arg("~")
                 .arg(MAX_FILE_EVENTS)
                 .arg("*")
-                .arg("r")
-                .arg(&self.replica)
+                .arg("o")
+                .arg(&self.origin)
                 .arg("e")
                 .arg(event)
                 .ignore();
@@ -393,7 +398,7 @@ impl Cluster {
                         .find(|pair| pair.first().map(String::as_str) == Some(name))
                         .and_then(|pair| pair.get(1))
                 };
-                if field("r") != Some(&self.replica) {
+                if field("o") != Some(&self.origin) {
                     if let Some(event) = field("e") {
                         apply(event);
                     }

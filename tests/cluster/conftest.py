@@ -499,11 +499,12 @@ def start_replica(tmp_path: Path) -> Iterator[Callable[..., Replica]]:
         args: Iterable[str] = (),
         env: dict[str, str] | None = None,
     ) -> Replica:
-        own_tmp = tmp_path / f"replica-{replica_id}"
+        # Numbered: two replicas may be given the same id.
+        own_tmp = tmp_path / f"replica-{len(replicas)}-{replica_id}"
         own_tmp.mkdir(exist_ok=True)
         argv = replica_argv(redis_url, state_prefix, replica_id, endpoint, bucket, args)
         env = _child_env({**AWS_ENV, "TMPDIR": str(own_tmp), **(env or {})})
-        replica = Replica(argv, tmp_path / f"replica-{replica_id}.stderr", env, replica_id)
+        replica = Replica(argv, own_tmp.with_suffix(".stderr"), env, replica_id)
         replicas.append(replica)
         return replica
 

@@ -245,6 +245,18 @@ def test_every_replica_lists_finds_and_deletes_every_replicas_files(cluster: Clu
         assert files_listed(replica) == {}, repr(replica)
 
 
+def test_replicas_given_the_same_id_by_mistake_still_share_the_files(
+    start_replica: Callable[..., Replica], redis: Redis, moto: Moto, bucket: str
+) -> None:
+    """A replica skips its own changes to the files when it reads them back: by a token of its
+    process, not by its --replica-id, which a shared environment block may give every replica."""
+    a, b = make_cluster(start_replica, redis, moto, bucket, ids=("same", "same"))
+    assert a.replica_id == b.replica_id
+    r = a.upload()
+    assert r.status_code == 200, r.text
+    assert r.json()["file_uuid"] in files_listed(b)
+
+
 def test_the_sdk_uploads_through_one_replica_and_reads_the_status_through_another(
     cluster: Cluster,
 ) -> None:
