@@ -253,7 +253,8 @@ pub(crate) struct ServeArgs {
     /// At most this many connections at once.
     #[arg(long, env = "AYMARA_MOCK_MAX_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) max_connections: Option<u64>,
-    /// Share run-time rules, counters and the journal with every replica using this Redis:
+    /// Share run-time rules, counters, the journal and the files catalog with every replica using
+    /// this Redis:
     /// redis://HOST:PORT[/DB] (rediss:// for TLS; redis://:PASSWORD@HOST:PORT).
     #[arg(long, env = "AYMARA_MOCK_STATE", value_name = "URL", value_parser = parse_state_url)]
     pub(crate) state: Option<String>,
