@@ -17,10 +17,8 @@ import datetime
 import ipaddress
 import os
 import shutil
-import signal
 import socket
 import ssl
-import subprocess
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +29,7 @@ from typing import Any, Callable, Iterable, Iterator
 import boto3
 import httpx
 import pytest
-from s3server import AWS_ENV, Moto, empty_bucket, free_port, moto, poll, wait_port_closed
+from s3server import AWS_ENV, LoopbackServer, Moto, empty_bucket, free_port, moto, poll
 from s3server import aws_child_env as _child_env
 from sidecar import Sidecar, mock_bin
 
@@ -89,9 +87,8 @@ def redis_ping(port: int, timeout: float = 1.0) -> bytes:
     return redis_call(port, "PING", timeout=timeout)
 
 
-class Redis:
-    """A redis-server in its own process on 127.0.0.1, stoppable (SIGTERM), killable (SIGKILL) and
-    restartable on the same port.
+class Redis(LoopbackServer):
+    """A redis-server (see `LoopbackServer`).
 
     `persist=False` (the session's): nothing written to disk (`--save '' --appendonly no`), so a
     restart starts empty. `persist=True`: an append-only file fsynced on every write in this
@@ -99,14 +96,13 @@ class Redis:
     same data back (a Redis that goes away and comes back, as a managed one does).
     """
 
+    what = "redis-server"
+
     def __init__(self, work_dir: Path, name: str = "redis", *, persist: bool = False) -> None:
         self.dir = work_dir / name
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = work_dir / f"{name}.log"
+        super().__init__(work_dir, name, cwd=self.dir)
         self.persist = persist
-        self.port: int | None = None
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._log = open(self.log_path, "ab")
 
     def url(self, db: int = 0) -> str:
         """The `--state` URL of this server."""
@@ -128,79 +124,9 @@ class Redis:
             argv += ["--appendonly", "no"]
         return argv
 
-    def start(self, port: int | None = None) -> None:
-        """Starts redis-server on `port` (a free one when None) and waits until it answers
-        `PING` with `+PONG`."""
-        assert self.proc is None, "already running"
-        attempts = 5  # a free port may be taken before redis binds it; a fixed one retried
-        for _ in range(attempts):
-            self.port = port if port is not None else free_port()
-            self.proc = subprocess.Popen(
-                self.argv(self.port),
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=self._log,
-                cwd=self.dir,
-                env=_child_env(),
-            )
-            if self._wait_ready(timeout=30.0):
-                return
-            self._kill()
-        pytest.fail(
-            f"redis-server did not start on 127.0.0.1:{self.port} ({attempts} attempt(s)); "
-            f"log:\n{self.log()}"
-        )
-
-    def _wait_ready(self, timeout: float) -> bool:
+    def ready(self) -> bool:
         assert self.port is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                return False  # e.g. the port was taken meanwhile
-            try:
-                if redis_ping(self.port) == b"+PONG":
-                    return True
-            except OSError:
-                pass
-            time.sleep(0.05)
-        return False
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        """Sends `sig` (SIGKILL: Redis dies at once, mid-command), waits until the process is gone
-        and the port refuses connections."""
-        if self.proc is None:
-            return
-        self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
-        assert self.port is not None
-        wait_port_closed(self.port, "redis-server")
-
-    def kill(self) -> None:
-        self.stop(signal.SIGKILL)
-
-    def _kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-    def close(self) -> None:
-        self.stop()
-        self._log.close()
-
-    def log(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")[-3000:]
+        return redis_ping(self.port) == b"+PONG"
 
 
 @pytest.fixture(scope="session")
@@ -245,24 +171,13 @@ class TlsRedis(Redis):
             "--tls-auth-clients", "no",
         ]  # fmt: skip
 
-    def _wait_ready(self, timeout: float) -> bool:
+    def ready(self) -> bool:
         assert self.port is not None
         context = ssl.create_default_context(cafile=str(self.certs["ca"]))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                return False
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as raw:
-                    with context.wrap_socket(raw, server_hostname="localhost") as s:
-                        s.sendall(b"*1\r\n$4\r\nPING\r\n")
-                        if s.recv(64).startswith(b"+PONG"):
-                            return True
-            except OSError:
-                pass
-            time.sleep(0.05)
-        return False
+        with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as raw:
+            with context.wrap_socket(raw, server_hostname="localhost") as s:
+                s.sendall(b"*1\r\n$4\r\nPING\r\n")
+                return s.recv(64).startswith(b"+PONG")
 
 
 def make_tls_certs(out: Path) -> dict[str, Path]:

@@ -73,67 +73,83 @@ def wait_port_closed(port: int, what: str) -> None:
 # -- moto ------------------------------------------------------------------------------------
 
 
-class Moto:
-    """A moto server (S3 in memory) in its own process on 127.0.0.1, stoppable and restartable
-    on the same port."""
+class LoopbackServer:
+    """A server in its own process on 127.0.0.1 (a subclass gives its `argv` and its `ready`
+    check), stoppable (SIGTERM), killable (SIGKILL) and restartable on the same port; its output
+    goes to `<log_dir>/<name>.log`."""
 
-    def __init__(self, log_dir: Path, name: str = "moto") -> None:
+    what = "server"
+
+    def __init__(self, log_dir: Path, name: str, cwd: Path | None = None) -> None:
         self.log_path = log_dir / f"{name}.log"
+        self.cwd = cwd
         self.port: int | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self._log = open(self.log_path, "ab")
 
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def argv(self, port: int) -> list[str]:
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        """One check that the server on `self.port` answers (it may raise OSError)."""
+        raise NotImplementedError
 
     def start(self, port: int | None = None) -> None:
-        """Starts moto on `port` (a free one when None) and waits until it answers HTTP."""
+        """Starts the server on `port` (a free one when None) and waits until `ready`."""
         assert self.proc is None, "already running"
-        attempts = 5  # a free port may be taken before moto binds it; a fixed one retried
+        attempts = 5  # a free port may be taken before the server binds it; a fixed one retried
         for _ in range(attempts):
             self.port = port if port is not None else free_port()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                self.argv(self.port),
                 stdin=subprocess.DEVNULL,
                 stdout=self._log,
                 stderr=self._log,
+                cwd=self.cwd,
                 env=aws_child_env(),
             )
             if self._wait_ready(timeout=30.0):
                 return
             self._kill()
         pytest.fail(
-            f"moto did not start on 127.0.0.1:{self.port} ({attempts} attempt(s)); "
+            f"{self.what} did not start on 127.0.0.1:{self.port} ({attempts} attempt(s)); "
             f"log:\n{self.log()}"
         )
 
     def _wait_ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=2.0, trust_env=False) as client:
-            while time.monotonic() < deadline:
-                assert self.proc is not None
-                if self.proc.poll() is not None:
-                    return False  # e.g. the port was taken meanwhile
-                try:
-                    client.get(f"{self.endpoint}/moto-api/")
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                return False  # e.g. the port was taken meanwhile
+            try:
+                if self.ready():
                     return True
-                except httpx.TransportError:
-                    time.sleep(0.05)
+            except (OSError, httpx.TransportError):
+                pass
+            time.sleep(0.05)
         return False
 
-    def stop(self) -> None:
-        """SIGTERM, then waits until the process is gone and the port refuses connections."""
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Sends `sig` (SIGKILL: it dies at once, mid-command), waits until the process is gone
+        and the port refuses connections."""
         if self.proc is None:
             return
-        self.proc.send_signal(signal.SIGTERM)
+        self.proc.send_signal(sig)
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
         self.proc = None
-        wait_port_closed(self.port, "moto")
+        assert self.port is not None
+        wait_port_closed(self.port, self.what)
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
 
     def _kill(self) -> None:
         if self.proc is not None:
@@ -149,6 +165,26 @@ class Moto:
         if not self._log.closed:
             self._log.flush()
         return self.log_path.read_text(errors="replace")[-3000:]
+
+
+class Moto(LoopbackServer):
+    """A moto server (S3 in memory)."""
+
+    what = "moto"
+
+    def __init__(self, log_dir: Path, name: str = "moto") -> None:
+        super().__init__(log_dir, name)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def argv(self, port: int) -> list[str]:
+        return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+
+    def ready(self) -> bool:
+        httpx.get(f"{self.endpoint}/moto-api/", timeout=2.0, trust_env=False)
+        return True
 
     def client(self) -> Any:
         """A boto3 S3 client for this server (path-style, no retries to hide failures)."""
