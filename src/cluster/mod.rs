@@ -314,20 +314,15 @@ impl Cluster {
     /// The key presigned URLs are signed with, the same on every replica:
     /// the one the first replica put in the store.
     pub(crate) async fn presign_secret(&self) -> Result<String, StoreError> {
-        let mut conn = self.conn.clone();
         let candidate = crate::http_util::hex(&rand::random::<[u8; 32]>());
-        let set: redis::RedisResult<()> = redis::cmd("SET")
+        let set = redis::cmd("SET")
             .arg(&self.keys.presign_secret)
             .arg(candidate)
             .arg("NX")
-            .query_async(&mut conn)
-            .await;
-        self.noted(set)?;
-        let secret: redis::RedisResult<String> = redis::cmd("GET")
-            .arg(&self.keys.presign_secret)
-            .query_async(&mut conn)
-            .await;
-        self.noted(secret)
+            .to_owned();
+        self.query::<()>(&set).await?;
+        self.query(redis::cmd("GET").arg(&self.keys.presign_secret))
+            .await
     }
 
     /// A change to the files made here, to be written to the store by the
@@ -374,22 +369,22 @@ impl Cluster {
     /// read, and makes each here (`apply`), in the store's order.
     pub(crate) async fn read_files(&self, mut apply: impl FnMut(&str)) -> Result<(), StoreError> {
         let mut last = self.files_read.lock().await;
-        let mut conn = self.conn.clone();
         loop {
             let start = if *last == "0-0" {
                 "-".to_owned()
             } else {
                 format!("({last}")
             };
-            let read: redis::RedisResult<Vec<(String, Vec<String>)>> = redis::cmd("XRANGE")
-                .arg(&self.keys.files)
-                .arg(start)
-                .arg("+")
-                .arg("COUNT")
-                .arg(FILE_EVENTS_PER_READ)
-                .query_async(&mut conn)
-                .await;
-            let read = self.noted(read)?;
+            let read: Vec<(String, Vec<String>)> = self
+                .query(
+                    redis::cmd("XRANGE")
+                        .arg(&self.keys.files)
+                        .arg(start)
+                        .arg("+")
+                        .arg("COUNT")
+                        .arg(FILE_EVENTS_PER_READ),
+                )
+                .await?;
             let full = read.len() == FILE_EVENTS_PER_READ;
             for (id, fields) in read {
                 let field = |name: &str| {
@@ -454,6 +449,21 @@ impl Cluster {
         }
     }
 
+    /// Runs a script, its failure noted ([`noted`](Self::noted)).
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn.clone();
+        self.noted(invocation.invoke_async(&mut conn).await)
+    }
+
+    /// Sends a command, its failure noted ([`noted`](Self::noted)).
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        let mut conn = self.conn.clone();
+        self.noted(cmd.query_async(&mut conn).await)
+    }
+
     /// Whether the store answers now (a `PING` answered within
     /// [`HEALTH_TIMEOUT`]); `Err` says why not.
     pub(crate) async fn check(&self) -> Result<(), StoreError> {
@@ -474,12 +484,9 @@ impl Cluster {
     /// version, and when it moved, one read of the rules. After another
     /// replica's reset, also reloads this replica's fixtures from disk.
     pub(crate) async fn sync(&self, engine: &Arc<RuleEngine>) -> Result<Synced, StoreError> {
-        let mut conn = self.conn.clone();
-        let version: redis::RedisResult<Option<u64>> = redis::cmd("GET")
-            .arg(&self.keys.version)
-            .query_async(&mut conn)
-            .await;
-        let version = self.noted(version)?.unwrap_or(0);
+        let version: Result<Option<u64>, StoreError> =
+            self.query(redis::cmd("GET").arg(&self.keys.version)).await;
+        let version = version?.unwrap_or(0);
         if version == self.version.load(Ordering::SeqCst) {
             return Ok(Synced::Rules);
         }
@@ -488,18 +495,18 @@ impl Cluster {
             return Ok(Synced::Rules);
         }
         let k = &self.keys;
-        let read: redis::RedisResult<Vec<String>> = self
-            .scripts
-            .read_rules
-            .key(&k.version)
-            .key(&k.epoch)
-            .key(&k.cleared)
-            .key(&k.removed)
-            .key(&k.order)
-            .key(&k.rules)
-            .invoke_async(&mut conn)
-            .await;
-        let read = self.noted(read)?;
+        let read: Vec<String> = self
+            .run(
+                self.scripts
+                    .read_rules
+                    .key(&k.version)
+                    .key(&k.epoch)
+                    .key(&k.cleared)
+                    .key(&k.removed)
+                    .key(&k.order)
+                    .key(&k.rules),
+            )
+            .await?;
         let number = |i: usize| read.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
         let (version, epoch, cleared, removed_count) = (
             number(0),
@@ -618,9 +625,8 @@ impl Cluster {
         for (id, text) in &written {
             invocation.arg(id).arg(text);
         }
-        let mut conn = self.conn.clone();
-        let answer: redis::RedisResult<Vec<String>> = invocation.invoke_async(&mut conn).await;
-        let mut answer = self.noted(answer)?.into_iter();
+        let answer: Vec<String> = self.run(&invocation).await?;
+        let mut answer = answer.into_iter();
         let outcome = match answer.next().as_deref() {
             Some("ok") => Ok(answer.collect()),
             _ => Err(answer.next().unwrap_or_default()),
@@ -638,21 +644,21 @@ impl Cluster {
         self.sync(engine).await?;
         let k = &self.keys;
         let fixture = if engine.has_fixture(id) { "1" } else { "0" };
-        let mut conn = self.conn.clone();
-        let removed: redis::RedisResult<u64> = self
-            .scripts
-            .remove_rule
-            .key(&k.ids)
-            .key(&k.order)
-            .key(&k.rules)
-            .key(&k.removed)
-            .key(&k.version)
-            .arg(id)
-            .arg(fixture)
-            .arg(token())
-            .invoke_async(&mut conn)
+        let removed: Result<u64, StoreError> = self
+            .run(
+                self.scripts
+                    .remove_rule
+                    .key(&k.ids)
+                    .key(&k.order)
+                    .key(&k.rules)
+                    .key(&k.removed)
+                    .key(&k.version)
+                    .arg(id)
+                    .arg(fixture)
+                    .arg(token()),
+            )
             .await;
-        let removed = self.noted(removed)? == 1;
+        let removed = removed? == 1;
         self.sync(engine).await?;
         Ok(removed)
     }
@@ -663,20 +669,20 @@ impl Cluster {
         self.sync(engine).await?;
         let had = engine.entries().len();
         let k = &self.keys;
-        let mut conn = self.conn.clone();
-        let cleared: redis::RedisResult<u64> = self
-            .scripts
-            .clear_rules
-            .key(&k.ids)
-            .key(&k.order)
-            .key(&k.rules)
-            .key(&k.removed)
-            .key(&k.cleared)
-            .key(&k.version)
-            .arg(token())
-            .invoke_async(&mut conn)
+        let cleared: Result<u64, StoreError> = self
+            .run(
+                self.scripts
+                    .clear_rules
+                    .key(&k.ids)
+                    .key(&k.order)
+                    .key(&k.rules)
+                    .key(&k.removed)
+                    .key(&k.cleared)
+                    .key(&k.version)
+                    .arg(token()),
+            )
             .await;
-        self.noted(cleared)?;
+        cleared?;
         self.sync(engine).await?;
         Ok(had)
     }
@@ -685,27 +691,27 @@ impl Cluster {
     /// replica reloads its fixtures when it next syncs, this one now.
     pub(crate) async fn reset(&self, engine: &Arc<RuleEngine>) -> Result<(), StoreError> {
         let k = &self.keys;
-        let mut conn = self.conn.clone();
-        let reset: redis::RedisResult<u64> = self
-            .scripts
-            .reset
-            .key(&k.ids)
-            .key(&k.order)
-            .key(&k.rules)
-            .key(&k.removed)
-            .key(&k.cleared)
-            .key(&k.counters)
-            .key(&k.draws)
-            .key(&k.journal)
-            .key(&k.journal_bytes)
-            .key(&k.files)
-            .key(&k.epoch)
-            .key(&k.version)
-            .arg(token())
-            .arg(token())
-            .invoke_async(&mut conn)
+        let reset: Result<u64, StoreError> = self
+            .run(
+                self.scripts
+                    .reset
+                    .key(&k.ids)
+                    .key(&k.order)
+                    .key(&k.rules)
+                    .key(&k.removed)
+                    .key(&k.cleared)
+                    .key(&k.counters)
+                    .key(&k.draws)
+                    .key(&k.journal)
+                    .key(&k.journal_bytes)
+                    .key(&k.files)
+                    .key(&k.epoch)
+                    .key(&k.version)
+                    .arg(token())
+                    .arg(token()),
+            )
             .await;
-        self.noted(reset)?;
+        reset?;
         self.sync(engine).await.map(drop)
     }
 
@@ -718,7 +724,6 @@ impl Cluster {
         let entries = engine.entries();
         let epoch = self.epoch.load(Ordering::SeqCst);
         let mut statuses = Vec::with_capacity(entries.len());
-        let mut conn = self.conn.clone();
         for chunk in entries.chunks(5_000) {
             let mut fields = Vec::with_capacity(chunk.len() * 2);
             for entry in chunk {
@@ -726,12 +731,9 @@ impl Cluster {
                 fields.push(format!("{key}:m"));
                 fields.push(format!("{key}:f"));
             }
-            let counts: redis::RedisResult<Vec<Option<u64>>> = redis::cmd("HMGET")
-                .arg(&self.keys.counters)
-                .arg(&fields)
-                .query_async(&mut conn)
-                .await;
-            let counts = self.noted(counts)?;
+            let counts: Vec<Option<u64>> = self
+                .query(redis::cmd("HMGET").arg(&self.keys.counters).arg(&fields))
+                .await?;
             for (i, entry) in chunk.iter().enumerate() {
                 let count = |j: usize| counts.get(j).copied().flatten().unwrap_or(0);
                 statuses.push(entry.status_with(count(2 * i), count(2 * i + 1)));
@@ -751,19 +753,19 @@ impl Cluster {
             reason: format!("a journal record could not be written: {e}"),
         })?;
         let k = &self.keys;
-        let mut conn = self.conn.clone();
-        let pushed: redis::RedisResult<u64> = self
-            .scripts
-            .journal_push
-            .key(&k.journal)
-            .key(&k.journal_seq)
-            .key(&k.journal_bytes)
-            .arg(text)
-            .arg(self.journal_entries)
-            .arg(self.journal_bytes)
-            .invoke_async(&mut conn)
+        let pushed: Result<u64, StoreError> = self
+            .run(
+                self.scripts
+                    .journal_push
+                    .key(&k.journal)
+                    .key(&k.journal_seq)
+                    .key(&k.journal_bytes)
+                    .arg(text)
+                    .arg(self.journal_entries)
+                    .arg(self.journal_bytes),
+            )
             .await;
-        self.noted(pushed).map(drop)
+        pushed.map(drop)
     }
 
     /// The records journaled after `seq` by every replica, oldest first,
@@ -774,15 +776,15 @@ impl Cluster {
         seq: u64,
     ) -> Result<(Vec<Arc<RequestRecord>>, u64), StoreError> {
         let k = &self.keys;
-        let mut conn = self.conn.clone();
-        let read: redis::RedisResult<Vec<String>> = self
-            .scripts
-            .journal_read
-            .key(&k.journal)
-            .key(&k.journal_seq)
-            .invoke_async(&mut conn)
+        let read: Result<Vec<String>, StoreError> = self
+            .run(
+                self.scripts
+                    .journal_read
+                    .key(&k.journal)
+                    .key(&k.journal_seq),
+            )
             .await;
-        let read = self.noted(read)?;
+        let read = read?;
         let last = read
             .first()
             .and_then(|v| v.parse::<u64>().ok())
@@ -830,13 +832,14 @@ impl Cluster {
 
     /// Empties the journal of every replica (its seq goes on).
     pub(crate) async fn clear_journal(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        let cleared: redis::RedisResult<()> = redis::cmd("DEL")
-            .arg(&self.keys.journal)
-            .arg(&self.keys.journal_bytes)
-            .query_async(&mut conn)
+        let cleared: Result<(), StoreError> = self
+            .query(
+                redis::cmd("DEL")
+                    .arg(&self.keys.journal)
+                    .arg(&self.keys.journal_bytes),
+            )
             .await;
-        self.noted(cleared)
+        cleared
     }
 }
 
@@ -869,19 +872,20 @@ impl Counters for SharedCounters<'_> {
 
     async fn count(&self, entry: &Entry, draw: bool) -> Result<Count, StoreError> {
         let cluster = self.cluster;
-        let mut conn = cluster.conn.clone();
-        let counted: redis::RedisResult<(u8, u64)> = cluster
-            .scripts
-            .count
-            .key(&cluster.keys.counters)
-            .key(&cluster.keys.draws)
-            .arg(entry.key_at(self.epoch))
-            .arg(entry.rule().when.after)
-            .arg(Self::times(entry))
-            .arg(if draw { "1" } else { "0" })
-            .invoke_async(&mut conn)
+        let counted: Result<(u8, u64), StoreError> = cluster
+            .run(
+                cluster
+                    .scripts
+                    .count
+                    .key(&cluster.keys.counters)
+                    .key(&cluster.keys.draws)
+                    .arg(entry.key_at(self.epoch))
+                    .arg(entry.rule().when.after)
+                    .arg(Self::times(entry))
+                    .arg(if draw { "1" } else { "0" }),
+            )
             .await;
-        Ok(match cluster.noted(counted)? {
+        Ok(match counted? {
             (0, matched) => Count::After(matched),
             (1, fired) => Count::Times(fired),
             (2, seq) => Count::Draw(seq),
@@ -895,16 +899,17 @@ impl Counters for SharedCounters<'_> {
 
     async fn claim(&self, entry: &Entry) -> Result<bool, StoreError> {
         let cluster = self.cluster;
-        let mut conn = cluster.conn.clone();
-        let claimed: redis::RedisResult<u8> = cluster
-            .scripts
-            .claim
-            .key(&cluster.keys.counters)
-            .arg(entry.key_at(self.epoch))
-            .arg(Self::times(entry))
-            .invoke_async(&mut conn)
+        let claimed: Result<u8, StoreError> = cluster
+            .run(
+                cluster
+                    .scripts
+                    .claim
+                    .key(&cluster.keys.counters)
+                    .arg(entry.key_at(self.epoch))
+                    .arg(Self::times(entry)),
+            )
             .await;
-        Ok(cluster.noted(claimed)? == 1)
+        Ok(claimed? == 1)
     }
 }
 
